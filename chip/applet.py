@@ -1,0 +1,115 @@
+"""The applet model (after Java Card's `Applet`): select / deselect / process.
+
+An application declares its file tree and a command table `{(CLA << 8) | INS:
+method name}`; the card OS dispatches by dict lookup on the selected applet.
+Handlers take a decoded `Command` and return `(data, sw)` or raise CardError.
+Mechanisms every application shares (READ RECORD over declared record files,
+the FCI, access checks) live here once.
+"""
+
+from .fs import LINEAR
+from .ber import ber_tlv
+from .sw import (
+    SW_COMMAND_NOT_ALLOWED_NO_EF,
+    SW_FILE_NOT_FOUND,
+    SW_INCOMPATIBLE_FILE_STRUCTURE,
+    SW_OK,
+    SW_RECORD_NOT_FOUND,
+    SW_SECURITY_STATUS_NOT_SATISFIED,
+    SW_WRONG_LENGTH,
+    SW_WRONG_P1P2,
+    CardError,
+)
+
+READ_RECORD = 0x00B2
+
+
+class Applet:
+    """Base applet; on its own it is the master file's context (no application selected)."""
+
+    NAME = "mf"
+    ROOT = None  # the application's top DF, declared by subclasses
+    COMMANDS: dict[int, str] = {READ_RECORD: "read_record"}
+
+    def __init__(self, card, store):
+        self.card = card
+        self.store = store
+        self.commands = {key: getattr(self, name) for key, name in self.COMMANDS.items()}
+        self.classes = frozenset(key >> 8 for key in self.COMMANDS)
+
+    # -- lifecycle hooks -------------------------------------------------
+    def select(self, node) -> int:
+        """The application becomes the selected one; return the SELECT status word."""
+        return SW_OK
+
+    def reselect(self, node) -> int:
+        """Another file inside the already selected application is selected."""
+        return SW_OK
+
+    def deselect(self) -> None:
+        """Leaving the application, or reset/power-down: drop the session's security state."""
+
+    def power_up(self) -> None:
+        """Called at every reset, after volatile state is cleared (state-triggered rules)."""
+
+    # -- security --------------------------------------------------------
+    def satisfies(self, rule: int) -> bool:
+        """Whether the session meets any condition in `rule` (see chip.fs access bits)."""
+        return False
+
+    # -- FCI ---------------------------------------------------------------
+    def fci_proprietary(self, node) -> bytes:
+        """Content of the FCI proprietary template `A5` for DF `node`."""
+        return b""
+
+    def fci(self, node) -> bytes:
+        """FCI template `6F`: DF name `84` and proprietary template `A5`."""
+        body = ber_tlv(0x84, node.name) if node.name else b""
+        proprietary = self.fci_proprietary(node)
+        if proprietary:
+            body += ber_tlv(0xA5, proprietary)
+        return ber_tlv(0x6F, body)
+
+    # -- generic commands --------------------------------------------------
+    def read_record(self, cmd):
+        """READ RECORD (00 B2) in the four addressing modes of SPEC §2.1.
+
+        P2 = SFI<<3 | mode: mode 4 = record number P1, mode 0 = record
+        identifier (tag) P1; SFI 0 = the current EF. Selecting by SFI makes the
+        EF current, as ISO 7816-4 says.
+        """
+        if cmd.data:
+            raise CardError(SW_WRONG_LENGTH)
+        p2 = cmd.p2
+        mode = p2 & 7
+        if mode != 4 and mode != 0:
+            raise CardError(SW_WRONG_P1P2)
+        card = self.card
+        sfi = p2 >> 3
+        if sfi:
+            if sfi == 31:
+                raise CardError(SW_WRONG_P1P2)
+            ef = card.current_df.by_sfi.get(sfi)
+            if ef is None:
+                raise CardError(SW_FILE_NOT_FOUND)
+            card.current_ef = ef
+        else:
+            ef = card.current_ef
+            if ef is None:
+                raise CardError(SW_COMMAND_NOT_ALLOWED_NO_EF)
+        if ef.structure is not LINEAR:
+            raise CardError(SW_INCOMPATIBLE_FILE_STRUCTURE)
+        content = self.store.objects[ef.key]
+        p1 = cmd.p1
+        if mode == 4:
+            number = p1
+            record = content.by_number(p1)
+        else:
+            number = content.number_of(p1)
+            record = content.records[number - 1] if number else None
+        if record is None:
+            raise CardError(SW_RECORD_NOT_FOUND)
+        rule = ef.read_records.get(number, ef.read) if ef.read_records else ef.read
+        if rule and not self.satisfies(rule):
+            raise CardError(SW_SECURITY_STATUS_NOT_SATISFIED)
+        return record, SW_OK

@@ -1,0 +1,120 @@
+"""The file system declared as data (after pySim's `filesystem.py`).
+
+DFs and EFs are plain declarations: FID, SFI, DF name, structure, the
+persistent object that holds an EF's content, and access rules. The tree is
+static and shared by every card; per-card content lives in the card's `Store`
+under each EF's `key`. SELECT and READ RECORD are generic code walking these
+declarations, so a new application only declares its files.
+"""
+
+from .ber import ber_tlv
+
+# Access rules: a bit set of security conditions, any one of which suffices.
+ALWAYS = 0
+PIN = 0x01  # the application's PIN verified in this session
+EXTERNAL_AUTH = 0x02  # external authentication with the application's key
+NEVER = 0x8000  # no condition can be satisfied
+
+LINEAR = "linear"
+TRANSPARENT = "transparent"
+
+
+class Node:
+    __slots__ = ("fid", "parent", "label")
+
+    is_df = False
+
+    def __init__(self, fid: int | None, label: str):
+        self.fid = fid
+        self.parent = None
+        self.label = label
+
+    def path(self) -> str:
+        parts, node = [], self
+        while node is not None:
+            parts.append(f"{node.fid:04X}" if node.fid is not None else node.label)
+            node = node.parent
+        return "/".join(reversed(parts))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.label} {self.path()}>"
+
+
+class EF(Node):
+    """An elementary file; `key` names its content in the card's store."""
+
+    __slots__ = ("sfi", "key", "structure", "read", "read_records", "update")
+
+    def __init__(self, fid, sfi, key, structure, label, read=ALWAYS, read_records=None, update=NEVER):
+        super().__init__(fid, label)
+        self.sfi = sfi
+        self.key = key
+        self.structure = structure
+        self.read = read
+        self.read_records = read_records or {}
+        self.update = update
+
+    def read_rule(self, number: int) -> int:
+        return self.read_records.get(number, self.read)
+
+    def fcp(self) -> bytes:
+        """FCP template `62`: file descriptor, FID, SFI."""
+        descriptor = b"\x02\x21" if self.structure == LINEAR else b"\x01\x21"
+        body = ber_tlv(0x82, descriptor) + ber_tlv(0x83, self.fid.to_bytes(2, "big"))
+        if self.sfi:
+            body += ber_tlv(0x88, bytes((self.sfi << 3,)))
+        return ber_tlv(0x62, body)
+
+
+def LinearEF(fid, sfi, key, label, **rules) -> EF:
+    return EF(fid, sfi, key, LINEAR, label, **rules)
+
+
+def TransparentEF(fid, sfi, key, label, **rules) -> EF:
+    return EF(fid, sfi, key, TRANSPARENT, label, **rules)
+
+
+class DF(Node):
+    """A dedicated file: MF, DDF, DF or ADF. `name` is its DF name (AID), if any."""
+
+    __slots__ = ("name", "children", "by_fid", "by_sfi")
+
+    is_df = True
+
+    def __init__(self, fid, label, name: bytes | None = None, children=()):
+        super().__init__(fid, label)
+        self.name = name
+        self.children = list(children)
+        self.by_fid = {}
+        self.by_sfi = {}
+        for child in self.children:
+            child.parent = self
+            if child.fid is not None:
+                self.by_fid[child.fid] = child
+            if not child.is_df and child.sfi:
+                self.by_sfi[child.sfi] = child
+
+    def fcp(self) -> bytes:
+        """FCP template `62` of a DF: descriptor `38`, FID, DF name."""
+        body = ber_tlv(0x82, b"\x38")
+        if self.fid is not None:
+            body += ber_tlv(0x83, self.fid.to_bytes(2, "big"))
+        if self.name:
+            body += ber_tlv(0x84, self.name)
+        return ber_tlv(0x62, body)
+
+    def walk(self):
+        yield self
+        for child in self.children:
+            if child.is_df:
+                yield from child.walk()
+            else:
+                yield child
+
+
+MF_FID = 0x3F00
+
+
+def master_file(applications) -> DF:
+    """The MF `3F00` with the applications' top DFs as children."""
+    return DF(MF_FID, "MF", children=applications)

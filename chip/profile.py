@@ -1,0 +1,240 @@
+"""Card profiles: the TOML description a card is personalised from.
+
+Every field is checked when the profile is loaded, and a problem is reported
+in one line that names the file and the field (`holder.id_number: ...`), so a
+user fixes it without reading code. Shipped profiles live in
+`chip/profiles/NAME.toml`; any other TOML file can be given by path.
+"""
+
+import datetime
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import idnumber
+from .atr import DEFAULT_HISTORICAL
+from .pin import valid_digits
+
+SHIPPED = Path(__file__).with_name("profiles")
+
+ALGORITHMS = {"3des": 0x01, "sm4": 0x04}
+NAME_BYTES, NAME_EXTENSION_BYTES = 30, 20
+KEY_NAMES = ("ssse_rk", "ssse_irk", "ssse_stk", "ssse_puk", "fin_imk_ac", "fin_imk_smi", "fin_imk_smc")
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be used; the message is one line naming the field."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    source: str
+    # holder (EF06)
+    holder_name: str
+    id_number: str
+    gender: str  # "1" male, "2" female (EF06 item 0A)
+    ethnicity: int
+    birthplace: str
+    birth_date: datetime.date
+    # card (EF05)
+    card_number: str
+    region_code: str
+    serial: bytes
+    card_type: str
+    spec_version: str
+    institution: bytes
+    issue_date: datetime.date | None  # None: the day of personalisation
+    expiry_date: datetime.date | None
+    validity_years: int
+    atr_historical: bytes
+    # SSSE application
+    initial_pin: str
+    pin_tries: int
+    activation_deadline_days: int
+    algorithm_flag: int
+    keys: dict
+
+    def dates(self, today: datetime.date) -> tuple[datetime.date, datetime.date]:
+        """Issue and expiry dates of a card personalised on `today`."""
+        issue = self.issue_date or today
+        expiry = self.expiry_date or _add_years(issue, self.validity_years)
+        if expiry <= issue:
+            raise ProfileError(f"{self.source}: card.expiry_date: {expiry} is not after the issue date {issue}")
+        return issue, expiry
+
+    def name_fields(self) -> tuple[bytes, bytes]:
+        """The holder name split into EF06 item 09 (30 bytes) and 4E (20 bytes), GBK, on character boundaries."""
+        head, tail = b"", b""
+        for ch in self.holder_name:
+            code = ch.encode("gbk")
+            if not tail and len(head) + len(code) <= NAME_BYTES:
+                head += code
+            else:
+                tail += code
+        return head, tail
+
+
+def _add_years(day: datetime.date, years: int) -> datetime.date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
+
+
+def shipped_names() -> list[str]:
+    return sorted(p.stem for p in SHIPPED.glob("*.toml"))
+
+
+def load_profile(profile: str | os.PathLike = "default") -> Profile:
+    """Load a shipped profile by name, or a TOML file by path, and validate it."""
+    text = os.fspath(profile)
+    path = Path(text)
+    if not (text.endswith(".toml") or os.sep in text or path.exists()):
+        path = SHIPPED / f"{text}.toml"
+        if not path.exists():
+            raise ProfileError(f"no shipped profile {text!r} (shipped: {', '.join(shipped_names())}; or give a .toml path)")
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ProfileError(f"{path}: no such profile file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{path}: not valid TOML ({exc})") from None
+    return parse_profile(data, name=path.stem, source=str(path))
+
+
+class _Fields:
+    """Typed access to the profile's tables, each failure naming `table.field`."""
+
+    def __init__(self, data: dict, source: str):
+        self.data = data
+        self.source = source
+
+    def fail(self, field: str, why: str):
+        raise ProfileError(f"{self.source}: {field}: {why}")
+
+    def get(self, field: str, kind, default=...):
+        table, _, key = field.partition(".")
+        section = self.data.get(table, {})
+        if not isinstance(section, dict):
+            self.fail(table, "must be a table")
+        if key not in section:
+            if default is ...:
+                self.fail(field, "missing")
+            return default
+        value = section[key]
+        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            self.fail(field, f"must be {names}, got {type(value).__name__} {value!r}")
+        return value
+
+    def digits(self, field: str, count: int, default=...) -> str:
+        value = self.get(field, str, default)
+        if not (len(value) == count and value.isdigit()):
+            self.fail(field, f"must be {count} digits, got {value!r}")
+        return value
+
+    def hexbytes(self, field: str, count: int, default=...) -> bytes:
+        value = self.get(field, str, default)
+        try:
+            raw = bytes.fromhex(value)
+        except ValueError:
+            self.fail(field, f"must be hexadecimal, got {value!r}")
+        if count and len(raw) != count:
+            self.fail(field, f"must be {count} bytes ({2 * count} hex digits), got {len(raw)}")
+        return raw
+
+    def date(self, field: str, default=...) -> datetime.date | None:
+        value = self.get(field, (datetime.date, str), default)
+        if value is None or isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+            return value
+        if isinstance(value, datetime.datetime):
+            self.fail(field, "must be a date (YYYY-MM-DD), not a date-time")
+        try:
+            return datetime.date.fromisoformat(value)
+        except ValueError:
+            self.fail(field, f"must be a date YYYY-MM-DD, got {value!r}")
+
+
+def parse_profile(data: dict, name: str = "profile", source: str = "profile") -> Profile:
+    f = _Fields(data, source)
+
+    holder_name = f.get("holder.name", str)
+    if not holder_name.strip():
+        f.fail("holder.name", "must not be empty")
+    try:
+        encoded = holder_name.encode("gbk")
+    except UnicodeEncodeError as exc:
+        f.fail("holder.name", f"{holder_name[exc.start]!r} cannot be encoded in GBK")
+    if len(encoded) > NAME_BYTES + NAME_EXTENSION_BYTES:
+        f.fail("holder.name", f"is {len(encoded)} bytes in GBK, at most {NAME_BYTES}+{NAME_EXTENSION_BYTES} fit")
+
+    id_number = f.get("holder.id_number", str).upper()
+    why = idnumber.problem(id_number)
+    if why:
+        f.fail("holder.id_number", why)
+    birth_date = f.date("holder.birth_date")
+    if idnumber.birth_date(id_number) != birth_date:
+        f.fail("holder.id_number", f"birth date {id_number[6:14]} disagrees with holder.birth_date {birth_date}")
+
+    gender = f.get("holder.gender", str)
+    if gender not in ("male", "female"):
+        f.fail("holder.gender", f"must be 'male' or 'female', got {gender!r}")
+    if (gender == "male") != idnumber.is_male(id_number):
+        f.fail("holder.gender", f"is {gender} but the ID number's 17th digit says {'male' if idnumber.is_male(id_number) else 'female'}")
+
+    ethnicity = f.get("holder.ethnicity", int)
+    if not (1 <= ethnicity <= 56 or ethnicity in (97, 98)):
+        f.fail("holder.ethnicity", f"must be a GB/T 3304 code 1-56, 97 or 98, got {ethnicity}")
+
+    region_code = f.digits("card.region_code", 6)
+    card_number = f.get("card.number", str)
+    if len(card_number) != 9 or not card_number.isascii() or not card_number.isalnum():
+        f.fail("card.number", f"must be 9 ASCII letters or digits, got {card_number!r}")
+    card_type = f.get("card.type", str, "3")
+    if len(card_type) != 1 or not card_type.isascii():
+        f.fail("card.type", f"must be one ASCII character, got {card_type!r}")
+    spec_version = f.get("card.spec_version", str, "3.00")
+    if len(spec_version) != 4 or not spec_version.isascii():
+        f.fail("card.spec_version", f"must be 4 ASCII characters like '3.00', got {spec_version!r}")
+
+    issue = f.get("card.issue_date", (datetime.date, str), "personalisation")
+    issue_date = None if issue == "personalisation" else f.date("card.issue_date")
+    expiry_date = f.date("card.expiry_date", None)
+    validity_years = f.get("card.validity_years", int, 10)
+    if not 1 <= validity_years <= 50:
+        f.fail("card.validity_years", f"must be 1-50, got {validity_years}")
+    if issue_date and expiry_date and expiry_date <= issue_date:
+        f.fail("card.expiry_date", f"{expiry_date} is not after card.issue_date {issue_date}")
+
+    historical = f.hexbytes("card.atr_historical", 0, DEFAULT_HISTORICAL.hex())
+    if len(historical) > 15:
+        f.fail("card.atr_historical", f"at most 15 bytes fit in an ATR, got {len(historical)}")
+
+    initial_pin = f.get("ssse.initial_pin", str, "123456")
+    if not valid_digits(initial_pin):
+        f.fail("ssse.initial_pin", f"must be 4-12 digits, got {initial_pin!r}")
+    pin_tries = f.get("ssse.pin_tries", int, 6)
+    if not 1 <= pin_tries <= 15:
+        f.fail("ssse.pin_tries", f"must be 1-15 (63Cx holds it in 4 bits), got {pin_tries}")
+    deadline = f.get("ssse.activation_deadline_days", int, 300)
+    if not 1 <= deadline <= 3650:
+        f.fail("ssse.activation_deadline_days", f"must be 1-3650, got {deadline}")
+    algorithm = f.get("ssse.algorithm", str, "sm4").lower()
+    if algorithm not in ALGORITHMS:
+        f.fail("ssse.algorithm", f"must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+
+    keys = {key: f.hexbytes(f"keys.{key}", 16) for key in KEY_NAMES}
+
+    return Profile(
+        name=name, source=source, holder_name=holder_name, id_number=id_number,
+        gender="1" if gender == "male" else "2", ethnicity=ethnicity,
+        birthplace=f.digits("holder.birthplace", 6), birth_date=birth_date,
+        card_number=card_number, region_code=region_code, serial=f.hexbytes("card.serial", 8),
+        card_type=card_type, spec_version=spec_version, institution=f.hexbytes("card.institution", 12),
+        issue_date=issue_date, expiry_date=expiry_date, validity_years=validity_years,
+        atr_historical=historical, initial_pin=initial_pin, pin_tries=pin_tries,
+        activation_deadline_days=deadline, algorithm_flag=ALGORITHMS[algorithm], keys=keys,
+    )

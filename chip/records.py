@@ -1,0 +1,49 @@
+"""Linear record files holding simple-TLV records (`tag len value`).
+
+A record's identifier is its first byte, the tag, so READ RECORD can address
+a record by number or by identifier (SPEC §2.1).
+"""
+
+from .store import Persistent, register
+
+
+def tlv(tag: int, value: bytes) -> bytes:
+    """One simple-TLV record (value up to 254 bytes, one-byte length)."""
+    return bytes((tag, len(value))) + value
+
+
+@register
+class Records(Persistent):
+    """The records of one linear EF, numbered from 1."""
+
+    KIND = "records"
+    __slots__ = ("records",)
+
+    def __init__(self, records=()):
+        self.records = tuple(records)
+
+    def dump(self):
+        return list(self.records)
+
+    @classmethod
+    def load(cls, value):
+        return cls(value)
+
+    def by_number(self, number: int) -> bytes | None:
+        records = self.records
+        if 0 < number <= len(records):
+            return records[number - 1]
+        return None
+
+    def by_identifier(self, tag: int) -> bytes | None:
+        for record in self.records:
+            if record[0] == tag:
+                return record
+        return None
+
+    def number_of(self, tag: int) -> int:
+        """Record number of the first record with identifier `tag`, or 0."""
+        for number, record in enumerate(self.records, 1):
+            if record[0] == tag:
+                return number
+        return 0
