@@ -15,6 +15,7 @@ from .sw import (
     SW_INCOMPATIBLE_FILE_STRUCTURE,
     SW_OK,
     SW_RECORD_NOT_FOUND,
+    SW_REFERENCED_DATA_NOT_FOUND,
     SW_SECURITY_STATUS_NOT_SATISFIED,
     SW_WRONG_LENGTH,
     SW_WRONG_P1P2,
@@ -22,6 +23,7 @@ from .sw import (
 )
 
 READ_RECORD = 0x00B2
+VERIFY = 0x0020
 
 
 class Applet:
@@ -29,7 +31,7 @@ class Applet:
 
     NAME = "mf"
     ROOT = None  # the application's top DF, declared by subclasses
-    COMMANDS: dict[int, str] = {READ_RECORD: "read_record"}
+    COMMANDS: dict[int, str] = {READ_RECORD: "read_record", VERIFY: "verify"}
 
     def __init__(self, card, store):
         self.card = card
@@ -71,6 +73,10 @@ class Applet:
         return ber_tlv(0x6F, body)
 
     # -- generic commands --------------------------------------------------
+    def verify(self, cmd):
+        """VERIFY where no PIN exists (the MF): the referenced PIN is not found."""
+        raise CardError(SW_REFERENCED_DATA_NOT_FOUND)
+
     def read_record(self, cmd):
         """READ RECORD (00 B2) in the four addressing modes of SPEC §2.1.
 

@@ -6,7 +6,7 @@ about the files is declared here as data; the commands are the shared
 mechanisms of `chip.applet` and `chip.pin` plus the SSSE's own PIN commands.
 """
 
-from .applet import READ_RECORD, Applet
+from .applet import READ_RECORD, VERIFY, Applet
 from .fs import DF, EXTERNAL_AUTH, PIN, LinearEF, TransparentEF
 from .items import BINARY, BYTE, Ascii, Bcd, BcdDate, Gbk, Item
 from .pin import Pin, pack, well_formed
@@ -63,7 +63,7 @@ class SsseApplet(Applet):
     ROOT = DDF
     COMMANDS = {
         READ_RECORD: "read_record",
-        0x0020: "verify",
+        VERIFY: "verify",
         0x805E: "change_pin",
     }
 
@@ -97,6 +97,24 @@ class SsseApplet(Applet):
             initial_pin=pack(profile.initial_pin),
             deadline_days=profile.activation_deadline_days,
         ))
+
+    # -- inspection (host tools, not an APDU path) ------------------------------
+    def describe(self) -> dict:
+        """Decoded records, PIN and state, for `sscard info`."""
+        fields = {}
+        for key in ("ssse.ef05", "ssse.ef06"):
+            for record in self.store[key].records:
+                item = ITEMS.get(record[0])
+                if item is not None:
+                    value = item.value(record)
+                    fields[item.name] = value.hex().upper() if isinstance(value, bytes) else value
+        algorithms = {0x01: "3DES", 0x04: "SM4"}
+        return {
+            "lifecycle": self.state.lifecycle,
+            "algorithm": f"{algorithms.get(self.state.algorithm, '?')} (flag {self.state.algorithm:02X})",
+            "PIN tries left": f"{self.pin.tries} of {self.pin.limit}" + (" (blocked)" if self.pin.blocked else ""),
+            "records": fields,
+        }
 
     # -- session -------------------------------------------------------------
     def deselect(self) -> None:

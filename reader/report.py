@@ -1,0 +1,30 @@
+"""Human-readable APDU exchanges, shared by `sscard apdu`, the demo and (later) traces."""
+
+from chip.sw import meaning
+
+
+def spaced(data: bytes) -> str:
+    return data.hex(" ").upper()
+
+
+def parse_hex(text: str) -> bytes:
+    """Hex with optional spaces, colons or underscores; ValueError names the bad text."""
+    cleaned = "".join(ch for ch in text if ch not in " :_\t")
+    try:
+        return bytes.fromhex(cleaned)
+    except ValueError:
+        raise ValueError(f"not hexadecimal: {text!r}") from None
+
+
+def status_word(response: bytes) -> int:
+    return int.from_bytes(response[-2:], "big") if len(response) >= 2 else 0
+
+
+def exchange(command: bytes, response: bytes, note: str = "") -> str:
+    """Three lines: the command, the response data (if any), the SW and its meaning."""
+    sw = status_word(response)
+    lines = [f"> {spaced(command)}" + (f"    # {note}" if note else "")]
+    if len(response) > 2:
+        lines.append(f"< {spaced(response[:-2])}")
+    lines.append(f"< {sw:04X}  {meaning(sw)}")
+    return "\n".join(lines)
