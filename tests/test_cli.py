@@ -1,0 +1,105 @@
+"""The `sscard` command line: each subcommand, and one-line errors with a non-zero exit."""
+
+import subprocess
+import sys
+
+import pytest
+
+from chip import Card
+from chip.profile import SHIPPED
+from reader.cli import main
+
+SELECT_SSSE = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_personalize_then_info(tmp_path, capsys):
+    img = str(tmp_path / "card.img")
+    code, out, err = run(capsys, "--date", "2026-11-21", "personalize", "--state", img)
+    assert code == 0 and err == ""
+    assert "card T00000001, holder 李华" in out
+    code, out, err = run(capsys, "info", "--state", img)
+    assert code == 0
+    assert "PIN tries left   6 of 6" in out
+    assert "issue date                   2026-11-21" in out
+    assert "expiry date                  2036-11-21" in out
+    assert "name                         李华" in out
+    assert "lifecycle        issued" in out
+
+
+def test_personalize_refuses_to_overwrite(tmp_path, capsys):
+    img = str(tmp_path / "card.img")
+    assert run(capsys, "personalize", "--state", img)[0] == 0
+    Card.open(img)  # stays a valid image
+    code, out, err = run(capsys, "personalize", "--state", img)
+    assert code == 2 and err.count("\n") == 1
+    assert "already exists; add --force" in err
+    assert run(capsys, "personalize", "--force", "--state", img)[0] == 0
+
+
+def test_apdu_prints_command_data_sw_and_meaning(tmp_path, capsys):
+    img = str(tmp_path / "card.img")
+    run(capsys, "personalize", "--state", img)
+    code, out, err = run(capsys, "apdu", "--state", img, SELECT_SSSE, "00 20 00 00 03 11 11 11", "00B2012C00")
+    assert code == 0
+    assert "> 00 20 00 00 03 11 11 11\n< 63C5  verification failed, 5 tries left" in out
+    assert "< 01 10 11 01 00 D1 56 00 00 05 00 00 00 00 00 00 00 01\n< 9000  OK" in out
+    # the wrong PIN was counted in the image
+    assert Card.open(img).store["ssse.pin"].tries == 5
+
+
+def test_apdu_t0_answers_61xx(tmp_path, capsys):
+    img = str(tmp_path / "card.img")
+    run(capsys, "personalize", "--state", img)
+    code, out, _ = run(capsys, "apdu", "--t0", "--state", img, SELECT_SSSE, "00C000001B")
+    assert code == 0
+    assert "< 611B  27 more bytes available (GET RESPONSE)" in out
+    assert "< 6F 19 84 0F" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["apdu", "--state", "{img}", "zz"], "not hexadecimal: 'zz'"),
+    (["apdu", "--state", "{missing}", "00A4000000"], "no such card image"),
+    (["info", "--state", "{garbage}"], "not an sscard card image"),
+    (["personalize", "nosuchprofile", "--state", "{new}"], "no shipped profile 'nosuchprofile'"),
+    (["personalize", "{badprofile}", "--state", "{new}"], "holder.id_number"),
+])
+def test_errors_are_one_line(tmp_path, capsys, argv, message):
+    img = str(tmp_path / "card.img")
+    run(capsys, "personalize", "--state", img)
+    (tmp_path / "garbage.img").write_bytes(b"hello")
+    bad = tmp_path / "bad.toml"
+    text = (SHIPPED / "default.toml").read_text(encoding="utf-8")
+    bad.write_text(text.replace("110101199003071233", "110101199003071234"), encoding="utf-8")
+    names = {"img": img, "missing": str(tmp_path / "none.img"), "garbage": str(tmp_path / "garbage.img"),
+             "new": str(tmp_path / "new.img"), "badprofile": str(bad)}
+    code, out, err = run(capsys, *[a.format(**names) for a in argv])
+    assert code == 2
+    assert err.startswith("sscard: error: ") and err.count("\n") == 1
+    assert message in err
+    assert not (tmp_path / "new.img").exists()
+
+
+def test_demo_runs_the_scripted_session(capsys):
+    code, out, _ = run(capsys, "--date", "2026-11-21", "demo")
+    assert code == 0
+    # wrong PIN, right PIN, change PIN, old PIN refused, new PIN accepted - in that order
+    expected = ["63C5  verification failed, 5 tries left", "9000  OK", "6982  security status not satisfied"]
+    for text in expected:
+        assert text in out
+    assert out.index("VERIFY with a wrong PIN") < out.index("VERIFY with the initial PIN") < out.index("CHANGE PIN")
+    tail = out[out.index("CHANGE PIN"):]
+    assert tail.count("< 9000  OK") == 2 and "63C5" in tail
+    assert "< 09 1E C0 EE BB AA 00" in out  # the holder name in GBK
+
+
+def test_console_script_entry_point():
+    # the installed `sscard` command is reader.cli:main
+    result = subprocess.run([sys.executable, "-m", "reader.cli", "--date", "2026-11-21", "demo"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "VERIFY with the new PIN" in result.stdout
