@@ -13,7 +13,7 @@ from chip import Card
 from reader import SimReader
 
 SELECT = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
-GET_FCI = bytes.fromhex("00C0000019")
+GET_FCI = bytes.fromhex("00C000001B")
 VERIFY = bytes.fromhex("0020000003123456")
 READS = [bytes.fromhex(h) for h in (
     "00B2012C00", "00B2052C00", "00B2062C00", "00B2072C00",  # EF05 by record number

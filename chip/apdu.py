@@ -15,8 +15,9 @@ class Command:
     """One decoded command APDU.
 
     `ne` is the number of response bytes the terminal accepts; `le_present`
-    tells a case 2/4 command from a case 1/3 one (cards answer data to a case 3
-    SELECT too, up to 256 bytes, as real cards do). `case` is 1-4.
+    tells a case 2/4 command from a case 1/3 one. Without an Le field `ne` is
+    the short maximum (256; 65536 for extended): real cards answer FCI to a
+    case 3 SELECT too. `case` is 1-4.
     """
 
     __slots__ = ("cla", "ins", "p1", "p2", "data", "ne", "le_present", "case", "extended", "raw")
@@ -43,8 +44,8 @@ def parse(raw: bytes) -> Command:
     if n < 4:
         raise CardError(SW_WRONG_LENGTH)
     cla, ins, p1, p2 = raw[0], raw[1], raw[2], raw[3]
-    if n == 4:  # case 1
-        return Command(cla, ins, p1, p2, b"", 0, False, 1, False, raw)
+    if n == 4:  # case 1: like a missing Le in case 3, up to 256 bytes may come back
+        return Command(cla, ins, p1, p2, b"", SHORT_MAX, False, 1, False, raw)
     b4 = raw[4]
     if n == 5:  # case 2 short: Le = 00 means 256
         return Command(cla, ins, p1, p2, b"", b4 or SHORT_MAX, True, 2, False, raw)

@@ -8,11 +8,14 @@ the FCI, access checks) live here once.
 """
 
 from .fs import LINEAR
+from .apdu import EXTENDED_MAX, SHORT_MAX
 from .ber import ber_tlv
 from .sw import (
     SW_COMMAND_NOT_ALLOWED_NO_EF,
     SW_FILE_NOT_FOUND,
+    SW_END_OF_FILE,
     SW_INCOMPATIBLE_FILE_STRUCTURE,
+    SW_OFFSET_OUTSIDE_EF,
     SW_OK,
     SW_RECORD_NOT_FOUND,
     SW_REFERENCED_DATA_NOT_FOUND,
@@ -22,6 +25,7 @@ from .sw import (
     CardError,
 )
 
+READ_BINARY = 0x00B0
 READ_RECORD = 0x00B2
 VERIFY = 0x0020
 
@@ -31,7 +35,7 @@ class Applet:
 
     NAME = "mf"
     ROOT = None  # the application's top DF, declared by subclasses
-    COMMANDS: dict[int, str] = {READ_RECORD: "read_record", VERIFY: "verify"}
+    COMMANDS: dict[int, str] = {READ_RECORD: "read_record", READ_BINARY: "read_binary", VERIFY: "verify"}
 
     def __init__(self, card, store):
         self.card = card
@@ -65,8 +69,8 @@ class Applet:
         return b""
 
     def fci(self, node) -> bytes:
-        """FCI template `6F`: DF name `84` and proprietary template `A5`."""
-        body = ber_tlv(0x84, node.name) if node.name else b""
+        """FCI template `6F`: DF name `84` (FID `83` for a DF without a name) and proprietary template `A5`."""
+        body = ber_tlv(0x84, node.name) if node.name else ber_tlv(0x83, node.fid.to_bytes(2, "big"))
         proprietary = self.fci_proprietary(node)
         if proprietary:
             body += ber_tlv(0xA5, proprietary)
@@ -119,3 +123,38 @@ class Applet:
         if rule and not self.satisfies(rule):
             raise CardError(SW_SECURITY_STATUS_NOT_SATISFIED)
         return record, SW_OK
+
+    def read_binary(self, cmd):
+        """READ BINARY (00 B0): P1 bit 8 set = SFI in P1 bits 1-5 and offset P2, else a 15-bit offset.
+
+        An explicit Le past the end returns what is there + `6282`; Le = 00 (or
+        none) returns what is there + `9000`; an offset past the end is `6B00`.
+        """
+        if cmd.data:
+            raise CardError(SW_WRONG_LENGTH)
+        p1, p2 = cmd.p1, cmd.p2
+        card = self.card
+        if p1 & 0x80:
+            if p1 & 0x60:
+                raise CardError(SW_WRONG_P1P2)
+            ef = card.current_df.by_sfi.get(p1 & 0x1F)
+            if ef is None:
+                raise CardError(SW_FILE_NOT_FOUND)
+            card.current_ef = ef
+            offset = p2
+        else:
+            ef = card.current_ef
+            if ef is None:
+                raise CardError(SW_COMMAND_NOT_ALLOWED_NO_EF)
+            offset = p1 << 8 | p2
+        if ef.structure is LINEAR:
+            raise CardError(SW_INCOMPATIBLE_FILE_STRUCTURE)
+        if ef.read and not self.satisfies(ef.read):
+            raise CardError(SW_SECURITY_STATUS_NOT_SATISFIED)
+        data = self.store.objects[ef.key].data
+        if offset > len(data) or (offset == len(data) and data):
+            raise CardError(SW_OFFSET_OUTSIDE_EF)
+        ne = cmd.ne
+        chunk = data[offset:offset + ne]
+        short = len(chunk) < ne and cmd.le_present and ne != (EXTENDED_MAX if cmd.extended else SHORT_MAX)
+        return chunk, (SW_END_OF_FILE if short else SW_OK)

@@ -86,9 +86,9 @@ class Card:
         now on (an existing file is replaced only once the new image is
         complete); without, it lives in memory.
         """
-        from .profile import load_profile
+        from .profile import Profile, load_profile
 
-        if not hasattr(profile, "holder"):
+        if not isinstance(profile, Profile):
             profile = load_profile(profile)
         today = date or datetime.date.today()
         backend = image_mod.FileBackend(state) if state is not None else image_mod.MemoryBackend()
@@ -173,12 +173,15 @@ class Card:
         except CardError as error:
             if store.journal:
                 store.abort()
+            self._pending = None  # a malformed command discards GET RESPONSE data too
             return _sw(error.sw)
         except PowerLoss:
             self.power_off()
             raise
         except StorageFailure as failure:
             log.error("persistent write failed: %s", failure)
+            self.applet.deselect()  # a command that did not land grants nothing (e.g. a verified PIN)
+            self._pending = None
             return _sw(SW_MEMORY_FAILURE)
         except Exception:  # a bug must not crash the card nor leave half a command behind
             log.exception("internal error on %s", bytes(apdu).hex().upper())
@@ -258,7 +261,7 @@ class Card:
             node = self._by_path(data, MF if p1 == 0x08 else self.current_df)
         else:
             raise CardError(SW_WRONG_P1P2)
-        sw = self._enter(node)
+        sw = self._enter(node, by_name=p1 == 0x04)
         response = p2 & 0x0C
         if response == 0x0C:
             return b"", sw
@@ -312,12 +315,17 @@ class Card:
             node = child
         return node
 
-    def _enter(self, node) -> int:
-        """Make `node` current; switch applets when it belongs to another one."""
+    def _enter(self, node, by_name: bool) -> int:
+        """Make `node` current; switch applets when it belongs to another one.
+
+        Selecting an application by its DF name starts a new session of it even
+        when it is already selected (Java Card re-selection); moving between
+        its files by FID or to the parent keeps the session.
+        """
         df = node if node.is_df else node.parent
         owner = self._owner.get(df, self.mf_applet)
         applet = self.applet
-        entering = owner is not applet or (node is owner.ROOT and node.is_df)
+        entering = owner is not applet or (by_name and node is owner.ROOT)
         if entering:
             applet.deselect()
             self.applet = self.mf_applet

@@ -59,7 +59,8 @@ class EF(Node):
 
     def fcp(self) -> bytes:
         """FCP template `62`: file descriptor, FID, SFI."""
-        descriptor = b"\x02\x21" if self.structure == LINEAR else b"\x01\x21"
+        # ISO 7816-4 file descriptor byte: 05 linear variable with simple-TLV records, 01 transparent
+        descriptor = b"\x05\x21" if self.structure == LINEAR else b"\x01\x21"
         body = ber_tlv(0x82, descriptor) + ber_tlv(0x83, self.fid.to_bytes(2, "big"))
         if self.sfi:
             body += ber_tlv(0x88, bytes((self.sfi << 3,)))

@@ -15,7 +15,7 @@ def problem(number: str) -> str | None:
     """What is wrong with `number` as a citizen ID number, or None."""
     if len(number) != 18:
         return f"must be 18 characters, got {len(number)}"
-    if not number[:17].isdigit() or not (number[17].isdigit() or number[17] == "X"):
+    if not number.isascii() or not number[:17].isdigit() or not (number[17].isdigit() or number[17] == "X"):
         return "must be 17 digits and a check digit or X"
     expected = check_character(number[:17])
     if number[17] != expected:

@@ -2,7 +2,7 @@
 
 Layout (declared with construct): a magic, a format version, a generation
 counter that grows with every commit, the objects (name, kind, body), and a
-CRC-32 over them. A file that fails any of these checks is refused with a
+CRC-32 over all of that; nothing may follow. A file that fails any of these checks is refused with a
 one-line reason instead of being half-used.
 
 Atomicity: a commit writes the whole image to `<image>.tmp`, fsyncs it,
@@ -32,6 +32,7 @@ from construct import (
     RawCopy,
     Struct,
     Switch,
+    Terminated,
     this,
 )
 
@@ -65,11 +66,14 @@ _Object = Struct(
 )
 
 IMAGE = Struct(
-    "magic" / Const(MAGIC),
-    "version" / Const(FORMAT_VERSION, Int16ub),
-    "generation" / Int64ub,
-    "objects" / RawCopy(PrefixedArray(Int32ub, _Object)),
-    "crc32" / Checksum(Int32ub, lambda data: zlib.crc32(data), this.objects.data),
+    "body" / RawCopy(Struct(
+        "magic" / Const(MAGIC),
+        "version" / Const(FORMAT_VERSION, Int16ub),
+        "generation" / Int64ub,
+        "objects" / PrefixedArray(Int32ub, _Object),
+    )),
+    "crc32" / Checksum(Int32ub, lambda data: zlib.crc32(data), this.body.data),
+    Terminated,
 )
 
 _TYPE_OF = {int: "int", bool: "int", bytes: "bytes", str: "str"}
@@ -97,7 +101,7 @@ def _load_value(kind, body):
 
 def encode(objects: dict, generation: int) -> bytes:
     items = [{"name": name, "kind": obj.KIND, "body": _dump_value(obj)} for name, obj in objects.items()]
-    return IMAGE.build({"generation": generation, "objects": {"value": items}})
+    return IMAGE.build({"body": {"value": {"generation": generation, "objects": items}}})
 
 
 def decode(data: bytes, where: str = "card image") -> tuple[dict, int]:
@@ -109,13 +113,14 @@ def decode(data: bytes, where: str = "card image") -> tuple[dict, int]:
     except ConstructError as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageError(f"{where}: damaged card image ({reason})") from None
+    body = parsed.body.value
     objects = {}
-    for item in parsed.objects.value:
+    for item in body.objects:
         cls = KINDS.get(item.kind)
         if cls is None:
             raise ImageError(f"{where}: object {item.name!r} has unknown kind {item.kind!r} (newer sscard?)")
         objects[item.name] = cls.load(_load_value(item.kind, item.body))
-    return objects, parsed.generation
+    return objects, body.generation
 
 
 class MemoryBackend:
@@ -164,6 +169,7 @@ class FileBackend:
             os.close(fd)
         self._point("rename", False)
         os.replace(self.tmp, self.path)
+        self.generation += 1  # the new image is in place, whatever happens next
         self._point("fsync-folder", True)
         if self.sync:
             dfd = os.open(self.folder, os.O_RDONLY)
@@ -171,7 +177,6 @@ class FileBackend:
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
-        self.generation += 1
 
     @classmethod
     def open(cls, path) -> tuple["FileBackend", dict]:

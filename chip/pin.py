@@ -30,6 +30,7 @@ def unpack(data: bytes) -> str | None:
 
 
 def valid_digits(digits: str, min_len: int = 4, max_len: int = 12) -> bool:
+    """Whether `digits` is 4-12 ASCII digits (a PIN a profile or a command may set)."""
     return min_len <= len(digits) <= max_len and _DIGITS.issuperset(digits)
 
 

@@ -132,7 +132,7 @@ class _Fields:
 
     def digits(self, field: str, count: int, default=...) -> str:
         value = self.get(field, str, default)
-        if not (len(value) == count and value.isdigit()):
+        if not (len(value) == count and value.isascii() and value.isdigit()):
             self.fail(field, f"must be {count} digits, got {value!r}")
         return value
 
@@ -164,6 +164,8 @@ def parse_profile(data: dict, name: str = "profile", source: str = "profile") ->
     holder_name = f.get("holder.name", str)
     if not holder_name.strip():
         f.fail("holder.name", "must not be empty")
+    if not holder_name.isprintable():
+        f.fail("holder.name", "must not contain control characters")
     try:
         encoded = holder_name.encode("gbk")
     except UnicodeEncodeError as exc:
@@ -232,7 +234,7 @@ def parse_profile(data: dict, name: str = "profile", source: str = "profile") ->
         name=name, source=source, holder_name=holder_name, id_number=id_number,
         gender="1" if gender == "male" else "2", ethnicity=ethnicity,
         birthplace=f.digits("holder.birthplace", 6), birth_date=birth_date,
-        card_number=card_number, region_code=region_code, serial=f.hexbytes("card.serial", 8),
+        card_number=card_number, region_code=region_code, serial=f.hexbytes("card.serial", 5),
         card_type=card_type, spec_version=spec_version, institution=f.hexbytes("card.institution", 12),
         issue_date=issue_date, expiry_date=expiry_date, validity_years=validity_years,
         atr_historical=historical, initial_pin=initial_pin, pin_tries=pin_tries,

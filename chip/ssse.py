@@ -6,7 +6,7 @@ about the files is declared here as data; the commands are the shared
 mechanisms of `chip.applet` and `chip.pin` plus the SSSE's own PIN commands.
 """
 
-from .applet import READ_RECORD, VERIFY, Applet
+from .applet import VERIFY, Applet
 from .fs import DF, EXTERNAL_AUTH, PIN, LinearEF, TransparentEF
 from .items import BINARY, BYTE, Ascii, Bcd, BcdDate, Gbk, Item
 from .pin import Pin, pack, well_formed
@@ -54,15 +54,19 @@ DDF = DF(0xDDF1, "SSSE", name=DDF_NAME, children=[
 
 
 def identification_code(profile) -> bytes:
-    """EF05 item 01: region code (BCD) || RID D156000005 || card serial (16 bytes)."""
-    return bytes.fromhex(profile.region_code) + RID + profile.serial
+    """EF05 item 01 (16 bytes): region code (3, BCD) || card serial (5) || RID D156000005 (5) || FF FF FF.
+
+    The serial sits in bytes 4-8 so that the first 8 bytes, the key
+    diversification data of SPEC §5.1, differ from card to card.
+    """
+    return bytes.fromhex(profile.region_code) + profile.serial + RID + b"\xFF\xFF\xFF"
 
 
 class SsseApplet(Applet):
     NAME = "ssse"
     ROOT = DDF
     COMMANDS = {
-        READ_RECORD: "read_record",
+        **Applet.COMMANDS,
         VERIFY: "verify",
         0x805E: "change_pin",
     }

@@ -6,6 +6,7 @@ trace decoder print, so a status word is explained the same way everywhere.
 
 SW_OK = 0x9000
 SW_WARNING_SELECTED_FILE_INVALIDATED = 0x6283
+SW_END_OF_FILE = 0x6282
 SW_MEMORY_FAILURE = 0x6581
 SW_WRONG_LENGTH = 0x6700
 SW_SECURITY_STATUS_NOT_SATISFIED = 0x6982
@@ -22,6 +23,7 @@ SW_FUNCTION_NOT_SUPPORTED = 0x6A81
 SW_FILE_NOT_FOUND = 0x6A82
 SW_RECORD_NOT_FOUND = 0x6A83
 SW_WRONG_P1P2 = 0x6A86
+SW_OFFSET_OUTSIDE_EF = 0x6B00
 SW_REFERENCED_DATA_NOT_FOUND = 0x6A88
 SW_INS_NOT_SUPPORTED = 0x6D00
 SW_CLA_NOT_SUPPORTED = 0x6E00
@@ -30,6 +32,7 @@ SW_APPLICATION_PERMANENTLY_BLOCKED = 0x9303
 
 _EXACT = {
     0x9000: "OK",
+    0x6282: "end of file reached before Le bytes",
     0x6283: "selected application invalidated (locked)",
     0x6300: "authentication failed",
     0x6581: "memory failure",
@@ -48,6 +51,7 @@ _EXACT = {
     0x6A83: "record not found",
     0x6A86: "wrong P1/P2",
     0x6A88: "referenced data not found",
+    0x6B00: "wrong parameters (offset outside the EF)",
     0x6D00: "instruction not supported",
     0x6E00: "class not supported",
     0x6F00: "internal error",

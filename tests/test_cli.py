@@ -48,7 +48,7 @@ def test_apdu_prints_command_data_sw_and_meaning(tmp_path, capsys):
     code, out, err = run(capsys, "apdu", "--state", img, SELECT_SSSE, "00 20 00 00 03 11 11 11", "00B2012C00")
     assert code == 0
     assert "> 00 20 00 00 03 11 11 11\n< 63C5  verification failed, 5 tries left" in out
-    assert "< 01 10 11 01 00 D1 56 00 00 05 00 00 00 00 00 00 00 01\n< 9000  OK" in out
+    assert "< 01 10 11 01 00 00 00 00 00 01 D1 56 00 00 05 FF FF FF\n< 9000  OK" in out
     # the wrong PIN was counted in the image
     assert Card.open(img).store["ssse.pin"].tries == 5
 

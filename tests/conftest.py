@@ -1,0 +1,41 @@
+"""Shared fixtures: a freshly personalised in-memory card and readers on it.
+
+The card is personalised on a fixed simulated date so that date-dependent
+records (EF05 issue/expiry dates) have known bytes.
+"""
+
+import datetime
+
+import pytest
+
+from chip import Card
+from reader import SimReader
+
+CARD_DATE = datetime.date(2026, 11, 21)
+
+
+def tx(reader, apdu: str) -> str:
+    """Send a hex command APDU (spaces allowed); return the response as upper-case hex."""
+    return reader.transmit(bytes.fromhex(apdu)).hex().upper()
+
+
+@pytest.fixture
+def card():
+    """The default profile, personalised in memory on CARD_DATE (not powered)."""
+    return Card.from_profile(date=CARD_DATE)
+
+
+@pytest.fixture
+def reader(card):
+    """A T=1 in-process reader on `card`, already reset."""
+    r = SimReader(card)
+    r.reset()
+    return r
+
+
+@pytest.fixture
+def t0reader(card):
+    """A T=0 in-process reader on `card`, already reset."""
+    r = SimReader(card, protocol="T=0")
+    r.reset()
+    return r

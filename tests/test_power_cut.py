@@ -1,0 +1,196 @@
+"""Power-cut sweep (SPEC §2.3 anti-tearing).
+
+Cut the power (an injected `PowerLoss`) at every persistent write point of
+VERIFY and CHANGE PIN, then reopen the card: its state is the old one, the
+durable anti-tearing decrement, or (for a command that succeeds) the new one;
+never a mix, never an extra try.
+
+Mechanism: `card.store.backend.write_point = chip.image.cut_power_at(n)`
+makes the n-th write point raise `PowerLoss` out of `card.transmit` and leaves
+the card unpowered. A file-backed card has five write points per commit
+(open-tmp, write-half, fsync-tmp, rename, fsync-folder; only the last one comes
+after the new image has landed), an in-memory card one ("commit", never landed).
+Run with `pytest -s` to see the counts.
+"""
+
+import collections
+import os
+
+import pytest
+
+from chip import Card, CardNotPowered, PowerLoss
+from chip.image import cut_power_at
+from chip.pin import pack, unpack
+from reader import SimReader
+
+SELECT_SSSE = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
+READ_EF06_08 = bytes.fromhex("00B2083000")
+OLD, NEW, WRONG = "123456", "654321", "999999"
+LIMIT = 6
+SW_OK = b"\x90\x00"
+FILE_POINTS = ["open-tmp", "write-half", "fsync-tmp", "rename", "fsync-folder"]
+MEMORY_POINTS = ["commit"]
+
+
+def verify(pin: str) -> bytes:
+    data = pack(pin)
+    return bytes((0x00, 0x20, 0x00, 0x00, len(data))) + data
+
+
+def change(old: str, new: str) -> bytes:
+    data = pack(old) + b"\xFF" + pack(new)
+    return bytes((0x80, 0x5E, 0x01, 0x00, len(data))) + data
+
+
+# name: (APDU, succeeds, PIN value once the command is complete)
+COMMANDS = {
+    "verify-right": (verify(OLD), True, OLD),
+    "verify-wrong": (verify(WRONG), False, OLD),
+    "change-right": (change(OLD, NEW), True, NEW),
+    "change-wrong": (change(WRONG, NEW), False, OLD),
+}
+OUTCOMES = ("old", "decremented", "new")  # indexed by how many of the command's commits landed
+
+
+def fresh_card(backend: str, folder, wrong_before: int):
+    """A new card, SSSE selected, `wrong_before` wrong PINs already spent (so tries_before < limit is covered)."""
+    if backend == "file":
+        folder.mkdir()
+        path = str(folder / "card.img")
+        card = Card.from_profile(state=path)
+    else:
+        path = None
+        card = Card.from_profile()
+    reader = SimReader(card)
+    reader.reset()
+    assert reader.transmit(SELECT_SSSE)[-2:] == SW_OK
+    for i in range(wrong_before):
+        assert reader.transmit(verify(WRONG)) == bytes((0x63, 0xC0 | LIMIT - 1 - i))
+    return card, reader, path
+
+
+def state_of(store) -> tuple[str, int]:
+    pin = store["ssse.pin"]
+    assert pin.limit == LIMIT
+    return unpack(pin.value), pin.tries
+
+
+def snapshot(card) -> dict:
+    return {name: obj.dump() for name, obj in card.store.objects.items()}
+
+
+def sweep(backend: str, command: str, wrong_before: int, tmp_path) -> collections.Counter:
+    apdu, succeeds, value_after = COMMANDS[command]
+    before = LIMIT - wrong_before
+    points = FILE_POINTS if backend == "file" else MEMORY_POINTS
+    commits = 2 if succeeds else 1  # the anti-tearing decrement, then (on success) the restore and new value
+    allowed = {(OLD, before): "old", (OLD, before - 1): "decremented"}
+    if succeeds:
+        allowed[(value_after, LIMIT)] = "new"
+    expected_state = [(OLD, before), (OLD, before - 1), (value_after, LIMIT)]
+
+    # 1. how many write points does the command pass?
+    card, reader, _ = fresh_card(backend, tmp_path / f"{backend}-{command}-{wrong_before}-count", wrong_before)
+    hook = cut_power_at(10**9)
+    card.store.backend.write_point = hook
+    assert reader.transmit(apdu) == (SW_OK if succeeds else bytes((0x63, 0xC0 | before - 1)))
+    seen = list(hook.seen)
+    assert seen == points * commits
+    assert state_of(card.store) == expected_state[commits]
+
+    # 2. cut at each of them
+    outcomes = collections.Counter()
+    for n in range(1, len(seen) + 1):
+        card, reader, path = fresh_card(backend, tmp_path / f"{backend}-{command}-{wrong_before}-cut{n}", wrong_before)
+        generation_before = card.store.backend.generation
+        card.store.backend.write_point = cut_power_at(n)
+        with pytest.raises(PowerLoss) as excinfo:
+            reader.transmit(apdu)
+        cut = excinfo.value
+        assert cut.point == seen[n - 1]
+        assert cut.landed == (cut.point == "fsync-folder")
+        assert not card.powered
+        with pytest.raises(CardNotPowered):
+            reader.transmit(SELECT_SSSE)
+
+        if backend == "file":
+            durable = Card.open(path)  # the image always opens, whatever was left in card.img.tmp
+            generation_after = durable.store.backend.generation
+        else:
+            durable = card
+            generation_after = card.store.backend.generation
+        value, tries = state = state_of(durable.store)
+
+        # the rules as stated: old or new PIN, tries old / old-1 / (success) the limit, never a mix
+        assert value in (OLD, value_after), (n, state)
+        assert tries in ({before, before - 1} | ({LIMIT} if succeeds else set())), (n, state)
+        assert tries <= before or (succeeds and state == (value_after, LIMIT)), (n, state)
+        assert state in allowed, f"cut {n} at {cut.point}: mixed state {state}"
+        # exactly which: the commits that landed before the cut decide it
+        landed = (n - 1) // len(points) + cut.landed
+        assert generation_after - generation_before == landed, (n, cut.point)
+        assert state == expected_state[landed], (n, cut.point, state)
+        outcomes[OUTCOMES[landed]] += 1
+
+        # the in-memory card, powered again, agrees with what is durable
+        reader.reset()
+        assert card.store.journal == []
+        assert not card.store["ssse.pin"].validated
+        assert state_of(card.store) == state
+        if backend == "file":
+            assert snapshot(card) == snapshot(durable)
+        # and both go on working: the PIN the card now holds verifies and restores the counter
+        for c in ((card, durable) if backend == "file" else (card,)):
+            c.store.backend.write_point = None
+            r = SimReader(c)
+            r.reset()
+            assert r.transmit(SELECT_SSSE)[-2:] == SW_OK
+            assert r.transmit(READ_EF06_08) == b"\x69\x82"
+            assert r.transmit(verify(value)) == SW_OK
+            assert r.transmit(READ_EF06_08)[-2:] == SW_OK
+            assert state_of(c.store) == (value, LIMIT)
+        if backend == "file":
+            assert state_of(Card.open(path).store) == (value, LIMIT)
+            assert sorted(os.listdir(os.path.dirname(path))) == ["card.img"]
+    outcomes["cuts"] = len(seen)
+    print(f"\n{backend:6} {command:12} tries before {before}: {len(seen):2} cuts -> "
+          f"old {outcomes['old']}, decremented {outcomes['decremented']}, new {outcomes['new']}")
+    return outcomes
+
+
+# backend, command -> (cuts, old, decremented, new)
+EXPECTED = {
+    ("file", "verify-right"): (10, 4, 5, 1),
+    ("file", "verify-wrong"): (5, 4, 1, 0),
+    ("file", "change-right"): (10, 4, 5, 1),
+    ("file", "change-wrong"): (5, 4, 1, 0),
+    ("memory", "verify-right"): (2, 1, 1, 0),
+    ("memory", "verify-wrong"): (1, 1, 0, 0),
+    ("memory", "change-right"): (2, 1, 1, 0),
+    ("memory", "change-wrong"): (1, 1, 0, 0),
+}
+
+
+@pytest.mark.parametrize("wrong_before", [0, 1], ids=["full-counter", "one-try-spent"])
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("backend", ["file", "memory"])
+def test_power_cut_at_every_write_point(backend, command, wrong_before, tmp_path):
+    outcomes = sweep(backend, command, wrong_before, tmp_path)
+    cuts, old, decremented, new = EXPECTED[(backend, command)]
+    assert (outcomes["cuts"], outcomes["old"], outcomes["decremented"], outcomes["new"]) == (cuts, old, decremented, new)
+    assert old + decremented + new == cuts
+
+
+def test_power_cut_sweep_totals(tmp_path):
+    """The whole sweep in one table (`pytest -s`), with its grand totals."""
+    totals = {"file": collections.Counter(), "memory": collections.Counter()}
+    for backend in totals:
+        for command in COMMANDS:
+            for wrong_before in (0, 1):
+                totals[backend] += sweep(backend, command, wrong_before, tmp_path)
+    for backend, counts in totals.items():
+        print(f"{backend}: {counts['cuts']} cuts -> old {counts['old']}, decremented {counts['decremented']}, "
+              f"new {counts['new']}; mixed states 0, extra tries 0")
+    assert dict(totals["file"]) == {"cuts": 60, "old": 32, "decremented": 24, "new": 4}
+    assert dict(totals["memory"]) == {"cuts": 12, "old": 8, "decremented": 4}
+
