@@ -15,11 +15,13 @@ from .sw import (
     SW_FILE_NOT_FOUND,
     SW_END_OF_FILE,
     SW_INCOMPATIBLE_FILE_STRUCTURE,
+    SW_NOT_ENOUGH_MEMORY,
     SW_OFFSET_OUTSIDE_EF,
     SW_OK,
     SW_RECORD_NOT_FOUND,
     SW_REFERENCED_DATA_NOT_FOUND,
     SW_SECURITY_STATUS_NOT_SATISFIED,
+    SW_WRONG_DATA,
     SW_WRONG_LENGTH,
     SW_WRONG_P1P2,
     CardError,
@@ -27,6 +29,8 @@ from .sw import (
 
 READ_BINARY = 0x00B0
 READ_RECORD = 0x00B2
+UPDATE_RECORD = 0x00DC
+APPEND_RECORD = 0x00E2
 VERIFY = 0x0020
 
 
@@ -35,7 +39,13 @@ class Applet:
 
     NAME = "mf"
     ROOT = None  # the application's top DF, declared by subclasses
-    COMMANDS: dict[int, str] = {READ_RECORD: "read_record", READ_BINARY: "read_binary", VERIFY: "verify"}
+    COMMANDS: dict[int, str] = {
+        READ_RECORD: "read_record",
+        READ_BINARY: "read_binary",
+        UPDATE_RECORD: "update_record",
+        APPEND_RECORD: "append_record",
+        VERIFY: "verify",
+    }
 
     def __init__(self, card, store):
         self.card = card
@@ -62,6 +72,15 @@ class Applet:
     def satisfies(self, rule: int) -> bool:
         """Whether the session meets any condition in `rule` (see chip.fs access bits)."""
         return False
+
+    def check_write(self, ef) -> None:
+        """Raise unless the session may write `ef` (6982 by default)."""
+        rule = ef.update
+        if rule and not self.satisfies(rule):
+            raise CardError(SW_SECURITY_STATUS_NOT_SATISFIED)
+
+    def after_write(self, ef) -> None:
+        """Called inside the transaction after a record of `ef` was written (activation rules)."""
 
     # -- FCI ---------------------------------------------------------------
     def fci_proprietary(self, node) -> bytes:
@@ -94,21 +113,7 @@ class Applet:
         mode = p2 & 7
         if mode != 4 and mode != 0:
             raise CardError(SW_WRONG_P1P2)
-        card = self.card
-        sfi = p2 >> 3
-        if sfi:
-            if sfi == 31:
-                raise CardError(SW_WRONG_P1P2)
-            ef = card.current_df.by_sfi.get(sfi)
-            if ef is None:
-                raise CardError(SW_FILE_NOT_FOUND)
-            card.current_ef = ef
-        else:
-            ef = card.current_ef
-            if ef is None:
-                raise CardError(SW_COMMAND_NOT_ALLOWED_NO_EF)
-        if ef.structure is not LINEAR:
-            raise CardError(SW_INCOMPATIBLE_FILE_STRUCTURE)
+        ef = self._record_ef(p2 >> 3)
         content = self.store.objects[ef.key]
         p1 = cmd.p1
         if mode == 4:
@@ -123,6 +128,67 @@ class Applet:
         if rule and not self.satisfies(rule):
             raise CardError(SW_SECURITY_STATUS_NOT_SATISFIED)
         return record, SW_OK
+
+    def _record_ef(self, sfi: int):
+        """The linear EF named by an SFI (it becomes current), or the current EF for SFI 0."""
+        card = self.card
+        if sfi:
+            if sfi == 31:
+                raise CardError(SW_WRONG_P1P2)
+            ef = card.current_df.by_sfi.get(sfi)
+            if ef is None:
+                raise CardError(SW_FILE_NOT_FOUND)
+            card.current_ef = ef
+        else:
+            ef = card.current_ef
+            if ef is None:
+                raise CardError(SW_COMMAND_NOT_ALLOWED_NO_EF)
+        if ef.structure is not LINEAR:
+            raise CardError(SW_INCOMPATIBLE_FILE_STRUCTURE)
+        return ef
+
+    def _checked_record(self, ef, data: bytes) -> bytes:
+        """A record to write must be the EF's declared item: its tag (else 6A80) and length (else 6700)."""
+        item = ef.record
+        if item is None:
+            raise CardError(SW_SECURITY_STATUS_NOT_SATISFIED)
+        if len(data) < 2 or data[0] != item.tag:
+            raise CardError(SW_WRONG_DATA)
+        if data[1] != item.length or len(data) != 2 + item.length:
+            raise CardError(SW_WRONG_LENGTH)
+        return data
+
+    def append_record(self, cmd):
+        """APPEND RECORD (00 E2 00 P2): P2 = SFI<<3, or 00 for the current EF."""
+        p2 = cmd.p2
+        if cmd.p1 or p2 & 7:
+            raise CardError(SW_WRONG_P1P2)
+        ef = self._record_ef(p2 >> 3)
+        self.check_write(ef)
+        record = self._checked_record(ef, cmd.data)
+        content = self.store.objects[ef.key]
+        if len(content.records) >= ef.capacity:
+            raise CardError(SW_NOT_ENOUGH_MEMORY)
+        self.store.write(content, "records", content.records + (record,))
+        self.after_write(ef)
+        return b"", SW_OK
+
+    def update_record(self, cmd):
+        """UPDATE RECORD (00 DC P1 P2): record number P1, P2 = SFI<<3 | 4 (or 04 for the current EF)."""
+        p2 = cmd.p2
+        if p2 & 7 != 4 or not cmd.p1:
+            raise CardError(SW_WRONG_P1P2)
+        ef = self._record_ef(p2 >> 3)
+        self.check_write(ef)
+        record = self._checked_record(ef, cmd.data)
+        content = self.store.objects[ef.key]
+        number = cmd.p1
+        if number > len(content.records):
+            raise CardError(SW_RECORD_NOT_FOUND)
+        records = content.records
+        self.store.write(content, "records", records[: number - 1] + (record,) + records[number:])
+        self.after_write(ef)
+        return b"", SW_OK
 
     def read_binary(self, cmd):
         """READ BINARY (00 B0): P1 bit 8 set = SFI in P1 bits 1-5 and offset P2, else a 15-bit offset.

@@ -17,15 +17,18 @@ Response delivery follows the protocol chosen at power-up:
 
 import datetime
 import logging
+import os
 
 from . import image as image_mod
 from .apdu import parse
 from .applet import Applet
 from .atr import build_atr
 from .fs import MF_FID, master_file
+from .psam import PsamApplet
 from .ssse import SsseApplet
 from .store import PowerLoss, StorageFailure, Store, Vars
 from .sw import (
+    SW_CARD_BLOCKED,
     SW_CLA_NOT_SUPPORTED,
     SW_CONDITIONS_NOT_SATISFIED,
     SW_FILE_NOT_FOUND,
@@ -40,10 +43,22 @@ from .sw import (
 
 log = logging.getLogger("sscard.chip")
 
-APPLETS = (SsseApplet,)
-MF = master_file([applet.ROOT for applet in APPLETS])
-_BY_NAME = {node.name: node for node in MF.walk() if node.is_df and node.name}
-_OWNER_ROOT = {applet.ROOT: applet for applet in APPLETS}
+
+
+class Kind:
+    """A kind of chip: its applets and the file system they make together (one MF per kind)."""
+
+    def __init__(self, name: str, applets):
+        self.name = name
+        self.applets = tuple(applets)
+        self.mf = master_file([applet.ROOT for applet in self.applets])
+        self.by_name = {node.name: node for node in self.mf.walk() if node.is_df and node.name}
+
+
+KINDS = {
+    "sscard": Kind("sscard", (SsseApplet,)),  # the social-security card
+    "psam": Kind("psam", (PsamApplet,)),  # a terminal's secure access module
+}
 
 _SW_9000 = b"\x90\x00"
 _SELECT = 0xA4
@@ -65,10 +80,13 @@ class Card:
     def __init__(self, store: Store, date: datetime.date | None = None):
         self.store = store
         self.config = store["card"]
+        self.kind = KINDS[self.config.kind]
+        self.mf = self.kind.mf
         self.atr = build_atr(self.config.atr_historical)
         self._date = date
+        self.random = os.urandom  # the chip's random source; tests may set a deterministic one
         self.mf_applet = Applet(self, store)
-        self.applets = {cls.NAME: cls(self, store) for cls in APPLETS if cls.NAME in self.config.applets.split()}
+        self.applets = {cls.NAME: cls(self, store) for cls in self.kind.applets}
         self._owner = {}
         for applet in self.applets.values():
             for node in applet.ROOT.walk():
@@ -80,12 +98,21 @@ class Card:
     # -- making and opening cards ------------------------------------------
     @classmethod
     def from_profile(cls, profile="default", state=None, *, date: datetime.date | None = None) -> "Card":
-        """Personalise a new card from a profile (shipped name or TOML path).
+        """Personalise a new social-security card from a profile (shipped name, TOML path or Profile).
 
         With `state`, the card's persistent state lives in that image file from
         now on (an existing file is replaced only once the new image is
         complete); without, it lives in memory.
         """
+        return cls._personalize("sscard", profile, state, date)
+
+    @classmethod
+    def psam(cls, profile="default", state=None, *, date: datetime.date | None = None) -> "Card":
+        """A terminal's PSAM holding the profile's issuer master keys (a card of its own)."""
+        return cls._personalize("psam", profile, state, date)
+
+    @classmethod
+    def _personalize(cls, kind: str, profile, state, date) -> "Card":
         from .profile import Profile, load_profile
 
         if not isinstance(profile, Profile):
@@ -93,9 +120,9 @@ class Card:
         today = date or datetime.date.today()
         backend = image_mod.FileBackend(state) if state is not None else image_mod.MemoryBackend()
         store = Store(backend)
-        store.add("card", Vars(applets=" ".join(a.NAME for a in APPLETS), atr_historical=profile.atr_historical,
-                               profile=profile.name))
-        for applet in APPLETS:
+        store.add("card", Vars(kind=kind, atr_historical=profile.atr_historical, profile=profile.name,
+                               state="ok", financial_activated=0))
+        for applet in KINDS[kind].applets:
             applet.personalize(store, profile, today)
         store.commit()
         return cls(store, date)
@@ -118,6 +145,16 @@ class Card:
     @property
     def today(self) -> datetime.date:
         return self._date or datetime.date.today()
+
+    # -- the financial application's activation, as the SSSE deadline rule sees it ----------
+    def financial_activated(self) -> bool:
+        return bool(self.config.financial_activated)
+
+    def record_financial_activation(self) -> None:
+        """Internal hook until the financial application exists (issue 4 replaces it):
+        record that the bank account was activated, durably."""
+        self.store.write(self.config, "financial_activated", 1)
+        self.store.commit()
 
     # -- power ----------------------------------------------------------------
     def power_on(self, protocol: int = 1) -> bytes:
@@ -145,7 +182,7 @@ class Card:
         for applet in self.applets.values():
             applet.deselect()
         self.applet = self.mf_applet
-        self.current_df = MF
+        self.current_df = self.mf
         self.current_ef = None
         self._pending = None  # (remaining data, final SW) for GET RESPONSE
 
@@ -155,6 +192,9 @@ class Card:
         if not self.powered:
             raise CardNotPowered("the card is not powered: call reset() (or power_on()) first")
         store = self.store
+        if self.config.state == "blocked":  # CARD BLOCK is final: nothing answers any more
+            self._pending = None
+            return _sw(SW_CARD_BLOCKED)
         try:
             cmd = parse(apdu)
             ins = cmd.ins
@@ -246,7 +286,7 @@ class Card:
         if p1 == 0x04:
             node = self._by_name(data, p2 & 0x02)
         elif p1 == 0x00:
-            node = self._by_fid(data, allow_mf=True)
+            node = self._by_fid(data)
         elif p1 in (0x01, 0x02):
             if len(data) != 2:
                 raise CardError(SW_WRONG_LENGTH)
@@ -256,9 +296,9 @@ class Card:
         elif p1 == 0x03:
             if data:
                 raise CardError(SW_WRONG_LENGTH)
-            node = self.current_df.parent or MF
+            node = self.current_df.parent or self.mf
         elif p1 in (0x08, 0x09):
-            node = self._by_path(data, MF if p1 == 0x08 else self.current_df)
+            node = self._by_path(data, self.mf if p1 == 0x08 else self.current_df)
         else:
             raise CardError(SW_WRONG_P1P2)
         sw = self._enter(node, by_name=p1 == 0x04)
@@ -271,26 +311,27 @@ class Card:
 
     def _by_name(self, name: bytes, next_occurrence: int):
         if not name:
-            return MF
-        node = _BY_NAME.get(bytes(name))
+            return self.mf
+        by_name = self.kind.by_name
+        node = by_name.get(bytes(name))
         if node is not None and not next_occurrence:
             return node
         # right-truncated DF name (ISO 7816-4): first match, or the one after the current DF
-        matches = [n for n in _BY_NAME.values() if n.name.startswith(name)]
+        matches = [n for n in by_name.values() if n.name.startswith(name)]
         if next_occurrence and self.current_df in matches:
             matches = matches[matches.index(self.current_df) + 1:]
         if not matches:
             raise CardError(SW_FILE_NOT_FOUND)
         return matches[0]
 
-    def _by_fid(self, data: bytes, allow_mf: bool):
+    def _by_fid(self, data: bytes):
         if not data:
-            return MF
+            return self.mf
         if len(data) != 2:
             raise CardError(SW_WRONG_LENGTH)
         fid = data[0] << 8 | data[1]
         if fid == MF_FID:
-            return MF
+            return self.mf
         df = self.current_df
         node = df.by_fid.get(fid)
         if node is None and df.parent is not None:
@@ -307,7 +348,7 @@ class Card:
         node = start
         for i in range(0, len(data), 2):
             fid = data[i] << 8 | data[i + 1]
-            if i == 0 and fid == MF_FID and start is MF:
+            if i == 0 and fid == MF_FID and start is self.mf:
                 continue
             child = node.by_fid.get(fid) if node.is_df else None
             if child is None:
@@ -329,7 +370,7 @@ class Card:
         if entering:
             applet.deselect()
             self.applet = self.mf_applet
-            self.current_df, self.current_ef = MF, None
+            self.current_df, self.current_ef = self.mf, None
             sw = owner.select(node)  # may raise: then nothing is selected but the MF
             self.applet = owner
         else:

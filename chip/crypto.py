@@ -36,7 +36,10 @@ def pad_method2(data: bytes, block: int) -> bytes:
 
 @lru_cache(maxsize=512)
 def _ecb(cipher: str, key: bytes):
-    algorithm = algorithms.SM4(key) if cipher == "sm4" else TripleDES(key)
+    if cipher == "sm4":
+        algorithm = algorithms.SM4(key)
+    else:  # 3DES-EDE2 as the three-key form K1 K2 K1 (cryptography deprecates 16-byte keys)
+        algorithm = TripleDES(key + key[:8] if len(key) == 16 else key)
     c = Cipher(algorithm, modes.ECB())
     return c.encryptor(), c.decryptor()
 

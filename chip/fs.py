@@ -43,9 +43,10 @@ class Node:
 class EF(Node):
     """An elementary file; `key` names its content in the card's store."""
 
-    __slots__ = ("sfi", "key", "structure", "read", "read_records", "update")
+    __slots__ = ("sfi", "key", "structure", "read", "read_records", "update", "record", "capacity")
 
-    def __init__(self, fid, sfi, key, structure, label, read=ALWAYS, read_records=None, update=NEVER):
+    def __init__(self, fid, sfi, key, structure, label, read=ALWAYS, read_records=None, update=NEVER,
+                 record=None, capacity=0):
         super().__init__(fid, label)
         self.sfi = sfi
         self.key = key
@@ -53,6 +54,8 @@ class EF(Node):
         self.read = read
         self.read_records = read_records or {}
         self.update = update
+        self.record = record  # the Item every written record must match (tag and length)
+        self.capacity = capacity  # most records APPEND RECORD may hold
 
     def read_rule(self, number: int) -> int:
         return self.read_records.get(number, self.read)

@@ -58,6 +58,7 @@ _BODIES = {
     "records": PrefixedArray(Int16ub, Prefixed(Int16ub, GreedyBytes)),
     "pin": Struct("value" / Prefixed(Int8ub, GreedyBytes), "limit" / Int8ub, "tries" / Int8ub),
 }
+_BODIES["key"] = _BODIES["pin"]
 
 _Object = Struct(
     "name" / PascalString(Int8ub, "ascii"),
@@ -92,7 +93,7 @@ def _dump_value(obj):
 def _load_value(kind, body):
     if kind == "vars":
         return {item.key: item.value.value for item in body}
-    if kind == "pin":
+    if kind in ("pin", "key"):
         return {"value": body.value, "limit": body.limit, "tries": body.tries}
     if kind == "records":
         return list(body)

@@ -1,4 +1,4 @@
-"""The PIN object both applications use (the Java Card `OwnerPIN` surface).
+"""PINs and keys with try counters, shared by both applications (the Java Card `OwnerPIN` surface).
 
 Anti-tearing (SPEC §2.3): the try counter is decremented and committed
 *before* the comparison and restored only after a successful one, so pulling
@@ -34,11 +34,14 @@ def valid_digits(digits: str, min_len: int = 4, max_len: int = 12) -> bool:
     return min_len <= len(digits) <= max_len and _DIGITS.issuperset(digits)
 
 
-@register
-class Pin(Persistent):
-    """A PIN: packed-BCD value, try limit, tries left; `validated` is volatile."""
+class Secret(Persistent):
+    """A secret with a try counter: a PIN, or a key whose failures are counted.
 
-    KIND = "pin"
+    `attempt()` is the one anti-tearing comparison both applications use:
+    decrement and commit, compare in constant time, restore on success.
+    `limit` 0 means no counter (keys used only for MACs).
+    """
+
     __slots__ = ("value", "limit", "tries", "validated")
 
     def __init__(self, value: bytes, limit: int, tries: int | None = None):
@@ -56,10 +59,10 @@ class Pin(Persistent):
 
     @property
     def blocked(self) -> bool:
-        return self.tries == 0
+        return self.limit != 0 and self.tries == 0
 
-    def check(self, store, candidate: bytes) -> None:
-        """Verify `candidate` (packed BCD) or raise 63Cx / 6983 / 6A80.
+    def attempt(self, store, candidate: bytes, expected: bytes | None = None) -> None:
+        """Compare `candidate` with `expected` (default: the stored value) or raise 63Cx / 6983.
 
         On success the counter is restored inside the current transaction; the
         card OS commits it with the rest of the command.
@@ -70,23 +73,40 @@ class Pin(Persistent):
             raise CardError(SW_AUTHENTICATION_METHOD_BLOCKED)
         store.write(self, "tries", tries - 1)
         store.commit()  # durable before the comparison: a power cut now costs a try
-        if compare_digest(candidate, self.value):
+        if compare_digest(candidate, self.value if expected is None else expected):
             store.write(self, "tries", self.limit)
             self.validated = True
             return
         self.validated = False
         raise CardError(0x63C0 | (tries - 1))
 
-    def update(self, store, value: bytes) -> None:
-        """Set a new value and a full counter (CHANGE PIN, RELOAD PIN)."""
-        store.write(self, "value", value)
-        if self.tries != self.limit:
-            store.write(self, "tries", self.limit)
-
     def reset_and_unblock(self, store) -> None:
         """Restore the full counter (PIN UNBLOCK); the value stays."""
         if self.tries != self.limit:
             store.write(self, "tries", self.limit)
+
+
+@register
+class Pin(Secret):
+    """A PIN: packed-BCD value, try limit, tries left; `validated` is volatile."""
+
+    KIND = "pin"
+    __slots__ = ()
+
+    check = Secret.attempt
+
+    def update(self, store, value: bytes) -> None:
+        """Set a new value and a full counter (CHANGE PIN, RELOAD PIN)."""
+        store.write(self, "value", value)
+        self.reset_and_unblock(store)
+
+
+@register
+class Key(Secret):
+    """A card key (16 bytes, 3DES double-length or SM4), with a try counter if `limit` > 0."""
+
+    KIND = "key"
+    __slots__ = ()
 
 
 _BCD_PAIRS = bytes(hi << 4 | lo for hi in range(10) for lo in range(10))

@@ -20,8 +20,10 @@ SW_SM_INCORRECT = 0x6988
 SW_AUTHENTICATION_FAILED = 0x6300
 SW_WRONG_DATA = 0x6A80
 SW_FUNCTION_NOT_SUPPORTED = 0x6A81
+SW_CARD_BLOCKED = SW_FUNCTION_NOT_SUPPORTED  # 6A81 is what a blocked card answers
 SW_FILE_NOT_FOUND = 0x6A82
 SW_RECORD_NOT_FOUND = 0x6A83
+SW_NOT_ENOUGH_MEMORY = 0x6A84
 SW_WRONG_P1P2 = 0x6A86
 SW_OFFSET_OUTSIDE_EF = 0x6B00
 SW_REFERENCED_DATA_NOT_FOUND = 0x6A88
@@ -49,6 +51,7 @@ _EXACT = {
     0x6A81: "function not supported / card blocked",
     0x6A82: "file not found",
     0x6A83: "record not found",
+    0x6A84: "not enough memory space in the file",
     0x6A86: "wrong P1/P2",
     0x6A88: "referenced data not found",
     0x6B00: "wrong parameters (offset outside the EF)",

@@ -19,3 +19,23 @@ class Reader(ABC):
     @abstractmethod
     def power_off(self) -> None:
         """Remove power from the card."""
+
+
+def transmit_all(reader: Reader, apdu: bytes, on_exchange=None) -> bytes:
+    """Send `apdu` as a terminal does: fetch `61xx` data with GET RESPONSE and
+    re-issue a case 2/4 command with the Le a `6Cxx` names. Returns all the
+    data and the final SW; `on_exchange(command, response)` sees every exchange."""
+    def send(command: bytes) -> bytes:
+        response = reader.transmit(command)
+        if on_exchange is not None:
+            on_exchange(command, response)
+        return response
+
+    response = send(apdu)
+    if len(response) == 2 and response[0] == 0x6C and len(apdu) >= 5:
+        response = send(apdu[:4] + (apdu[4:-1] + bytes((response[1],)) if len(apdu) > 5 else bytes((response[1],))))
+    data = b""
+    while len(response) >= 2 and response[-2] == 0x61:
+        data += response[:-2]
+        response = send(bytes((0x00, 0xC0, 0x00, 0x00, response[-1])))
+    return data + response

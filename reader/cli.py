@@ -12,9 +12,13 @@ import sys
 from chip import Card, ImageError, ProfileError
 from chip.profile import shipped_names
 
+from chip.sw import meaning
+
 from . import demo
+from .psam import Psam, PsamError
 from .report import exchange, parse_hex
 from .sim import SimReader
+from .ssse_terminal import SsseTerminal, TerminalError
 
 
 class UsageError(Exception):
@@ -59,7 +63,7 @@ def cmd_info(args) -> int:
         print(f"\n[{name}]")
         for key, value in described.items():
             if key != "records":
-                print(f"  {key:<16} {value}")
+                print(f"  {key:<20} {value}")
         for key, value in described.get("records", {}).items():
             print(f"  {key:<28} {value}")
     return 0
@@ -67,6 +71,48 @@ def cmd_info(args) -> int:
 
 def cmd_demo(args) -> int:
     return demo.run(date=args.date)
+
+
+def _issuer_record(card: Card) -> bytes:
+    """The card identification code as the issuer's back office holds it (EF05 item 01).
+
+    A locked SSSE refuses READ RECORD, so an HR terminal gets the code from the
+    issuer's records, not from the chip; the simulator's records are the image.
+    """
+    return card.store["ssse.ef05"].records[0][2:]
+
+
+def cmd_ssse(args) -> int:
+    """Run one SSSE operation through the PSAM and APDUs, printing every exchange."""
+    card = Card.open(args.state, date=args.date)
+    keys = args.keys or (card.config.profile if card.config.profile in shipped_names() else "default")
+    psam = Psam(SimReader(Card.psam(keys)))
+    terminal = SsseTerminal(SimReader(card), psam, on_exchange=lambda c, r: print(exchange(c, r)),
+                            identification=_issuer_record(card))
+    select_sw = terminal.start()
+    if select_sw not in (0x9000, 0x6283):
+        return _refused(select_sw)
+    operations = {
+        "change-pin": lambda: terminal.change_pin(args.old, args.new),
+        "verify": lambda: terminal.verify(args.pin),
+        "lock": lambda: terminal.lock(permanent=args.permanent),
+        "unlock": terminal.unlock,
+        "unblock-pin": terminal.unblock_pin,
+        "reload-pin": lambda: terminal.reload_pin(args.new),
+        "register": lambda: terminal.register(institution=args.institution, kind=args.kind, amount=args.amount,
+                                              date=card.today),
+        "pharmacy": lambda: terminal.pharmacy_purchase(pharmacy=args.pharmacy, items=args.items,
+                                                       amount=args.amount, date=card.today),
+        "card-block": terminal.card_block,
+    }
+    sw = operations[args.operation]()
+    terminal.reader.power_off()
+    return 0 if sw == 0x9000 else _refused(sw)
+
+
+def _refused(sw: int) -> int:
+    print(f"refused: {sw:04X} {meaning(sw)}", file=sys.stderr)
+    return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +139,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run a short scripted session on a fresh default card")
     p.set_defaults(func=cmd_demo)
+
+    ssse = sub.add_parser("ssse", help="social-security application operations (through the PSAM and APDUs)")
+    ops = ssse.add_subparsers(dest="operation", required=True, metavar="OPERATION")
+
+    def op(name, help_text):
+        q = ops.add_parser(name, help=help_text)
+        q.add_argument("--state", required=True, metavar="CARD.img")
+        q.add_argument("--keys", metavar="PROFILE", help="profile whose master keys the PSAM holds (default: the card's)")
+        q.set_defaults(func=cmd_ssse)
+        return q
+
+    q = op("change-pin", "CHANGE PIN (activates an issued card when NEW is not the initial PIN)")
+    q.add_argument("old")
+    q.add_argument("new")
+    q = op("verify", "VERIFY the SSSE PIN")
+    q.add_argument("pin")
+    q = op("lock", "APPLICATION BLOCK: loss lock (temporary) or --permanent")
+    q.add_argument("--permanent", action="store_true")
+    op("unlock", "APPLICATION UNBLOCK (an HR-designated terminal)")
+    op("unblock-pin", "PIN UNBLOCK: restore the PIN try counter")
+    q = op("reload-pin", "RELOAD PIN: set a new PIN (service window)")
+    q.add_argument("new")
+    q = op("register", "a hospital registration (or --kind 2 outpatient, 3 inpatient) written in DF04")
+    q.add_argument("--institution", default="H11010100001", help="hospital code, 12 characters")
+    q.add_argument("--kind", type=int, choices=(1, 2, 3), default=1)
+    q.add_argument("--amount", type=int, default=0, help="amount in fen")
+    q = op("pharmacy", "a designated-pharmacy purchase written in DF04")
+    q.add_argument("--pharmacy", default="P11010100001", help="pharmacy code, 12 characters")
+    q.add_argument("--items", type=int, default=1)
+    q.add_argument("--amount", type=int, default=0, help="amount in fen")
+
+    p = sub.add_parser("card-block", help="CARD BLOCK: irreversible, every SELECT then answers 6A81")
+    p.add_argument("--state", required=True, metavar="CARD.img")
+    p.add_argument("--keys", metavar="PROFILE", help="profile whose master keys the PSAM holds (default: the card's)")
+    p.set_defaults(func=cmd_ssse, operation="card-block")
     return parser
 
 
@@ -101,11 +182,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, ProfileError, ImageError, ValueError) as exc:
+    except (UsageError, ProfileError, ImageError, ValueError, PsamError, TerminalError) as exc:
         print(f"sscard: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stdout = open(os.devnull, "w")
+        return 0
 
 
 if __name__ == "__main__":

@@ -284,7 +284,6 @@ def test_wrong_p1p2_6A86(reader, hexstr):
 
 @pytest.mark.parametrize("hexstr", [
     "0020010003123456",  # VERIFY P1 must be 00
-    "805E000007123456FF654321",  # CHANGE PIN P1 must be 01
     "805E010107123456FF654321",
 ])
 def test_wrong_p1p2_in_pin_commands_6A86(reader, hexstr):

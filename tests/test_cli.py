@@ -25,11 +25,11 @@ def test_personalize_then_info(tmp_path, capsys):
     assert "card T00000001, holder 李华" in out
     code, out, err = run(capsys, "info", "--state", img)
     assert code == 0
-    assert "PIN tries left   6 of 6" in out
+    assert "PIN tries left       6 of 6" in out
     assert "issue date                   2026-11-21" in out
     assert "expiry date                  2036-11-21" in out
     assert "name                         李华" in out
-    assert "lifecycle        issued" in out
+    assert "lifecycle            issued" in out
 
 
 def test_personalize_refuses_to_overwrite(tmp_path, capsys):
