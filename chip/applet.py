@@ -68,6 +68,10 @@ class Applet:
     def power_up(self) -> None:
         """Called at every reset, after volatile state is cleared (state-triggered rules)."""
 
+    def describe(self) -> dict:
+        """What `sscard info` shows of this application (empty: nothing of its own)."""
+        return {}
+
     # -- security --------------------------------------------------------
     def satisfies(self, rule: int) -> bool:
         """Whether the session meets any condition in `rule` (see chip.fs access bits)."""

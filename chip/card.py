@@ -20,10 +20,13 @@ import logging
 import os
 
 from . import image as image_mod
+from . import lifecycle
 from .apdu import parse
 from .applet import Applet
 from .atr import build_atr
 from .fs import MF_FID, master_file
+from .directory import PpseApplet, PseApplet
+from .financial import FinancialApplet
 from .psam import PsamApplet
 from .ssse import SsseApplet
 from .store import PowerLoss, StorageFailure, Store, Vars
@@ -56,7 +59,7 @@ class Kind:
 
 
 KINDS = {
-    "sscard": Kind("sscard", (SsseApplet,)),  # the social-security card
+    "sscard": Kind("sscard", (SsseApplet, PseApplet, PpseApplet, FinancialApplet)),  # the social-security card
     "psam": Kind("psam", (PsamApplet,)),  # a terminal's secure access module
 }
 
@@ -121,7 +124,7 @@ class Card:
         backend = image_mod.FileBackend(state) if state is not None else image_mod.MemoryBackend()
         store = Store(backend)
         store.add("card", Vars(kind=kind, atr_historical=profile.atr_historical, profile=profile.name,
-                               state="ok", financial_activated=0))
+                               state=lifecycle.INITIAL[lifecycle.CARD]))
         for applet in KINDS[kind].applets:
             applet.personalize(store, profile, today)
         store.commit()
@@ -148,13 +151,8 @@ class Card:
 
     # -- the financial application's activation, as the SSSE deadline rule sees it ----------
     def financial_activated(self) -> bool:
-        return bool(self.config.financial_activated)
-
-    def record_financial_activation(self) -> None:
-        """Internal hook until the financial application exists (issue 4 replaces it):
-        record that the bank account was activated, durably."""
-        self.store.write(self.config, "financial_activated", 1)
-        self.store.commit()
+        fin = self.applets.get("fin")
+        return fin is not None and fin.activated()
 
     # -- power ----------------------------------------------------------------
     def power_on(self, protocol: int = 1) -> bytes:
@@ -164,8 +162,12 @@ class Card:
         self.protocol = protocol
         self._clear_volatile()
         self.powered = True
-        for applet in self.applets.values():
-            applet.power_up()
+        try:
+            for applet in self.applets.values():
+                applet.power_up()
+        except PowerLoss:  # the power went again while a power-up rule was being written
+            self.power_off()
+            raise
         return self.atr
 
     def reset(self, protocol: int | None = None) -> bytes:

@@ -28,6 +28,11 @@ def invert(data: bytes) -> bytes:
     return bytes(b ^ 0xFF for b in data)
 
 
+def adjust_parity(key: bytes) -> bytes:
+    """Set each byte's low bit so the byte has odd parity (DES keys)."""
+    return bytes(b & 0xFE | (bin(b >> 1).count("1") + 1) % 2 for b in key)
+
+
 def pad_method2(data: bytes, block: int) -> bytes:
     """ISO 9797-1 padding method 2: 80 then 00 up to a whole block (always adds)."""
     data += b"\x80"
@@ -82,6 +87,39 @@ class Algorithm:
         """Card key from a 16-byte master key and 8 bytes of diversification data."""
         raise NotImplementedError
 
+    # -- EMV / PBOC (SPEC §5.2) ---------------------------------------------------------
+    def icc_master_key(self, imk: bytes, pan: str, psn: str) -> bytes:
+        """ICC master key, option A: Y = rightmost 16 digits of PAN || PSN."""
+        y = bytes.fromhex((pan + psn)[-16:].zfill(16))
+        return self._from_halves(imk, y, invert(y))
+
+    def session_key(self, mk: bytes, atc: int) -> bytes:
+        raise NotImplementedError
+
+    def _from_halves(self, key: bytes, a: bytes, b: bytes) -> bytes:
+        raise NotImplementedError
+
+    def cryptogram(self, session_key: bytes, data: bytes) -> bytes:
+        """Application cryptogram: the first 8 bytes of MAC_SK(0, data)."""
+        return self.mac(session_key, data)[:8]
+
+    def arpc(self, session_key: bytes, arqc: bytes, arc: bytes) -> bytes:
+        """ARPC method 1 (SPEC §5.2)."""
+        raise NotImplementedError
+
+    def encipher_pin_block(self, session_key: bytes, block: bytes) -> bytes:
+        """An 8-byte format-2 PIN block, padded by method 2 to 16 bytes, enciphered ECB."""
+        return self.encrypt(session_key, pad_method2(block, 16))
+
+    def decipher_pin_block(self, session_key: bytes, data: bytes) -> bytes | None:
+        """Inverse of `encipher_pin_block`; None when the padding is not method 2."""
+        if len(data) != 16:
+            return None
+        plain = self.decrypt(session_key, data)
+        if plain[8:] != b"\x80" + bytes(7):
+            return None
+        return plain[:8]
+
 
 class Tdes(Algorithm):
     name = "3DES"
@@ -104,6 +142,17 @@ class Tdes(Algorithm):
     def diversify(self, master, d):
         return self.encrypt(master, d) + self.encrypt(master, invert(d))
 
+    def _from_halves(self, key, a, b):
+        return adjust_parity(self.encrypt(key, a + b))
+
+    def session_key(self, mk, atc):
+        """EMV common session key: E_MK(ATC F0 00..) || E_MK(ATC 0F 00..), parity adjusted."""
+        r = atc.to_bytes(2, "big")
+        return self._from_halves(mk, r + b"\xF0" + bytes(5), r + b"\x0F" + bytes(5))
+
+    def arpc(self, session_key, arqc, arc):
+        return self.encrypt(session_key, xor(arqc, arc + bytes(6)))
+
 
 class Sm4(Algorithm):
     name = "SM4"
@@ -122,6 +171,17 @@ class Sm4(Algorithm):
 
     def diversify(self, master, d):
         return self.encrypt(master, d + invert(d))
+
+    def _from_halves(self, key, a, b):
+        return self.encrypt(key, a + b)
+
+    def session_key(self, mk, atc):
+        """E_MK(00*6 ATC || 00*6 ~ATC) (model, SPEC §5.2)."""
+        r = atc.to_bytes(2, "big")
+        return self.encrypt(mk, bytes(6) + r + bytes(6) + invert(r))
+
+    def arpc(self, session_key, arqc, arc):
+        return self.encrypt(session_key, xor(arqc + bytes(8), arc + bytes(14)))[:8]
 
 
 TDES = Tdes()

@@ -66,6 +66,17 @@ class Item:
     def record(self, value) -> bytes:
         return tlv(self.tag, self.layout.build(value))
 
+    def encode(self, value) -> bytes:
+        """`record()` for values from outside (a terminal, a CLI): ValueError names the bad field."""
+        try:
+            return self.record(value)
+        except construct.ConstructError as exc:
+            path = str(getattr(exc, "path", "") or "").replace("(building)", "").replace("->", "").strip()
+            message = str(exc).splitlines()[-1]
+            head, _, tail = message.partition(": ")
+            message = head if head == tail else message  # construct repeats its message
+            raise ValueError(f"{self.name} {path or 'value'}: {message}") from None
+
     def value(self, record: bytes):
         """Decode a whole record (tag, length, value)."""
         return self.layout.parse(record[2:])

@@ -17,12 +17,15 @@ from .sw import SW_APPLICATION_PERMANENTLY_BLOCKED, SW_CONDITIONS_NOT_SATISFIED,
 SSSE_LIFECYCLE = ("ssse.state", "lifecycle")  # issued -> active
 SSSE_LOCK = ("ssse.state", "lock")  # none | locked (loss lock, temporary) | blocked (permanent)
 CARD = ("card", "state")  # ok | blocked (CARD BLOCK, irreversible)
+FIN_ACTIVATION = ("fin.state", "activation")  # not_activated <-> activated (issuer script PUT DATA DF7F)
+FIN_LOCK = ("fin.state", "lock")  # none <-> blocked (issuer scripts APPLICATION BLOCK / UNBLOCK)
 
 ACTIVATE = "activate"
 LOCK = "lock"
 LOCK_PERMANENT = "lock_permanent"
 UNLOCK = "unlock"
 CARD_BLOCK = "card_block"
+DEACTIVATE = "deactivate"
 
 TRANSITIONS = {
     SSSE_LIFECYCLE: {
@@ -31,12 +34,20 @@ TRANSITIONS = {
     },
     SSSE_LOCK: {
         "none": {LOCK: "locked", LOCK_PERMANENT: "blocked", UNLOCK: "none"},
-        "locked": {LOCK: "locked", LOCK_PERMANENT: "blocked", UNLOCK: "none"},
+        "locked": {UNLOCK: "none"},  # a locked SSSE answers no APPLICATION BLOCK (SPEC §2.4: 6985)
         "blocked": {},
     },
     CARD: {
         "ok": {CARD_BLOCK: "blocked"},
         "blocked": {},
+    },
+    FIN_ACTIVATION: {
+        "not_activated": {ACTIVATE: "activated", DEACTIVATE: "not_activated"},
+        "activated": {ACTIVATE: "activated", DEACTIVATE: "not_activated"},
+    },
+    FIN_LOCK: {
+        "none": {LOCK: "blocked", UNLOCK: "none"},
+        "blocked": {LOCK: "blocked", UNLOCK: "none"},
     },
 }
 
@@ -44,7 +55,8 @@ REFUSALS = {
     (SSSE_LOCK, "blocked", UNLOCK): SW_APPLICATION_PERMANENTLY_BLOCKED,
 }
 
-INITIAL = {SSSE_LIFECYCLE: "issued", SSSE_LOCK: "none", CARD: "ok"}
+INITIAL = {SSSE_LIFECYCLE: "issued", SSSE_LOCK: "none", CARD: "ok", FIN_ACTIVATION: "not_activated",
+           FIN_LOCK: "none"}
 
 
 def state(store, machine) -> str:

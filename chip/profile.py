@@ -28,6 +28,29 @@ class ProfileError(ValueError):
 
 
 @dataclass(frozen=True)
+class FinancialProfile:
+    """The `[financial]` table: the PBOC debit application."""
+
+    pan: str
+    psn: str
+    holder_name: str  # 5F20, ASCII
+    label: str  # application label 50
+    initial_pin: str
+    pin_tries: int
+    atc_limit: int
+
+
+def luhn_ok(number: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(number)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     source: str
@@ -55,6 +78,7 @@ class Profile:
     activation_deadline_days: int
     algorithm_flag: int
     keys: dict
+    financial: FinancialProfile
 
     def dates(self, today: datetime.date) -> tuple[datetime.date, datetime.date]:
         """Issue and expiry dates of a card personalised on `today`."""
@@ -230,6 +254,29 @@ def parse_profile(data: dict, name: str = "profile", source: str = "profile") ->
 
     keys = {key: f.hexbytes(f"keys.{key}", 16) for key in KEY_NAMES}
 
+    pan = f.get("financial.pan", str)
+    if not (13 <= len(pan) <= 19 and pan.isascii() and pan.isdigit()):
+        f.fail("financial.pan", f"must be 13-19 digits, got {pan!r}")
+    if not luhn_ok(pan):
+        f.fail("financial.pan", f"{pan} fails the Luhn check")
+    fin_holder = f.get("financial.holder_name", str)
+    if not (2 <= len(fin_holder) <= 26 and fin_holder.isascii() and fin_holder.isprintable()):
+        f.fail("financial.holder_name", f"must be 2-26 printable ASCII characters (5F20), got {fin_holder!r}")
+    label = f.get("financial.label", str, "UnionPay Debit")
+    if not (1 <= len(label) <= 16 and label.isascii() and label.isprintable()):
+        f.fail("financial.label", f"must be 1-16 printable ASCII characters, got {label!r}")
+    fin_pin = f.get("financial.initial_pin", str, "000000")
+    if not valid_digits(fin_pin):
+        f.fail("financial.initial_pin", f"must be 4-12 digits, got {fin_pin!r}")
+    fin_tries = f.get("financial.pin_tries", int, 3)
+    if not 1 <= fin_tries <= 15:
+        f.fail("financial.pin_tries", f"must be 1-15, got {fin_tries}")
+    atc_limit = f.get("financial.atc_limit", int, 65535)
+    if not 1 <= atc_limit <= 65535:
+        f.fail("financial.atc_limit", f"must be 1-65535 (the ATC has 2 bytes), got {atc_limit}")
+    financial = FinancialProfile(pan=pan, psn=f.digits("financial.psn", 2, "01"), holder_name=fin_holder,
+                                 label=label, initial_pin=fin_pin, pin_tries=fin_tries, atc_limit=atc_limit)
+
     return Profile(
         name=name, source=source, holder_name=holder_name, id_number=id_number,
         gender="1" if gender == "male" else "2", ethnicity=ethnicity,
@@ -238,5 +285,5 @@ def parse_profile(data: dict, name: str = "profile", source: str = "profile") ->
         card_type=card_type, spec_version=spec_version, institution=f.hexbytes("card.institution", 12),
         issue_date=issue_date, expiry_date=expiry_date, validity_years=validity_years,
         atr_historical=historical, initial_pin=initial_pin, pin_tries=pin_tries,
-        activation_deadline_days=deadline, algorithm_flag=ALGORITHMS[algorithm], keys=keys,
+        activation_deadline_days=deadline, algorithm_flag=ALGORITHMS[algorithm], keys=keys, financial=financial,
     )

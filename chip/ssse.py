@@ -6,6 +6,8 @@ about the files is declared here as data; the commands are the shared
 mechanisms of `chip.applet` and `chip.pin` plus the SSSE's own PIN commands.
 """
 
+import datetime
+
 from construct import Int32ub, Struct
 
 from . import lifecycle
@@ -182,8 +184,8 @@ class SsseApplet(Applet):
             limit = EXTERNAL_AUTH_TRIES if name == "rk" else 0
             store.add(f"ssse.{name}", Key(algorithm.diversify(profile.keys[f"ssse_{name}"], d), limit))
         store.add("ssse.state", Vars(
-            lifecycle="issued",
-            lock="none",
+            lifecycle=lifecycle.INITIAL[SSSE_LIFECYCLE],
+            lock=lifecycle.INITIAL[SSSE_LOCK],
             lock_reason="",
             algorithm=profile.algorithm_flag,
             initial_pin=pack(profile.initial_pin),
@@ -250,9 +252,17 @@ class SsseApplet(Applet):
                     fields[item.name] = value.hex().upper() if isinstance(value, bytes) else value
         rk = self.keys["rk"]
         lock = self.state.lock + (f" ({self.state.lock_reason})" if self.state.lock_reason else "")
+        deadline = self.issue_date() + datetime.timedelta(days=self.state.deadline_days)
+        if self.card.financial_activated():
+            deadline_text = f"{deadline} (met: financial application activated)"
+        elif self.card.today > deadline:
+            deadline_text = f"{deadline} (passed on {self.card.today}: locked at the next power-up if not yet)"
+        else:
+            deadline_text = f"{deadline} ({(deadline - self.card.today).days} days left)"
         return {
             "lifecycle": self.state.lifecycle,
             "lock": lock,
+            "activation deadline": deadline_text,
             "card": self.store["card"].state,
             "algorithm": f"{self.algorithm.name} (flag {self.state.algorithm:02X})",
             "PIN tries left": f"{self.pin.tries} of {self.pin.limit}" + (" (blocked)" if self.pin.blocked else ""),
@@ -387,12 +397,8 @@ class SsseApplet(Applet):
             raise CardError(SW_WRONG_P1P2)
         if self._mac_checked(cmd, "stk"):
             raise CardError(SW_WRONG_LENGTH)
-        was = self.state.lock
         lifecycle.fire(self.store, SSSE_LOCK, LOCK_PERMANENT if cmd.p2 else LOCK)
-        if cmd.p2:
-            self.store.write(self.state, "lock_reason", "permanent")
-        elif was == "none":
-            self.store.write(self.state, "lock_reason", "holder")
+        self.store.write(self.state, "lock_reason", "permanent" if cmd.p2 else "holder")
         self._apply_lock()
         return b"", SW_OK
 

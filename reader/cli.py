@@ -6,6 +6,7 @@ stderr and a non-zero exit status, never a traceback.
 
 import argparse
 import datetime
+import decimal
 import os
 import sys
 
@@ -15,6 +16,8 @@ from chip.profile import shipped_names
 from chip.sw import meaning
 
 from . import demo
+from .issuer import IssuerHost
+from .payment_terminal import KernelError, PaymentTerminal, find
 from .psam import Psam, PsamError
 from .report import exchange, parse_hex
 from .sim import SimReader
@@ -60,6 +63,8 @@ def cmd_info(args) -> int:
     print(f"ATR          {card.atr.hex(' ').upper()}")
     for name, applet in card.applets.items():
         described = applet.describe()
+        if not described:
+            continue
         print(f"\n[{name}]")
         for key, value in described.items():
             if key != "records":
@@ -108,6 +113,59 @@ def cmd_ssse(args) -> int:
     sw = operations[args.operation]()
     terminal.reader.power_off()
     return 0 if sw == 0x9000 else _refused(sw)
+
+
+def _amount(text: str) -> int:
+    """'12.34' (yuan) -> 1234 fen."""
+    try:
+        value = decimal.Decimal(text)
+    except decimal.InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not an amount in yuan: {text!r}") from None
+    fen = value * 100
+    if fen != fen.to_integral_value() or not 0 <= fen < 10**12:
+        raise argparse.ArgumentTypeError(f"not an amount in yuan with at most 2 decimals: {text!r}")
+    return int(fen)
+
+
+def _issuer_pan(card: Card) -> str:
+    """The PAN as the issuer's records hold it (the image's application record with tag 5A)."""
+    for record in card.store["fin.records"].records:
+        pan = find(record, 0x5A)
+        if pan is not None:
+            return pan.hex().upper().rstrip("F")
+    raise UsageError("this card image has no financial application")
+
+
+FIN_SCRIPTS = {
+    "block": lambda args: IssuerHost.command(0x84, 0x1E),
+    "unblock": lambda args: IssuerHost.command(0x84, 0x18),
+    "card-block": lambda args: IssuerHost.command(0x84, 0x16),
+    "unblock-pin": lambda args: IssuerHost.command(0x84, 0x24),
+    "activate": lambda args: IssuerHost.activation(args.pin),
+}
+
+
+def cmd_fin(args) -> int:
+    """Run a financial operation through a terminal kernel and the issuer host, printing every exchange."""
+    card = Card.open(args.state, date=args.date)
+    keys = args.keys or (card.config.profile if card.config.profile in shipped_names() else "default")
+    host = IssuerHost(keys)
+    terminal = PaymentTerminal(SimReader(card), on_exchange=lambda c, r: print(exchange(c, r)), date=card.today)
+    if args.operation == "purchase":
+        outcome = terminal.purchase(args.amount, pin=args.pin, sm4=args.sm4, host=host)
+    else:
+        host.queue(_issuer_pan(card), FIN_SCRIPTS[args.operation](args))
+        outcome = terminal.purchase(0, pin=None, sm4=args.sm4, host=host)
+    terminal.reader.power_off()
+    for command, sw in outcome.script_results:
+        print(f"script {command[:2].hex().upper()}: {sw:04X} {meaning(sw)}")
+    print(f"outcome: {outcome.summary}")
+    if args.operation == "purchase":
+        return 0 if outcome.approved else 1
+    failed = [sw for _, sw in outcome.script_results if sw != 0x9000]
+    if not outcome.script_results:
+        return _refused(0x6985)
+    return _refused(failed[0]) if failed else 0
 
 
 def _refused(sw: int) -> int:
@@ -170,6 +228,27 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--items", type=int, default=1)
     q.add_argument("--amount", type=int, default=0, help="amount in fen")
 
+    fin = sub.add_parser("fin", help="financial application operations (terminal kernel + issuer host, through APDUs)")
+    fops = fin.add_subparsers(dest="operation", required=True, metavar="OPERATION")
+
+    def fop(name, help_text):
+        q = fops.add_parser(name, help=help_text)
+        q.add_argument("--state", required=True, metavar="CARD.img")
+        q.add_argument("--keys", metavar="PROFILE", help="profile whose issuer master keys the host holds")
+        q.add_argument("--sm4", action="store_true", help="the terminal asks for SM4 (DF69 = 01)")
+        q.set_defaults(func=cmd_fin)
+        return q
+
+    q = fop("activate", "bank-outlet activation: the issuer sets the PIN and the activation flag by script")
+    q.add_argument("--pin", default="123456", help="the holder's new bank PIN (default 123456)")
+    q = fop("purchase", "a purchase of AMOUNT yuan, online to the issuer host")
+    q.add_argument("amount", type=_amount, metavar="AMOUNT")
+    q.add_argument("--pin", help="offline PIN to verify")
+    fop("block", "issuer script APPLICATION BLOCK")
+    fop("unblock", "issuer script APPLICATION UNBLOCK")
+    fop("unblock-pin", "issuer script PIN UNBLOCK (counter only)")
+    fop("card-block", "issuer script CARD BLOCK (final)")
+
     p = sub.add_parser("card-block", help="CARD BLOCK: irreversible, every SELECT then answers 6A81")
     p.add_argument("--state", required=True, metavar="CARD.img")
     p.add_argument("--keys", metavar="PROFILE", help="profile whose master keys the PSAM holds (default: the card's)")
@@ -182,7 +261,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, ProfileError, ImageError, ValueError, PsamError, TerminalError) as exc:
+    except (UsageError, ProfileError, ImageError, ValueError, PsamError, TerminalError, KernelError) as exc:
         print(f"sscard: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

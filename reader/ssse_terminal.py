@@ -118,14 +118,18 @@ class SsseTerminal:
         return self.mac_command(0x84, 0x16, 0x00, 0x00, b"", "stk")
 
     def _medical_write(self, item, sfi: int, value: dict) -> int:
-        """Select DF04 (medical insurance), authenticate the terminal, append the business record."""
+        """Select DF04 (medical insurance), authenticate the terminal, append the business record.
+
+        The record is built first: a value that does not fit its field is a ValueError
+        naming it, before any APDU is sent."""
+        record = item.encode(value)
         sw = sw_of(self.send(build(0x00, 0xA4, 0x01, 0x0C, MEDICAL_DF.to_bytes(2, "big"))))
         if sw != OK:
             return sw
         sw = self.external_authenticate()
         if sw != OK:
             return sw
-        return sw_of(self.send(build(0x00, 0xE2, 0x00, sfi << 3, item.record(value))))
+        return sw_of(self.send(build(0x00, 0xE2, 0x00, sfi << 3, record)))
 
     def register(self, institution: str = "H11010100001", kind: int = 1, amount: int = 0,
                  date: datetime.date | None = None) -> int:

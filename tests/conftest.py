@@ -10,6 +10,8 @@ import pytest
 
 from chip import Card
 from reader import SimReader
+from reader.issuer import IssuerHost
+from reader.payment_terminal import PaymentTerminal
 
 CARD_DATE = datetime.date(2026, 11, 21)
 
@@ -39,3 +41,13 @@ def t0reader(card):
     r = SimReader(card, protocol="T=0")
     r.reset()
     return r
+
+
+def activate_financial(card, pin: str = "123456") -> None:
+    """The bank-outlet activation of the financial application, through APDUs: a transaction
+    whose issuer scripts set the PIN and PUT DATA DF7F 01 (SPEC §3). Leaves the card reset."""
+    host = IssuerHost(card.config.profile)
+    host.queue(host.profile.financial.pan, IssuerHost.activation(pin))
+    outcome = PaymentTerminal(SimReader(card), date=card.today).purchase(0, host=host)
+    assert [sw for _, sw in outcome.script_results] == [0x9000, 0x9000]
+    assert card.financial_activated()

@@ -87,7 +87,7 @@ def test_select_by_name_next_occurrence_when_only_one(reader):
 
 def test_select_unknown_name(reader):
     assert tx(reader, "00A404000F" + DDF_NAME[:-2] + "CE") == "6A82"
-    assert tx(reader, "00A4040005A000000333") == "6A82"
+    assert tx(reader, "00A4040005A000000334") == "6A82"  # no application under this RID
 
 
 def test_fci_algorithm_flag_follows_profile(tmp_path):
