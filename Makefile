@@ -1,10 +1,14 @@
-# The two commands of the README: `make demo` and `make test`.
+# The README's commands: `make serve`, `make demo`, `make test` (and `make bench`).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PCSC_STAMP := $(VENV)/.pcsc
+# Debian packages for the real PC/SC stack (see ../shared/PCSC.md)
+PCSC_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev pcsc-tools opensc
+CARD ?= card.img
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench serve pcsc-system clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,14 +16,45 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# System packages for PC/SC: installed when root and missing; otherwise say what to install.
+pcsc-system:
+	@missing=""; for p in $(PCSC_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing PC/SC packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "PC/SC packages missing:$$missing (install them: sudo apt-get install$$missing)"; \
+	    if [ "$$CI" = true ]; then exit 1; fi; \
+	  fi; \
+	fi
+
+# pyscard builds against libpcsclite-dev; outside CI a machine without it still gets the rest.
+$(PCSC_STAMP): $(STAMP) | pcsc-system
+	$(BIN)/pip install --quiet -e '.[pcsc]' || [ "$$CI" != true ] || exit 1
+	touch $(PCSC_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/sscard demo
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q
+test: $(PCSC_STAMP)
+	$(BIN)/python -m reader.pcscd run -- $(BIN)/python -m pytest -q
 
-bench: $(STAMP)
-	$(BIN)/python -m pytest bench -q --benchmark-enable --benchmark-only --benchmark-columns=min,median,mean,ops,rounds
+bench: $(PCSC_STAMP)
+	$(BIN)/python -m reader.pcscd run -- $(BIN)/python -m pytest bench -q --benchmark-enable --benchmark-only \
+	  --benchmark-columns=min,median,mean,ops,rounds
+
+serve: $(PCSC_STAMP)
+	@$(BIN)/python -m reader.pcscd ensure
+	@[ -f $(CARD) ] || $(BIN)/sscard personalize --state $(CARD)
+	@echo "The card in $(CARD) is in the PC/SC reader 'Virtual PCD 00 00'. Reach it with:"
+	@echo "  pcsc_scan                                   # watch the reader and the ATR"
+	@echo "  opensc-tool -r 'Virtual PCD 00 00' -a -s 00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
+	@echo "  scriptor -r 'Virtual PCD 00 00'             # then type APDUs, e.g. 00 B2 01 2C 00"
+	@echo "  $(BIN)/sscard apdu --reader 'Virtual PCD 00 00' 00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
+	@echo "  python: from reader.pcsc import PcscReader; r = PcscReader('Virtual PCD 00 00'); r.reset()"
+	@echo "Type remove / insert / status / quit here; Ctrl-C stops serving."
+	$(BIN)/sscard serve --state $(CARD)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks
+	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks .pcscd.log .pcscd.pid

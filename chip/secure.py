@@ -36,10 +36,14 @@ class Challenge:
 
 
 def split_mac(data: bytes) -> tuple[bytes, bytes]:
-    """Command data = body || MAC4; no data at all is a missing MAC (6987)."""
+    """Command data = body || MAC4; no data at all is a missing MAC (6987).
+
+    The MAC input carries Lc in one byte, so a MAC-protected command holds at
+    most 255 data bytes: an extended-length one beyond that is a wrong length.
+    """
     if not data:
         raise CardError(SW_SM_MISSING)
-    if len(data) < 4:
+    if not 4 <= len(data) <= 255:
         raise CardError(SW_WRONG_LENGTH)
     return data[:-4], data[-4:]
 

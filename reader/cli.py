@@ -18,8 +18,10 @@ from chip.sw import meaning
 from . import demo
 from .issuer import IssuerHost
 from .payment_terminal import KernelError, PaymentTerminal, find
+from .pcsc import PcscError, PcscReader, list_readers
 from .psam import Psam, PsamError
 from .report import exchange, parse_hex
+from .serve import DEFAULT_PORT, serve
 from .sim import SimReader
 from .ssse_terminal import SsseTerminal, TerminalError
 
@@ -47,13 +49,35 @@ def cmd_personalize(args) -> int:
 
 def cmd_apdu(args) -> int:
     commands = [parse_hex(text) for text in args.hex]
-    card = Card.open(args.state, date=args.date)
-    reader = SimReader(card, protocol="T=0" if args.t0 else "T=1")
+    if (args.state is None) == (args.reader is None):
+        raise UsageError("give either --state CARD.img (the simulator) or --reader NAME (PC/SC)")
+    if args.reader is not None:
+        reader = PcscReader(args.reader, get_response=not args.raw)
+    else:
+        reader = SimReader(Card.open(args.state, date=args.date), protocol="T=0" if args.t0 else "T=1")
     print(f"ATR {reader.reset().hex(' ').upper()}")
     for command in commands:
         print(exchange(command, reader.transmit(command)))
     reader.power_off()
     return 0
+
+
+def cmd_readers(args) -> int:
+    readers = list_readers()
+    for name in readers:
+        print(name)
+    if not readers:
+        print("no PC/SC readers (is pcscd running? 'sscard serve' puts a card on vpcd's readers)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_serve(args) -> int:
+    for image in args.state:
+        Card.open(image)  # a bad image is a one-line error before anything starts
+    return serve(args.state, list(args.port or []), host=args.host, control=args.control,
+                 protocol=0 if args.t0 else 1, quickack=not args.no_quickack, date=args.date,
+                 use_stdin=not args.no_stdin)
 
 
 def cmd_info(args) -> int:
@@ -173,8 +197,16 @@ def _refused(sw: int) -> int:
     return 1
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line, like every other sscard error."""
+
+    def error(self, message):
+        print(f"sscard: error: {self.prog}: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sscard", description="Social-security card simulator")
+    parser = _Parser(prog="sscard", description="Social-security card simulator")
     parser.add_argument("--date", type=_date, help="simulated date YYYY-MM-DD (default: today)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -185,11 +217,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing image")
     p.set_defaults(func=cmd_personalize)
 
-    p = sub.add_parser("apdu", help="send APDUs to a card image and explain the answers")
-    p.add_argument("--state", required=True, metavar="CARD.img")
+    p = sub.add_parser("apdu", help="send APDUs to a card image or a PC/SC reader and explain the answers")
+    p.add_argument("--state", metavar="CARD.img", help="the simulated card in this image")
+    p.add_argument("--reader", metavar="NAME", help="a PC/SC reader (see 'sscard readers'), virtual or real")
+    p.add_argument("--raw", action="store_true", help="with --reader: show 61xx/6Cxx instead of following them")
     p.add_argument("--t0", action="store_true", help="T=0 behaviour: 61xx and GET RESPONSE")
     p.add_argument("hex", nargs="+", metavar="HEX", help="command APDU in hex, one per argument")
     p.set_defaults(func=cmd_apdu)
+
+    p = sub.add_parser("readers", help="list the PC/SC readers")
+    p.set_defaults(func=cmd_readers)
+
+    p = sub.add_parser("serve", help="serve card images on vpcd, so PC/SC applications see them in a reader")
+    p.add_argument("--state", required=True, action="append", metavar="CARD.img",
+                   help="card image (repeat for several cards, each on its own port)")
+    p.add_argument("--port", type=int, action="append", metavar="PORT",
+                   help=f"vpcd port (default {DEFAULT_PORT}; repeat per card; missing ones count up)")
+    p.add_argument("--host", default="127.0.0.1", help="where vpcd listens (default 127.0.0.1)")
+    p.add_argument("--control", metavar="SOCKET", help="also take control lines on this Unix socket")
+    p.add_argument("--t0", action="store_true", help="T=0 behaviour: 61xx and GET RESPONSE")
+    p.add_argument("--no-quickack", action="store_true", help="do not re-arm TCP_QUICKACK (to measure the 48 ms trap)")
+    p.add_argument("--no-stdin", action="store_true", help="do not read control lines from stdin")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("info", help="show a card image: holder fields, PIN tries, application states")
     p.add_argument("--state", required=True, metavar="CARD.img")
@@ -258,10 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return exit_.code
     try:
         return args.func(args)
-    except (UsageError, ProfileError, ImageError, ValueError, PsamError, TerminalError, KernelError) as exc:
+    except (UsageError, ProfileError, ImageError, ValueError, PsamError, TerminalError, KernelError,
+            PcscError) as exc:
         print(f"sscard: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -57,6 +57,7 @@ class Outcome:
     select_sw: int = 0
     pin_sw: int | None = None
     issuer_auth_sw: int | None = None
+    second_ac_sw: int | None = None
     script_results: list = field(default_factory=list)  # (command, SW)
 
     @property
@@ -133,9 +134,12 @@ class PaymentTerminal:
             outcome.script_results.append((script, sw_of(self.send(script))))
         if cid == ARQC:
             decision = TC if answer.approved else AAC
-            second = self._ok(self.send(build(0x80, 0xAE, decision, 0x00, answer.arc + data, le=256)),
-                              "second GENERATE AC")
-            cid, atc, _, iad = self._ac_fields(second)
+            second = self.send(build(0x80, 0xAE, decision, 0x00, answer.arc + data, le=256))
+            outcome.second_ac_sw = sw_of(second)
+            if outcome.second_ac_sw != 0x9000:  # e.g. 6A81 after a CARD BLOCK script: declined
+                outcome.cid = None
+                return outcome
+            cid, atc, _, iad = self._ac_fields(second[:-2])
             outcome.cid, outcome.cvr = cid, iad[3:7]
             outcome.approved = cid == TC
         return outcome

@@ -1,0 +1,313 @@
+"""`sscard serve`: cards on vsmartcard's vpcd, so pcscd shows each as a reader.
+
+A thin socket adapter around the sans-I/O `reader.vpcd.VpcdProtocol`. vpcd
+listens and the card connects (one TCP port per virtual reader). One thread
+runs a selector over every card's socket and the control channels:
+
+- the 48 ms trap (../shared/PCSC.md): `TCP_NODELAY`, `TCP_QUICKACK` re-armed
+  before every `recv()`, and each reply sent in one write;
+- ATR requests are answered from the card's ATR without touching its state;
+  power on/off and reset map to the card's power model;
+- when pcscd goes away the card reconnects with backoff;
+- control lines (on stdin and on an optional Unix control socket):
+  `remove [N]`, `insert [N]`, `switch [N] IMAGE`, `status`, `quit`;
+- SIGINT/SIGTERM end the loop between two commands: a command in progress
+  finishes and its state is committed (commits are atomic anyway).
+"""
+
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+
+from chip import Card, CardNotPowered, ImageError
+
+from .vpcd import Apdu, GetAtr, PowerOff, PowerOn, Reset, VpcdProtocol
+
+DEFAULT_PORT = 35963
+BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
+TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+
+
+class Slot:
+    """One card on one vpcd port: its connection, and whether it is inserted."""
+
+    def __init__(self, index: int, image: str, host: str, port: int, protocol: int = 1, quickack: bool = True,
+                 date=None, log=None, on_apdu=None):
+        self.index = index
+        self.image = image
+        self.host = host
+        self.port = port
+        self.protocol = protocol
+        self.quickack = quickack and TCP_QUICKACK is not None
+        self.date = date
+        self.log = log or (lambda text: None)
+        self.on_apdu = on_apdu
+        self.card = Card.open(image, date=date)
+        self.sock = None
+        self.vpcd = VpcdProtocol()
+        self.inserted = True
+        self.backoff = BACKOFF_MIN
+        self.next_attempt = 0.0
+        self.apdus = 0
+        self.on_close = None  # called with the socket before it is closed (the server unregisters it)
+
+    # -- connection ------------------------------------------------------------------------
+    def connect(self) -> bool:
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=1.0)
+        except OSError:
+            self.next_attempt = time.monotonic() + self.backoff
+            self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+            return False
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(None)
+        self.sock = sock
+        self.vpcd = VpcdProtocol()
+        self.backoff = BACKOFF_MIN
+        self.log(f"card {self.index} ({self.image}) inserted in vpcd {self.host}:{self.port}")
+        return True
+
+    def disconnect(self, why: str) -> None:
+        if self.sock is not None:
+            if self.on_close is not None:
+                self.on_close(self.sock)
+            try:
+                self.sock.close()
+            finally:
+                self.sock = None
+            self.card.power_off()
+            self.log(f"card {self.index} {why}")
+        self.next_attempt = time.monotonic() + self.backoff
+
+    # -- traffic ----------------------------------------------------------------------------
+    def readable(self) -> None:
+        """Read what vpcd sent, answer every complete message, one write per reply."""
+        sock = self.sock
+        if self.quickack:
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_QUICKACK, 1)
+        try:
+            data = sock.recv(65538)
+        except OSError as exc:
+            self.disconnect(f"lost its connection ({exc.strerror})")
+            return
+        if not data:
+            self.disconnect("disconnected: vpcd closed the connection (pcscd stopped?); reconnecting")
+            return
+        self.vpcd.receive_data(data)
+        for event in self.vpcd.events():
+            reply = self.handle(event)
+            if reply is not None:
+                try:
+                    sock.sendall(VpcdProtocol.send(reply))
+                except OSError as exc:
+                    self.disconnect(f"lost its connection ({exc.strerror})")
+                    return
+
+    def handle(self, event) -> bytes | None:
+        card = self.card
+        if isinstance(event, Apdu):
+            if not card.powered:  # vpcd powers on first; be lenient if it did not
+                card.power_on(self.protocol)
+            try:
+                response = card.transmit(event.data)
+            except CardNotPowered:
+                return None
+            self.apdus += 1
+            if self.on_apdu is not None:
+                self.on_apdu(self, event.data, response)
+            return response
+        if isinstance(event, GetAtr):
+            return card.atr
+        if isinstance(event, PowerOn):
+            card.power_on(self.protocol)
+        elif isinstance(event, Reset):
+            card.reset(self.protocol)
+        elif isinstance(event, PowerOff):
+            card.power_off()
+        return None
+
+    def switch(self, image: str) -> None:
+        card = Card.open(image, date=self.date)  # fails before anything changes
+        self.disconnect("removed to switch images")
+        self.card, self.image = card, image
+
+    def status(self) -> str:
+        where = "inserted, connected" if self.sock else ("inserted, waiting for vpcd" if self.inserted else "removed")
+        return f"card {self.index}: {self.image} on {self.host}:{self.port}, {where}, {self.apdus} APDUs"
+
+
+class Server:
+    def __init__(self, slots: list[Slot], control_path: str | None = None, stdin=None, out=None, log=None):
+        self.slots = slots
+        self.control_path = control_path
+        self.stdin = stdin
+        self.out = out or sys.stdout
+        self.log = log or (lambda text: None)
+        self.stopping = False
+        self.selector = selectors.DefaultSelector()
+        self.control = None
+        self.clients = {}
+        for slot in slots:
+            slot.on_close = self._unregister
+
+    def stop(self, *_):
+        self.stopping = True
+
+    # -- control channel -------------------------------------------------------------------
+    def command(self, line: str) -> str:
+        words = line.split()
+        if not words:
+            return ""
+        verb, args = words[0].lower(), words[1:]
+        try:
+            if verb == "quit":
+                self.stopping = True
+                return "ok quit"
+            if verb == "status":
+                return "\n".join(slot.status() for slot in self.slots)
+            index = 0
+            if args and args[0].isdigit():
+                index = int(args.pop(0))
+            if not 0 <= index < len(self.slots):
+                return f"error: no card {index} (cards 0-{len(self.slots) - 1})"
+            slot = self.slots[index]
+            if verb == "remove":
+                slot.inserted = False
+                slot.disconnect("removed")
+                return f"ok removed card {index}"
+            if verb == "insert":
+                slot.inserted = True
+                slot.next_attempt = 0.0
+                return f"ok inserting card {index}"
+            if verb == "switch":
+                if len(args) != 1:
+                    return "error: switch [N] IMAGE"
+                slot.switch(args[0])
+                slot.inserted = True
+                slot.next_attempt = 0.0
+                return f"ok card {index} is now {args[0]}"
+        except ImageError as exc:
+            return f"error: {exc}"
+        return f"error: unknown command {verb!r} (remove, insert, switch, status, quit)"
+
+    def _open_control(self) -> None:
+        if self.control_path:
+            try:
+                os.unlink(self.control_path)
+            except FileNotFoundError:
+                pass
+            self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.control.bind(self.control_path)
+            self.control.listen(4)
+            self.control.setblocking(False)
+            self.selector.register(self.control, selectors.EVENT_READ, "control")
+        if self.stdin is not None:
+            self.selector.register(self.stdin, selectors.EVENT_READ, "stdin")
+
+    def _reply(self, text: str, to=None) -> None:
+        if not text:
+            return
+        if to is None:
+            print(text, file=self.out, flush=True)
+        else:
+            try:
+                to.sendall(text.encode() + b"\n")
+            except OSError:
+                pass
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self) -> None:
+        self._open_control()
+        try:
+            while not self.stopping:
+                now = time.monotonic()
+                for slot in self.slots:
+                    if slot.inserted and slot.sock is None and now >= slot.next_attempt:
+                        if slot.connect():
+                            self.selector.register(slot.sock, selectors.EVENT_READ, slot)
+                for key, _ in self.selector.select(timeout=0.1):
+                    self._dispatch(key)
+        finally:
+            self.close()
+
+    def _dispatch(self, key) -> None:
+        data = key.data
+        if isinstance(data, Slot):
+            if data.sock is key.fileobj:
+                data.readable()
+        elif data == "control":
+            client, _ = self.control.accept()
+            client.setblocking(False)
+            self.clients[client] = b""
+            self.selector.register(client, selectors.EVENT_READ, "client")
+        elif data == "client":
+            self._client_readable(key.fileobj)
+        elif data == "stdin":
+            line = self.stdin.readline()
+            if not line:  # stdin closed: stop listening to it, keep serving
+                self.selector.unregister(self.stdin)
+                return
+            self._reply(self.command(line))
+
+    def _client_readable(self, client) -> None:
+        try:
+            chunk = client.recv(4096)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self.selector.unregister(client)
+            self.clients.pop(client, None)
+            client.close()
+            return
+        buffered = self.clients[client] + chunk
+        *lines, rest = buffered.split(b"\n")
+        self.clients[client] = rest
+        for line in lines:
+            self._reply(self.command(line.decode(errors="replace")), to=client)
+
+    def _unregister(self, sock) -> None:
+        try:
+            self.selector.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+
+    def close(self) -> None:
+        for slot in self.slots:
+            slot.disconnect("stopped")
+            slot.on_close = None
+        for client in list(self.clients):
+            client.close()
+        if self.control is not None:
+            self.control.close()
+            try:
+                os.unlink(self.control_path)
+            except FileNotFoundError:
+                pass
+        self.selector.close()
+
+
+def serve(images: list[str], ports: list[int], host: str = "127.0.0.1", control: str | None = None,
+          protocol: int = 1, quickack: bool = True, date=None, use_stdin: bool = True, log=None,
+          on_apdu=None) -> int:
+    """Serve every image on its port until SIGINT/SIGTERM or `quit`."""
+    if not ports:
+        ports = [DEFAULT_PORT]
+    while len(ports) < len(images):
+        ports.append(ports[-1] + 1)
+    log = log or (lambda text: print(f"sscard serve: {text}", file=sys.stderr, flush=True))
+    slots = [Slot(i, image, host, port, protocol, quickack, date, log, on_apdu)
+             for i, (image, port) in enumerate(zip(images, ports))]
+    server = Server(slots, control, sys.stdin if use_stdin else None, log=log)
+    previous = {sig: signal.signal(sig, server.stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for slot in slots:
+        log(f"serving {slot.image} on vpcd {host}:{slot.port} (commands on stdin"
+            + (f" and {control}" if control else "") + ": remove, insert, switch IMAGE, status, quit)")
+    try:
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

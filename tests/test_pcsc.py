@@ -1,0 +1,366 @@
+"""End to end through a real PC/SC stack: `sscard serve` on vpcd, pcscd, and clients we did not
+write (pyscard, pcsc-tools' scriptor, OpenSC's opensc-tool), each checking exact responses.
+
+`make test` runs these with its own pcscd (reader.pcscd run). Outside CI a machine without
+the PC/SC pieces skips them; in CI (`CI=true`) a missing piece fails loudly.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from chip import Card
+from chip.profile import SHIPPED
+
+READER = "Virtual PCD 00 00"
+READER_2 = "Virtual PCD 00 01"
+SELECT = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
+FCI = "6F19840F7378312E73682EC9E7BBE1B1A3D5CFA5069F0C03860104"
+EF05_01 = "0110110100" "0000000001" "D156000005FFFFFF"
+EF05_07 = "0709" + b"T00000001".hex().upper()
+
+
+def _missing() -> list[str]:
+    from reader.pcscd import missing, readers
+
+    lacks = missing()
+    if not lacks and readers() is None:
+        lacks.append("a running pcscd (make test starts one: python -m reader.pcscd run -- pytest)")
+    return lacks
+
+
+@pytest.fixture(scope="module")
+def pcsc():
+    lacks = _missing()
+    if lacks:
+        message = "PC/SC end-to-end tests need: " + "; ".join(lacks)
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def run_client(argv, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, **kw)
+
+
+class Served:
+    """An `sscard serve` process with a control socket."""
+
+    def __init__(self, tmp_path, images, ports=(35963,), extra=()):
+        self.images = images
+        self.readers = [READER, READER_2][:len(images)]
+        self.control = str(tmp_path / "control.sock")
+        argv = [sys.executable, "-m", "reader.cli", "serve", "--no-stdin", "--control", self.control]
+        for image in images:
+            argv += ["--state", image]
+        for port in ports:
+            argv += ["--port", str(port)]
+        self.process = subprocess.Popen(argv + list(extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.control):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"sscard serve did not start: {self.process.stderr.read()}")
+            time.sleep(0.02)
+
+    def command(self, line: str) -> str:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(self.control)
+            s.sendall(line.encode() + b"\n")
+            reply = b""
+            while not reply.endswith(b"\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        return reply.decode().strip()
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=10)
+        for name in self.readers:  # let pcscd see the card leave before the next test inserts one
+            wait_for_card(name, present=False)
+        return code
+
+
+def wait_for_card(name: str, present: bool, timeout: float = 3.0) -> None:
+    """Wait until pcscd reports a card in reader `name` (or none)."""
+    from smartcard import scard
+
+    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if hresult != scard.SCARD_S_SUCCESS:
+        return
+    try:
+        states = [(name, scard.SCARD_STATE_UNAWARE)]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            hresult, states = scard.SCardGetStatusChange(context, 100, states)
+            if hresult == scard.SCARD_S_SUCCESS:
+                event = states[0][1]
+                if bool(event & scard.SCARD_STATE_PRESENT) == present:
+                    return
+            elif hresult != scard.SCARD_E_TIMEOUT:
+                return
+            states = [(n, e & ~scard.SCARD_STATE_CHANGED) for n, e, *_ in states]
+    finally:
+        scard.SCardReleaseContext(context)
+
+
+def personalise(path, number="T00000001"):
+    text = (SHIPPED / "default.toml").read_text(encoding="utf-8").replace('"T00000001"', f'"{number}"')
+    profile = path.with_suffix(".toml")
+    profile.write_text(text, encoding="utf-8")
+    Card.from_profile(str(profile), state=str(path))
+    return str(path)
+
+
+@pytest.fixture
+def served(pcsc, tmp_path):
+    image = personalise(tmp_path / "card.img")
+    server = Served(tmp_path, [image])
+    yield server
+    assert server.stop() == 0, server.process.stderr.read()
+
+
+def pcsc_reader(name=READER, **kw):
+    from reader.pcsc import PcscReader
+
+    return PcscReader(name, connect_timeout=10, **kw)
+
+
+def hx(reader, apdu: str) -> str:
+    return reader.transmit(bytes.fromhex(apdu)).hex().upper()
+
+
+# -- three clients we did not write ------------------------------------------------------------------
+
+def test_pyscard_high_level_api(served):
+    from smartcard.System import readers
+
+    reader = next(r for r in readers() if str(r) == READER)
+    deadline = time.monotonic() + 10
+    while True:
+        connection = reader.createConnection()
+        try:
+            connection.connect()
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    atr = bytes(connection.getATR())
+    assert atr == Card.open(served.images[0]).atr
+    data, sw1, sw2 = connection.transmit(list(bytes.fromhex(SELECT)))
+    assert bytes(data).hex().upper() == FCI and (sw1, sw2) == (0x90, 0x00)
+    data, sw1, sw2 = connection.transmit(list(bytes.fromhex("00B2012C00")))
+    assert bytes(data).hex().upper() == EF05_01 and (sw1, sw2) == (0x90, 0x00)
+    data, sw1, sw2 = connection.transmit(list(bytes.fromhex("00B2052C00")))
+    assert (data, sw1, sw2) == ([], 0x69, 0x82)
+    connection.disconnect()
+
+
+def test_scriptor_selects_the_ssse_and_reads_ef05(served, tmp_path):
+    if shutil.which("scriptor") is None:
+        pytest.fail("scriptor (pcsc-tools) is missing")
+    script = tmp_path / "ssse.scriptor"
+    script.write_text("# select the SSSE, read EF05 records 01 and 07\n"
+                      "00 A4 04 00 0F 73 78 31 2E 73 68 2E C9 E7 BB E1 B1 A3 D5 CF\n"
+                      "00 B2 01 2C 00\n"
+                      "00 B2 07 2C 00\n")
+    pcsc_reader().reset()  # wait until pcscd has seen the card
+    result = run_client(["scriptor", "-r", READER, str(script)])
+    assert result.returncode == 0, result.stderr
+    responses = result.stdout.split("< ")[1:]
+    flat = ["".join(r.split(":")[0].split()).upper() for r in responses]
+    assert flat == [FCI + "9000", EF05_01 + "9000", EF05_07 + "9000"]
+
+
+def test_opensc_tool_atr_and_apdus(served):
+    if shutil.which("opensc-tool") is None:
+        pytest.fail("opensc-tool (opensc) is missing")
+    atr = Card.open(served.images[0]).atr
+    pcsc_reader().reset()
+    result = run_client(["opensc-tool", "-r", READER, "-a"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == atr.hex(":")
+    result = run_client(["opensc-tool", "-r", READER, "-s", SELECT, "-s", "00B2072C00", "-s", "0020000003000000"])
+    assert result.returncode == 0, result.stderr
+    blocks = [block.split("Sending:")[0] for block in result.stdout.split("Received ")[1:]]
+    assert blocks[0].startswith("(SW1=0x90, SW2=0x00)")
+    data = "".join(line[:48].replace(" ", "") for line in blocks[0].splitlines()[1:]).upper()
+    assert data == FCI
+    assert blocks[1].startswith("(SW1=0x90, SW2=0x00)") and "07 09 54 30 30 30 30 30 30 30 31" in blocks[1]
+    assert blocks[2].startswith("(SW1=0x63, SW2=0xC5)")  # a wrong PIN, 5 tries left
+
+
+# -- our PcscReader and sscard apdu --reader -------------------------------------------------------
+
+def test_pcsc_reader_follows_61xx_like_a_terminal(pcsc, tmp_path):
+    image = personalise(tmp_path / "card.img")
+    server = Served(tmp_path, [image], extra=["--t0"])
+    try:
+        raw = pcsc_reader(get_response=False)
+        raw.reset()
+        assert hx(raw, SELECT) == "611B"
+        assert hx(raw, "00C000001B") == FCI + "9000"
+        raw.close()
+        reader = pcsc_reader()
+        reader.reset()
+        assert hx(reader, SELECT) == FCI + "9000"
+        assert hx(reader, "00B2012C10") == EF05_01 + "9000"  # 6C12 re-issued with Le 12
+        reader.close()
+    finally:
+        assert server.stop() == 0
+
+
+def test_sscard_apdu_and_readers_commands(served):
+    pcsc_reader().reset()
+    result = run_client([sys.executable, "-m", "reader.cli", "readers"])
+    assert result.returncode == 0 and READER in result.stdout.splitlines()
+    result = run_client([sys.executable, "-m", "reader.cli", "apdu", "--reader", READER, SELECT, "00B2072C00"])
+    assert result.returncode == 0, result.stderr
+    assert "< 07 09 54 30 30 30 30 30 30 30 31\n< 9000  OK" in result.stdout
+
+
+# -- removal, reinsertion, switching, several cards -------------------------------------------------
+
+def test_removal_and_reinsertion_seen_by_pyscard(served):
+    from reader.pcsc import PcscError
+
+    reader = pcsc_reader()
+    reader.reset()
+    assert hx(reader, SELECT) == FCI + "9000"
+    assert served.command("remove") == "ok removed card 0"
+    with pytest.raises(PcscError):
+        hx(reader, "00B2012C00")  # the card left: the transmit fails at once
+    reader.close()
+    gone = pcsc_reader()
+    gone.connect_timeout = 0.3
+    time.sleep(0.6)  # pcscd notices removal at its next poll (about 0.4 s)
+    with pytest.raises(PcscError, match="no card|No smart card|unpowered|removed"):
+        gone.reset()
+    gone.close()
+    assert served.command("insert") == "ok inserting card 0"
+    back = pcsc_reader()
+    back.reset()  # retries until pcscd has seen the insertion
+    assert hx(back, SELECT) == FCI + "9000"
+    back.close()
+
+
+def test_switch_image(pcsc, tmp_path):
+    first = personalise(tmp_path / "a.img", "T00000001")
+    second = personalise(tmp_path / "b.img", "T00000002")
+    server = Served(tmp_path, [first])
+    try:
+        reader = pcsc_reader()
+        reader.reset()
+        hx(reader, SELECT)
+        assert hx(reader, "00B2072C00") == EF05_07 + "9000"
+        reader.close()
+        assert server.command(f"switch {second}") == f"ok card 0 is now {second}"
+        reader = pcsc_reader()
+        reader.reset()
+        hx(reader, SELECT)
+        assert hx(reader, "00B2072C00") == "0709" + b"T00000002".hex().upper() + "9000"
+        assert "b.img" in server.command("status")
+        assert server.command("switch /nonexistent.img").startswith("error: /nonexistent.img: no such card image")
+        reader.close()
+    finally:
+        assert server.stop() == 0
+
+
+def test_two_cards_in_one_process(pcsc, tmp_path):
+    first = personalise(tmp_path / "a.img", "T00000001")
+    second = personalise(tmp_path / "b.img", "T00000002")
+    server = Served(tmp_path, [first, second], ports=(35963, 35964))
+    try:
+        for name, number in ((READER, "T00000001"), (READER_2, "T00000002")):
+            reader = pcsc_reader(name)
+            reader.reset()
+            hx(reader, SELECT)
+            assert hx(reader, "00B2072C00") == "0709" + number.encode().hex().upper() + "9000"
+            reader.close()
+    finally:
+        assert server.stop() == 0
+
+
+# -- pcscd restarts, the card process dies --------------------------------------------------------------
+
+def test_pcscd_restart_while_serving(served, tmp_path):
+    from reader import pcscd
+
+    pidfile = os.environ.get(pcscd.PIDFILE_ENV)
+    if not pidfile:
+        if os.environ.get("CI") == "true":
+            pytest.fail("make test must run pytest under `python -m reader.pcscd run` (no pcscd PID file)")
+        pytest.skip("this pcscd was not started by `python -m reader.pcscd run`; not killing it")
+    reader = pcsc_reader()
+    reader.reset()
+    assert hx(reader, SELECT) == FCI + "9000"
+    reader.close()
+    with open(pidfile) as f:
+        pid = int(f.read())
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while pcscd.readers() is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log = tmp_path / "pcscd.log"
+    for attempt in range(3):  # the killed pcscd's PID and socket may take a moment to clear
+        try:
+            process = pcscd.start(str(log), detach=True)
+            break
+        except RuntimeError:
+            if attempt == 2:
+                raise RuntimeError(f"pcscd would not restart: {log.read_text(errors='replace')[-500:]}")
+            time.sleep(0.5)
+    with open(pidfile, "w") as f:  # the wrapper stops this one at the end
+        f.write(str(process.pid))
+    fresh = pcsc_reader()
+    fresh.reset()  # the card reconnected to the new pcscd's vpcd by itself
+    assert hx(fresh, SELECT) == FCI + "9000"
+    assert hx(fresh, "00B2072C00") == EF05_07 + "9000"
+    fresh.close()
+    assert served.process.poll() is None  # the same card process served both
+
+
+def test_kill_9_with_a_command_in_flight_leaves_the_image_consistent(pcsc, tmp_path):
+    """Wrong PINs through PC/SC while the card process is killed: the image opens and the
+    tries-left count is at most what the last answered 63Cx said."""
+    text = (SHIPPED / "default.toml").read_text(encoding="utf-8").replace("pin_tries = 6", "pin_tries = 15")
+    profile = tmp_path / "p.toml"
+    profile.write_text(text, encoding="utf-8")
+    image = str(tmp_path / "card.img")
+    Card.from_profile(str(profile), state=image)
+    server = Served(tmp_path, [image])
+    reader = pcsc_reader()
+    reader.reset()
+    hx(reader, SELECT)
+    answered = []
+    killed = False
+    from reader.pcsc import PcscError
+
+    try:
+        for i in range(14):
+            if i == 5:
+                server.process.send_signal(signal.SIGKILL)  # between or during commands
+                killed = True
+            try:
+                sw = hx(reader, "0020000003000000")
+            except PcscError:
+                break
+            answered.append(int(sw[-1], 16))
+    finally:
+        server.stop()
+        reader.close()
+    assert killed and answered and answered == list(range(14, 14 - len(answered), -1))
+    tries = Card.open(image).store["ssse.pin"].tries
+    assert tries <= answered[-1]
+    assert tries >= answered[-1] - 1  # at most the one command in flight was counted
