@@ -177,8 +177,7 @@ class FinancialApplet(Applet):
                     + ber_tlv(0x9F0D, IAC_DEFAULT) + ber_tlv(0x9F0E, IAC_DENIAL) + ber_tlv(0x9F0F, IAC_ONLINE)
                     + ber_tlv(0x8C, CDOL1) + ber_tlv(0x8D, CDOL2) + ber_tlv(0x9F08, b"\x00\x30")
                     + ber_tlv(0x9F42, CNY) + ber_tlv(0x9F44, b"\x02")),
-            ber_tlv(0x70, ber_tlv(0x5F20, fin.holder_name.encode("ascii"))
-                    + ber_tlv(0x9F61, profile.id_number.encode("ascii")) + ber_tlv(0x9F62, b"\x00")),
+            ber_tlv(0x70, ber_tlv(0x9F61, profile.id_number.encode("ascii")) + ber_tlv(0x9F62, b"\x00")),
         )
         store.add("fin.records", Records(records))
         store.add("fin.pin", Pin(pin_block(fin.initial_pin), fin.pin_tries))

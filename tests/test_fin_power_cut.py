@@ -1,0 +1,233 @@
+"""Power cuts in the financial application (SPEC §3 ATC durability, §2.3-style anti-tearing).
+
+On an image-backed card, cut the power at every write point of one command
+(first GENERATE AC, EXTERNAL AUTHENTICATE, each issuer script, VERIFY), then
+reopen the image: the card's whole persistent state equals the state before
+the command or after one of its commits - exactly the one the landed commits
+decide - never a mix; the ATC never goes back; the powered-again in-memory
+card agrees with the image; and both go on working.
+
+Mechanism as in test_power_cut.py: `card.store.backend.write_point =
+chip.image.cut_power_at(n)`; a file-backed commit passes five write points
+and only the last (fsync-folder) comes after the new image landed.
+"""
+
+import os
+
+import pytest
+
+from chip import Card, CardNotPowered, PowerLoss
+from chip.image import cut_power_at
+from conftest import CARD_DATE, tx
+from reader import SimReader
+from test_fin_crypto import SM4, TDES, Transaction, activate_by_hand, cdol1, pin_block
+
+pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
+
+FILE_POINTS = ["open-tmp", "write-half", "fsync-tmp", "rename", "fsync-folder"]
+SELECT_AID = bytes.fromhex("00A4040008A00000033301010100")
+APPROVED = b"00"
+
+
+def snapshot(store) -> dict:
+    return {name: obj.dump() for name, obj in store.objects.items()}
+
+
+def fin(snap: dict) -> dict:
+    """The financial fields a reader of these tests cares about, from a snapshot."""
+    state, pin = snap["fin.state"], snap["fin.pin"]
+    return {"atc": state["atc"], "last_online_atc": state["last_online_atc"], "activation": state["activation"],
+            "lock": state["lock"], "card": snap["card"]["state"], "pin": pin["value"].hex().upper(),
+            "tries": pin["tries"], "lower_limit": state["lower_limit"]}
+
+
+# -- scenarios: prepare(reader) -> the APDU to cut, after putting the card in the right state --------------------
+
+
+def first_ac(p1: int, alg, activated: bool):
+    def prepare(reader):
+        if activated:
+            activate_by_hand(reader, alg, "123456")
+        Transaction(reader, alg)
+        return bytes((0x80, 0xAE, p1, 0x00, 29)) + cdol1() + b"\x00"
+    return prepare
+
+
+def after_first_ac(make, alg=TDES, activated=False, wrong_pins=0):
+    """Run a transaction up to its first GENERATE AC (ARQC asked), then build the command with `make(t)`."""
+    def prepare(reader):
+        if activated:
+            activate_by_hand(reader, alg, "123456")
+        if wrong_pins:
+            assert reader.transmit(SELECT_AID)[-2:] == b"\x90\x00"
+            for i in range(wrong_pins):
+                assert reader.transmit(bytes.fromhex("0020008008") + pin_block("999999")) == bytes((0x63, 0xC2 - i))
+            reader.reset()
+        t = Transaction(reader, alg)
+        t.first_ac(0x80)
+        return make(t)
+    return prepare
+
+
+def blocked_application(make):
+    def prepare(reader):
+        activate_by_hand(reader, TDES, "123456")
+        t = Transaction(reader, TDES)
+        t.first_ac(0x80)
+        assert reader.transmit(t.script("841E0000")) == b"\x90\x00"
+        reader.reset()
+        t = Transaction(reader, TDES, select_sw="6283")
+        t.first_ac(0x80)
+        return make(t)
+    return prepare
+
+
+def verify(digits: str, wrong_before: int = 0):
+    def prepare(reader):
+        assert reader.transmit(SELECT_AID)[-2:] == b"\x90\x00"
+        for i in range(wrong_before):
+            assert reader.transmit(bytes.fromhex("0020008008") + pin_block("999999")) == bytes((0x63, 0xC2 - i))
+        return bytes.fromhex("0020008008") + pin_block(digits)
+    return prepare
+
+
+# name: (prepare, SW of the uncut command, number of commits it makes, check(before, after) of the fin fields)
+SCENARIOS = {
+    "first-ac-new-card-3des": (first_ac(0x80, TDES, False), b"\x90\x00", 1,
+                               lambda b, a: a["atc"] == b["atc"] + 1),
+    "first-ac-new-card-sm4": (first_ac(0x00, SM4, False), b"\x90\x00", 1,
+                              lambda b, a: a["atc"] == b["atc"] + 1),
+    "first-ac-arqc-activated": (first_ac(0x80, TDES, True), b"\x90\x00", 1,
+                                lambda b, a: (b["atc"], a["atc"]) == (1, 2)),
+    "external-authenticate": (after_first_ac(lambda t: bytes.fromhex("008200000A") + t.arpc(APPROVED) + APPROVED,
+                                             activated=True), b"\x90\x00", 1,
+                              lambda b, a: (b["last_online_atc"], a["last_online_atc"]) == (0, 2)),
+    "put-data-activation": (after_first_ac(lambda t: t.script("04DADF7F", b"\x01")), b"\x90\x00", 1,
+                            lambda b, a: (b["activation"], a["activation"]) == ("not_activated", "activated")),
+    "put-data-activation-sm4": (after_first_ac(lambda t: t.script("04DADF7F", b"\x01"), alg=SM4), b"\x90\x00", 1,
+                                lambda b, a: (b["activation"], a["activation"]) == ("not_activated", "activated")),
+    "put-data-lower-limit": (after_first_ac(lambda t: t.script("04DA9F14", b"\x05"), activated=True),
+                             b"\x90\x00", 1, lambda b, a: (b["lower_limit"], a["lower_limit"]) == (0, 5)),
+    "pin-change": (after_first_ac(lambda t: t.pin_change("482915"), wrong_pins=1), b"\x90\x00", 1,
+                   lambda b, a: (b["pin"], b["tries"], a["pin"], a["tries"])
+                   == ("26000000FFFFFFFF", 2, "26482915FFFFFFFF", 3)),
+    "pin-change-sm4": (after_first_ac(lambda t: t.pin_change("482915"), alg=SM4, wrong_pins=2), b"\x90\x00", 1,
+                       lambda b, a: (b["tries"], a["pin"], a["tries"]) == (1, "26482915FFFFFFFF", 3)),
+    "pin-unblock": (after_first_ac(lambda t: t.script("84240000"), wrong_pins=3), b"\x90\x00", 1,
+                    lambda b, a: (b["pin"], b["tries"], a["pin"], a["tries"])
+                    == ("26000000FFFFFFFF", 0, "26000000FFFFFFFF", 3)),
+    "application-block": (after_first_ac(lambda t: t.script("841E0000"), activated=True), b"\x90\x00", 1,
+                          lambda b, a: (b["lock"], a["lock"]) == ("none", "blocked")),
+    "application-unblock": (blocked_application(lambda t: t.script("84180000")), b"\x90\x00", 1,
+                            lambda b, a: (b["lock"], a["lock"]) == ("blocked", "none")),
+    "card-block": (after_first_ac(lambda t: t.script("84160000")), b"\x90\x00", 1,
+                   lambda b, a: (b["card"], a["card"]) == ("ok", "blocked")),
+    "verify-right": (verify("000000", wrong_before=1), b"\x90\x00", 2,
+                     lambda b, a: (b["tries"], a["tries"]) == (2, 3)),
+    "verify-wrong": (verify("111111"), b"\x63\xC2", 1, lambda b, a: (b["tries"], a["tries"]) == (3, 2)),
+}
+
+
+def fresh(folder, prepare):
+    folder.mkdir()
+    path = str(folder / "card.img")
+    card = Card.from_profile(state=path, date=CARD_DATE)
+    reader = SimReader(card)
+    reader.reset()
+    apdu = prepare(reader)
+    return card, reader, path, apdu
+
+
+def recording_hook(card):
+    """A write-point hook that cuts nothing and snapshots the store whenever a commit lands."""
+    hook = cut_power_at(10**9)
+
+    def record(point, landed):
+        hook(point, landed)
+        if landed:
+            states.append(snapshot(card.store))
+
+    states = []
+    record.seen, record.states = hook.seen, states
+    return record
+
+
+def follow_up(card) -> int:
+    """Run one more transaction on `card` and return its ATC (the card must go on working)."""
+    reader = SimReader(card)
+    reader.reset()
+    response = reader.transmit(SELECT_AID)
+    assert response[-2:] in (b"\x90\x00", b"\x62\x83")
+    assert tx(reader, "80A800000B830900000000100001560000")[-4:] == "9000"
+    response = tx(reader, "80AE00001D" + cdol1().hex() + "00")
+    assert response[-4:] == "9000", response
+    return int(response[response.index("9F3602") + 6:][:4], 16)
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_power_cut_at_every_write_point(scenario, tmp_path):
+    prepare, sw, commits, check = SCENARIOS[scenario]
+
+    # 1. the uncut command: its write points and the state after each commit
+    card, reader, _, apdu = fresh(tmp_path / "count", prepare)
+    states = [snapshot(card.store)]
+    hook = recording_hook(card)
+    card.store.backend.write_point = hook
+    assert reader.transmit(apdu)[-2:] == sw
+    states += hook.states
+    assert list(hook.seen) == FILE_POINTS * commits
+    assert len(states) == commits + 1
+    before, after = fin(states[0]), fin(states[-1])
+    assert check(before, after), (before, after)
+    for middle in states[1:-1]:  # only VERIFY commits twice: the anti-tearing decrement, durable first
+        assert fin(middle) == {**before, "tries": before["tries"] - 1}
+    assert after["atc"] >= before["atc"]
+
+    # 2. cut at each write point
+    landed_counts = []
+    for n in range(1, len(hook.seen) + 1):
+        card, reader, path, apdu = fresh(tmp_path / f"cut{n}", prepare)
+        assert snapshot(card.store) == states[0]
+        generation = card.store.backend.generation
+        card.store.backend.write_point = cut_power_at(n)
+        with pytest.raises(PowerLoss) as excinfo:
+            reader.transmit(apdu)
+        cut = excinfo.value
+        assert cut.point == hook.seen[n - 1]
+        assert cut.landed == (cut.point == "fsync-folder")
+        assert not card.powered
+        with pytest.raises(CardNotPowered):
+            reader.transmit(SELECT_AID)
+
+        durable = Card.open(path, date=CARD_DATE)
+        landed = (n - 1) // len(FILE_POINTS) + cut.landed
+        landed_counts.append(landed)
+        assert durable.store.backend.generation - generation == landed
+        got = snapshot(durable.store)
+        assert got in states, f"cut {n} at {cut.point}: a mixed state {fin(got)}"
+        assert got == states[landed], (n, cut.point, fin(got))
+        state = fin(got)
+        assert state["atc"] >= before["atc"]  # the ATC never goes back
+        assert state["atc"] in (before["atc"], after["atc"])
+
+        # the powered-again in-memory card agrees with the image
+        card.store.backend.write_point = None
+        reader.reset()
+        assert card.store.journal == []
+        assert snapshot(card.store) == got
+
+        # and both go on working: the next transaction counts on from the durable ATC
+        if state["card"] == "ok":
+            assert follow_up(durable) == state["atc"] + 1
+            assert fin(snapshot(Card.open(path).store))["atc"] == state["atc"] + 1
+            assert sorted(os.listdir(os.path.dirname(path))) == ["card.img"]  # a leftover .tmp is overwritten
+        else:
+            for c in (durable, card):
+                r = SimReader(c)
+                r.reset()
+                assert r.transmit(SELECT_AID) == b"\x6A\x81"
+
+    # every cut before the last point of a commit keeps that commit's old state; at fsync-folder it landed
+    assert landed_counts == [i // len(FILE_POINTS) + (i % len(FILE_POINTS) == len(FILE_POINTS) - 1)
+                             for i in range(commits * len(FILE_POINTS))]
+    assert landed_counts.count(commits) == 1
