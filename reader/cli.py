@@ -19,6 +19,8 @@ from . import demo
 from .issuer import IssuerHost
 from .payment_terminal import KernelError, PaymentTerminal, find
 from .pcsc import PcscError, PcscReader, list_readers
+from .replay import RecordingReader, TraceWriter, junit_xml, replay, sim_reader_for, stderr_progress
+from .trace import TraceError, from_scriptor as trace_from_scriptor, parse as parse_trace, to_scriptor, to_text as trace_to_text
 from .psam import Psam, PsamError
 from .report import exchange, parse_hex
 from .serve import DEFAULT_PORT, serve
@@ -28,6 +30,18 @@ from .ssse_terminal import SsseTerminal, TerminalError
 
 class UsageError(Exception):
     """A mistake in what the user asked for; printed as one line."""
+
+
+_record_to = None  # the open trace file while `sscard record` runs a command
+
+
+def card_reader(reader):
+    """The card's reader, wrapped in a RecordingReader while `sscard record` runs a command."""
+    if _record_to is None:
+        return reader
+    card = getattr(reader, "card", None)
+    directives = {"profile": card.config.profile, "date": card.today} if card is not None else {}
+    return RecordingReader(reader, _record_to, directives=directives)
 
 
 def _date(text: str) -> datetime.date:
@@ -54,7 +68,7 @@ def cmd_apdu(args) -> int:
     if args.reader is not None:
         reader = PcscReader(args.reader, get_response=not args.raw)
     else:
-        reader = SimReader(Card.open(args.state, date=args.date), protocol="T=0" if args.t0 else "T=1")
+        reader = card_reader(SimReader(Card.open(args.state, date=args.date), protocol="T=0" if args.t0 else "T=1"))
     print(f"ATR {reader.reset().hex(' ').upper()}")
     for command in commands:
         print(exchange(command, reader.transmit(command)))
@@ -75,9 +89,82 @@ def cmd_readers(args) -> int:
 def cmd_serve(args) -> int:
     for image in args.state:
         Card.open(image)  # a bad image is a one-line error before anything starts
-    return serve(args.state, list(args.port or []), host=args.host, control=args.control,
-                 protocol=0 if args.t0 else 1, quickack=not args.no_quickack, date=args.date,
-                 use_stdin=not args.no_stdin)
+    on_apdu = None
+    record = open(args.record, "w", encoding="utf-8") if args.record else None
+    if record is not None:
+        writer = TraceWriter(record, header=[f"every APDU the served card(s) answered: {', '.join(args.state)}"])
+        on_apdu = lambda slot, apdu, response: writer.exchange(apdu, response, 0.0)  # noqa: E731
+    try:
+        return serve(args.state, list(args.port or []), host=args.host, control=args.control,
+                     protocol=0 if args.t0 else 1, quickack=not args.no_quickack, date=args.date,
+                     use_stdin=not args.no_stdin, on_apdu=on_apdu)
+    finally:
+        if record is not None:
+            record.close()
+
+
+def _load_trace(path: str):
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read trace ({exc.strerror})") from None
+    return parse_trace(text, path)
+
+
+def cmd_replay(args) -> int:
+    if args.state and args.reader:
+        raise UsageError("give --state CARD.img or --reader NAME, not both")
+    traces = [_load_trace(path) for path in args.traces]  # every parse error before anything runs
+    pcsc = PcscReader(args.reader) if args.reader else None
+    results = []
+    for trace in traces:
+        if pcsc is not None:
+            reader = pcsc
+        elif args.state:
+            reader = sim_reader_for(trace, Card.open(args.state, date=args.date))
+        else:
+            reader = sim_reader_for(trace)
+        if trace.apdus >= 1000:
+            print(f"replaying {trace.path} ({trace.apdus} APDUs)", file=sys.stderr, flush=True)
+        result = replay(trace, reader, progress=stderr_progress if trace.apdus >= 1000 else None)
+        print(result.report(), flush=True)
+        results.append(result)
+    failed = sum(not r.ok for r in results)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    if args.junit:
+        with open(args.junit, "w", encoding="utf-8") as f:
+            f.write(junit_xml(results))
+    return 1 if failed else 0
+
+
+def cmd_record(args) -> int:
+    global _record_to
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise UsageError("record needs a command after --, e.g. sscard record -o t.apdu -- fin purchase 1 --state c.img")
+    if command[0] in ("record", "serve", "replay"):
+        raise UsageError(f"'{command[0]}' cannot be recorded this way (use 'sscard serve --record FILE')")
+    with open(args.output, "w", encoding="utf-8") as out:
+        _record_to = out
+        try:
+            return main(command)
+        finally:
+            _record_to = None
+
+
+def cmd_scriptor(args) -> int:
+    trace = _load_trace(args.input) if args.direction == "export" else None
+    if args.direction == "import":
+        with open(args.input, encoding="utf-8") as f:
+            trace = trace_from_scriptor(f.read(), args.input)
+        text = trace_to_text(trace)
+    else:
+        text = to_scriptor(trace)
+    with open(args.output, "w", encoding="utf-8") as f:
+        f.write(text)
+    print(f"wrote {args.output} ({trace.apdus} commands)")
+    return 0
 
 
 def cmd_info(args) -> int:
@@ -116,7 +203,7 @@ def cmd_ssse(args) -> int:
     card = Card.open(args.state, date=args.date)
     keys = args.keys or (card.config.profile if card.config.profile in shipped_names() else "default")
     psam = Psam(SimReader(Card.psam(keys)))
-    terminal = SsseTerminal(SimReader(card), psam, on_exchange=lambda c, r: print(exchange(c, r)),
+    terminal = SsseTerminal(card_reader(SimReader(card)), psam, on_exchange=lambda c, r: print(exchange(c, r)),
                             identification=_issuer_record(card))
     select_sw = terminal.start()
     if select_sw not in (0x9000, 0x6283):
@@ -174,7 +261,7 @@ def cmd_fin(args) -> int:
     card = Card.open(args.state, date=args.date)
     keys = args.keys or (card.config.profile if card.config.profile in shipped_names() else "default")
     host = IssuerHost(keys)
-    terminal = PaymentTerminal(SimReader(card), on_exchange=lambda c, r: print(exchange(c, r)), date=card.today)
+    terminal = PaymentTerminal(card_reader(SimReader(card)), on_exchange=lambda c, r: print(exchange(c, r)), date=card.today)
     if args.operation == "purchase":
         outcome = terminal.purchase(args.amount, pin=args.pin, sm4=args.sm4, host=host)
     else:
@@ -225,6 +312,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("hex", nargs="+", metavar="HEX", help="command APDU in hex, one per argument")
     p.set_defaults(func=cmd_apdu)
 
+    p = sub.add_parser("replay", help="replay .apdu traces and compare every response")
+    p.add_argument("traces", nargs="+", metavar="TRACE")
+    p.add_argument("--state", metavar="CARD.img", help="replay on this image (default: a fresh card per trace)")
+    p.add_argument("--reader", metavar="NAME", help="replay on a PC/SC reader, virtual or real")
+    p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("record", help="run an sscard command and record the card's APDUs as a trace")
+    p.add_argument("-o", "--output", required=True, metavar="TRACE")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- then the sscard command to run")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("scriptor", help="convert between pcsc-tools scriptor scripts and .apdu traces")
+    p.add_argument("direction", choices=("import", "export"))
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=cmd_scriptor)
+
     p = sub.add_parser("readers", help="list the PC/SC readers")
     p.set_defaults(func=cmd_readers)
 
@@ -238,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--t0", action="store_true", help="T=0 behaviour: 61xx and GET RESPONSE")
     p.add_argument("--no-quickack", action="store_true", help="do not re-arm TCP_QUICKACK (to measure the 48 ms trap)")
     p.add_argument("--no-stdin", action="store_true", help="do not read control lines from stdin")
+    p.add_argument("--record", metavar="TRACE", help="record every APDU the card(s) answered as a trace")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("info", help="show a card image: holder fields, PIN tries, application states")
@@ -314,7 +420,7 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except (UsageError, ProfileError, ImageError, ValueError, PsamError, TerminalError, KernelError,
-            PcscError) as exc:
+            PcscError, TraceError) as exc:
         print(f"sscard: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -311,3 +311,93 @@ def serve(images: list[str], ports: list[int], host: str = "127.0.0.1", control:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+class ServedProcess:
+    """`sscard serve` in a child process, for tests and fixtures: start, control, reach, stop.
+
+    With the default vpcd configuration port 35963 is the reader `Virtual PCD 00 00`
+    and 35964 `Virtual PCD 00 01`.
+    """
+
+    VPCD_READERS = {35963: "Virtual PCD 00 00", 35964: "Virtual PCD 00 01"}
+
+    def __init__(self, images: list[str], ports=(DEFAULT_PORT,), control: str | None = None, extra=()):
+        import subprocess
+        import tempfile
+
+        self.images = list(images)
+        self.ports = list(ports) + [ports[-1] + i for i in range(1, len(images) - len(ports) + 1)]
+        self.control = control or os.path.join(tempfile.mkdtemp(prefix="sscard-"), "control.sock")
+        argv = [sys.executable, "-m", "reader.cli", "serve", "--no-stdin", "--control", self.control]
+        for image in self.images:
+            argv += ["--state", image]
+        for port in self.ports[:len(self.images)]:
+            argv += ["--port", str(port)]
+        self.process = subprocess.Popen(argv + list(extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.control):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                raise RuntimeError(f"sscard serve did not start: {self.process.stderr.read().strip()}")
+            time.sleep(0.02)
+
+    def reader_name(self, index: int = 0) -> str:
+        return self.VPCD_READERS[self.ports[index]]
+
+    def reader(self, index: int = 0, **kw):
+        from .pcsc import PcscReader
+
+        return PcscReader(self.reader_name(index), **{"connect_timeout": 10, **kw})
+
+    def command(self, line: str) -> str:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(self.control)
+            s.sendall(line.encode() + b"\n")
+            reply = b""
+            while not reply.endswith(b"\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        return reply.decode().strip()
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        """Stop it and wait until pcscd has seen each card leave (so the next card starts clean)."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=10)
+        for index in range(len(self.images)):
+            wait_for_card(self.reader_name(index), present=False)
+        return code
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def wait_for_card(name: str, present: bool, timeout: float = 3.0) -> bool:
+    """Wait until pcscd reports a card in reader `name` (or none); False on timeout."""
+    from smartcard import scard
+
+    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if hresult != scard.SCARD_S_SUCCESS:
+        return False
+    try:
+        states = [(name, scard.SCARD_STATE_UNAWARE)]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            hresult, states = scard.SCardGetStatusChange(context, 100, states)
+            if hresult == scard.SCARD_S_SUCCESS:
+                if bool(states[0][1] & scard.SCARD_STATE_PRESENT) == present:
+                    return True
+            elif hresult != scard.SCARD_E_TIMEOUT:
+                return False
+            states = [(n, e & ~scard.SCARD_STATE_CHANGED) for n, e, *_ in states]
+        return False
+    finally:
+        scard.SCardReleaseContext(context)

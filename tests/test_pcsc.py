@@ -8,7 +8,6 @@ the PC/SC pieces skips them; in CI (`CI=true`) a missing piece fails loudly.
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 
 from chip import Card
 from chip.profile import SHIPPED
+from reader.serve import ServedProcess
 
 READER = "Virtual PCD 00 00"
 READER_2 = "Virtual PCD 00 01"
@@ -49,69 +49,8 @@ def run_client(argv, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, timeout=30, **kw)
 
 
-class Served:
-    """An `sscard serve` process with a control socket."""
-
-    def __init__(self, tmp_path, images, ports=(35963,), extra=()):
-        self.images = images
-        self.readers = [READER, READER_2][:len(images)]
-        self.control = str(tmp_path / "control.sock")
-        argv = [sys.executable, "-m", "reader.cli", "serve", "--no-stdin", "--control", self.control]
-        for image in images:
-            argv += ["--state", image]
-        for port in ports:
-            argv += ["--port", str(port)]
-        self.process = subprocess.Popen(argv + list(extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True)
-        deadline = time.monotonic() + 10
-        while not os.path.exists(self.control):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"sscard serve did not start: {self.process.stderr.read()}")
-            time.sleep(0.02)
-
-    def command(self, line: str) -> str:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(5)
-            s.connect(self.control)
-            s.sendall(line.encode() + b"\n")
-            reply = b""
-            while not reply.endswith(b"\n"):
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                reply += chunk
-        return reply.decode().strip()
-
-    def stop(self, sig=signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        code = self.process.wait(timeout=10)
-        for name in self.readers:  # let pcscd see the card leave before the next test inserts one
-            wait_for_card(name, present=False)
-        return code
-
-
-def wait_for_card(name: str, present: bool, timeout: float = 3.0) -> None:
-    """Wait until pcscd reports a card in reader `name` (or none)."""
-    from smartcard import scard
-
-    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
-    if hresult != scard.SCARD_S_SUCCESS:
-        return
-    try:
-        states = [(name, scard.SCARD_STATE_UNAWARE)]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            hresult, states = scard.SCardGetStatusChange(context, 100, states)
-            if hresult == scard.SCARD_S_SUCCESS:
-                event = states[0][1]
-                if bool(event & scard.SCARD_STATE_PRESENT) == present:
-                    return
-            elif hresult != scard.SCARD_E_TIMEOUT:
-                return
-            states = [(n, e & ~scard.SCARD_STATE_CHANGED) for n, e, *_ in states]
-    finally:
-        scard.SCardReleaseContext(context)
+def Served(tmp_path, images, ports=(35963,), extra=()):
+    return ServedProcess(images, ports=ports, control=str(tmp_path / "control.sock"), extra=extra)
 
 
 def personalise(path, number="T00000001"):

@@ -1,0 +1,362 @@
+"""APDU traces: the `.apdu` text format, its parser, and pattern matching. Pure: no I/O.
+
+    # comments start with '#', also at the end of a line
+    @profile default            directives: the card a replay starts from (in memory)
+    @date 2026-11-21            the simulated date
+    @random 1                   seed of the card's random source: challenges repeat, so replays are exact
+    @protocol T=1               T=1 (default) or T=0 behaviour
+    reset                       power up the card (cold reset); `reset 3B 9C ...` also checks the ATR
+    power-off                   remove power
+    > 00 A4 04 00 0F 73 78 ...  a command; `{name}` inserts bytes captured earlier
+    < 6F XX ... 90 00           the expected response: hex bytes, `XX` any byte, `*` any run of bytes,
+                                `|` between alternatives (`90 00 | 61 XX`), `{name:8}` captures 8 bytes
+                                (`{name:*}` as many as the rest allows), `{name}` must equal a capture
+
+A `<` line is optional: a command without one accepts any response. Parse
+errors name the file, the line and what is wrong.
+"""
+
+import datetime
+import re
+from dataclasses import dataclass, field
+
+HEX_BYTE = re.compile(r"^[0-9A-Fa-f]{2}$")
+TOKEN = re.compile(r"\{[^}]*\}|\*|\||[0-9A-Fa-f]{2}|XX|xx|\S")
+DIRECTIVES = ("profile", "date", "random", "protocol")
+
+
+class TraceError(ValueError):
+    """A trace that cannot be parsed: `file:line: what is wrong`."""
+
+
+# -- patterns ---------------------------------------------------------------------------------------
+
+ANY = "any"
+CAPTURE = "capture"
+SAME = "same"
+BYTE = "byte"
+STAR = "star"
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One alternative of an expectation: a list of tokens, compiled for matching."""
+
+    tokens: tuple  # (kind, value): (BYTE, int) (ANY, None) (STAR, None) (CAPTURE, (name, n|None)) (SAME, name)
+    text: str
+
+    @property
+    def fixed(self) -> bool:
+        return all(kind != STAR and not (kind == CAPTURE and value[1] is None) for kind, value in self.tokens)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    alternatives: tuple
+    text: str
+
+    def match(self, data: bytes, captures: dict) -> dict | None:
+        """New captures when `data` matches one alternative, else None."""
+        for alternative in self.alternatives:
+            found = _match(alternative.tokens, data, captures)
+            if found is not None:
+                return found
+        return None
+
+    def first_difference(self, data: bytes, captures: dict) -> tuple[int, str]:
+        """Where `data` first departs from the closest alternative: (byte index, expected text)."""
+        best = (-1, "")
+        for alternative in self.alternatives:
+            index, expected = _difference(alternative.tokens, data, captures)
+            if index > best[0]:
+                best = (index, expected)
+        return best
+
+
+def _width(tokens, captures) -> int:
+    total = 0
+    for kind, value in tokens:
+        if kind in (BYTE, ANY):
+            total += 1
+        elif kind == CAPTURE and value[1] is not None:
+            total += value[1]
+        elif kind == SAME:
+            total += len(captures.get(value, b""))
+    return total
+
+
+def _match(tokens, data: bytes, captures: dict) -> dict | None:
+    flexible = any(kind == STAR or kind == CAPTURE and value[1] is None for kind, value in tokens)
+    spare = len(data) - _width(tokens, captures)  # what the one flexible token (if any) must take
+    if spare < 0 or (not flexible and spare):
+        return None
+    new = {}
+    i = 0
+    for kind, value in tokens:
+        if kind == BYTE:
+            if data[i] != value:
+                return None
+            i += 1
+        elif kind == ANY:
+            i += 1
+        elif kind == SAME:
+            want = captures.get(value, new.get(value))
+            if want is None or data[i:i + len(want)] != want:
+                return None
+            i += len(want)
+        else:  # STAR or CAPTURE
+            n = value[1] if kind == CAPTURE and value[1] is not None else spare
+            if kind == CAPTURE:
+                new[value[0]] = data[i:i + n]
+            i += n
+    return new
+
+
+def _difference(tokens, data: bytes, captures: dict) -> tuple[int, str]:
+    i = 0
+    for kind, value in tokens:
+        if kind in (STAR,) or kind == CAPTURE and value[1] is None:
+            return i, "..."  # a flexible part: the length is where it went wrong
+        if kind == BYTE:
+            if i >= len(data) or data[i] != value:
+                return i, f"{value:02X}"
+            i += 1
+        elif kind == ANY:
+            if i >= len(data):
+                return i, "XX"
+            i += 1
+        elif kind == CAPTURE:
+            if i + value[1] > len(data):
+                return len(data), f"{{{value[0]}:{value[1]}}}"
+            i += value[1]
+        elif kind == SAME:
+            want = captures.get(value, b"")
+            for j, b in enumerate(want):
+                if i + j >= len(data) or data[i + j] != b:
+                    return i + j, f"{b:02X} (from {{{value}}})"
+            i += len(want)
+    return i, "end of response"
+
+
+def _tokens(text: str, where: str, allow_patterns: bool):
+    out = []
+    for token in TOKEN.findall(text):
+        if HEX_BYTE.match(token):
+            out.append((BYTE, int(token, 16)))
+        elif token in ("XX", "xx") and allow_patterns:
+            out.append((ANY, None))
+        elif token == "*" and allow_patterns:
+            out.append((STAR, None))
+        elif token.startswith("{") and token.endswith("}"):
+            name, _, size = token[1:-1].partition(":")
+            name = name.strip()
+            if not name.isidentifier():
+                raise TraceError(f"{where}: {token!r} is not a valid capture name")
+            if not size:
+                out.append((SAME, name))
+            elif not allow_patterns:
+                raise TraceError(f"{where}: a command cannot capture ({token}); use {{{name}}} to insert")
+            elif size.strip() == "*":
+                out.append((CAPTURE, (name, None)))
+            elif size.strip().isdigit() and int(size) > 0:
+                out.append((CAPTURE, (name, int(size))))
+            else:
+                raise TraceError(f"{where}: capture size in {token!r} must be a number of bytes or *")
+        else:
+            raise TraceError(f"{where}: {token!r} is not a hex byte" + (", XX, * or {capture}" if allow_patterns
+                                                                         else " or {capture}"))
+    return out
+
+
+def expectation(text: str, where: str = "expectation") -> Expectation:
+    alternatives = []
+    for part in text.split("|"):
+        tokens = _tokens(part, where, True)
+        if not tokens:
+            raise TraceError(f"{where}: empty alternative in {text.strip()!r}")
+        if sum(1 for k, v in tokens if k == STAR or k == CAPTURE and v[1] is None) > 1:
+            raise TraceError(f"{where}: at most one '*' or {{name:*}} per alternative")
+        alternatives.append(Alternative(tuple(tokens), part.strip()))
+    return Expectation(tuple(alternatives), text.strip())
+
+
+# -- traces -----------------------------------------------------------------------------------------------
+
+@dataclass
+class Step:
+    kind: str  # "reset", "power-off", "apdu"
+    line: int
+    command: tuple = ()  # tokens (BYTE/SAME) for "apdu"
+    expect: Expectation | None = None  # the response (or the ATR for "reset")
+    comment: str = ""
+
+    def command_bytes(self, captures: dict) -> bytes:
+        out = bytearray()
+        for kind, value in self.command:
+            if kind == BYTE:
+                out.append(value)
+            else:
+                if value not in captures:
+                    raise TraceError(f"line {self.line}: {{{value}}} was not captured by an earlier response")
+                out += captures[value]
+        return bytes(out)
+
+    def command_text(self) -> str:
+        return " ".join(f"{v:02X}" if k == BYTE else f"{{{v}}}" for k, v in self.command)
+
+
+@dataclass
+class Trace:
+    path: str
+    steps: list = field(default_factory=list)
+    profile: str = "default"
+    date: datetime.date | None = None
+    random: int | None = None
+    protocol: str = "T=1"
+    header: list = field(default_factory=list)  # the leading comment lines (what the trace is about)
+
+    @property
+    def apdus(self) -> int:
+        return sum(1 for step in self.steps if step.kind == "apdu")
+
+
+def parse(text: str, path: str = "<trace>") -> Trace:
+    trace = Trace(path)
+    pending = None  # the last apdu step, waiting for its '<' line
+    in_header = True
+    for number, raw in enumerate(text.splitlines(), 1):
+        where = f"{path}:{number}"
+        line, _, comment = raw.partition("#")
+        line = line.strip()
+        if not line:
+            if in_header and raw.strip().startswith("#"):
+                trace.header.append(comment.strip())
+            continue
+        in_header = False
+        if line.startswith("@"):
+            _directive(trace, line[1:], where)
+            continue
+        if line.startswith(">"):
+            pending = Step("apdu", number, tuple(_tokens(line[1:], where, False)), comment=comment.strip())
+            if not pending.command:
+                raise TraceError(f"{where}: '>' needs a command APDU")
+            trace.steps.append(pending)
+            continue
+        if line.startswith("<"):
+            if pending is None:
+                raise TraceError(f"{where}: '<' without a '>' command before it")
+            if pending.expect is not None:
+                raise TraceError(f"{where}: a second '<' for the command on line {pending.line}")
+            pending.expect = expectation(line[1:], where)
+            continue
+        word, _, rest = line.partition(" ")
+        if word.lower() == "reset":
+            atr = expectation(rest, where) if rest.strip() else None
+            trace.steps.append(Step("reset", number, expect=atr, comment=comment.strip()))
+            pending = None
+        elif word.lower() in ("power-off", "poweroff"):
+            if rest.strip():
+                raise TraceError(f"{where}: power-off takes nothing after it")
+            trace.steps.append(Step("power-off", number, comment=comment.strip()))
+            pending = None
+        else:
+            raise TraceError(f"{where}: {line[:30]!r} is not a trace line (>, <, reset, power-off, @directive, #)")
+    return trace
+
+
+def _directive(trace: Trace, text: str, where: str) -> None:
+    name, _, value = text.strip().partition(" ")
+    value = value.strip()
+    if name not in DIRECTIVES:
+        raise TraceError(f"{where}: unknown directive @{name} (known: {', '.join('@' + d for d in DIRECTIVES)})")
+    if not value:
+        raise TraceError(f"{where}: @{name} needs a value")
+    if name == "profile":
+        trace.profile = value
+    elif name == "date":
+        try:
+            trace.date = datetime.date.fromisoformat(value)
+        except ValueError:
+            raise TraceError(f"{where}: @date needs YYYY-MM-DD, got {value!r}") from None
+    elif name == "random":
+        if not value.isdigit():
+            raise TraceError(f"{where}: @random needs a whole number (a seed), got {value!r}")
+        trace.random = int(value)
+    elif name == "protocol":
+        if value not in ("T=0", "T=1"):
+            raise TraceError(f"{where}: @protocol is T=0 or T=1, got {value!r}")
+        trace.protocol = value
+
+
+def spaced(data: bytes) -> str:
+    return data.hex(" ").upper()
+
+
+def to_text(trace: Trace) -> str:
+    """A trace back as `.apdu` text (comments other than the header are not kept)."""
+    out = [f"# {line}" if line else "#" for line in trace.header]
+    for name, value, default in (("profile", trace.profile, "default"), ("date", trace.date, None),
+                                 ("random", trace.random, None), ("protocol", trace.protocol, "T=1")):
+        if value != default:
+            out.append(f"@{name} {value}")
+    for step in trace.steps:
+        if step.kind == "reset":
+            out.append("reset" + (f" {step.expect.text}" if step.expect else ""))
+        elif step.kind == "power-off":
+            out.append("power-off")
+        else:
+            out.append(f"> {step.command_text()}")
+            if step.expect is not None:
+                out.append(f"< {step.expect.text}")
+    return "\n".join(out) + "\n"
+
+
+# -- pcsc-tools scriptor scripts ----------------------------------------------------------------------------
+
+def from_scriptor(text: str, path: str = "<scriptor>") -> Trace:
+    """A scriptor script (commands, `reset`, `#` comments) or a scriptor log (with `>`/`<` lines and
+    `: Normal processing.` status texts) as a trace; a log's responses become expectations."""
+    if any(line.startswith("> ") for line in text.splitlines()):
+        return _from_scriptor_log(text, path)
+    lines = []
+    for raw in text.splitlines():
+        stripped = raw.strip()
+        if not stripped or stripped.startswith("#"):
+            lines.append(raw)
+        elif stripped.lower() == "reset":
+            lines.append("reset")
+        elif stripped.lower() in ("exit", "quit"):
+            break
+        else:
+            lines.append("> " + stripped)
+    return parse("\n".join(lines), path)
+
+
+def _from_scriptor_log(text: str, path: str) -> Trace:
+    lines, response = [], None
+    for raw in text.splitlines():
+        if raw.startswith("> "):
+            lines.append(raw)
+        elif raw.startswith("< "):
+            response = raw[2:]
+        elif response is not None:
+            response += " " + raw
+        else:
+            continue
+        if response is not None and ":" in response:
+            lines.append("< " + response.split(":")[0].strip())
+            response = None
+    return parse("\n".join(lines), path)
+
+
+def to_scriptor(trace: Trace) -> str:
+    """A scriptor script: the commands (captures cannot be expressed, so a command using one fails)."""
+    out = [f"# {line}" if line else "#" for line in trace.header]
+    for step in trace.steps:
+        if step.kind == "reset":
+            out.append("reset")
+        elif step.kind == "apdu":
+            if any(kind != BYTE for kind, _ in step.command):
+                raise TraceError(f"{trace.path}:{step.line}: scriptor cannot insert captured values ({step.command_text()})")
+            out.append(step.command_text())
+    return "\n".join(out) + "\n"
