@@ -15,7 +15,7 @@ from chip.profile import shipped_names
 
 from chip.sw import meaning
 
-from . import demo
+from . import demo, flows
 from .issuer import IssuerHost
 from .payment_terminal import KernelError, PaymentTerminal, find
 from .pcsc import PcscError, PcscReader, list_readers
@@ -93,7 +93,7 @@ def cmd_serve(args) -> int:
     record = open(args.record, "w", encoding="utf-8") if args.record else None
     if record is not None:
         writer = TraceWriter(record, header=[f"every APDU the served card(s) answered: {', '.join(args.state)}"])
-        on_apdu = lambda slot, apdu, response: writer.exchange(apdu, response, 0.0)  # noqa: E731
+        on_apdu = lambda slot, apdu, response, seconds: writer.exchange(apdu, response, seconds)  # noqa: E731
     try:
         return serve(args.state, list(args.port or []), host=args.host, control=args.control,
                      protocol=0 if args.t0 else 1, quickack=not args.no_quickack, date=args.date,
@@ -279,6 +279,27 @@ def cmd_fin(args) -> int:
     return _refused(failed[0]) if failed else 0
 
 
+def cmd_flow(args) -> int:
+    """Run a terminal flow (reader/flows.py) on a card image, printing every exchange, the steps and the result."""
+    if args.list:
+        for name, function in flows.FLOWS.items():
+            print(f"{name:<22} {function.__doc__.strip().splitlines()[0]}")
+            params = flows.parameters(name)
+            print("  " + (" ".join(f"{key}={value if value != '' else '(none)'}" for key, value in params.items())
+                          or "(no parameters)"))
+        return 0
+    if args.name is None or args.state is None:
+        raise UsageError("give a flow NAME and --state CARD.img (or --list)")
+    params = flows.parse_params(args.name, args.param or [])
+    card = Card.open(args.state, date=args.date)
+    result = flows.run_flow(args.name, card, profile=args.keys, on_exchange=lambda c, r: print(exchange(c, r)),
+                            **params)
+    for description, outcome in result.steps:
+        print(f"- {description}: {outcome}")
+    print(result.final_line)
+    return 0 if result.ok else 1
+
+
 def _refused(sw: int) -> int:
     print(f"refused: {sw:04X} {meaning(sw)}", file=sys.stderr)
     return 1
@@ -408,6 +429,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", required=True, metavar="CARD.img")
     p.add_argument("--keys", metavar="PROFILE", help="profile whose master keys the PSAM holds (default: the card's)")
     p.set_defaults(func=cmd_ssse, operation="card-block")
+
+    p = sub.add_parser("flow", help="run a real-world terminal flow on a card image ('sscard flow --list')")
+    p.add_argument("name", nargs="?", metavar="NAME", help="the flow (see --list)")
+    p.add_argument("--state", metavar="CARD.img")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="a flow parameter (repeat; see --list)")
+    p.add_argument("--keys", metavar="PROFILE", help="profile whose keys the PSAM and issuer hold (default: the card's)")
+    p.add_argument("--list", action="store_true", help="list the flows and their parameters with defaults")
+    p.set_defaults(func=cmd_flow)
     return parser
 
 

@@ -86,7 +86,7 @@ def replay(trace: Trace, reader: Reader, progress=None) -> Result:
         if found is None:
             index, want = step.expect.first_difference(response, captures)
             got = f"{response[index]:02X}" if index < len(response) else "the end of the response"
-            return done(Failure(step.line, f"response byte {index} is {got}, expected {want}: "
+            return done(Failure(step.expect_line, f"response byte {index} is {got}, expected {want}: "
                                            f"got {window(response, index)} to {_short(command)}"))
         captures.update(found)
     return done()

@@ -111,13 +111,14 @@ class Slot:
         if isinstance(event, Apdu):
             if not card.powered:  # vpcd powers on first; be lenient if it did not
                 card.power_on(self.protocol)
+            start = time.perf_counter()
             try:
                 response = card.transmit(event.data)
             except CardNotPowered:
                 return None
             self.apdus += 1
             if self.on_apdu is not None:
-                self.on_apdu(self, event.data, response)
+                self.on_apdu(self, event.data, response, time.perf_counter() - start)
             return response
         if isinstance(event, GetAtr):
             return card.atr

@@ -189,6 +189,7 @@ class Step:
     command: tuple = ()  # tokens (BYTE/SAME) for "apdu"
     expect: Expectation | None = None  # the response (or the ATR for "reset")
     comment: str = ""
+    expect_line: int = 0  # the line of the '<' expectation (the step's own line for a reset)
 
     def command_bytes(self, captures: dict) -> bytes:
         out = bytearray()
@@ -248,11 +249,12 @@ def parse(text: str, path: str = "<trace>") -> Trace:
             if pending.expect is not None:
                 raise TraceError(f"{where}: a second '<' for the command on line {pending.line}")
             pending.expect = expectation(line[1:], where)
+            pending.expect_line = number
             continue
         word, _, rest = line.partition(" ")
         if word.lower() == "reset":
             atr = expectation(rest, where) if rest.strip() else None
-            trace.steps.append(Step("reset", number, expect=atr, comment=comment.strip()))
+            trace.steps.append(Step("reset", number, expect=atr, comment=comment.strip(), expect_line=number))
             pending = None
         elif word.lower() in ("power-off", "poweroff"):
             if rest.strip():
@@ -335,15 +337,21 @@ def from_scriptor(text: str, path: str = "<scriptor>") -> Trace:
 def _from_scriptor_log(text: str, path: str) -> Trace:
     lines, response = [], None
     for raw in text.splitlines():
-        if raw.startswith("> "):
+        if raw.strip().upper() == "> RESET":
+            lines.append("reset")
+            response = "skip"
+        elif raw.startswith("> "):
             lines.append(raw)
+            response = None
+        elif response == "skip":  # scriptor's "< OK: <ATR>" after a reset
+            response = None
         elif raw.startswith("< "):
             response = raw[2:]
         elif response is not None:
             response += " " + raw
         else:
             continue
-        if response is not None and ":" in response:
+        if response not in (None, "skip") and ":" in response:
             lines.append("< " + response.split(":")[0].strip())
             response = None
     return parse("\n".join(lines), path)

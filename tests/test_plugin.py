@@ -1,0 +1,52 @@
+"""The pytest plugin (entry point pytest11 'sscard'): .apdu files as test items, and fixtures."""
+
+SELECT = "00 A4 04 00 0F 73 78 31 2E 73 68 2E C9 E7 BB E1 B1 A3 D5 CF"
+GOOD = f"""# a trace a user keeps next to their tests
+@date 2026-11-21
+reset
+> {SELECT}
+< 6F 19 * 90 00
+> 00 B2 07 2C 00
+< 07 09 54 30 30 30 30 30 30 30 31 90 00
+"""
+
+
+def test_apdu_files_are_collected_and_replayed(pytester):
+    pytester.makefile(".apdu", good=GOOD)
+    pytester.makefile(".apdu", bad=GOOD.replace("30 31 90 00", "30 32 90 00"))
+    result = pytester.runpytest("-p", "no:cacheprovider")  # the plugin loads through its entry point
+    result.assert_outcomes(passed=1, failed=1)
+    assert ("bad.apdu:7: response byte 10 is 31, expected 32: got ... 30 30 30 30 30 30 [31] 90 00 "
+            "to 00 B2 07 2C 00") in result.stdout.str()
+
+
+def test_a_trace_with_a_syntax_error_fails_with_its_line(pytester):
+    pytester.makefile(".apdu", broken="> 00 A4 QQ\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*broken.apdu:1: 'Q' is not a hex byte or {capture}*"])
+
+
+def test_fixtures(pytester):
+    pytester.makepyfile("""
+        import pytest
+
+        def test_reader(sscard_reader):
+            r = sscard_reader.transmit(bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF"))
+            assert r[-2:] == b"\\x90\\x00" and r[:2] == bytes.fromhex("6F19")
+
+        @pytest.mark.sscard_profile("default-3des")
+        @pytest.mark.sscard_date("2026-01-02")
+        def test_markers(sscard_card):
+            assert sscard_card.applets["ssse"].describe()["algorithm"] == "3DES (flag 01)"
+            assert str(sscard_card.applets["ssse"].issue_date()) == "2026-01-02"
+    """)
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=2)
+
+
+def test_the_plugin_is_registered_as_an_entry_point():
+    from importlib.metadata import entry_points
+
+    names = {ep.name: ep.value for ep in entry_points(group="pytest11")}
+    assert names.get("sscard") == "reader.pytest_plugin"

@@ -1,0 +1,215 @@
+"""The .apdu trace format, replay, recording and scriptor conversion (reader.trace, reader.replay)."""
+
+import io
+
+import pytest
+
+from chip import Card
+from reader import SimReader
+from reader.replay import RecordingReader, junit_xml, replay, seeded, sim_reader_for
+from reader.trace import TraceError, expectation, from_scriptor, parse, to_scriptor, to_text
+
+SELECT = "00 A4 04 00 0F 73 78 31 2E 73 68 2E C9 E7 BB E1 B1 A3 D5 CF"
+FCI = "6F 19 84 0F 73 78 31 2E 73 68 2E C9 E7 BB E1 B1 A3 D5 CF A5 06 9F 0C 03 86 01 04"
+HEADER = "@date 2026-11-21\n@random 7\nreset\n"
+
+
+def run(text: str):
+    trace = parse(text, "t.apdu")
+    return replay(trace, sim_reader_for(trace))
+
+
+# -- matching -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("pattern, data, ok", [
+    ("90 00", "9000", True),
+    ("90 00", "9001", False),
+    ("90 00", "900000", False),
+    ("XX XX 90 00", "AB CD 90 00", True),
+    ("* 90 00", "90 00", True),
+    ("* 90 00", "01 02 03 90 00", True),
+    ("* 90 00", "01 02 03 6A 82", False),
+    ("90 00 | 61 XX", "61 1B", True),
+    ("90 00 | 61 XX", "6C 1B", False),
+    ("6F * 90 00 | 61 1B", "61 1B", True),
+])
+def test_patterns(pattern, data, ok):
+    assert (expectation(pattern).match(bytes.fromhex(data.replace(" ", "")), {}) is not None) is ok
+
+
+def test_captures_and_reuse():
+    e = expectation("{challenge:8} 90 00")
+    found = e.match(bytes.fromhex("1122334455667788 9000".replace(" ", "")), {})
+    assert found == {"challenge": bytes.fromhex("1122334455667788")}
+    greedy = expectation("01 {rest:*} 90 00").match(bytes.fromhex("01AABBCC9000"), {})
+    assert greedy == {"rest": bytes.fromhex("AABBCC")}
+    same = expectation("{challenge} 90 00")
+    assert same.match(bytes.fromhex("11223344556677889000"), found) == {}
+    assert same.match(bytes.fromhex("11223344556677009000"), found) is None
+
+
+def test_first_difference_names_the_byte():
+    index, want = expectation("6F 19 84 90 00").first_difference(bytes.fromhex("6F1985"), {})
+    assert (index, want) == (2, "84")
+
+
+# -- parsing errors ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, message", [
+    ("> 00 A4 GG", "t.apdu:1: 'G' is not a hex byte or {capture}"),
+    ("< 90 00", "t.apdu:1: '<' without a '>' command before it"),
+    ("> 00 84 00 00 08\n< 90 00\n< 90 00", "t.apdu:3: a second '<' for the command on line 1"),
+    ("@colour red", "t.apdu:1: unknown directive @colour"),
+    ("@date 21/11/2026", "t.apdu:1: @date needs YYYY-MM-DD"),
+    ("@random x", "t.apdu:1: @random needs a whole number"),
+    ("@protocol T=2", "t.apdu:1: @protocol is T=0 or T=1"),
+    ("hello", "t.apdu:1: 'hello' is not a trace line"),
+    ("> 00 84 00 00 08\n< {x:y} 90 00", "t.apdu:2: capture size in '{x:y}' must be a number of bytes or *"),
+    ("> 00 {x:8}", "t.apdu:1: a command cannot capture"),
+    ("> 00\n< * * 90 00", "t.apdu:2: at most one '*'"),
+    ("power-off now", "t.apdu:1: power-off takes nothing after it"),
+])
+def test_parse_errors_name_file_line_and_problem(text, message):
+    with pytest.raises(TraceError) as error:
+        parse(text, "t.apdu")
+    assert str(error.value).startswith(message)
+    assert "\n" not in str(error.value)
+
+
+def test_header_and_directives():
+    trace = parse("# Situation: a hospital\n# second line\n\n@profile default-3des\n@date 2026-01-02\n"
+                  "@random 3\n@protocol T=0\nreset\n> 00 84 00 00 08 # a comment\n", "t.apdu")
+    assert trace.header == ["Situation: a hospital", "second line"]
+    assert (trace.profile, str(trace.date), trace.random, trace.protocol) == ("default-3des", "2026-01-02", 3, "T=0")
+    assert [s.kind for s in trace.steps] == ["reset", "apdu"] and trace.steps[1].comment == "a comment"
+    assert parse(to_text(trace), "again").steps[1].command_text() == "00 84 00 00 08"
+
+
+# -- replay ------------------------------------------------------------------------------------------------
+
+def test_replay_passes_and_uses_captures():
+    result = run(HEADER + f"> {SELECT}\n< {FCI} 90 00\n> 00 84 00 00 08\n< {{ch:8}} 90 00\n"
+                          "> 00 B2 01 2C 00\n< 01 10 11 01 00 {serial:5} D1 56 00 00 05 FF FF FF 90 00\n"
+                          "> 00 B2 07 2C 00\n< 07 09 * 90 00\n")
+    assert result.ok and result.apdus == 4
+
+
+def test_replay_reports_the_first_differing_byte():
+    result = run(HEADER + f"> {SELECT}\n< {FCI} 90 00\n> 00 B2 07 2C 00\n< 07 09 54 30 30 30 30 30 30 30 32 90 00\n")
+    assert not result.ok
+    assert result.failure.line == 7  # the '<' line that expected something else
+    assert result.failure.message == ("response byte 10 is 31, expected 32: got ... 30 30 30 30 30 30 [31] 90 00 "
+                                      "to 00 B2 07 2C 00")
+    assert result.report().startswith("FAIL t.apdu:7: response byte 10 is 31, expected 32")
+
+
+def test_replay_checks_the_atr():
+    atr = Card.from_profile().atr
+    assert run(f"reset {atr.hex(' ')}\n").ok
+    bad = run("reset 3B 00\n")
+    assert not bad.ok and bad.failure.message.startswith("ATR byte 1 differs: expected 00")
+
+
+def test_seeded_random_makes_challenges_repeat():
+    first = seeded(5)(8)
+    assert seeded(5)(8) == first and seeded(6)(8) != first
+    text = HEADER + f"> {SELECT}\n> 00 84 00 00 08\n< {{c:8}} 90 00\n"
+    trace = parse(text, "t")
+    a, b = sim_reader_for(trace), sim_reader_for(trace)
+    a.reset(), b.reset()
+    for r in (a, b):
+        r.transmit(bytes.fromhex(SELECT.replace(" ", "")))
+    assert a.transmit(bytes.fromhex("0084000008")) == b.transmit(bytes.fromhex("0084000008"))
+
+
+def test_record_then_replay_is_identical():
+    trace_for_card = parse(HEADER, "h")
+    reader = sim_reader_for(trace_for_card)
+    out = io.StringIO()
+    rec = RecordingReader(reader, out, header=["round trip"], directives={"date": "2026-11-21", "random": 7})
+    rec.reset()
+    for apdu in (SELECT, "00 84 00 00 08", "00 20 00 00 03 12 34 56", "00 B2 09 30 00", "00 B2 05 2C 10"):
+        rec.transmit(bytes.fromhex(apdu.replace(" ", "")))
+    rec.power_off()
+    recorded = parse(out.getvalue(), "rec.apdu")
+    assert recorded.header[0] == "round trip" and recorded.apdus == 5
+    result = replay(recorded, sim_reader_for(recorded))
+    assert result.ok, result.report()
+    # and replaying it again through a recorder gives the same exchanges
+    again = io.StringIO()
+    replay(recorded, RecordingReader(sim_reader_for(recorded), again))
+    strip = lambda text: [line.split("#")[0].strip() for line in text.splitlines() if line[:1] in "<>"]  # noqa
+    assert strip(again.getvalue()) == strip(out.getvalue())
+
+
+def test_junit_xml():
+    ok = run(HEADER + f"> {SELECT}\n< {FCI} 90 00\n")
+    bad = run(HEADER + f"> {SELECT}\n< 90 00\n")
+    xml = junit_xml([ok, bad])
+    assert xml.startswith('<testsuite name="sscard replay" tests="2" failures="1"')
+    assert "<failure message=\"response byte 0 is 6F, expected 90" in xml
+
+
+# -- scriptor ---------------------------------------------------------------------------------------------
+
+SCRIPT = f"# read EF05\nreset\n{SELECT}\n00 B2 01 2C 00\n"
+LOG = ("Using T=1 protocol\nreset\n> RESET\n< OK: 3B 9C\n"
+       f"> {SELECT}\n< 6F 19 84 0F 73 78 31 2E 73 68 2E C9 E7 BB E1 B1 \nA3 D5 CF A5 06 9F 0C 03 86 01 04 90 00 : Normal processing.\n"
+       "> 00 B2 07 2C 00\n< 07 09 54 30 30 30 30 30 30 30 31 90 00 : Normal processing.\n")
+
+
+def test_scriptor_script_round_trip():
+    trace = from_scriptor(SCRIPT, "s.txt")
+    assert [s.kind for s in trace.steps] == ["reset", "apdu", "apdu"]
+    assert to_scriptor(trace) == SCRIPT
+    assert from_scriptor(to_scriptor(trace)).steps[2].command_text() == "00 B2 01 2C 00"
+
+
+def test_scriptor_log_becomes_expectations_that_replay():
+    trace = from_scriptor(LOG, "log.txt")
+    assert [s.kind for s in trace.steps] == ["reset", "apdu", "apdu"]
+    assert trace.steps[2].expect.text == "07 09 54 30 30 30 30 30 30 30 31 90 00"
+    card = Card.from_profile()
+    reader = SimReader(card)
+    reader.reset()
+    assert replay(trace, reader).ok
+
+
+def test_scriptor_export_refuses_captures():
+    trace = parse("> 00 84 00 00 08\n< {c:8} 90 00\n> 00 82 00 0A 10 {c} {c}\n", "t.apdu")
+    with pytest.raises(TraceError, match="t.apdu:3: scriptor cannot insert captured values"):
+        to_scriptor(trace)
+
+
+# -- the CLI ----------------------------------------------------------------------------------------------
+
+def test_cli_replay_record_and_scriptor(tmp_path, capsys):
+    from reader.cli import main
+
+    image = str(tmp_path / "card.img")
+    assert main(["--date", "2026-11-21", "personalize", "--state", image]) == 0
+    fresh = str(tmp_path / "fresh.img")
+    assert main(["--date", "2026-11-21", "personalize", "--state", fresh]) == 0
+    trace = str(tmp_path / "t.apdu")
+    assert main(["record", "-o", trace, "--", "--date", "2026-11-21", "apdu", "--state", image, SELECT.replace(" ", ""),
+                 "0020000003123456", "00B2093000"]) == 0
+    capsys.readouterr()
+    assert main(["replay", trace, "--state", fresh, "--junit", str(tmp_path / "j.xml")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"PASS {trace} (3 APDUs") and out.endswith("1 passed, 0 failed\n")
+    text = open(trace).read().replace("< 09 1E C0 EE BB AA", "< 09 1E C0 EE BB AB")
+    edited = str(tmp_path / "edited.apdu")
+    open(edited, "w").write(text)
+    assert main(["replay", edited, "--state", fresh]) == 1
+    assert "response byte 5 is AA, expected AB" in capsys.readouterr().out
+    script = str(tmp_path / "t.scriptor")
+    assert main(["scriptor", "export", trace, "-o", script]) == 0
+    back = str(tmp_path / "back.apdu")
+    assert main(["scriptor", "import", script, "-o", back]) == 0
+    assert [s.command_text() for s in parse(open(back).read(), "b").steps if s.kind == "apdu"] == \
+        [s.command_text() for s in parse(open(trace).read(), "a").steps if s.kind == "apdu"]
+    bad = str(tmp_path / "bad.apdu")
+    open(bad, "w").write("> 00 A4 ZZ\n")
+    capsys.readouterr()
+    assert main(["replay", bad]) == 2
+    assert capsys.readouterr().err == f"sscard: error: {bad}:1: 'Z' is not a hex byte or {{capture}}\n"
