@@ -17,7 +17,7 @@ from chip.sw import meaning
 
 from . import demo, flows
 from .issuer import IssuerHost
-from .payment_terminal import KernelError, PaymentTerminal, find
+from .payment_terminal import KernelError, PaymentTerminal
 from .pcsc import PcscError, PcscReader, list_readers
 from .replay import RecordingReader, TraceWriter, junit_xml, replay, sim_reader_for, stderr_progress
 from .trace import TraceError, from_scriptor as trace_from_scriptor, parse as parse_trace, to_scriptor, to_text as trace_to_text
@@ -189,22 +189,13 @@ def cmd_demo(args) -> int:
     return demo.run(date=args.date)
 
 
-def _issuer_record(card: Card) -> bytes:
-    """The card identification code as the issuer's back office holds it (EF05 item 01).
-
-    A locked SSSE refuses READ RECORD, so an HR terminal gets the code from the
-    issuer's records, not from the chip; the simulator's records are the image.
-    """
-    return card.store["ssse.ef05"].records[0][2:]
-
-
 def cmd_ssse(args) -> int:
     """Run one SSSE operation through the PSAM and APDUs, printing every exchange."""
     card = Card.open(args.state, date=args.date)
-    keys = args.keys or (card.config.profile if card.config.profile in shipped_names() else "default")
-    psam = Psam(SimReader(Card.psam(keys)))
+    psam = Psam(SimReader(Card.psam(args.keys or flows.keys_profile(card))))
+    identification, _ = flows.issuer_records(card)  # a locked SSSE cannot be read: the back office knows it
     terminal = SsseTerminal(card_reader(SimReader(card)), psam, on_exchange=lambda c, r: print(exchange(c, r)),
-                            identification=_issuer_record(card))
+                            identification=identification)
     select_sw = terminal.start()
     if select_sw not in (0x9000, 0x6283):
         return _refused(select_sw)
@@ -238,15 +229,6 @@ def _amount(text: str) -> int:
     return int(fen)
 
 
-def _issuer_pan(card: Card) -> str:
-    """The PAN as the issuer's records hold it (the image's application record with tag 5A)."""
-    for record in card.store["fin.records"].records:
-        pan = find(record, 0x5A)
-        if pan is not None:
-            return pan.hex().upper().rstrip("F")
-    raise UsageError("this card image has no financial application")
-
-
 FIN_SCRIPTS = {
     "block": lambda args: IssuerHost.command(0x84, 0x1E),
     "unblock": lambda args: IssuerHost.command(0x84, 0x18),
@@ -259,13 +241,15 @@ FIN_SCRIPTS = {
 def cmd_fin(args) -> int:
     """Run a financial operation through a terminal kernel and the issuer host, printing every exchange."""
     card = Card.open(args.state, date=args.date)
-    keys = args.keys or (card.config.profile if card.config.profile in shipped_names() else "default")
-    host = IssuerHost(keys)
+    host = IssuerHost(args.keys or flows.keys_profile(card))
     terminal = PaymentTerminal(card_reader(SimReader(card)), on_exchange=lambda c, r: print(exchange(c, r)), date=card.today)
     if args.operation == "purchase":
         outcome = terminal.purchase(args.amount, pin=args.pin, sm4=args.sm4, host=host)
     else:
-        host.queue(_issuer_pan(card), FIN_SCRIPTS[args.operation](args))
+        _, pan = flows.issuer_records(card)
+        if pan is None:
+            raise UsageError("this card image has no financial application")
+        host.queue(pan, FIN_SCRIPTS[args.operation](args))
         outcome = terminal.purchase(0, pin=None, sm4=args.sm4, host=host)
     terminal.reader.power_off()
     for command, sw in outcome.script_results:
@@ -293,7 +277,7 @@ def cmd_flow(args) -> int:
     params = flows.parse_params(args.name, args.param or [])
     card = Card.open(args.state, date=args.date)
     result = flows.run_flow(args.name, card, profile=args.keys, on_exchange=lambda c, r: print(exchange(c, r)),
-                            **params)
+                            wrap=card_reader, **params)
     for description, outcome in result.steps:
         print(f"- {description}: {outcome}")
     print(result.final_line)
@@ -434,7 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", metavar="NAME", help="the flow (see --list)")
     p.add_argument("--state", metavar="CARD.img")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="a flow parameter (repeat; see --list)")
-    p.add_argument("--keys", metavar="PROFILE", help="profile whose keys the PSAM and issuer hold (default: the card's)")
+    p.add_argument("--keys", metavar="PROFILE", help="profile whose keys the PSAM and issuer hold (default: card's)")
     p.add_argument("--list", action="store_true", help="list the flows and their parameters with defaults")
     p.set_defaults(func=cmd_flow)
     return parser

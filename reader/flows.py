@@ -74,10 +74,11 @@ class _Flow:
     def step(self, description: str, outcome) -> None:
         self.result.steps.append((description, f"{outcome:04X}" if isinstance(outcome, int) else str(outcome)))
 
-    def expect(self, description: str, sw: int, *accepted: int, why: str | None = None) -> int:
+    def expect(self, description: str, sw: int, *accepted: int) -> int:
+        """Record the step; refuse unless `sw` is one of `accepted` (default 9000)."""
         self.step(description, sw)
         if sw not in (accepted or (OK,)):
-            raise Refused(why or f"{description} answered {sw:04X} ({meaning(sw)})")
+            raise Refused(f"{description} answered {sw:04X} ({meaning(sw)})")
         return sw
 
     def done(self, message: str) -> None:
@@ -445,9 +446,10 @@ def issuer_records(card: Card) -> tuple[bytes, str | None]:
     return identification, None
 
 
-def run_flow(name: str, card: Card, profile=None, on_exchange=None, **params) -> FlowResult:
+def run_flow(name: str, card: Card, profile=None, on_exchange=None, wrap=None, **params) -> FlowResult:
     """Run flow `name` on `card`: SimReaders on the card and on a PSAM of `profile` (default:
-    `keys_profile(card)`), an issuer host of that profile, the issuer's records, the card's date."""
+    `keys_profile(card)`), an issuer host of that profile, the issuer's records, the card's date.
+    `wrap` may wrap the card's reader (a RecordingReader, say)."""
     function = _flow(name)
     unknown = set(params) - set(parameters(name))
     if unknown:
@@ -456,7 +458,7 @@ def run_flow(name: str, card: Card, profile=None, on_exchange=None, **params) ->
     profile = profile or keys_profile(card)
     identification, pan = issuer_records(card)
     supplied = {
-        "reader": lambda: SimReader(card),
+        "reader": lambda: (wrap or (lambda r: r))(SimReader(card)),
         "psam": lambda: SimReader(Card.psam(profile)),
         "host": lambda: IssuerHost(profile),
         "on_exchange": lambda: on_exchange,
