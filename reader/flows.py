@@ -19,7 +19,6 @@ of `FLOWS` by its CLI name.
 
 import datetime
 import inspect
-import os
 from dataclasses import dataclass, field
 
 from chip import Card, idnumber
@@ -253,8 +252,7 @@ def _medical(name: str, reader, psam, write, what: str, on_exchange) -> FlowResu
     with _Flow(name) as flow:
         ssse = SsseTerminal(reader, Psam(psam), on_exchange)
         _start_ssse(flow, ssse)
-        factor, random = b"TERMINAL", os.urandom(8)
-        genuine = ssse.internal_authenticate(factor, random)
+        genuine = ssse.internal_authenticate(b"TERMINAL")
         flow.step("INTERNAL AUTHENTICATE (is the card genuine?)", "genuine" if genuine else "not genuine")
         if not genuine:
             raise Refused("the card failed internal authentication (not a genuine card of this issuer)")

@@ -22,7 +22,8 @@ def seeded(seed: int):
 
 def fresh_card(trace: Trace) -> Card:
     """The card a trace starts from when no image or reader is given."""
-    card = Card.from_profile(trace.profile, date=trace.date)
+    card = Card.from_profile(trace.profile, date=trace.issued or trace.date)
+    card.set_date(trace.date)
     if trace.random is not None:
         card.random = seeded(trace.random)
     return card
@@ -139,9 +140,10 @@ class TraceWriter:
 class RecordingReader(Reader):
     """Wraps any `Reader` and writes every exchange as a trace, with timestamps and durations."""
 
-    def __init__(self, reader: Reader, out, header=(), directives: dict | None = None):
+    def __init__(self, reader: Reader, out=None, header=(), directives: dict | None = None,
+                 writer: TraceWriter | None = None):
         self.reader = reader
-        self.writer = TraceWriter(out, header, directives)
+        self.writer = writer or TraceWriter(out, header, directives)
 
     def reset(self) -> bytes:
         atr = self.reader.reset()

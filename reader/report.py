@@ -20,11 +20,19 @@ def status_word(response: bytes) -> int:
     return int.from_bytes(response[-2:], "big") if len(response) >= 2 else 0
 
 
-def exchange(command: bytes, response: bytes, note: str = "") -> str:
-    """Three lines: the command, the response data (if any), the SW and its meaning."""
+def exchange(command: bytes, response: bytes, note: str = "", decoder=None) -> str:
+    """Three lines: the command, the response data (if any), the SW and its meaning.
+
+    With a `reader.decode.Decoder`, its explanation follows, indented by four
+    spaces: the command's name and fields, then the decoded response data (the
+    SW and its meaning are already on the line above, so they are not repeated).
+    """
     sw = status_word(response)
     lines = [f"> {spaced(command)}" + (f"    # {note}" if note else "")]
     if len(response) > 2:
         lines.append(f"< {spaced(response[:-2])}")
     lines.append(f"< {sw:04X}  {meaning(sw)}")
+    if decoder is not None:
+        explained = decoder.command(command) + decoder.response(response, status=False)
+        lines += ["    " + line for line in explained]
     return "\n".join(lines)

@@ -5,6 +5,7 @@ card state. Each exchange is reported to `on_exchange` so tools can print it.
 """
 
 import datetime
+import os
 
 from chip.apdu import build
 from chip.crypto import BY_FLAG
@@ -30,6 +31,8 @@ class TerminalError(Exception):
 class SsseTerminal:
     """`identification`: the card identification code from the issuer's back office, for
     a card whose EF05 cannot be read (a locked SSSE answers 6985 to READ RECORD)."""
+
+    random = staticmethod(os.urandom)  # the terminal's random source (INTERNAL AUTHENTICATE)
 
     def __init__(self, reader: Reader, psam: Psam, on_exchange=None, identification: bytes | None = None):
         self.reader = reader
@@ -80,8 +83,9 @@ class SsseTerminal:
         cryptogram = self.psam.external_auth_cryptogram(self.algorithm_flag, self.diversification, self.challenge())
         return sw_of(self.send(build(0x00, 0x82, 0x00, RK_ID, cryptogram)))
 
-    def internal_authenticate(self, factor: bytes, random: bytes) -> bool:
-        """Is the card genuine? Its answer must equal what the PSAM computes."""
+    def internal_authenticate(self, factor: bytes, random: bytes | None = None) -> bool:
+        """Is the card genuine? Its answer to <factor><random> must equal what the PSAM computes."""
+        random = random if random is not None else self.random(8)
         response = self.send(build(0x00, 0x88, 0x00, 0x00, factor + random))
         if sw_of(response) != OK:
             return False

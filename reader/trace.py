@@ -3,6 +3,7 @@
     # comments start with '#', also at the end of a line
     @profile default            directives: the card a replay starts from (in memory)
     @date 2026-11-21            the simulated date
+    @issued 2026-01-15          the day the card was personalised (default: @date)
     @random 1                   seed of the card's random source: challenges repeat, so replays are exact
     @protocol T=1               T=1 (default) or T=0 behaviour
     reset                       power up the card (cold reset); `reset 3B 9C ...` also checks the ATR
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 
 HEX_BYTE = re.compile(r"^[0-9A-Fa-f]{2}$")
 TOKEN = re.compile(r"\{[^}]*\}|\*|\||[0-9A-Fa-f]{2}|XX|xx|\S")
-DIRECTIVES = ("profile", "date", "random", "protocol")
+DIRECTIVES = ("profile", "date", "issued", "random", "protocol")
 
 
 class TraceError(ValueError):
@@ -212,6 +213,7 @@ class Trace:
     steps: list = field(default_factory=list)
     profile: str = "default"
     date: datetime.date | None = None
+    issued: datetime.date | None = None
     random: int | None = None
     protocol: str = "T=1"
     header: list = field(default_factory=list)  # the leading comment lines (what the trace is about)
@@ -275,11 +277,11 @@ def _directive(trace: Trace, text: str, where: str) -> None:
         raise TraceError(f"{where}: @{name} needs a value")
     if name == "profile":
         trace.profile = value
-    elif name == "date":
+    elif name in ("date", "issued"):
         try:
-            trace.date = datetime.date.fromisoformat(value)
+            setattr(trace, name, datetime.date.fromisoformat(value))
         except ValueError:
-            raise TraceError(f"{where}: @date needs YYYY-MM-DD, got {value!r}") from None
+            raise TraceError(f"{where}: @{name} needs YYYY-MM-DD, got {value!r}") from None
     elif name == "random":
         if not value.isdigit():
             raise TraceError(f"{where}: @random needs a whole number (a seed), got {value!r}")
@@ -298,7 +300,8 @@ def to_text(trace: Trace) -> str:
     """A trace back as `.apdu` text (comments other than the header are not kept)."""
     out = [f"# {line}" if line else "#" for line in trace.header]
     for name, value, default in (("profile", trace.profile, "default"), ("date", trace.date, None),
-                                 ("random", trace.random, None), ("protocol", trace.protocol, "T=1")):
+                                 ("issued", trace.issued, None), ("random", trace.random, None),
+                                 ("protocol", trace.protocol, "T=1")):
         if value != default:
             out.append(f"@{name} {value}")
     for step in trace.steps:

@@ -1,0 +1,137 @@
+"""The curated traces of `apdu_traces/`: one per real-world flow, recorded from `reader.flows`.
+
+    python -m reader.curate [DIR]     (re)record every curated trace into DIR (default apdu_traces)
+
+Each trace starts from a fresh card of the default profile on a fixed date with
+a seeded random source (`@date`, `@issued`, `@random`), so replaying it against
+a freshly personalised card gives exactly the recorded bytes; the tests replay
+every one (the pytest plugin collects them) and check that re-recording gives
+the same exchanges.
+"""
+
+import datetime
+import io
+import os
+import sys
+from dataclasses import dataclass
+
+from chip import Card
+
+from . import flows
+from .replay import RecordingReader, TraceWriter, seeded
+from .sim import SimReader
+from .ssse_terminal import SsseTerminal
+
+ISSUED = datetime.date(2026, 11, 21)
+SEED = 20261121
+AGENT_ID = "110105198506150022"  # a fictional agent, valid GB 11643
+
+
+@dataclass
+class Curated:
+    name: str
+    situation: list[str]
+    runs: list  # (flow name, parameters), or ("apdu", hex) for a raw command before the flows
+    date: datetime.date = ISSUED
+    issued: datetime.date = ISSUED
+
+
+CURATED = [
+    Curated("bank-activation", [
+        "Bank outlet: the holder activates both applications at once.",
+        "The clerk checks the holder's ID against the card (EF06 item 08, read after external",
+        "authentication with the outlet's PSAM), the holder changes the initial SSSE PIN 123456 (this",
+        "activates the social-security application), then the bank sets the bank PIN and activates",
+        "the financial application by issuer scripts (PIN CHANGE, PUT DATA DF7F 01) delivered in a",
+        "transaction that the not-yet-activated card declines (AAC)."],
+        [("bank-activation", {})]),
+    Curated("entrusted-activation", [
+        "Bank outlet, entrusted activation: an agent activates the card for the holder.",
+        "The terminal refuses without the agent's ID number and a power of attorney; with both, the",
+        "chip sees exactly the commands of a bank-outlet activation."],
+        [("entrusted-activation", {"agent_id_number": AGENT_ID, "power_of_attorney": "POA-2026-000123"})]),
+    Curated("hospital-activation", [
+        "Hospital, first use: registration at the outpatient desk activates the card.",
+        "The hospital terminal checks the card is genuine (INTERNAL AUTHENTICATE), authenticates",
+        "itself with its PSAM (GET CHALLENGE, EXTERNAL AUTHENTICATE) and appends a registration",
+        "record in DF04 (medical insurance), the first business write, which activates the SSSE."],
+        [("hospital-activation", {})]),
+    Curated("pharmacy-activation", [
+        "Designated pharmacy, first purchase: the purchase record in DF04 activates the card."],
+        [("pharmacy-activation", {})]),
+    Curated("online-activation", [
+        "Online activation: the holder activated the bank account in a city-services app.",
+        "The issuer host queued the activation scripts; at the card's next online contact (a small",
+        "purchase the not-yet-activated card declines with an AAC) the host sends them back and",
+        "the card is activated (GET DATA DF7F = 01)."],
+        [("online-activation", {})]),
+    Curated("loss-report-and-unlock", [
+        "HR-designated terminal: the holder reports the card lost, then finds it again.",
+        "Loss report = APPLICATION BLOCK (temporary), MAC from the terminal's PSAM: the SSSE then",
+        "answers 6283 to SELECT and 6985 to everything but GET CHALLENGE, APPLICATION UNBLOCK and",
+        "CARD BLOCK. The unlock (APPLICATION UNBLOCK) is done at the same kind of terminal."],
+        [("loss-report", {}), ("loss-unlock", {})]),
+    Curated("deadline-unlock", [
+        "Activation deadline: the card was issued on 2026-11-21 and its financial application was",
+        "not activated within 300 days, so at power-up on 2027-09-18 the SSSE is loss-locked",
+        "(reason: deadline). An HR terminal's unlock is refused (6985) until the bank activates the",
+        "financial application; then the unlock succeeds."],
+        [("deadline-unlock", {})], date=ISSUED + datetime.timedelta(days=301)),
+    Curated("pin-reset", [
+        "Service window, PIN reset: the holder forgot the SSSE PIN and blocked it with six wrong",
+        "tries (63C5 ... 63C0, then 6983). After an ID check the window reloads a new PIN (RELOAD",
+        "PIN with a MAC from its PSAM), and VERIFY with the new PIN works."],
+        [("apdu", "00A404000F7378312E73682EC9E7BBE1B1A3D5CF")] + [("apdu", "0020000003000000")] * 7
+        + [("pin-reset", {})]),
+]
+
+
+def record(entry: Curated) -> str:
+    """Record one curated trace on a fresh card; raise if a flow does not end as expected."""
+    card = Card.from_profile("default", date=entry.issued)
+    card.set_date(entry.date)
+    card.random = seeded(SEED)
+    out = io.StringIO()
+    directives = {"profile": "default", "date": entry.date, "random": SEED}
+    if entry.issued != entry.date:
+        directives["issued"] = entry.issued
+    writer = TraceWriter(out, header=entry.situation, directives=directives)
+    wrap = lambda reader: RecordingReader(reader, writer=writer)  # noqa: E731
+    reader = None
+    terminal_random, SsseTerminal.random = SsseTerminal.random, staticmethod(seeded(SEED + 1))
+    try:
+        _run(entry, card, wrap)
+    finally:
+        SsseTerminal.random = terminal_random
+    return out.getvalue()
+
+
+def _run(entry: Curated, card: Card, wrap) -> None:
+    reader = None
+    for flow, params in entry.runs:
+        if flow == "apdu":
+            if reader is None:
+                reader = wrap(SimReader(card))
+                reader.reset()
+            reader.transmit(bytes.fromhex(params))
+            continue
+        reader = None
+        result = flows.run_flow(flow, card, wrap=wrap, **params)
+        if not result.ok:
+            raise RuntimeError(f"curated trace {entry.name}: flow {flow} refused: {result.message}")
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    folder = argv[0] if argv else "apdu_traces"
+    os.makedirs(folder, exist_ok=True)
+    for entry in CURATED:
+        path = os.path.join(folder, f"{entry.name}.apdu")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(record(entry))
+        print(f"recorded {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
