@@ -625,7 +625,7 @@ def _identification(value: bytes) -> str | None:
     return ", ".join(parts)
 
 
-def _field_text(item_tag: int | None, field: str | None, value) -> str:
+def _field_text(field: str | None, value) -> str:
     if isinstance(value, datetime.date):
         return value.isoformat()
     if isinstance(value, (bytes, bytearray)):
@@ -671,7 +671,7 @@ def item_lines(record: bytes, items=None, pad: str = "") -> list[str]:
 
 def _item_value_lines(head: str, item, raw: bytes, decoded, pad: str) -> list[str]:
     if hasattr(decoded, "items") and not isinstance(decoded, (str, bytes)):  # a construct Struct: one field a line
-        return [head] + [f"{pad}{INDENT}{name}: {_field_text(item.tag, name, value)}"
+        return [head] + [f"{pad}{INDENT}{name}: {_field_text(name, value)}"
                          for name, value in decoded.items() if not name.startswith("_")]
     tag = item.tag
     if tag == 0x01:
@@ -687,7 +687,7 @@ def _item_value_lines(head: str, item, raw: bytes, decoded, pad: str) -> list[st
     elif isinstance(decoded, str) and raw and not decoded:
         readable = '"" (empty)'
     else:
-        readable = _field_text(tag, None, decoded)
+        readable = _field_text(None, decoded)
     return [head + (f" = {readable}" if readable else "")]
 
 
@@ -695,14 +695,13 @@ def _item_value_lines(head: str, item, raw: bytes, decoded, pad: str) -> list[st
 class _Context:
     """What a response belongs to: the command's kind, first line, and what the card state will become."""
 
-    __slots__ = ("kind", "title", "cmd", "node", "found", "by_name", "ef", "sfi", "mode", "applied")
+    __slots__ = ("kind", "title", "cmd", "node", "by_name", "ef", "sfi", "mode", "applied")
 
     def __init__(self, kind: str, title: str = "", cmd=None):
         self.kind = kind
         self.title = title
         self.cmd = cmd
         self.node = None  # SELECT target (None: not a file this decoder knows)
-        self.found = False
         self.by_name = False
         self.ef = None  # record file of READ/APPEND/UPDATE RECORD, READ BINARY
         self.sfi = 0
@@ -735,10 +734,6 @@ class Decoder:
     def _end_session(self) -> None:
         self.first_ac_done = False
         self.psam_block = None
-
-    @property
-    def known(self) -> bool:
-        return self.df is not _UNKNOWN
 
     # -- commands ----------------------------------------------------------------------------------------
     def command(self, apdu: bytes) -> list[str]:
@@ -777,27 +772,27 @@ class Decoder:
         return _MF_CHILDREN if df.fid == MF_FID else df.by_fid
 
     def _select_target(self, cmd):
-        """(node or None, found): the file the card would select, as chip.card resolves it."""
+        """The node the card would select (None: not found or not known here), as chip.card resolves it."""
         p1, data = cmd.p1, cmd.data
         df = self.df
         if p1 == 0x04:
             if not data:
-                return MF, True
+                return MF
             node = _NAMED.get(data)
             if node is not None and not cmd.p2 & 0x02:
-                return node, True
+                return node
             matches = [n for n in _NAMED.values() if n.name.startswith(data)]
             if cmd.p2 & 0x02 and df in matches:
                 matches = matches[matches.index(df) + 1:]
-            return (matches[0], True) if matches else (None, False)
+            return matches[0] if matches else None
         if p1 in (0x00, 0x01, 0x02):
             if p1 == 0x00 and not data:
-                return MF, True
+                return MF
             if len(data) != 2:
-                return None, False
+                return None
             fid = int.from_bytes(data, "big")
             if fid == MF_FID and p1 == 0x00:
-                return MF, True
+                return MF
             if df is _UNKNOWN or df is None:
                 node = _FID_GUESS.get(fid) if df is _UNKNOWN else None
             elif p1 == 0x00:
@@ -810,15 +805,15 @@ class Decoder:
                 node = self._children(df).get(fid)
             if node is not None and p1 != 0x00 and node.is_df != (p1 == 0x01):
                 node = None
-            return node, node is not None
+            return node
         if p1 == 0x03:
             if df is _UNKNOWN or df is None:
-                return None, False
-            return (df.parent or MF), True
+                return None
+            return df.parent or MF
         if p1 in (0x08, 0x09):
             start = MF if p1 == 0x08 else df
             if start is _UNKNOWN or start is None or not data or len(data) % 2:
-                return None, False
+                return None
             node = start
             for i in range(0, len(data), 2):
                 fid = data[i] << 8 | data[i + 1]
@@ -826,15 +821,15 @@ class Decoder:
                     continue
                 child = self._children(node).get(fid) if node.is_df else None
                 if child is None:
-                    return None, False
+                    return None
                 node = child
-            return node, True
-        return None, False
+            return node
+        return None
 
     def _select(self, cmd):
         ctx = _Context("select")
-        node, found = self._select_target(cmd)
-        ctx.node, ctx.found, ctx.by_name = node, found, cmd.p1 == 0x04
+        node = self._select_target(cmd)
+        ctx.node, ctx.by_name = node, cmd.p1 == 0x04
         p1, data = cmd.p1, cmd.data
         described = f" ({_describe(node)})" if node is not None else ""
         if p1 == 0x04:

@@ -150,6 +150,9 @@ class PcscReader(Reader):
         if hresult != scard.SCARD_S_SUCCESS:
             self.card = None
             raise PcscError(f"reader {self.name!r}: transmit failed: {_text(hresult)}")
+        if len(response) < 2:  # the card went away mid-command: no status word came back
+            self.card = None
+            raise PcscError(f"reader {self.name!r}: the card answered no status word (removed?)")
         return bytes(response)
 
     def transmit(self, apdu: bytes) -> bytes:

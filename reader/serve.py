@@ -28,6 +28,7 @@ from .vpcd import Apdu, GetAtr, PowerOff, PowerOn, Reset, VpcdProtocol
 
 DEFAULT_PORT = 35963
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
+SWAP_DELAY = 0.6  # a switched card stays out long enough for pcscd (polling every 0.4 s) to see a new card
 TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 
@@ -188,7 +189,7 @@ class Server:
                     return "error: switch [N] IMAGE"
                 slot.switch(args[0])
                 slot.inserted = True
-                slot.next_attempt = 0.0
+                slot.next_attempt = time.monotonic() + SWAP_DELAY
                 return f"ok card {index} is now {args[0]}"
         except ImageError as exc:
             return f"error: {exc}"
@@ -343,6 +344,8 @@ class ServedProcess:
                 self.process.kill()
                 raise RuntimeError(f"sscard serve did not start: {self.process.stderr.read().strip()}")
             time.sleep(0.02)
+        for index in range(len(self.images)):  # pcscd has seen every card go in
+            wait_for_card(self.reader_name(index), present=True, timeout=5)
 
     def reader_name(self, index: int = 0) -> str:
         return self.VPCD_READERS[self.ports[index]]
