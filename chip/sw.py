@@ -73,7 +73,8 @@ def meaning(sw: int) -> str:
     if sw1 == 0x6C:
         return f"wrong Le: {sw2 or 256} bytes available"
     if sw1 == 0x63 and sw2 & 0xF0 == 0xC0:
-        return f"verification failed, {sw2 & 0x0F} tries left"
+        left = sw2 & 0x0F
+        return f"verification failed, {left} {'try' if left == 1 else 'tries'} left"
     return "unknown status word"
 
 

@@ -16,11 +16,12 @@ from chip.profile import shipped_names
 from chip.sw import meaning
 
 from . import demo, flows
+from .decode import Decoder
 from .issuer import IssuerHost
 from .payment_terminal import KernelError, PaymentTerminal
 from .pcsc import PcscError, PcscReader, list_readers
 from .replay import RecordingReader, TraceWriter, junit_xml, replay, sim_reader_for, stderr_progress
-from .trace import TraceError, from_scriptor as trace_from_scriptor, parse as parse_trace, to_scriptor, to_text as trace_to_text
+from .trace import TraceError, command_is_fixed, from_scriptor as trace_from_scriptor, parse as parse_trace, to_scriptor, to_text as trace_to_text
 from .psam import Psam, PsamError
 from .report import exchange, parse_hex
 from .serve import DEFAULT_PORT, serve
@@ -70,8 +71,9 @@ def cmd_apdu(args) -> int:
     else:
         reader = card_reader(SimReader(Card.open(args.state, date=args.date), protocol="T=0" if args.t0 else "T=1"))
     print(f"ATR {reader.reset().hex(' ').upper()}")
+    decoder = None if args.no_decode else Decoder()
     for command in commands:
-        print(exchange(command, reader.transmit(command)))
+        print(exchange(command, reader.transmit(command), decoder=decoder))
     reader.power_off()
     return 0
 
@@ -136,6 +138,31 @@ def cmd_replay(args) -> int:
         with open(args.junit, "w", encoding="utf-8") as f:
             f.write(junit_xml(results))
     return 1 if failed else 0
+
+
+def cmd_decode(args) -> int:
+    """Explain a trace: each command, and each expected response that is fixed bytes."""
+    trace = _load_trace(args.trace)
+    decoder = Decoder()
+    for line in trace.header:
+        print(f"# {line}")
+    for step in trace.steps:
+        if step.kind == "reset":
+            decoder.reset()
+            print(f"{step.line:>4}  reset" + (f" (ATR {step.expect.text})" if step.expect else ""))
+        elif step.kind == "power-off":
+            decoder.reset()
+            print(f"{step.line:>4}  power-off")
+        else:
+            print(f"{step.line:>4}  > {step.command_text()}")
+            if command_is_fixed(step):
+                print("\n".join("        " + line for line in decoder.command(step.command_bytes({}))))
+            if step.expect is not None:
+                print(f"{step.expect_line:>4}  < {step.expect.text}")
+                fixed = step.expect.fixed_bytes()
+                if fixed is not None:
+                    print("\n".join("        " + line for line in decoder.response(fixed)))
+    return 0
 
 
 def cmd_record(args) -> int:
@@ -313,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", metavar="CARD.img", help="the simulated card in this image")
     p.add_argument("--reader", metavar="NAME", help="a PC/SC reader (see 'sscard readers'), virtual or real")
     p.add_argument("--raw", action="store_true", help="with --reader: show 61xx/6Cxx instead of following them")
+    p.add_argument("--no-decode", action="store_true", help="do not explain commands and decode responses")
     p.add_argument("--t0", action="store_true", help="T=0 behaviour: 61xx and GET RESPONSE")
     p.add_argument("hex", nargs="+", metavar="HEX", help="command APDU in hex, one per argument")
     p.set_defaults(func=cmd_apdu)
@@ -323,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reader", metavar="NAME", help="replay on a PC/SC reader, virtual or real")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("decode", help="explain a trace: command names, files, records, status words, TLV data")
+    p.add_argument("trace", metavar="TRACE")
+    p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("record", help="run an sscard command and record the card's APDUs as a trace")
     p.add_argument("-o", "--output", required=True, metavar="TRACE")

@@ -56,6 +56,13 @@ class Expectation:
     alternatives: tuple
     text: str
 
+    def fixed_bytes(self) -> bytes | None:
+        """The response bytes when the first alternative is plain hex (no masks or captures)."""
+        tokens = self.alternatives[0].tokens
+        if all(kind == BYTE for kind, _ in tokens):
+            return bytes(value for _, value in tokens)
+        return None
+
     def match(self, data: bytes, captures: dict) -> dict | None:
         """New captures when `data` matches one alternative, else None."""
         for alternative in self.alternatives:
@@ -294,6 +301,10 @@ def _directive(trace: Trace, text: str, where: str) -> None:
 
 def spaced(data: bytes) -> str:
     return data.hex(" ").upper()
+
+
+def command_is_fixed(step: "Step") -> bool:
+    return all(kind == BYTE for kind, _ in step.command)
 
 
 def to_text(trace: Trace) -> str:

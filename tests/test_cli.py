@@ -103,3 +103,24 @@ def test_console_script_entry_point():
     result = subprocess.run([sys.executable, "-m", "reader.cli", "--date", "2026-11-21", "demo"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "VERIFY with the new PIN" in result.stdout
+
+
+def test_apdu_output_is_decoded(tmp_path, capsys):
+    img = str(tmp_path / "card.img")
+    run(capsys, "--date", "2026-11-21", "personalize", "--state", img)
+    code, out, _ = run(capsys, "apdu", "--state", img, SELECT_SSSE, "00B2072C00", "0020000003123456", "00B2093000")
+    assert code == 0
+    assert "    SELECT by DF name sx1.sh.社会保障 (SSSE)" in out
+    assert "    READ RECORD 07 of EF05 (SFI 5) — card number" in out
+    assert '07 card number: 543030303030303031 = "T00000001"' in out
+    assert "PIN: 6 digits" in out and "12 34 56" in out.split("PIN:")[0]  # the PIN itself is only in the raw line
+    code, plain, _ = run(capsys, "apdu", "--no-decode", "--state", img, "00B2072C00")
+    assert "READ RECORD" not in plain
+
+
+def test_decode_command_explains_a_trace(tmp_path, capsys):
+    code, out, _ = run(capsys, "decode", str(SHIPPED.parent.parent / "apdu_traces" / "pharmacy-activation.apdu"))
+    assert code == 0
+    assert "SELECT by DF name sx1.sh.社会保障 (SSSE)" in out
+    assert "APPEND RECORD pharmacy purchase to EF16 (SFI 16h)" in out
+    assert "SW 9000 OK" in out

@@ -222,7 +222,7 @@ def test_unblock_pin(img, capsys):
     code, out, _ = run(capsys, "apdu", "--state", img, SELECT_FIN_HEX, wrong, wrong, wrong, right)
     assert code == 0
     assert [line for line in out.splitlines() if line.startswith("< ") and line[6:8] == "  "] == [
-        "< 9000  OK", "< 63C2  verification failed, 2 tries left", "< 63C1  verification failed, 1 tries left",
+        "< 9000  OK", "< 63C2  verification failed, 2 tries left", "< 63C1  verification failed, 1 try left",
         "< 63C0  verification failed, 0 tries left", "< 6983  authentication method blocked"]
     assert "  PIN tries left       0 of 3 (blocked)\n" in info_fin(capsys, img)
     code, out, err = fin(capsys, img, "unblock-pin")
