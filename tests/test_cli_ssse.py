@@ -254,7 +254,7 @@ def test_unblock_pin(capsys, card):
     img, profile = card
     for left in range(5, -1, -1):
         code, _, err = run(capsys, "ssse", "verify", "--state", img, "111111")
-        assert code == 1 and err == f"refused: 63C{left:X} verification failed, {left} tries left\n"
+        assert code == 1 and err == f"refused: 63C{left:X} verification failed, {left} {'try' if left == 1 else 'tries'} left\n"
     code, _, err = run(capsys, "ssse", "verify", "--state", img, "123456")
     assert code == 1 and err == "refused: 6983 authentication method blocked\n"
     assert info(capsys, img)["PIN tries left"] == "0 of 6 (blocked)"
