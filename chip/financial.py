@@ -25,7 +25,6 @@ from .secure import check_mac4, split_mac
 from .store import Vars
 from .sw import (
     SW_AUTHENTICATION_FAILED,
-    SW_AUTHENTICATION_METHOD_BLOCKED,
     SW_CONDITIONS_NOT_SATISFIED,
     SW_OK,
     SW_REFERENCED_DATA_NOT_FOUND,
@@ -244,11 +243,8 @@ class FinancialApplet(Applet):
         data = cmd.data
         cvr = self._cvr()
         if not data:
-            if pin.tries == 0:
-                raise CardError(SW_AUTHENTICATION_METHOD_BLOCKED)
-            if pin.validated:
-                return b"", SW_OK
-            raise CardError(0x63C0 | pin.tries)
+            pin.status()
+            return b"", SW_OK
         if len(data) != 8:
             raise CardError(SW_WRONG_LENGTH)
         if not pin_block_ok(data):

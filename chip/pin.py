@@ -80,6 +80,13 @@ class Secret(Persistent):
         self.validated = False
         raise CardError(0x63C0 | (tries - 1))
 
+    def status(self) -> None:
+        """VERIFY without data (ISO 7816-4): return when verified, else raise 63Cx, or 6983 when blocked."""
+        if self.tries == 0:
+            raise CardError(SW_AUTHENTICATION_METHOD_BLOCKED)
+        if not self.validated:
+            raise CardError(0x63C0 | self.tries)
+
     def reset_and_unblock(self, store) -> None:
         """Restore the full counter (PIN UNBLOCK); the value stays."""
         if self.tries != self.limit:

@@ -282,11 +282,8 @@ class SsseApplet(Applet):
         pin = self.pin
         data = cmd.data
         if not data:
-            if pin.tries == 0:
-                pin.check(self.store, b"")  # raises 6983
-            if pin.validated:
-                return b"", SW_OK
-            raise CardError(0x63C0 | pin.tries)
+            pin.status()
+            return b"", SW_OK
         if not 2 <= len(data) <= 6:
             raise CardError(SW_WRONG_LENGTH)
         if not well_formed(data):
