@@ -23,7 +23,7 @@ from . import image as image_mod
 from . import lifecycle
 from .apdu import parse
 from .applet import Applet
-from .atr import build_atr
+from .atr import AtrConfig, build
 from .fs import MF_FID, master_file
 from .directory import PpseApplet, PseApplet
 from .financial import FinancialApplet
@@ -85,7 +85,8 @@ class Card:
         self.config = store["card"]
         self.kind = KINDS[self.config.kind]
         self.mf = self.kind.mf
-        self.atr = build_atr(self.config.atr_historical)
+        self.atr_config = AtrConfig.from_vars(self.config)  # an older image lacks some values: defaults
+        self.atr = build(self.atr_config)
         self._date = date
         self.random = os.urandom  # the chip's random source; tests may set a deterministic one
         self.mf_applet = Applet(self, store)
@@ -123,8 +124,8 @@ class Card:
         today = date or datetime.date.today()
         backend = image_mod.FileBackend(state) if state is not None else image_mod.MemoryBackend()
         store = Store(backend)
-        store.add("card", Vars(kind=kind, atr_historical=profile.atr_historical, profile=profile.name,
-                               state=lifecycle.INITIAL[lifecycle.CARD]))
+        store.add("card", Vars(kind=kind, profile=profile.name, state=lifecycle.INITIAL[lifecycle.CARD],
+                               **profile.atr_config().to_vars()))
         for applet in KINDS[kind].applets:
             applet.personalize(store, profile, today)
         store.commit()

@@ -6,6 +6,7 @@ user fixes it without reading code. Shipped profiles live in
 `chip/profiles/NAME.toml`; any other TOML file can be given by path.
 """
 
+import dataclasses
 import datetime
 import os
 import tomllib
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import idnumber
-from .atr import DEFAULT_HISTORICAL
+from .atr import DEFAULT_HISTORICAL, DI_TABLE, EDC_CRC, EDC_LRC, FI_TABLE, AtrConfig
 from .pin import valid_digits
 
 SHIPPED = Path(__file__).with_name("profiles")
@@ -79,6 +80,11 @@ class Profile:
     algorithm_flag: int
     keys: dict
     financial: FinancialProfile
+    atr: AtrConfig = AtrConfig()  # the [atr] table; its historical bytes are atr_historical's
+
+    def atr_config(self) -> AtrConfig:
+        """The card's ATR configuration, with this profile's historical bytes."""
+        return dataclasses.replace(self.atr, historical=self.atr_historical)
 
     def dates(self, today: datetime.date) -> tuple[datetime.date, datetime.date]:
         """Issue and expiry dates of a card personalised on `today`."""
@@ -239,6 +245,8 @@ def parse_profile(data: dict, name: str = "profile", source: str = "profile") ->
     if len(historical) > 15:
         f.fail("card.atr_historical", f"at most 15 bytes fit in an ATR, got {len(historical)}")
 
+    atr = _atr_table(f, historical)
+
     initial_pin = f.get("ssse.initial_pin", str, "123456")
     if not valid_digits(initial_pin):
         f.fail("ssse.initial_pin", f"must be 4-12 digits, got {initial_pin!r}")
@@ -286,4 +294,38 @@ def parse_profile(data: dict, name: str = "profile", source: str = "profile") ->
         issue_date=issue_date, expiry_date=expiry_date, validity_years=validity_years,
         atr_historical=historical, initial_pin=initial_pin, pin_tries=pin_tries,
         activation_deadline_days=deadline, algorithm_flag=ALGORITHMS[algorithm], keys=keys, financial=financial,
+        atr=atr,
     )
+
+
+def _atr_table(f: _Fields, historical: bytes) -> AtrConfig:
+    """The optional `[atr]` table (ISO 7816-3 interface bytes); absent fields keep the shipped ATR."""
+    default = AtrConfig()
+    text = f.get("atr.fi_di", str, f"{default.fi_di:02X}")
+    if len(text) != 2 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        f.fail("atr.fi_di", f"must be the TA1 byte as 2 hex digits like '13' (Fi index, Di index), got {text!r}")
+    fi_di = int(text, 16)
+    if fi_di >> 4 not in FI_TABLE:
+        f.fail("atr.fi_di", f"Fi index {fi_di >> 4:X} (TA1 {fi_di:02X}) is RFU")
+    if fi_di & 0xF not in DI_TABLE:
+        f.fail("atr.fi_di", f"Di index {fi_di & 0xF:X} (TA1 {fi_di:02X}) is RFU")
+
+    def number(field: str, low: int, high: int, default_value, why: str = ""):
+        value = f.get(field, int, default_value)
+        if value is not None and not low <= value <= high:
+            f.fail(field, f"must be {low}-{high}{why}, got {value}")
+        return value
+
+    guard_time = number("atr.guard_time", 0, 255, None, " (TC1 extra guard time N)")
+    ifsc = number("atr.ifsc", 1, 254, default.ifsc, " (TA3)")
+    bwi = number("atr.bwi", 0, 9, default.bwi, " (TB3 high nibble; A-F are RFU)")
+    cwi = number("atr.cwi", 0, 15, default.cwi, " (TB3 low nibble)")
+    wi = number("atr.wi", 1, 255, None, " (TC2)")
+    edc = f.get("atr.edc", str, default.edc).lower()
+    if edc not in (EDC_LRC, EDC_CRC):
+        f.fail("atr.edc", f"must be 'lrc' or 'crc', got {edc!r}")
+    specific = f.get("atr.specific_protocol", int, None)
+    if specific is not None and specific not in default.protocols:
+        f.fail("atr.specific_protocol", f"must be 0 (T=0) or 1 (T=1), got {specific}")
+    return AtrConfig(fi_di=fi_di, guard_time=guard_time, wi=wi, ifsc=ifsc, bwi=bwi, cwi=cwi, edc=edc,
+                     specific=specific, historical=historical)

@@ -68,6 +68,8 @@ def cmd_apdu(args) -> int:
         raise UsageError("give either --state CARD.img (the simulator) or --reader NAME (PC/SC)")
     if args.reader is not None:
         reader = PcscReader(args.reader, get_response=not args.raw)
+    elif args.wire:
+        reader = card_reader(_wire_reader(Card.open(args.state, date=args.date), args.wire))
     else:
         reader = card_reader(SimReader(Card.open(args.state, date=args.date), protocol="T=0" if args.t0 else "T=1"))
     print(f"ATR {reader.reset().hex(' ').upper()}")
@@ -127,6 +129,8 @@ def cmd_replay(args) -> int:
             reader = sim_reader_for(trace, Card.open(args.state, date=args.date))
         else:
             reader = sim_reader_for(trace)
+        if args.wire and pcsc is None:
+            reader = _wire_reader(reader.card, args.wire)
         if trace.apdus >= 1000:
             print(f"replaying {trace.path} ({trace.apdus} APDUs)", file=sys.stderr, flush=True)
         result = replay(trace, reader, progress=stderr_progress if trace.apdus >= 1000 else None)
@@ -137,6 +141,37 @@ def cmd_replay(args) -> int:
     if args.junit:
         with open(args.junit, "w", encoding="utf-8") as f:
             f.write(junit_xml(results))
+    return 1 if failed else 0
+
+
+def _wire_reader(card: Card, protocol: str, **kw):
+    from .wire import WireReader
+
+    return WireReader(card, protocol="T=0" if protocol == "t0" else "T=1", **kw)
+
+
+def cmd_wire_log(args) -> int:
+    from .wire import LinkError, explain_log
+
+    commands = [parse_hex(text) for text in args.hex]
+    log: list = []
+    pps = int(args.pps, 16) if args.pps else None
+    reader = _wire_reader(Card.open(args.state, date=args.date), args.wire, pps=pps, log=log,
+                          clock=int(args.clock * 1_000_000))
+    reader.reset()
+    failed = False
+    for command in commands:
+        try:
+            reader.transmit(command)
+        except LinkError as exc:
+            print(f"link error: {exc}", file=sys.stderr)
+            failed = True
+            break
+    reader.power_off()
+    for line in explain_log(log, reader.protocol):
+        print(line)
+    print(f"simulated time on the contacts: {reader.seconds * 1000:.3f} ms at {args.clock:g} MHz "
+          f"({reader.total_etu} etu)")
     return 1 if failed else 0
 
 
@@ -341,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reader", metavar="NAME", help="a PC/SC reader (see 'sscard readers'), virtual or real")
     p.add_argument("--raw", action="store_true", help="with --reader: show 61xx/6Cxx instead of following them")
     p.add_argument("--no-decode", action="store_true", help="do not explain commands and decode responses")
+    p.add_argument("--wire", choices=("t0", "t1"), help="run at the byte level: reader firmware, wire, card over T=0/T=1")
     p.add_argument("--t0", action="store_true", help="T=0 behaviour: 61xx and GET RESPONSE")
     p.add_argument("hex", nargs="+", metavar="HEX", help="command APDU in hex, one per argument")
     p.set_defaults(func=cmd_apdu)
@@ -350,7 +386,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", metavar="CARD.img", help="replay on this image (default: a fresh card per trace)")
     p.add_argument("--reader", metavar="NAME", help="replay on a PC/SC reader, virtual or real")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
+    p.add_argument("--wire", choices=("t0", "t1"), help="replay at the byte level over T=0 or T=1")
     p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("wire-log", help="send APDUs over the simulated contacts and show every byte, explained")
+    p.add_argument("--state", required=True, metavar="CARD.img")
+    p.add_argument("--wire", choices=("t0", "t1"), default="t1")
+    p.add_argument("--pps", metavar="TA1", help="ask for these Fi/Di by PPS (hex, e.g. 96)")
+    p.add_argument("--clock", type=float, default=4.0, metavar="MHZ", help="card clock (default 4 MHz)")
+    p.add_argument("hex", nargs="+", metavar="HEX")
+    p.set_defaults(func=cmd_wire_log)
 
     p = sub.add_parser("decode", help="explain a trace: command names, files, records, status words, TLV data")
     p.add_argument("trace", metavar="TRACE")
