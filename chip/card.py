@@ -254,6 +254,18 @@ class Card:
         left = n - ne
         return data[:ne] + bytes((0x61, left if left < 256 else 0))
 
+    def hold_response(self, data: bytes, sw: bytes) -> bytes:
+        """Keep `data` for GET RESPONSE, before what the OS already holds when `sw` is 61xx
+        (a T=0 transport that could not send it in this exchange); return the 61xx to answer."""
+        pending = self._pending
+        if sw[0] == 0x61 and pending is not None:
+            data, final = data + pending[0], pending[1]
+        else:
+            final = sw[0] << 8 | sw[1]
+        self._pending = (bytes(data), final)
+        n = len(data)
+        return bytes((0x61, n if n < 256 else 0))
+
     def _get_response(self, cmd) -> bytes:
         pending = self._pending
         if cmd.p1 or cmd.p2:

@@ -246,15 +246,7 @@ class CardT0:
 
     def _keep(self, data: bytes, sw: bytes) -> bytes:
         """Leave `data` (and any rest the card OS already holds) for GET RESPONSE; answer 61xx."""
-        card = self.card
-        pending = card._pending  # the card OS's GET RESPONSE buffer: (data, final SW)
-        if sw[0] == 0x61 and pending is not None:
-            data, final = data + pending[0], pending[1]
-        else:
-            final = sw[0] << 8 | sw[1]
-        card._pending = (bytes(data), final)
-        n = len(data)
-        return bytes((0x61, n if n < 256 else 0))
+        return self.card.hold_response(data, sw)
 
     def _send_data(self, ins: int, data: bytes, sw: bytes) -> None:
         if self.one_byte:
