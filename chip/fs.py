@@ -57,9 +57,6 @@ class EF(Node):
         self.record = record  # the Item every written record must match (tag and length)
         self.capacity = capacity  # most records APPEND RECORD may hold
 
-    def read_rule(self, number: int) -> int:
-        return self.read_records.get(number, self.read)
-
     def fcp(self) -> bytes:
         """FCP template `62`: file descriptor, FID, SFI."""
         # ISO 7816-4 file descriptor byte: 05 linear variable with simple-TLV records, 01 transparent

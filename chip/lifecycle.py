@@ -64,10 +64,6 @@ def state(store, machine) -> str:
     return getattr(store[name], field)
 
 
-def allowed(store, machine, event) -> bool:
-    return event in TRANSITIONS[machine][state(store, machine)]
-
-
 def fire(store, machine, event) -> str:
     """Apply `event` to `machine` inside the current transaction; return the new state."""
     name, field = machine

@@ -35,12 +35,6 @@ class Records(Persistent):
             return records[number - 1]
         return None
 
-    def by_identifier(self, tag: int) -> bytes | None:
-        for record in self.records:
-            if record[0] == tag:
-                return record
-        return None
-
     def number_of(self, tag: int) -> int:
         """Record number of the first record with identifier `tag`, or 0."""
         for number, record in enumerate(self.records, 1):
