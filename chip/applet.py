@@ -2,7 +2,10 @@
 
 An application declares its file tree and a command table `{(CLA << 8) | INS:
 method name}`; the card OS dispatches by dict lookup on the selected applet.
-Handlers take a decoded `Command` and return `(data, sw)` or raise CardError.
+The table is resolved once per class into plain functions (`commands`, shared
+by every card of a fleet: no per-card dict of bound methods) and the OS calls
+`handler(applet, cmd)`. Handlers take a decoded `Command` and return
+`(data, sw)` or raise CardError.
 Mechanisms every application shares (READ RECORD over declared record files,
 the FCI, access checks) live here once.
 """
@@ -47,11 +50,22 @@ class Applet:
         VERIFY: "verify",
     }
 
+    commands: dict = {}  # CLA<<8|INS -> plain function, resolved from COMMANDS per class (see _make_tables)
+    classes: frozenset = frozenset()  # the CLA bytes this applet speaks (6D00 vs 6E00)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._make_tables()
+
+    @classmethod
+    def _make_tables(cls) -> None:
+        """Resolve COMMANDS into the class's dispatch table, once: every card shares it."""
+        cls.commands = {key: getattr(cls, name) for key, name in cls.COMMANDS.items()}
+        cls.classes = frozenset(key >> 8 for key in cls.COMMANDS)
+
     def __init__(self, card, store):
         self.card = card
         self.store = store
-        self.commands = {key: getattr(self, name) for key, name in self.COMMANDS.items()}
-        self.classes = frozenset(key >> 8 for key in self.COMMANDS)
 
     # -- lifecycle hooks -------------------------------------------------
     def select(self, node) -> int:
@@ -228,3 +242,6 @@ class Applet:
         chunk = data[offset:offset + ne]
         short = len(chunk) < ne and cmd.le_present and ne != (EXTENDED_MAX if cmd.extended else SHORT_MAX)
         return chunk, (SW_END_OF_FILE if short else SW_OK)
+
+
+Applet._make_tables()

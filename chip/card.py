@@ -6,9 +6,10 @@ response for the active protocol. Everything else (personalisation, opening
 an image) happens off that path.
 
 Response delivery follows the protocol chosen at power-up:
-- T=1 (and in-process by default): data + SW in one response. A case 2/4
+- T=1 (and in-process by default): data + SW in one response. A case 2
   command whose Le is shorter than the data gets `6Cxx` (xx = the right
-  length); Le = 00 or a longer Le gets all the data.
+  length); a case 4 command gets the first Le bytes and `61xx` (it has run:
+  the rest waits for GET RESPONSE); Le = 00 or a longer Le gets all the data.
 - T=0: a case 2 command follows the same Le rule; a command that carried data
   (case 3/4) or had no Le cannot receive data in the same exchange, so the
   card answers `61xx` and keeps the data for GET RESPONSE (`00 C0 00 00 Le`),
@@ -97,6 +98,8 @@ class Card:
                 self._owner[node] = applet
         self.powered = False
         self.protocol = 1
+        self.faults = None  # a chip.faults.FaultPlan, for tests that want a card to misbehave
+        self.last_delay_etu = 0  # the simulated busy time a `delay` fault gave the last command
         self._clear_volatile()
 
     # -- making and opening cards ------------------------------------------
@@ -192,6 +195,8 @@ class Card:
     # -- the hot path -----------------------------------------------------------
     def transmit(self, apdu: bytes) -> bytes:
         """Process one command APDU and return response data + SW1 SW2."""
+        if self.faults is not None:
+            return self.faults.transmit(self, apdu)
         if not self.powered:
             raise CardNotPowered("the card is not powered: call reset() (or power_on()) first")
         store = self.store
@@ -210,7 +215,7 @@ class Card:
                 handler = self.applet.commands.get(cmd.cla << 8 | ins)
                 if handler is None:
                     raise CardError(self._unsupported(cmd))
-                data, sw = handler(cmd)
+                data, sw = handler(self.applet, cmd)
             if store.journal:
                 store.commit()
         except CardError as error:
@@ -248,7 +253,10 @@ class Card:
         ne = cmd.ne
         if n <= ne:
             return data + (_SW_9000 if sw == SW_OK else _sw(sw))
-        if cmd.le_present and n <= 256:
+        if cmd.le_present and n <= 256 and cmd.case == 2:
+            # 6Cxx asks for the same command again: only for a command without data (READ RECORD,
+            # GET DATA), which reads. A command with data may have changed state (GENERATE AC
+            # moved the ATC): its answer is not thrown away but served by GET RESPONSE.
             return bytes((0x6C, n & 0xFF))
         self._pending = (data[ne:], sw)
         left = n - ne

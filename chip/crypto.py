@@ -11,6 +11,7 @@ CBC-MAC, `m` padded by ISO 9797-1 method 2.
 """
 
 from functools import lru_cache
+from hmac import compare_digest
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -31,6 +32,9 @@ def invert(data: bytes) -> bytes:
 def adjust_parity(key: bytes) -> bytes:
     """Set each byte's low bit so the byte has odd parity (DES keys)."""
     return bytes(b & 0xFE | (bin(b >> 1).count("1") + 1) % 2 for b in key)
+
+
+_PIN_BLOCK_PAD = b"\x80" + bytes(7)
 
 
 def pad_method2(data: bytes, block: int) -> bytes:
@@ -116,7 +120,7 @@ class Algorithm:
         if len(data) != 16:
             return None
         plain = self.decrypt(session_key, data)
-        if plain[8:] != b"\x80" + bytes(7):
+        if not compare_digest(plain[8:], _PIN_BLOCK_PAD):  # deciphered secret data: constant time
             return None
         return plain[:8]
 

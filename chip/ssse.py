@@ -7,6 +7,7 @@ mechanisms of `chip.applet` and `chip.pin` plus the SSSE's own PIN commands.
 """
 
 import datetime
+from hmac import compare_digest
 
 from construct import Int32ub, Struct
 
@@ -151,10 +152,6 @@ class SsseApplet(Applet):
         self.challenge = Challenge()
         self.authenticated = False  # external authentication with RK in this session
         self._proprietary = ber_tlv(0x9F0C, bytes((0x86, 0x01, self.state.algorithm)))
-        self._open_commands = self.commands
-        self._locked_commands = {
-            key: (handler if key in WHILE_LOCKED else self._refuse_locked) for key, handler in self.commands.items()
-        }
         self._apply_lock()
 
     @staticmethod
@@ -193,10 +190,18 @@ class SsseApplet(Applet):
         ))
 
     # -- lifecycle -----------------------------------------------------------------
+    @classmethod
+    def _make_tables(cls) -> None:
+        """The open table, and the one a locked SSSE answers with (shared by every card, like the open one)."""
+        super()._make_tables()
+        cls.open_commands = cls.commands
+        cls.locked_commands = {key: (handler if key in WHILE_LOCKED else cls._refuse_locked)
+                               for key, handler in cls.commands.items()}
+
     def _apply_lock(self) -> None:
         """Swap the command table by lock state, so the hot path pays nothing for the check."""
         locked = self.state.lock != "none"
-        self.commands = self._locked_commands if locked else self._open_commands
+        self.commands = self.locked_commands if locked else self.open_commands
 
     def _refuse_locked(self, cmd):
         raise CardError(SW_CONDITIONS_NOT_SATISFIED)
@@ -315,7 +320,7 @@ class SsseApplet(Applet):
             raise CardError(SW_WRONG_DATA)
         self.pin.check(self.store, old)
         self.pin.update(self.store, new)
-        if new != self.state.initial_pin:
+        if not compare_digest(new, self.state.initial_pin):  # a secret: constant time, like every PIN compare
             lifecycle.fire(self.store, SSSE_LIFECYCLE, ACTIVATE)
         return b"", SW_OK
 

@@ -11,6 +11,7 @@ import os
 import sys
 
 from chip import Card, ImageError, ProfileError
+from chip.fleet import image_names
 from chip.profile import shipped_names
 
 from chip.sw import meaning
@@ -90,16 +91,30 @@ def cmd_readers(args) -> int:
     return 0
 
 
+def serve_images(args) -> list[str]:
+    """The images `sscard serve` puts on vpcd: every --state, then every DIR/*.img of --fleet DIR (sorted)."""
+    images = list(args.state or [])
+    if args.fleet:
+        fleet = image_names(args.fleet)
+        if not fleet:
+            raise UsageError(f"{args.fleet}: no card images (NAME.img) in this fleet folder")
+        images += fleet
+    if not images:
+        raise UsageError("give --state CARD.img (repeatable) or --fleet DIR")
+    return images
+
+
 def cmd_serve(args) -> int:
-    for image in args.state:
+    images = serve_images(args)
+    for image in images:
         Card.open(image)  # a bad image is a one-line error before anything starts
     on_apdu = None
     record = open(args.record, "w", encoding="utf-8") if args.record else None
     if record is not None:
-        writer = TraceWriter(record, header=[f"every APDU the served card(s) answered: {', '.join(args.state)}"])
+        writer = TraceWriter(record, header=[f"every APDU the served card(s) answered: {', '.join(images)}"])
         on_apdu = lambda slot, apdu, response, seconds: writer.exchange(apdu, response, seconds)  # noqa: E731
     try:
-        return serve(args.state, list(args.port or []), host=args.host, control=args.control,
+        return serve(images, list(args.port or []), host=args.host, control=args.control,
                      protocol=0 if args.t0 else 1, quickack=not args.no_quickack, date=args.date,
                      use_stdin=not args.no_stdin, on_apdu=on_apdu)
     finally:
@@ -188,6 +203,8 @@ def cmd_decode(args) -> int:
         elif step.kind == "power-off":
             decoder.reset()
             print(f"{step.line:>4}  power-off")
+        elif step.kind == "fault":
+            print(f"{step.line:>4}  ! fault {step.fault if step.fault is not None else 'clear'}")
         else:
             print(f"{step.line:>4}  > {step.command_text()}")
             if command_is_fixed(step):
@@ -416,8 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_readers)
 
     p = sub.add_parser("serve", help="serve card images on vpcd, so PC/SC applications see them in a reader")
-    p.add_argument("--state", required=True, action="append", metavar="CARD.img",
+    p.add_argument("--state", action="append", metavar="CARD.img",
                    help="card image (repeat for several cards, each on its own port)")
+    p.add_argument("--fleet", metavar="DIR", help="also serve every DIR/*.img, one vpcd port each (counting up)")
     p.add_argument("--port", type=int, action="append", metavar="PORT",
                    help=f"vpcd port (default {DEFAULT_PORT}; repeat per card; missing ones count up)")
     p.add_argument("--host", default="127.0.0.1", help="where vpcd listens (default 127.0.0.1)")

@@ -9,6 +9,7 @@ next online contact.
 """
 
 from dataclasses import dataclass, field
+from hmac import compare_digest
 
 from chip.apdu import build
 from chip.financial import AIP, CDOL1_LENGTH, pin_block
@@ -58,7 +59,7 @@ class IssuerHost:
         same way and can carry pending scripts back, but is never approved.
         """
         assert len(terminal_data) == CDOL1_LENGTH
-        valid = cryptogram == self.expected_cryptogram(pan, psn, algorithm, atc, terminal_data, cvr)
+        valid = compare_digest(cryptogram, self.expected_cryptogram(pan, psn, algorithm, atc, terminal_data, cvr))
         funds = self.balances.get(pan, 10**12) >= amount
         arc = APPROVED if valid and cid == 0x80 and funds else DECLINED
         arpc = None

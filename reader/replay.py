@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from xml.etree import ElementTree
 
 from chip import Card
+from chip.faults import CardMute, FaultPlan
 
 from .base import Reader
 from .sim import SimReader
@@ -53,7 +54,26 @@ class Result:
 
 
 def replay(trace: Trace, reader: Reader, progress=None) -> Result:
-    """Run `trace` on `reader`; stop at the first response that does not match."""
+    """Run `trace` on `reader`; stop at the first response that does not match.
+
+    A trace with faults (`@fault`, `! fault`) needs a simulated card (`reader.card`: SimReader,
+    WireReader): they are armed on it as a fresh `chip.faults.FaultPlan` for this replay only.
+    """
+    fault_lines = [step.line for step in trace.steps if step.kind == "fault"]
+    if not trace.faults and not fault_lines:
+        return _replay(trace, reader, progress, None)
+    card = getattr(reader, "card", None)
+    if not isinstance(card, Card):
+        return Result(trace, Failure(fault_lines[0] if fault_lines else 0, "fault injection needs a simulated "
+                                     "card (SimReader or WireReader), not a real reader"), 0, 0.0)
+    previous, card.faults = card.faults, FaultPlan(trace.faults)
+    try:
+        return _replay(trace, reader, progress, card)
+    finally:
+        card.faults = previous
+
+
+def _replay(trace: Trace, reader: Reader, progress, card) -> Result:
     captures: dict = {}
     apdus = 0
     start = time.perf_counter()
@@ -63,6 +83,12 @@ def replay(trace: Trace, reader: Reader, progress=None) -> Result:
         return Result(trace, failure, apdus, time.perf_counter() - start)
 
     for step in trace.steps:
+        if step.kind == "fault":
+            if step.fault is None:
+                card.faults.clear()
+            else:
+                card.faults.add(step.fault)
+            continue
         if step.kind == "reset":
             atr = reader.reset()
             if step.expect is not None and step.expect.match(atr, captures) is None:
@@ -77,7 +103,10 @@ def replay(trace: Trace, reader: Reader, progress=None) -> Result:
             command = step.command_bytes(captures)
         except TraceError as exc:
             return done(Failure(step.line, str(exc)))
-        response = reader.transmit(command)
+        try:
+            response = reader.transmit(command)
+        except CardMute:
+            return done(Failure(step.line, f"no answer (the card is mute) to {_short(command)}"))
         apdus += 1
         if progress is not None and apdus % 1000 == 0:
             progress(trace, apdus, total)

@@ -10,7 +10,11 @@ runs a selector over every card's socket and the control channels:
   power on/off and reset map to the card's power model;
 - when pcscd goes away the card reconnects with backoff;
 - control lines (on stdin and on an optional Unix control socket):
-  `remove [N]`, `insert [N]`, `switch [N] IMAGE`, `status`, `quit`;
+  `remove [N]`, `insert [N]`, `switch [N] IMAGE`, `status`, `quit`, and
+  `fault [N] TEXT` / `fault [N] clear` / `fault [N]` to inject, clear or list
+  faults on a card (the text form of `chip.faults.parse_fault`, e.g.
+  `fault sw 6581 ins B2 once`; a `mute` fault sends no reply; `switch` drops
+  the faults with the old card);
 - SIGINT/SIGTERM end the loop between two commands: a command in progress
   finishes and its state is committed (commits are atomic anyway).
 """
@@ -23,6 +27,7 @@ import sys
 import time
 
 from chip import Card, CardNotPowered, ImageError
+from chip.faults import CardMute, FaultPlan, parse_fault
 
 from .vpcd import Apdu, GetAtr, PowerOff, PowerOn, Reset, VpcdProtocol
 
@@ -115,7 +120,7 @@ class Slot:
             start = time.perf_counter()
             try:
                 response = card.transmit(event.data)
-            except CardNotPowered:
+            except (CardNotPowered, CardMute):  # a mute fault: no answer at all
                 return None
             self.apdus += 1
             if self.on_apdu is not None:
@@ -191,9 +196,26 @@ class Server:
                 slot.inserted = True
                 slot.next_attempt = time.monotonic() + SWAP_DELAY
                 return f"ok card {index} is now {args[0]}"
-        except ImageError as exc:
+            if verb == "fault":
+                return self._fault(index, slot.card, args)
+        except (ImageError, ValueError) as exc:
             return f"error: {exc}"
-        return f"error: unknown command {verb!r} (remove, insert, switch, status, quit)"
+        return f"error: unknown command {verb!r} (remove, insert, switch, fault, status, quit)"
+
+    @staticmethod
+    def _fault(index: int, card: Card, args: list[str]) -> str:
+        plan = card.faults
+        if not args:
+            faults = plan.faults if plan is not None else []
+            return f"card {index}: " + ("; ".join(map(str, faults)) if faults else "no faults")
+        if len(args) == 1 and args[0].lower() == "clear":
+            card.faults = None
+            return f"ok card {index}: faults cleared"
+        fault = parse_fault(" ".join(args))
+        if plan is None:
+            card.faults = plan = FaultPlan()
+        plan.add(fault)
+        return f"ok card {index} fault {fault}"
 
     def _open_control(self) -> None:
         if self.control_path:
@@ -306,7 +328,7 @@ def serve(images: list[str], ports: list[int], host: str = "127.0.0.1", control:
     previous = {sig: signal.signal(sig, server.stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     for slot in slots:
         log(f"serving {slot.image} on vpcd {host}:{slot.port} (commands on stdin"
-            + (f" and {control}" if control else "") + ": remove, insert, switch IMAGE, status, quit)")
+            + (f" and {control}" if control else "") + ": remove, insert, switch IMAGE, fault, status, quit)")
     try:
         server.run()
     finally:

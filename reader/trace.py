@@ -6,8 +6,11 @@
     @issued 2026-01-15          the day the card was personalised (default: @date)
     @random 1                   seed of the card's random source: challenges repeat, so replays are exact
     @protocol T=1               T=1 (default) or T=0 behaviour
+    @fault sw 6A82 ins B2 nth 3 a fault armed on the card when the replay starts (see chip.faults;
+                                repeatable; `nth` counts the trace's commands)
     reset                       power up the card (cold reset); `reset 3B 9C ...` also checks the ATR
     power-off                   remove power
+    ! fault chunk 4 ins A4      arm a fault from this point of the replay on (`! fault clear`: none)
     > 00 A4 04 00 0F 73 78 ...  a command; `{name}` inserts bytes captured earlier
     < 6F XX ... 90 00           the expected response: hex bytes, `XX` any byte, `*` any run of bytes,
                                 `|` between alternatives (`90 00 | 61 XX`), `{name:8}` captures 8 bytes
@@ -21,9 +24,11 @@ import datetime
 import re
 from dataclasses import dataclass, field
 
+from chip.faults import parse_fault
+
 HEX_BYTE = re.compile(r"^[0-9A-Fa-f]{2}$")
 TOKEN = re.compile(r"\{[^}]*\}|\*|\||[0-9A-Fa-f]{2}|XX|xx|\S")
-DIRECTIVES = ("profile", "date", "issued", "random", "protocol")
+DIRECTIVES = ("profile", "date", "issued", "random", "protocol", "fault")
 
 
 class TraceError(ValueError):
@@ -192,12 +197,13 @@ def expectation(text: str, where: str = "expectation") -> Expectation:
 
 @dataclass
 class Step:
-    kind: str  # "reset", "power-off", "apdu"
+    kind: str  # "reset", "power-off", "apdu", "fault"
     line: int
     command: tuple = ()  # tokens (BYTE/SAME) for "apdu"
     expect: Expectation | None = None  # the response (or the ATR for "reset")
     comment: str = ""
     expect_line: int = 0  # the line of the '<' expectation (the step's own line for a reset)
+    fault: object = None  # a "fault" step's chip.faults.Fault (None: `! fault clear`)
 
     def command_bytes(self, captures: dict) -> bytes:
         out = bytearray()
@@ -224,6 +230,7 @@ class Trace:
     random: int | None = None
     protocol: str = "T=1"
     header: list = field(default_factory=list)  # the leading comment lines (what the trace is about)
+    faults: list = field(default_factory=list)  # @fault directives: chip.faults.Fault, armed at the start
 
     @property
     def apdus(self) -> int:
@@ -260,6 +267,10 @@ def parse(text: str, path: str = "<trace>") -> Trace:
             pending.expect = expectation(line[1:], where)
             pending.expect_line = number
             continue
+        if line.startswith("!"):
+            trace.steps.append(_fault_step(line[1:], number, where, comment.strip()))
+            pending = None
+            continue
         word, _, rest = line.partition(" ")
         if word.lower() == "reset":
             atr = expectation(rest, where) if rest.strip() else None
@@ -271,8 +282,20 @@ def parse(text: str, path: str = "<trace>") -> Trace:
             trace.steps.append(Step("power-off", number, comment=comment.strip()))
             pending = None
         else:
-            raise TraceError(f"{where}: {line[:30]!r} is not a trace line (>, <, reset, power-off, @directive, #)")
+            raise TraceError(f"{where}: {line[:30]!r} is not a trace line (>, <, reset, power-off, !, @directive, #)")
     return trace
+
+
+def _fault_step(text: str, number: int, where: str, comment: str) -> Step:
+    word, _, rest = text.strip().partition(" ")
+    if word.lower() != "fault":
+        raise TraceError(f"{where}: '!' is followed by 'fault TEXT' or 'fault clear', not {word!r}")
+    if rest.strip().lower() == "clear":
+        return Step("fault", number, comment=comment)
+    try:
+        return Step("fault", number, comment=comment, fault=parse_fault(rest))
+    except ValueError as exc:
+        raise TraceError(f"{where}: ! fault: {exc}") from None
 
 
 def _directive(trace: Trace, text: str, where: str) -> None:
@@ -297,6 +320,11 @@ def _directive(trace: Trace, text: str, where: str) -> None:
         if value not in ("T=0", "T=1"):
             raise TraceError(f"{where}: @protocol is T=0 or T=1, got {value!r}")
         trace.protocol = value
+    elif name == "fault":
+        try:
+            trace.faults.append(parse_fault(value))
+        except ValueError as exc:
+            raise TraceError(f"{where}: @fault: {exc}") from None
 
 
 def spaced(data: bytes) -> str:
@@ -315,11 +343,14 @@ def to_text(trace: Trace) -> str:
                                  ("protocol", trace.protocol, "T=1")):
         if value != default:
             out.append(f"@{name} {value}")
+    out += [f"@fault {fault}" for fault in trace.faults]
     for step in trace.steps:
         if step.kind == "reset":
             out.append("reset" + (f" {step.expect.text}" if step.expect else ""))
         elif step.kind == "power-off":
             out.append("power-off")
+        elif step.kind == "fault":
+            out.append(f"! fault {step.fault if step.fault is not None else 'clear'}")
         else:
             out.append(f"> {step.command_text()}")
             if step.expect is not None:

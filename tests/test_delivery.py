@@ -167,9 +167,17 @@ def test_t1_select_case_3_and_case_4(reader):
     assert tx(reader, SELECT_SSSE + "1B") == FCI_SSSE + "9000"
 
 
-def test_t1_select_short_le_gives_6Cxx(reader):
-    assert tx(reader, SELECT_SSSE + "10") == "6C1B"
+def test_t1_case4_short_le_gives_the_first_bytes_and_61xx(reader):
+    # a command with data has run (it may have changed state): its answer is kept, not thrown
+    # away with 6Cxx; the first Le bytes come at once and the rest by GET RESPONSE (ISO 7816-4)
+    assert tx(reader, SELECT_SSSE + "10") == FCI_SSSE[:32] + "610B"
+    assert tx(reader, "00C000000B") == FCI_SSSE[32:] + "9000"
     assert tx(reader, SELECT_SSSE + "1B") == FCI_SSSE + "9000"
+
+
+def test_t1_case2_short_le_gives_6Cxx(reader):
+    tx(reader, SELECT_SSSE)
+    assert tx(reader, "00B2012C10") == "6C12"
 
 
 def test_t1_nothing_to_get(reader):

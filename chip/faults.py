@@ -1,0 +1,388 @@
+"""Fault injection on the card OS: a card that answers wrong on purpose, reproducibly.
+
+A `FaultPlan` attached as `card.faults` (None by default: `Card.transmit` then
+pays one `is not None` test and nothing else) watches every command and, when
+one of its faults fires, changes what the card does with it:
+
+    sw XXXX     answer this status word instead of running the command (state unchanged)
+    mute        answer nothing: `Card.transmit` raises `CardMute` (command not run, state
+                unchanged); `SimReader` propagates it, `sscard serve` sends no reply
+    chunk N     run the command, then serve its response data through GET RESPONSE in
+                pieces of at most N bytes (1-255): `61xx` first, even on T=1
+    tlv         run the command, then flip (XOR FF) the first value byte of the first
+                primitive BER-TLV or simple-TLV data object of the response data
+                (the middle byte of data that is no TLV)
+    delay ETU   run the command, with a simulated busy time: `card.last_delay_etu`
+    write       run the command with its first persistent write failing (the backend
+                raises OSError at the next write point, `chip.image` hooks): the card
+                answers `6581` and keeps the old state
+
+Matching (all optional, all must hold): `ins XX`, `cla XX` (hex), `nth N` (the
+N-th command since the fault was added, 1-based). Triggers: `always`
+(default), `once` (the first match only), `every N` (the N-th, 2N-th, ...
+match), `random P [seed S]` (each match with probability P, from a
+`random.Random(S)` of the fault's own: repeatable). `once` combines with the
+others (the first time they fire).
+
+Python:
+
+    from chip.faults import FaultPlan, inject
+    card.faults = FaultPlan()
+    card.faults.add("sw", 0x6581, ins=0xB2, every=2)   # or a Fault, or the text form
+    card.faults.add("tlv ins B2 once")
+    inject(card, "mute", nth=3)                       # creates the plan when there is none
+    card.faults.clear()                               # or card.faults = None
+
+Text (`sscard serve` control line `fault [N] TEXT` / `fault [N] clear`, trace
+directive `@fault TEXT`, inline trace line `! fault TEXT` / `! fault clear`),
+parsed by `parse_fault` (ValueError naming the bad word):
+
+    sw 6581 ins B2 once
+    chunk 4 ins A4
+    random 0.3 seed 7 mute ins 20    # words in any order after the action
+    delay 20000 nth 2
+
+Commands the plan makes itself (GET RESPONSE to collect `61xx` data before
+`tlv`/`chunk`) and the GET RESPONSE pieces of `chunk` are not counted as
+commands. The wire (`reader.wire.WireReader`) asks for a command's busy time
+*before* the card runs it: pass `Faults(slow_etu=card.faults.slow_etu)`, which
+decides the plan's faults for that APDU early (the following transmit uses
+the same decision); `card.last_delay_etu` holds the delay of the last command
+(0 when none) for anyone reading it afterwards.
+"""
+
+import errno
+import random
+from dataclasses import dataclass
+
+from .apdu import parse
+from .ber import read_tag
+from .sw import CardError
+
+ACTIONS = ("sw", "mute", "chunk", "tlv", "delay", "write")
+_WITH_VALUE = {"sw": "a status word (4 hex digits)", "chunk": "a piece size (1-255)",
+               "delay": "a busy time in etu"}
+_GET_RESPONSE = b"\x00\xC0"
+
+
+class CardMute(Exception):
+    """The card gives no answer to this command (an injected `mute` fault)."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """What to do (`action`, `value`), to which commands, and when. Immutable: the counting
+    lives in the plan, so one Fault can be added to several plans (a trace replayed twice)."""
+
+    action: str
+    value: int | None = None
+    ins: int | None = None
+    cla: int | None = None
+    nth: int | None = None
+    once: bool = False
+    every: int = 1
+    probability: float | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.action not in ACTIONS:
+            raise ValueError(f"unknown fault action {self.action!r} (known: {', '.join(ACTIONS)})")
+        if self.action in _WITH_VALUE:
+            if self.value is None:
+                raise ValueError(f"fault {self.action} needs {_WITH_VALUE[self.action]}")
+        elif self.value is not None:
+            raise ValueError(f"fault {self.action} takes no value")
+        limits = {"sw": (0, 0xFFFF), "chunk": (1, 255), "delay": (0, 1 << 40)}.get(self.action)
+        if limits and not limits[0] <= self.value <= limits[1]:
+            raise ValueError(f"fault {self.action}: {self.value} is out of range")
+        for name in ("ins", "cla"):
+            v = getattr(self, name)
+            if v is not None and not 0 <= v <= 0xFF:
+                raise ValueError(f"fault {name} must be one byte, not {v}")
+        if self.nth is not None and self.nth < 1:
+            raise ValueError("fault nth counts from 1")
+        if self.every < 1:
+            raise ValueError("fault every needs a count of 1 or more")
+        if self.probability is not None and not 0.0 <= self.probability <= 1.0:
+            raise ValueError("fault random needs a probability between 0 and 1")
+
+    def __str__(self) -> str:
+        words = [self.action]
+        if self.value is not None:
+            words.append(f"{self.value:04X}" if self.action == "sw" else str(self.value))
+        if self.ins is not None:
+            words += ["ins", f"{self.ins:02X}"]
+        if self.cla is not None:
+            words += ["cla", f"{self.cla:02X}"]
+        if self.nth is not None:
+            words += ["nth", str(self.nth)]
+        if self.probability is not None:
+            words += ["random", repr(self.probability), "seed", str(self.seed)]
+        elif self.every != 1:
+            words += ["every", str(self.every)]
+        if self.once:
+            words.append("once")
+        return " ".join(words)
+
+
+def parse_fault(text: str) -> Fault:
+    """`ACTION [VALUE] [ins XX] [cla XX] [nth N] [once|always|every N|random P [seed S]]`."""
+    words = text.split()
+    if not words:
+        raise ValueError("empty fault: expected one of " + ", ".join(ACTIONS))
+    action = words[0].lower()
+    if action not in ACTIONS:
+        raise ValueError(f"unknown fault action {words[0]!r} (known: {', '.join(ACTIONS)})")
+    kw: dict = {}
+    i = 1
+
+    def take(what: str, convert):
+        nonlocal i
+        word = words[i - 1]
+        if i >= len(words):
+            raise ValueError(f"{word!r} needs {what}")
+        value = words[i]
+        i += 1
+        try:
+            return convert(value)
+        except ValueError:
+            raise ValueError(f"bad word {value!r}: {word} needs {what}") from None
+
+    if action in _WITH_VALUE:
+        if action == "sw":
+            kw["value"] = take("a status word (4 hex digits)", _hex(4))
+        else:
+            kw["value"] = take(_WITH_VALUE[action], int)
+    while i < len(words):
+        word = words[i].lower()
+        i += 1
+        if word in ("ins", "cla"):
+            kw[word] = take("a hex byte", _hex(2))
+        elif word in ("nth", "every"):
+            kw[word] = take("a whole number", int)
+        elif word == "seed":
+            kw["seed"] = take("a whole number", int)
+        elif word == "random":
+            kw["probability"] = take("a probability (0-1)", float)
+        elif word == "once":
+            kw["once"] = True
+        elif word != "always":
+            raise ValueError(f"bad word {words[i - 1]!r} in fault {text.strip()!r} "
+                             "(expected ins, cla, nth, once, always, every, random, seed)")
+    try:
+        return Fault(action, **kw)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (in {text.strip()!r})") from None
+
+
+def _hex(digits: int):
+    def convert(word: str) -> int:
+        if len(word) != digits:
+            raise ValueError(word)
+        return int(word, 16)
+    return convert
+
+
+class _Armed:
+    """A fault in a plan, with its counters and random source."""
+
+    def __init__(self, fault: Fault, base: int):
+        self.fault = fault
+        self.base = base  # plan.commands when added: nth counts from there
+        self.matches = 0
+        self.fired = 0
+        self.rng = random.Random(fault.seed)
+
+    def fires(self, n: int, cla, ins) -> bool:
+        f = self.fault
+        if f.nth is not None and n - self.base != f.nth:
+            return False
+        if f.ins is not None and ins != f.ins or f.cla is not None and cla != f.cla:
+            return False
+        self.matches += 1
+        if f.once and self.fired:
+            return False
+        if f.probability is not None:
+            hit = self.rng.random() < f.probability
+        else:
+            hit = self.matches % f.every == 0
+        self.fired += hit
+        return hit
+
+
+class FaultPlan:
+    """The faults attached to one card (`card.faults = FaultPlan()`); see the module docstring."""
+
+    def __init__(self, faults=()):
+        self._armed: list[_Armed] = []
+        self.commands = 0  # commands seen since the plan was made or cleared
+        self.log: list[tuple[int, str]] = []  # (command number, fault) for every fault that fired
+        self._held = None  # (data, final SW bytes, piece size) a `chunk` fault is serving
+        self._early = None  # (apdu, decision) made by slow_etu() before the transmit
+        for fault in faults:
+            self.add(fault)
+
+    @property
+    def faults(self) -> list[Fault]:
+        return [armed.fault for armed in self._armed]
+
+    def add(self, fault, value=None, **kw) -> Fault:
+        """Add a `Fault`, a text form (`"sw 6581 ins B2 once"`), or an action with its value and
+        keywords (`add("sw", 0x6581, ins=0xB2, every=2)`); returns the Fault."""
+        if not isinstance(fault, Fault):
+            fault = Fault(fault, value, **kw) if value is not None or kw else parse_fault(fault)
+        self._armed.append(_Armed(fault, self.commands))
+        return fault
+
+    def clear(self) -> None:
+        """Remove every fault and start counting commands again."""
+        self.__init__()
+
+    def fired(self, fault: Fault | None = None) -> int:
+        """How many times `fault` (any fault: None) fired."""
+        return sum(1 for _, f in self.log if fault is None or f == str(fault))
+
+    # -- deciding ------------------------------------------------------------------------
+    def _decide(self, apdu: bytes) -> list[Fault]:
+        self.commands += 1
+        n = self.commands
+        cla, ins = (apdu[0], apdu[1]) if len(apdu) >= 2 else (None, None)
+        fired = [armed.fault for armed in self._armed if armed.fires(n, cla, ins)]
+        self.log += [(n, str(f)) for f in fired]
+        return fired
+
+    def slow_etu(self, apdu: bytes) -> int:
+        """The busy time the plan gives `apdu` (for `reader.wire.Faults(slow_etu=...)`): decides
+        this command's faults now; the card's next transmit of the same APDU uses that decision."""
+        if self._held is not None and bytes(apdu[:2]) == _GET_RESPONSE:
+            return 0
+        decision = self._decide(bytes(apdu))
+        self._early = (bytes(apdu), decision)
+        return sum(f.value for f in decision if f.action == "delay")
+
+    # -- acting (called by Card.transmit when card.faults is set) --------------------------
+    def transmit(self, card, apdu: bytes) -> bytes:
+        card.faults = None  # the card's own transmit runs without the plan (and what the plan sends)
+        try:
+            return self._transmit(card, bytes(apdu))
+        finally:
+            card.faults = self
+
+    def _transmit(self, card, apdu: bytes) -> bytes:
+        if not card.powered:
+            return card.transmit(apdu)  # raises CardNotPowered
+        if self._held is not None and apdu[:2] == _GET_RESPONSE:
+            return self._piece(apdu)
+        self._held = None
+        early, self._early = self._early, None
+        fired = early[1] if early is not None and early[0] == apdu else self._decide(apdu)
+        card.last_delay_etu = sum(f.value for f in fired if f.action == "delay")
+        if not fired:
+            return card.transmit(apdu)
+        actions = {f.action: f for f in fired}  # the first of each action wins
+        if "mute" in actions:
+            raise CardMute(f"injected fault: no answer to {apdu[:5].hex(' ').upper()}")
+        if "sw" in actions:
+            return actions["sw"].value.to_bytes(2, "big")
+        if "write" in actions:
+            response = _with_failed_write(card, apdu)
+        else:
+            response = card.transmit(apdu)
+        if "tlv" not in actions and "chunk" not in actions:
+            return response
+        data, sw = _collect(card, response)
+        if not data:
+            return response
+        if "tlv" in actions:
+            data = corrupt_tlv(data)
+        if "chunk" in actions:
+            n = actions["chunk"].value
+            self._held = (data, sw, n)
+            return bytes((0x61, min(n, len(data))))
+        if response[-2] == 0x61:  # T=0: the data stays behind 61xx as it was
+            return card.hold_response(data, sw)
+        return data + sw
+
+    def _piece(self, apdu: bytes) -> bytes:
+        """GET RESPONSE for the data a `chunk` fault holds: at most its piece size each time."""
+        try:
+            cmd = parse(apdu)
+        except CardError as error:
+            return error.sw.to_bytes(2, "big")
+        if cmd.p1 or cmd.p2:
+            return b"\x6A\x86"
+        data, sw, n = self._held
+        k = min(n, cmd.ne, len(data))
+        piece, left = data[:k], data[k:]
+        if left:
+            self._held = (left, sw, n)
+            return piece + bytes((0x61, min(n, len(left))))
+        self._held = None
+        return piece + sw
+
+
+def inject(card, action, value=None, **kw) -> Fault:
+    """Add a fault to `card.faults`, making the plan when the card has none."""
+    if card.faults is None:
+        card.faults = FaultPlan()
+    return card.faults.add(action, value, **kw)
+
+
+def _with_failed_write(card, apdu: bytes) -> bytes:
+    backend = card.store.backend
+    previous = backend.write_point
+
+    def fail(point: str, landed: bool) -> None:
+        backend.write_point = previous
+        raise OSError(errno.EIO, f"injected write failure at {point}")
+
+    backend.write_point = fail
+    try:
+        return card.transmit(apdu)
+    finally:
+        backend.write_point = previous
+
+
+def _collect(card, response: bytes) -> tuple[bytes, bytes]:
+    """All the response data (fetching what the card holds behind `61xx`) and the final SW."""
+    data, sw = response[:-2], response[-2:]
+    while sw[0] == 0x61:
+        more = card.transmit(bytes((0x00, 0xC0, 0x00, 0x00, sw[1])))
+        data, sw = data + more[:-2], more[-2:]
+    return data, sw
+
+
+def corrupt_tlv(data: bytes) -> bytes:
+    """`data` with the first value byte of its first primitive data object flipped (XOR FF)."""
+    out = bytearray(data)
+    try:
+        start = _first_value(out, 0, len(out))
+    except (ValueError, IndexError):
+        start = None
+    out[len(out) // 2 if start is None else start] ^= 0xFF
+    return bytes(out)
+
+
+def _first_value(data, i: int, end: int) -> int:
+    """Index of the first value byte of the first primitive object in data[i:end]."""
+    while i < end and data[i] in (0x00, 0xFF):  # padding
+        i += 1
+    constructed = data[i] & 0x20
+    _, i = read_tag(data, i)
+    if data[i] == 0xFF:  # simple-TLV three-byte length
+        length, i = data[i + 1] << 8 | data[i + 2], i + 3
+    elif data[i] < 0x80:
+        length, i = data[i], i + 1
+    else:
+        count = data[i] & 0x7F
+        if not 1 <= count <= 3:
+            raise ValueError("bad length")
+        length, i = int.from_bytes(data[i + 1:i + 1 + count], "big"), i + 1 + count
+    if not length or i + length > end:
+        raise ValueError("no value")
+    if constructed:
+        try:
+            return _first_value(data, i, i + length)
+        except (ValueError, IndexError):
+            pass
+    return i
