@@ -67,7 +67,7 @@ def envelope_complete(buffer: bytes) -> bool:
     at 7 + Lc + 2 bytes (case 4E), or at once when Lc = 0000 (malformed either
     way). A header, a case 2 or a case 3 command could still be the start of a
     longer one: those end with an empty ENVELOPE. Reader and card apply the
-    same rule (reader/t0.py has its copy).
+    same rule (reader/t0.py imports this one).
     """
     n = len(buffer)
     if n < 5:

@@ -27,29 +27,13 @@ all remaining data), INS XOR FF (one byte); anything else is an error.
 received), for logging.
 """
 
+from chip.t0 import envelope_complete, wwt_etu
+
 NULL = 0x60
 GET_RESPONSE = 0xC0
 ENVELOPE = 0xC2
 PIECE = 255
 MAX_TPDUS = 1024  # GET RESPONSE and ENVELOPE rounds for the longest APDUs, with room to spare
-
-
-def envelope_complete(buffer: bytes) -> bool:
-    """Whether a command APDU's own length fields say it cannot grow (chip/t0.py has the card's copy).
-
-    Short with Lc: complete at 5 + Lc + 1 bytes; extended: at 7 + Lc + 2, or
-    at once when Lc = 0000. Anything else could be the start of a longer APDU.
-    """
-    n = len(buffer)
-    if n < 5:
-        return False
-    b4 = buffer[4]
-    if b4:
-        return n >= 6 + b4
-    if n < 8:
-        return False
-    lc = buffer[5] << 8 | buffer[6]
-    return lc == 0 or n >= 9 + lc
 
 
 def short_tpdu(apdu: bytes):
@@ -73,7 +57,7 @@ class ReaderT0:
 
     def __init__(self, wi: int = 10, di: int = 4, max_tpdus: int = MAX_TPDUS):
         self.wi, self.di = wi, di
-        self.wait_etu = 960 * wi * di
+        self.wait_etu = wwt_etu(wi, di)
         self.max_tpdus = max_tpdus
         self.done = False
         self.response = None
