@@ -81,6 +81,29 @@ def cmd_apdu(args) -> int:
     return 0
 
 
+def cmd_atr(args) -> int:
+    """Explain an ATR byte by byte: a card image's, a PC/SC reader's card's, or one given in hex."""
+    from .atr import AtrError, explain
+
+    given = [x is not None for x in (args.state, args.reader, args.hex)]
+    if sum(given) != 1:
+        raise UsageError("give one of --state CARD.img, --reader NAME or an ATR in hex")
+    if args.state:
+        atr = Card.open(args.state, date=args.date).atr
+    elif args.reader:
+        reader = PcscReader(args.reader)
+        atr = reader.reset()
+        reader.close()
+    else:
+        atr = args.hex
+    try:
+        lines = explain(atr)
+    except AtrError as exc:
+        raise UsageError(f"bad ATR: {exc}") from None
+    print("\n".join(lines))
+    return 0
+
+
 def cmd_readers(args) -> int:
     readers = list_readers()
     for name in readers:
@@ -428,6 +451,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=cmd_scriptor)
+
+    p = sub.add_parser("atr", help="explain an ATR byte by byte (of an image, a reader's card, or given in hex)")
+    p.add_argument("hex", nargs="?", metavar="ATR", help="an ATR in hex")
+    p.add_argument("--state", metavar="CARD.img")
+    p.add_argument("--reader", metavar="NAME")
+    p.set_defaults(func=cmd_atr)
 
     p = sub.add_parser("readers", help="list the PC/SC readers")
     p.set_defaults(func=cmd_readers)

@@ -124,3 +124,16 @@ def test_decode_command_explains_a_trace(tmp_path, capsys):
     assert "SELECT by DF name sx1.sh.社会保障 (SSSE)" in out
     assert "APPEND RECORD pharmacy purchase to EF16 (SFI 16h)" in out
     assert "SW 9000 OK" in out
+
+
+def test_atr_command_explains_every_byte(tmp_path, capsys):
+    img = str(tmp_path / "card.img")
+    run(capsys, "personalize", "--state", img)
+    code, out, _ = run(capsys, "atr", "--state", img)
+    assert code == 0
+    assert out.splitlines()[0] == "ATR 3B 9C 13 80 31 FE 45 80 5A 53 53 43 41 52 44 2D 53 49 4D 31"
+    assert "TA1     13  Fi=372 Di=4 f_max=5 MHz: 1 etu = 93 clock cycles" in out
+    assert "TCK     31  check byte ok (XOR of T0..TCK is 00)" in out
+    code, out, err = run(capsys, "atr", "3B9C138031FE45805A5353434152442D53494D30")
+    assert code == 2 and err.startswith("sscard: error: bad ATR: ") and err.count("\n") == 1
+    assert "TCK" in err
