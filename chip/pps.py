@@ -50,6 +50,15 @@ def request_length(pps0: int) -> int:
     return 3 + bin(pps0 & 0x70).count("1")
 
 
+def whole_message(buffer: bytes) -> int | None:
+    """The length of the PPS message at the start of `buffer` once all of it is there, else None
+    (the caller has checked that it starts with PPSS)."""
+    if len(buffer) < 2:
+        return None
+    length = request_length(buffer[1])
+    return length if len(buffer) >= length else None
+
+
 def split(message: bytes) -> dict:
     """A complete PPS message's fields: {"pps0", "t", "pps1", "pps2", "pps3"} (absent ones None)."""
     pps0 = message[1]
@@ -101,10 +110,8 @@ class CardPps:
         if buf[0] != PPSS:
             self._finish(f"not a PPS request: first byte {buf[0]:02X}, PPSS must be FF")
             return
-        if len(buf) < 2:
-            return
-        length = request_length(buf[1])
-        if len(buf) < length:
+        length = whole_message(buf)
+        if length is None:
             return
         self.request, self.leftover = bytes(buf[:length]), bytes(buf[length:])
         self._decide(self.request)

@@ -176,6 +176,13 @@ class _Fields:
             self.fail(field, f"must be {count} bytes ({2 * count} hex digits), got {len(raw)}")
         return raw
 
+    def number(self, field: str, low: int, high: int, default=..., why: str = "") -> int | None:
+        """A whole number in low..high (None allowed as a default: the field is optional)."""
+        value = self.get(field, int, default)
+        if value is not None and not low <= value <= high:
+            self.fail(field, f"must be {low}-{high}{why}, got {value}")
+        return value
+
     def date(self, field: str, default=...) -> datetime.date | None:
         value = self.get(field, (datetime.date, str), default)
         if value is None or isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
@@ -235,9 +242,7 @@ def parse_profile(data: dict, name: str = "profile", source: str = "profile") ->
     issue = f.get("card.issue_date", (datetime.date, str), "personalisation")
     issue_date = None if issue == "personalisation" else f.date("card.issue_date")
     expiry_date = f.date("card.expiry_date", None)
-    validity_years = f.get("card.validity_years", int, 10)
-    if not 1 <= validity_years <= 50:
-        f.fail("card.validity_years", f"must be 1-50, got {validity_years}")
+    validity_years = f.number("card.validity_years", 1, 50, 10)
     if issue_date and expiry_date and expiry_date <= issue_date:
         f.fail("card.expiry_date", f"{expiry_date} is not after card.issue_date {issue_date}")
 
@@ -250,12 +255,8 @@ def parse_profile(data: dict, name: str = "profile", source: str = "profile") ->
     initial_pin = f.get("ssse.initial_pin", str, "123456")
     if not valid_digits(initial_pin):
         f.fail("ssse.initial_pin", f"must be 4-12 digits, got {initial_pin!r}")
-    pin_tries = f.get("ssse.pin_tries", int, 6)
-    if not 1 <= pin_tries <= 15:
-        f.fail("ssse.pin_tries", f"must be 1-15 (63Cx holds it in 4 bits), got {pin_tries}")
-    deadline = f.get("ssse.activation_deadline_days", int, 300)
-    if not 1 <= deadline <= 3650:
-        f.fail("ssse.activation_deadline_days", f"must be 1-3650, got {deadline}")
+    pin_tries = f.number("ssse.pin_tries", 1, 15, 6, " (63Cx holds it in 4 bits)")
+    deadline = f.number("ssse.activation_deadline_days", 1, 3650, 300)
     algorithm = f.get("ssse.algorithm", str, "sm4").lower()
     if algorithm not in ALGORITHMS:
         f.fail("ssse.algorithm", f"must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
@@ -276,12 +277,8 @@ def parse_profile(data: dict, name: str = "profile", source: str = "profile") ->
     fin_pin = f.get("financial.initial_pin", str, "000000")
     if not valid_digits(fin_pin):
         f.fail("financial.initial_pin", f"must be 4-12 digits, got {fin_pin!r}")
-    fin_tries = f.get("financial.pin_tries", int, 3)
-    if not 1 <= fin_tries <= 15:
-        f.fail("financial.pin_tries", f"must be 1-15, got {fin_tries}")
-    atc_limit = f.get("financial.atc_limit", int, 65535)
-    if not 1 <= atc_limit <= 65535:
-        f.fail("financial.atc_limit", f"must be 1-65535 (the ATC has 2 bytes), got {atc_limit}")
+    fin_tries = f.number("financial.pin_tries", 1, 15, 3)
+    atc_limit = f.number("financial.atc_limit", 1, 65535, 65535, " (the ATC has 2 bytes)")
     financial = FinancialProfile(pan=pan, psn=f.digits("financial.psn", 2, "01"), holder_name=fin_holder,
                                  label=label, initial_pin=fin_pin, pin_tries=fin_tries, atc_limit=atc_limit)
 
@@ -310,17 +307,11 @@ def _atr_table(f: _Fields, historical: bytes) -> AtrConfig:
     if fi_di & 0xF not in DI_TABLE:
         f.fail("atr.fi_di", f"Di index {fi_di & 0xF:X} (TA1 {fi_di:02X}) is RFU")
 
-    def number(field: str, low: int, high: int, default_value, why: str = ""):
-        value = f.get(field, int, default_value)
-        if value is not None and not low <= value <= high:
-            f.fail(field, f"must be {low}-{high}{why}, got {value}")
-        return value
-
-    guard_time = number("atr.guard_time", 0, 255, None, " (TC1 extra guard time N)")
-    ifsc = number("atr.ifsc", 1, 254, default.ifsc, " (TA3)")
-    bwi = number("atr.bwi", 0, 9, default.bwi, " (TB3 high nibble; A-F are RFU)")
-    cwi = number("atr.cwi", 0, 15, default.cwi, " (TB3 low nibble)")
-    wi = number("atr.wi", 1, 255, None, " (TC2)")
+    guard_time = f.number("atr.guard_time", 0, 255, None, " (TC1 extra guard time N)")
+    ifsc = f.number("atr.ifsc", 1, 254, default.ifsc, " (TA3)")
+    bwi = f.number("atr.bwi", 0, 9, default.bwi, " (TB3 high nibble; A-F are RFU)")
+    cwi = f.number("atr.cwi", 0, 15, default.cwi, " (TB3 low nibble)")
+    wi = f.number("atr.wi", 1, 255, None, " (TC2)")
     edc = f.get("atr.edc", str, default.edc).lower()
     if edc not in (EDC_LRC, EDC_CRC):
         f.fail("atr.edc", f"must be 'lrc' or 'crc', got {edc!r}")

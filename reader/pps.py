@@ -18,7 +18,7 @@ exchange: `error` says why and the reader should deactivate the card.
 from __future__ import annotations
 
 from chip.atr import DD, DEFAULT_WI, FD
-from chip.pps import PPSS, fi_di_values, pck, request_length, split
+from chip.pps import PPSS, fi_di_values, pck, split, whole_message
 
 
 def pps_request(protocol: int, fi_di: int | None = None, pps2: int | None = None, pps3: int | None = None) -> bytes:
@@ -75,10 +75,8 @@ class ReaderPps:
             return
         if buf[0] != PPSS:
             return self._fail(f"answer starts {buf[0]:02X}, PPSS must be FF")
-        if len(buf) < 2:
-            return
-        length = request_length(buf[1])
-        if len(buf) < length:
+        length = whole_message(buf)
+        if length is None:
             return
         self.answer, self.leftover = bytes(buf[:length]), bytes(buf[length:])
         self._check(self.answer)

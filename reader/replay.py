@@ -12,7 +12,8 @@ from chip.faults import CardMute, FaultPlan
 
 from .base import Reader
 from .sim import SimReader
-from .trace import Trace, TraceError, spaced
+from .report import spaced
+from .trace import Trace, TraceError
 
 
 def seeded(seed: int):

@@ -327,10 +327,6 @@ def _directive(trace: Trace, text: str, where: str) -> None:
             raise TraceError(f"{where}: @fault: {exc}") from None
 
 
-def spaced(data: bytes) -> str:
-    return data.hex(" ").upper()
-
-
 def command_is_fixed(step: "Step") -> bool:
     return all(kind == BYTE for kind, _ in step.command)
 
