@@ -1,13 +1,23 @@
-"""The card's cryptographic operations, for 3DES and SM4 alike (SPEC §5).
+"""The card's cryptographic recipes, for the DES family and SM4 alike.
 
-Applets call these recipes and never touch cipher modes: diversify a key,
-encrypt a block string, MAC a message, take MAC4. The primitives come from
-`cryptography` (3DES from its `decrepit` module, SM4); ECB contexts are cached
-per key because a card uses the same few keys over and over.
+One layer used by the card (chip/) and the host side (reader/: PSAM helpers,
+issuer host) alike, so both build the same inputs the same way. Applets call
+these recipes and never touch cipher modes. The primitives come from
+`cryptography` (DES/3DES from its `decrepit` module, SM4); ECB contexts are
+cached per key because a card uses the same few keys over and over.
 
-Notation as in SPEC §5: `E_K(x)` = 3DES-EDE2 ECB or SM4 ECB; `MAC_K(iv, m)` =
-ISO 9797-1 MAC algorithm 3 (single-DES CBC, 3DES on the last block) or SM4
-CBC-MAC, `m` padded by ISO 9797-1 method 2.
+Two families of recipes live here:
+
+- the social-security recipes of LD/T 32 part 4 (security mechanism) and
+  part 9 (PSAM): key diversification by levels (P9 §7.1.1, §7.2.1, §7.3),
+  process keys (P4 §8.4), the command MAC (P4 §8.2), data encipherment
+  (P4 §8.3), authentication data (P4 §9.3) and the TAC key (P7 §15);
+- the financial application's EMV/PBOC recipes (docs/financial.md): ICC
+  master key, session key from the ATC, ISO 9797-1 MAC algorithm 3 (`mac`,
+  `mac4`), application cryptogram, ARPC, enciphered PIN block.
+
+Notation: `E_K(x)` is ECB encryption under K: single DES for an 8-byte key,
+3DES-EDE2 for a 16-byte key (DES family), SM4 (16-byte family).
 """
 
 from functools import lru_cache
@@ -16,8 +26,11 @@ from hmac import compare_digest
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+# The algorithm flag of the SSSE FCI (`9F0C 03 86 01 xx`; Sichuan reader spec §10.1): 01 DES
+# family, 02 SSF33, 03 SM4. SSF33 is not public: the 16-byte family here is SM4.
 TDES_FLAG = 0x01
-SM4_FLAG = 0x04
+SSF33_FLAG = 0x02
+SM4_FLAG = 0x03
 
 
 def xor(a: bytes, b: bytes) -> bytes:
@@ -67,6 +80,46 @@ def _des(key8: bytes):
     return _ecb("des", key8 * 3)
 
 
+def fold4(block: bytes) -> bytes:
+    """A 16-byte MAC block folded to 4 bytes: the XOR of its four words (P4 §8.2.4, figure 2)."""
+    o = int.from_bytes(block, "big")
+    return ((o >> 96 ^ o >> 64 ^ o >> 32 ^ o) & 0xFFFFFFFF).to_bytes(4, "big")
+
+
+def fold8(block: bytes) -> bytes:
+    """A 16-byte block folded to 8 bytes: left half XOR right half (P4 §9.3.2)."""
+    return xor(block[:8], block[8:])
+
+
+def pad_encipher(data: bytes, block: int) -> bytes:
+    """P4 §8.3 padding for encipherment: 80 00.. only when the last block is not full."""
+    if len(data) % block == 0:
+        return data
+    return pad_method2(data, block)
+
+
+# -- the diversification factors of P9 §7.3 ----------------------------------------------------
+
+def province_factor(region: str) -> bytes:
+    """Level 1 (P9 §7.3.1): ASCII of the region code's first 2 digits, then `0000sh`."""
+    return region[:2].encode("ascii") + b"0000sh"
+
+
+def city_factor(region: str) -> bytes:
+    """Level 2 (P9 §7.3.2): ASCII of the 6-digit region code, then `sx`."""
+    return region[:6].encode("ascii") + b"sx"
+
+
+def card_factor(historical: bytes) -> bytes:
+    """Level 3 (P9 §7.3.3): bytes 6-13 of the card's ATR historical bytes."""
+    return bytes(historical[5:13])
+
+
+def factors(region: str, historical: bytes) -> tuple[bytes, bytes, bytes]:
+    """(province, city, card) factors of a card, root level first: what a 3-level key is diversified by."""
+    return province_factor(region), city_factor(region), card_factor(historical)
+
+
 class Algorithm:
     """One of the card's two block ciphers with the SPEC §5 recipes on top."""
 
@@ -88,7 +141,63 @@ class Algorithm:
         return self.mac(key, data, iv)[:4]
 
     def diversify(self, master: bytes, d: bytes) -> bytes:
-        """Card key from a 16-byte master key and 8 bytes of diversification data."""
+        """One diversification level: a child key from `master` and an 8-byte factor `d`
+        (P9 §7.1.1: `E(d) || E(~d)` for a 16-byte DES key, `E(d)` for an 8-byte one;
+        P9 §7.2.1: `E(d || ~d)` in the 16-byte family)."""
+        raise NotImplementedError
+
+    def diversify_levels(self, root: bytes, levels) -> bytes:
+        """Diversify `root` by each factor of `levels` in turn, highest level first (P9 §7.3, figure 12)."""
+        key = root
+        for factor in levels:
+            key = self.diversify(key, factor)
+        return key
+
+    # -- LD/T 32 part 4: secure messaging and authentication ----------------------------------
+    def process_key(self, key: bytes, data: bytes) -> bytes:
+        """Process (session) key from a card key and its input (P4 §8.4): `E_K(I)`.
+
+        DES family: I is 8 bytes (a 4-byte random is right-padded with 00; of a
+        longer one the first 8 bytes are taken), KS is 8 bytes, single DES after.
+        16-byte family: I is 16 bytes (shorter inputs right-padded with 00).
+        """
+        raise NotImplementedError
+
+    def command_mac(self, process_key: bytes, message: bytes) -> bytes:
+        """MAC4 of P4 §8.2: `message` padded by method 2, CBC from a zero IV under the
+        process key; DES family: the left 4 bytes, 16-byte family: the last block folded."""
+        raise NotImplementedError
+
+    def auth_data(self, process_key: bytes, original: bytes) -> bytes:
+        """8-byte authentication data of internal/external authentication (P4 §9.3):
+        `E_KS(D)` (DES family) or `fold8(E_KS(D || 00*8))` (16-byte family)."""
+        raise NotImplementedError
+
+    def encipher(self, process_key: bytes, plaintext: bytes) -> bytes:
+        """P4 §8.3: `LD || plaintext` padded (80 00.. only when not a whole block), ECB."""
+        return self._ecb_encrypt(process_key, pad_encipher(bytes((len(plaintext),)) + plaintext, self.block))
+
+    def decipher(self, process_key: bytes, data: bytes) -> bytes | None:
+        """Inverse of `encipher`; None when the length, LD or padding is wrong (P4 §8.3.4)."""
+        if not data or len(data) % self.block:
+            return None
+        plain = self._ecb_decrypt(process_key, data)
+        ld = plain[0]
+        rest = plain[1 + ld:]
+        if 1 + ld > len(plain):
+            return None
+        if rest and not (rest[0] == 0x80 and not any(rest[1:]) and len(rest) < self.block):
+            return None
+        return plain[1:1 + ld]
+
+    def tac_key(self, dtk: bytes) -> bytes:
+        """The TAC key from DTK (P7 §15): `DTK_L xor DTK_R` (DES family), DTK itself (16-byte family)."""
+        raise NotImplementedError
+
+    def _ecb_encrypt(self, key: bytes, data: bytes) -> bytes:
+        raise NotImplementedError
+
+    def _ecb_decrypt(self, key: bytes, data: bytes) -> bytes:
         raise NotImplementedError
 
     # -- EMV / PBOC (SPEC §5.2) ---------------------------------------------------------
@@ -144,7 +253,28 @@ class Tdes(Algorithm):
         return des1.update(_des(k2)[1].update(h))
 
     def diversify(self, master, d):
+        if len(master) == 8:
+            return self._ecb_encrypt(master, d)
         return self.encrypt(master, d) + self.encrypt(master, invert(d))
+
+    def process_key(self, key, data):
+        return self._ecb_encrypt(key, data[:8].ljust(8, b"\x00"))
+
+    def command_mac(self, process_key, message):
+        return _cbc_last(_des(process_key)[0], pad_method2(message, 8), bytes(8), 8)[:4]
+
+    def auth_data(self, process_key, original):
+        return _des(process_key)[0].update(original)
+
+    def tac_key(self, dtk):
+        return xor(dtk[:8], dtk[8:16])
+
+    def _ecb_encrypt(self, key, data):
+        """Single DES under an 8-byte key, 3DES-EDE2 under a 16-byte one."""
+        return (_des(key) if len(key) == 8 else _ecb("3des", key))[0].update(data)
+
+    def _ecb_decrypt(self, key, data):
+        return (_des(key) if len(key) == 8 else _ecb("3des", key))[1].update(data)
 
     def _from_halves(self, key, a, b):
         return adjust_parity(self.encrypt(key, a + b))
@@ -176,6 +306,21 @@ class Sm4(Algorithm):
     def diversify(self, master, d):
         return self.encrypt(master, d + invert(d))
 
+    def process_key(self, key, data):
+        return self.encrypt(key, data[:16].ljust(16, b"\x00"))
+
+    def command_mac(self, process_key, message):
+        return fold4(_cbc_last(_ecb("sm4", process_key)[0], pad_method2(message, 16), bytes(16), 16))
+
+    def auth_data(self, process_key, original):
+        return fold8(self.encrypt(process_key, original + bytes(8)))
+
+    def tac_key(self, dtk):
+        return dtk
+
+    _ecb_encrypt = encrypt
+    _ecb_decrypt = decrypt
+
     def _from_halves(self, key, a, b):
         return self.encrypt(key, a + b)
 
@@ -191,3 +336,4 @@ class Sm4(Algorithm):
 TDES = Tdes()
 SM4 = Sm4()
 BY_FLAG = {TDES_FLAG: TDES, SM4_FLAG: SM4}
+NAMES = {TDES_FLAG: "DES family (3DES)", SSF33_FLAG: "SSF33", SM4_FLAG: "SM4"}

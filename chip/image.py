@@ -59,6 +59,7 @@ _BODIES = {
     "pin": Struct("value" / Prefixed(Int8ub, GreedyBytes), "limit" / Int8ub, "tries" / Int8ub),
 }
 _BODIES["key"] = _BODIES["pin"]
+_BODIES["cyclic"] = Struct("capacity" / Int16ub, "records" / _BODIES["records"])
 
 _Object = Struct(
     "name" / PascalString(Int8ub, "ascii"),
@@ -97,6 +98,8 @@ def _load_value(kind, body):
         return {"value": body.value, "limit": body.limit, "tries": body.tries}
     if kind == "records":
         return list(body)
+    if kind == "cyclic":
+        return {"records": list(body.records), "capacity": body.capacity}
     return body
 
 
