@@ -15,13 +15,17 @@ from pathlib import Path
 
 from . import idnumber
 from .atr import DEFAULT_HISTORICAL, DI_TABLE, EDC_CRC, EDC_LRC, FI_TABLE, AtrConfig
+from .crypto import SM4_FLAG, TDES_FLAG
+from .keys import FINANCIAL_KEYS, KEYS
 from .pin import valid_digits
 
 SHIPPED = Path(__file__).with_name("profiles")
 
-ALGORITHMS = {"3des": 0x01, "sm4": 0x04}
+ALGORITHMS = {"3des": TDES_FLAG, "sm4": SM4_FLAG}
 NAME_BYTES, NAME_EXTENSION_BYTES = 30, 20
-KEY_NAMES = ("ssse_rk", "ssse_irk", "ssse_stk", "ssse_puk", "fin_imk_ac", "fin_imk_smi", "fin_imk_smc")
+KEY_NAMES = tuple(spec.name for spec in KEYS) + FINANCIAL_KEYS
+ISSUER_ID = bytes.fromhex("9156000002")  # initialising institution bytes 1-5 (V2 table 12)
+GENERATIONS = ("2.00", "3.00")  # the file-access rules differ (EF06 free on 2.00, RKSSSE on 3.00)
 
 
 class ProfileError(ValueError):
@@ -65,7 +69,8 @@ class Profile:
     # card (EF05)
     card_number: str
     region_code: str
-    serial: bytes
+    serial: bytes  # 4 bytes: card identification code bytes 9-12 (V2 table 10)
+    auth_code: bytes  # 4 bytes: card identification code bytes 13-16
     card_type: str
     spec_version: str
     institution: bytes
@@ -80,6 +85,8 @@ class Profile:
     algorithm_flag: int
     keys: dict
     financial: FinancialProfile
+    medical_balance: int  # fen, the DF04 purse balance at issue
+    medical_start_day: str  # mmdd, the medical year's starting day
     atr: AtrConfig = AtrConfig()  # the [atr] table; its historical bytes are atr_historical's
 
     def atr_config(self) -> AtrConfig:
@@ -225,8 +232,8 @@ def parse_profile(data: dict, name: str = "profile", source: str = "profile") ->
         f.fail("holder.gender", f"is {gender} but the ID number's 17th digit says {'male' if idnumber.is_male(id_number) else 'female'}")
 
     ethnicity = f.get("holder.ethnicity", int)
-    if not (1 <= ethnicity <= 56 or ethnicity in (97, 98)):
-        f.fail("holder.ethnicity", f"must be a GB/T 3304 code 1-56, 97 or 98, got {ethnicity}")
+    if not (1 <= ethnicity <= 56 or ethnicity == 99):
+        f.fail("holder.ethnicity", f"must be a GB 3304 code 1-56 or 99 (other), got {ethnicity}")
 
     region_code = f.digits("card.region_code", 6)
     card_number = f.get("card.number", str)
@@ -236,8 +243,8 @@ def parse_profile(data: dict, name: str = "profile", source: str = "profile") ->
     if len(card_type) != 1 or not card_type.isascii():
         f.fail("card.type", f"must be one ASCII character, got {card_type!r}")
     spec_version = f.get("card.spec_version", str, "3.00")
-    if len(spec_version) != 4 or not spec_version.isascii():
-        f.fail("card.spec_version", f"must be 4 ASCII characters like '3.00', got {spec_version!r}")
+    if spec_version not in GENERATIONS:
+        f.fail("card.spec_version", f"must be one of {', '.join(GENERATIONS)}, got {spec_version!r}")
 
     issue = f.get("card.issue_date", (datetime.date, str), "personalisation")
     issue_date = None if issue == "personalisation" else f.date("card.issue_date")
@@ -246,15 +253,22 @@ def parse_profile(data: dict, name: str = "profile", source: str = "profile") ->
     if issue_date and expiry_date and expiry_date <= issue_date:
         f.fail("card.expiry_date", f"{expiry_date} is not after card.issue_date {issue_date}")
 
-    historical = f.hexbytes("card.atr_historical", 0, DEFAULT_HISTORICAL.hex())
-    if len(historical) > 15:
-        f.fail("card.atr_historical", f"at most 15 bytes fit in an ATR, got {len(historical)}")
+    serial = f.hexbytes("card.serial", 4)
+    historical = f.hexbytes("card.atr_historical", 0, None) if "atr_historical" in data.get("card", {}) else None
+    if historical is None:
+        historical = (f.hexbytes("card.chip_supplier", 2, "0081") + f.hexbytes("card.cos", 3, "535343")
+                      + f.hexbytes("card.manufacturer", 2, "8699") + bytes.fromhex(region_code[:4]) + serial)
+    elif len(historical) != 13:
+        f.fail("card.atr_historical", f"must be the 13 historical bytes of LD/T 32 part 2 table 16, got {len(historical)}")
+    institution = f.hexbytes("card.institution", 12, (ISSUER_ID + bytes.fromhex(region_code) * 2 + b"\x01").hex())
+    if institution[:5] != ISSUER_ID:
+        f.fail("card.institution", f"must start with the issuer identification {ISSUER_ID.hex().upper()} (V2 table 12)")
 
     atr = _atr_table(f, historical)
 
     initial_pin = f.get("ssse.initial_pin", str, "123456")
-    if not valid_digits(initial_pin):
-        f.fail("ssse.initial_pin", f"must be 4-12 digits, got {initial_pin!r}")
+    if not valid_digits(initial_pin, 4, 16):
+        f.fail("ssse.initial_pin", f"must be 4-16 digits (LD/T 32 P5 §6.14), got {initial_pin!r}")
     pin_tries = f.number("ssse.pin_tries", 1, 15, 6, " (63Cx holds it in 4 bits)")
     deadline = f.number("ssse.activation_deadline_days", 1, 3650, 300)
     algorithm = f.get("ssse.algorithm", str, "sm4").lower()
@@ -262,6 +276,12 @@ def parse_profile(data: dict, name: str = "profile", source: str = "profile") ->
         f.fail("ssse.algorithm", f"must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
 
     keys = {key: f.hexbytes(f"keys.{key}", 16) for key in KEY_NAMES}
+    medical_balance = f.number("medical.balance", 0, 0xFFFFFFFF, 0, " fen (4 bytes)")
+    start_day = f.digits("medical.start_day", 4, "0101")
+    try:
+        datetime.date(2000, int(start_day[:2]), int(start_day[2:]))
+    except ValueError:
+        f.fail("medical.start_day", f"must be a day of the year as mmdd, got {start_day!r}")
 
     pan = f.get("financial.pan", str)
     if not (13 <= len(pan) <= 19 and pan.isascii() and pan.isdigit()):
@@ -286,12 +306,13 @@ def parse_profile(data: dict, name: str = "profile", source: str = "profile") ->
         name=name, source=source, holder_name=holder_name, id_number=id_number,
         gender="1" if gender == "male" else "2", ethnicity=ethnicity,
         birthplace=f.digits("holder.birthplace", 6), birth_date=birth_date,
-        card_number=card_number, region_code=region_code, serial=f.hexbytes("card.serial", 5),
-        card_type=card_type, spec_version=spec_version, institution=f.hexbytes("card.institution", 12),
+        card_number=card_number, region_code=region_code, serial=serial,
+        auth_code=f.hexbytes("card.auth_code", 4, "00000000"),
+        card_type=card_type, spec_version=spec_version, institution=institution,
         issue_date=issue_date, expiry_date=expiry_date, validity_years=validity_years,
         atr_historical=historical, initial_pin=initial_pin, pin_tries=pin_tries,
         activation_deadline_days=deadline, algorithm_flag=ALGORITHMS[algorithm], keys=keys, financial=financial,
-        atr=atr,
+        medical_balance=medical_balance, medical_start_day=start_day, atr=atr,
     )
 
 

@@ -31,6 +31,13 @@ SW_INS_NOT_SUPPORTED = 0x6D00
 SW_CLA_NOT_SUPPORTED = 0x6E00
 SW_UNKNOWN = 0x6F00
 SW_APPLICATION_PERMANENTLY_BLOCKED = 0x9303
+SW_LC_INCONSISTENT_WITH_TLV = 0x6A85
+SW_COMMAND_NOT_ACCEPTED = 0x6901  # medical purse: not allowed in the current state (P5 table 49)
+SW_MAC_INVALID = 0x9302
+SW_INSUFFICIENT_FUNDS = 0x9401
+SW_COUNTER_AT_MAXIMUM = 0x9402
+SW_KEY_INDEX_NOT_SUPPORTED = 0x9403
+SW_MAC_NOT_AVAILABLE = 0x9406
 
 _EXACT = {
     0x9000: "OK",
@@ -57,8 +64,15 @@ _EXACT = {
     0x6B00: "wrong parameters (offset outside the EF)",
     0x6D00: "instruction not supported",
     0x6E00: "class not supported",
-    0x6F00: "internal error",
+    0x6A85: "Lc inconsistent with the TLV structure",
+    0x6901: "command not accepted (medical purse state)",
+    0x6F00: "data invalid / nothing to fetch",
+    0x9302: "MAC invalid",
     0x9303: "application permanently blocked",
+    0x9401: "insufficient funds",
+    0x9402: "transaction counter at its maximum",
+    0x9403: "key index not supported",
+    0x9406: "required MAC not available",
 }
 
 
