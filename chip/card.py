@@ -34,7 +34,7 @@ from .store import PowerLoss, StorageFailure, Store, Vars
 from .sw import (
     SW_CARD_BLOCKED,
     SW_CLA_NOT_SUPPORTED,
-    SW_CONDITIONS_NOT_SATISFIED,
+    SW_APPLICATION_PERMANENTLY_BLOCKED,
     SW_FILE_NOT_FOUND,
     SW_INS_NOT_SUPPORTED,
     SW_MEMORY_FAILURE,
@@ -186,10 +186,11 @@ class Card:
         if self.store.journal:
             self.store.abort()
         for applet in self.applets.values():
-            applet.deselect()
+            applet.end_session()
         self.applet = self.mf_applet
         self.current_df = self.mf
         self.current_ef = None
+        self.record_pointer = 0  # the current record of the current EF (P3 §5.3.1)
         self._pending = None  # (remaining data, final SW) for GET RESPONSE
 
     # -- the hot path -----------------------------------------------------------
@@ -228,7 +229,7 @@ class Card:
             raise
         except StorageFailure as failure:
             log.error("persistent write failed: %s", failure)
-            self.applet.deselect()  # a command that did not land grants nothing (e.g. a verified PIN)
+            self.applet.end_session()  # a command that did not land grants nothing (e.g. a verified PIN)
             self._pending = None
             return _sw(SW_MEMORY_FAILURE)
         except Exception:  # a bug must not crash the card nor leave half a command behind
@@ -281,7 +282,7 @@ class Card:
         if cmd.data:
             return _sw(SW_WRONG_LENGTH)
         if pending is None:
-            return _sw(SW_CONDITIONS_NOT_SATISFIED)
+            return _sw(SW_UNKNOWN)  # nothing waiting (LD/T 32 P5 §6.6.4)
         data, sw = pending
         n = len(data)
         ne = cmd.ne
@@ -326,10 +327,12 @@ class Card:
             raise CardError(SW_WRONG_P1P2)
         sw = self._enter(node, by_name=p1 == 0x04)
         response = p2 & 0x0C
-        if response == 0x0C:
+        if response == 0x0C or sw == SW_APPLICATION_PERMANENTLY_BLOCKED:
             return b"", sw
-        if response == 0x04 or not node.is_df:
+        if response == 0x04:
             return node.fcp(), sw
+        if not node.is_df:
+            return b"", sw  # an AEF has no FCI: the status word only (LD/T 32 P5 §6.11.1)
         return self.applet.fci(node), sw
 
     def _by_name(self, name: bytes, next_occurrence: int):
@@ -382,14 +385,14 @@ class Card:
     def _enter(self, node, by_name: bool) -> int:
         """Make `node` current; switch applets when it belongs to another one.
 
-        Selecting an application by its DF name starts a new session of it even
-        when it is already selected (Java Card re-selection); moving between
-        its files by FID or to the parent keeps the session.
+        Selecting an application by its DF name starts a new session of it when
+        the applet says so (`RESELECT_RESTARTS`: an EMV application starts a new
+        transaction); moving between its files keeps the session.
         """
         df = node if node.is_df else node.parent
         owner = self._owner.get(df, self.mf_applet)
         applet = self.applet
-        entering = owner is not applet or (by_name and node is owner.ROOT)
+        entering = owner is not applet or (by_name and node is owner.ROOT and owner.RESELECT_RESTARTS)
         if entering:
             applet.deselect()
             self.applet = self.mf_applet
@@ -400,6 +403,7 @@ class Card:
             sw = owner.reselect(node)
         self.current_df = df
         self.current_ef = None if node.is_df else node
+        self.record_pointer = 0
         return sw
 
     # -- inspection (host tools; not an APDU path) -------------------------------

@@ -9,13 +9,31 @@ declarations, so a new application only declares its files.
 
 from .ber import ber_tlv
 
-# Access rules: a bit set of security conditions, any one of which suffices.
-ALWAYS = 0
-PIN = 0x01  # the application's PIN verified in this session
-EXTERNAL_AUTH = 0x02  # external authentication with the application's key
-NEVER = 0x8000  # no condition can be satisfied
+# Access rules (V2 tables 3-8): a tuple of alternatives, any one of which suffices; each
+# alternative a tuple of conditions that must all hold. A condition is `PIN` (the application's
+# PIN verified) or the name of a key (chip.keys) externally authenticated in the current DF.
+PIN = "pin"
+ALWAYS = ()  # free ("无")
+NEVER = (("never",),)  # no condition can be satisfied ("不允许改写": only the COS writes)
 
-LINEAR = "linear"
+
+def key(name: str) -> tuple:
+    """External authentication with key `name` (e.g. RKSSSE for EF07, V2 table 3)."""
+    return ((name,),)
+
+
+def pin_or(name: str) -> tuple:
+    """"PIN 或 RKx": the PIN verified, or external authentication with key `name`."""
+    return ((PIN,), (name,))
+
+
+def pin_and(name: str) -> tuple:
+    """"PIN & RKx": both."""
+    return ((PIN, name),)
+
+
+LINEAR = "linear"  # variable-length simple-TLV records (变长记录)
+CYCLIC = "cyclic"  # fixed-length untagged records, record 1 the newest (P3 §5.3.2)
 TRANSPARENT = "transparent"
 
 
@@ -43,32 +61,35 @@ class Node:
 class EF(Node):
     """An elementary file; `key` names its content in the card's store."""
 
-    __slots__ = ("sfi", "key", "structure", "read", "read_records", "update", "record", "capacity")
+    __slots__ = ("sfi", "key", "structure", "read", "update", "items", "capacity", "size")
 
-    def __init__(self, fid, sfi, key, structure, label, read=ALWAYS, read_records=None, update=NEVER,
-                 record=None, capacity=0):
+    def __init__(self, fid, sfi, key, structure, label, read=ALWAYS, update=NEVER, items=(), capacity=0, size=0):
         super().__init__(fid, label)
         self.sfi = sfi
         self.key = key
         self.structure = structure
         self.read = read
-        self.read_records = read_records or {}
         self.update = update
-        self.record = record  # the Item every written record must match (tag and length)
-        self.capacity = capacity  # most records APPEND RECORD may hold
+        self.items = {item.tag: item for item in items}  # linear: the items a record may hold
+        self.capacity = capacity  # most records the file holds (linear: its items; cyclic: its depth)
+        self.size = size  # transparent: bytes; cyclic: the record length
 
     def fcp(self) -> bytes:
         """FCP template `62`: file descriptor, FID, SFI."""
         # ISO 7816-4 file descriptor byte: 05 linear variable with simple-TLV records, 01 transparent
-        descriptor = b"\x05\x21" if self.structure == LINEAR else b"\x01\x21"
+        descriptor = {LINEAR: b"\x05\x21", CYCLIC: b"\x06\x21"}.get(self.structure, b"\x01\x21")
         body = ber_tlv(0x82, descriptor) + ber_tlv(0x83, self.fid.to_bytes(2, "big"))
         if self.sfi:
             body += ber_tlv(0x88, bytes((self.sfi << 3,)))
         return ber_tlv(0x62, body)
 
 
-def LinearEF(fid, sfi, key, label, **rules) -> EF:
-    return EF(fid, sfi, key, LINEAR, label, **rules)
+def LinearEF(fid, sfi, key, label, items=(), **rules) -> EF:
+    return EF(fid, sfi, key, LINEAR, label, items=items, capacity=rules.pop("capacity", len(items)), **rules)
+
+
+def CyclicEF(fid, sfi, key, label, record_length: int, depth: int, **rules) -> EF:
+    return EF(fid, sfi, key, CYCLIC, label, capacity=depth, size=record_length, **rules)
 
 
 def TransparentEF(fid, sfi, key, label, **rules) -> EF:

@@ -121,13 +121,13 @@ _BCD_LAST = _BCD_PAIRS + bytes(hi << 4 | 0x0F for hi in range(10))
 
 
 def well_formed(data: bytes) -> bool:
-    """Whether `data` is a packed-BCD PIN of 4-12 digits (F only as the last nibble).
+    """Whether `data` is a packed-BCD PIN of 4-16 digits (F only as the last nibble; LD/T 32 P5 §6.3.1).
 
     Looks only at the candidate, never at the stored PIN, so it leaks nothing
     about the secret; bytes.translate keeps it in C.
     """
     n = len(data)
-    if n < 2 or n > 6:
+    if n < 2 or n > 8:
         return False
     last = data[n - 1]
     if n == 2 and last & 0x0F == 0x0F:
