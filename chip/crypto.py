@@ -66,6 +66,14 @@ def _ecb(cipher: str, key: bytes):
     return c.encryptor(), c.decryptor()
 
 
+def _blocks(data: bytes, block: int) -> bytes:
+    """Whole blocks only: a cached ECB context must never buffer a partial block (it would
+    shift every later result under that key)."""
+    if len(data) % block:
+        raise ValueError(f"{len(data)} bytes are not whole {block}-byte blocks")
+    return data
+
+
 def _cbc_last(encryptor, data: bytes, iv: bytes, block: int) -> bytes:
     """The last block of CBC encryption, chained by hand over a cached ECB context
     (cheaper than a new CBC cipher object for the few blocks of a command MAC)."""
@@ -100,18 +108,28 @@ def pad_encipher(data: bytes, block: int) -> bytes:
 
 # -- the diversification factors of P9 §7.3 ----------------------------------------------------
 
+def _region(region: str) -> str:
+    if len(region) != 6 or not region.isascii() or not region.isdigit():
+        raise ValueError(f"a region code is 6 digits, got {region!r}")
+    return region
+
+
 def province_factor(region: str) -> bytes:
     """Level 1 (P9 §7.3.1): ASCII of the region code's first 2 digits, then `0000sh`."""
+    region = _region(region)
     return region[:2].encode("ascii") + b"0000sh"
 
 
 def city_factor(region: str) -> bytes:
     """Level 2 (P9 §7.3.2): ASCII of the 6-digit region code, then `sx`."""
+    region = _region(region)
     return region[:6].encode("ascii") + b"sx"
 
 
 def card_factor(historical: bytes) -> bytes:
-    """Level 3 (P9 §7.3.3): bytes 6-13 of the card's ATR historical bytes."""
+    """Level 3 (P9 §7.3.3): bytes 6-13 of the card's ATR historical bytes (P2 table 16 has 13)."""
+    if len(historical) < 13:
+        raise ValueError(f"the card-level factor needs 13 ATR historical bytes, got {len(historical)}")
     return bytes(historical[5:13])
 
 
@@ -183,6 +201,8 @@ class Algorithm:
             return None
         plain = self._ecb_decrypt(process_key, data)
         ld = plain[0]
+        if ld == 0 and self.block == 16:
+            return None  # P4 §8.3.3.2: LD is at least 1 in the 16-byte family
         rest = plain[1 + ld:]
         if 1 + ld > len(plain):
             return None
@@ -240,10 +260,10 @@ class Tdes(Algorithm):
     block = 8
 
     def encrypt(self, key, data):
-        return _ecb("3des", key)[0].update(data)
+        return _ecb("3des", key)[0].update(_blocks(data, 8))
 
     def decrypt(self, key, data):
-        return _ecb("3des", key)[1].update(data)
+        return _ecb("3des", key)[1].update(_blocks(data, 8))
 
     def mac(self, key, data, iv=None):
         """ISO 9797-1 MAC algorithm 3: DES-CBC under K1, then decrypt K2 and encrypt K1 on the last block."""
@@ -264,17 +284,17 @@ class Tdes(Algorithm):
         return _cbc_last(_des(process_key)[0], pad_method2(message, 8), bytes(8), 8)[:4]
 
     def auth_data(self, process_key, original):
-        return _des(process_key)[0].update(original)
+        return _des(process_key)[0].update(_blocks(original, 8))
 
     def tac_key(self, dtk):
         return xor(dtk[:8], dtk[8:16])
 
     def _ecb_encrypt(self, key, data):
         """Single DES under an 8-byte key, 3DES-EDE2 under a 16-byte one."""
-        return (_des(key) if len(key) == 8 else _ecb("3des", key))[0].update(data)
+        return (_des(key) if len(key) == 8 else _ecb("3des", key))[0].update(_blocks(data, 8))
 
     def _ecb_decrypt(self, key, data):
-        return (_des(key) if len(key) == 8 else _ecb("3des", key))[1].update(data)
+        return (_des(key) if len(key) == 8 else _ecb("3des", key))[1].update(_blocks(data, 8))
 
     def _from_halves(self, key, a, b):
         return adjust_parity(self.encrypt(key, a + b))
@@ -294,10 +314,10 @@ class Sm4(Algorithm):
     block = 16
 
     def encrypt(self, key, data):
-        return _ecb("sm4", key)[0].update(data)
+        return _ecb("sm4", key)[0].update(_blocks(data, 16))
 
     def decrypt(self, key, data):
-        return _ecb("sm4", key)[1].update(data)
+        return _ecb("sm4", key)[1].update(_blocks(data, 16))
 
     def mac(self, key, data, iv=None):
         """SM4 CBC-MAC: the last block of SM4-CBC over the padded data."""

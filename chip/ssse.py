@@ -344,9 +344,7 @@ class SsseApplet(Applet):
                 raise CardError(SW_WRONG_LENGTH)
             self.pin.reset_and_unblock(self.store)
             return b"", SW_OK
-        if not body:
-            raise CardError(SW_WRONG_LENGTH)
-        new = self.algorithm.decipher(process_key, body)
+        new = self.algorithm.decipher(process_key, body) if body else b""  # no element: the PIN empties
         if new is None or new and not well_formed(new):
             raise CardError(SW_WRONG_DATA)
         self.pin.update(self.store, new)
