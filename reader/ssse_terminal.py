@@ -20,6 +20,7 @@ from chip.atr import parse_atr
 from chip.crypto import factors
 from chip.keys import BY_NAME
 from chip.pin import pack as pack_pin
+from chip.purse import TYPE_PURCHASE
 from chip.ssse_files import DDF_NAME, DF04, MEDICAL_ITEMS
 from chip.sw import SW_OK, SW_WARNING_SELECTED_FILE_INVALIDATED
 
@@ -28,7 +29,6 @@ from .psam import Psam
 
 OK = SW_OK
 INVALIDATED = SW_WARNING_SELECTED_FILE_INVALIDATED
-PURCHASE_TYPE = 0x02  # the medical settlement transaction type (chip.purse)
 
 
 def sw_of(response: bytes) -> int:
@@ -180,8 +180,8 @@ class SsseTerminal:
                 sw = sw_of(self.send(build(0x00, 0xDC, tag, 6 << 3, MEDICAL_ITEMS[tag].encode(value))))
         return sw
 
-    def pharmacy_purchase(self, pin: str, amount: int, terminal: bytes, when: datetime.datetime,
-                          self_pay: int = 0, fund: int = 0) -> dict:
+    def pharmacy_purchase(self, pin: str, amount: int, when: datetime.datetime, self_pay: int = 0,
+                          fund: int = 0) -> dict:
         """A designated pharmacy's offline purchase (P7 §12): INITIALIZE FOR PURCHASE, the PSAM's
         INIT SAM FOR PURCHASE (MAC1), DEBIT FOR PURCHASE (TAC, MAC2), CREDIT SAM FOR PURCHASE.
 
@@ -190,21 +190,20 @@ class SsseTerminal:
         for name, value in (("amount", amount), ("self_pay", self_pay), ("fund", fund)):
             if not 0 <= value <= 0xFFFFFFFF:
                 raise ValueError(f"{name} must be 0-4294967295 fen, not {value}")
-        if len(terminal) != 6:
-            raise ValueError("terminal must be the 6-byte terminal number")
         sw = self.select_medical()
         if sw == OK:
             sw = self.verify(pin)
         if sw != OK:
             return {"sw": sw}
         amounts = amount.to_bytes(4, "big") + self_pay.to_bytes(4, "big") + fund.to_bytes(4, "big")
+        terminal = self.psam.terminal_number  # the PSAM's EF 0016 (P9 §5)
         init = self.send(build(0xB0, 0x28, 0x01, 0x01, b"\x01" + amounts + terminal, le=0x16))
         if sw_of(init) != OK:
             return {"sw": sw_of(init)}
         counter, version, algorithm, random = init[14:16], init[16], init[17], init[18:22]
         stamp = bytes.fromhex(when.strftime("%Y%m%d%H%M%S"))
         tx_number, mac1 = self.psam.init_purchase(
-            random=random, counter=counter, amounts=amounts, kind=PURCHASE_TYPE, when=stamp,
+            random=random, counter=counter, amounts=amounts, kind=TYPE_PURCHASE, when=stamp,
             key_version=version, key_algorithm=algorithm, factors=self.factors)
         debit = self.send(build(0xB0, 0x2C, 0x01, 0x00, tx_number + stamp + mac1, le=8))
         if sw_of(debit) != OK:
