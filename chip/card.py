@@ -28,7 +28,7 @@ from .atr import AtrConfig, build
 from .fs import MF_FID, master_file
 from .directory import PpseApplet, PseApplet
 from .financial import FinancialApplet
-from .psam import PsamApplet
+from .psam import PSAM
 from .ssse import SsseApplet
 from .store import PowerLoss, StorageFailure, Store, Vars
 from .sw import (
@@ -61,7 +61,7 @@ class Kind:
 
 KINDS = {
     "sscard": Kind("sscard", (SsseApplet, PseApplet, PpseApplet, FinancialApplet)),  # the social-security card
-    "psam": Kind("psam", (PsamApplet,)),  # a terminal's secure access module
+    "psam": PSAM,  # a terminal's secure access module (LD/T 32 P9): its MF is an environment, see chip.psam
 }
 
 _SW_9000 = b"\x90\x00"
@@ -187,7 +187,7 @@ class Card:
             self.store.abort()
         for applet in self.applets.values():
             applet.end_session()
-        self.applet = self.mf_applet
+        self.applet = self._owner.get(self.mf, self.mf_applet)  # the PSAM's MF is its DES environment
         self.current_df = self.mf
         self.current_ef = None
         self.record_pointer = 0  # the current record of the current EF (P3 §5.3.1)
@@ -341,7 +341,7 @@ class Card:
         by_name = self.kind.by_name
         node = by_name.get(bytes(name))
         if node is not None and not next_occurrence:
-            return node
+            return self._nearest(node)
         # right-truncated DF name (ISO 7816-4): first match, or the one after the current DF
         matches = [n for n in by_name.values() if n.name.startswith(name)]
         if next_occurrence and self.current_df in matches:
@@ -349,6 +349,17 @@ class Card:
         if not matches:
             raise CardError(SW_FILE_NOT_FOUND)
         return matches[0]
+
+    def _nearest(self, node):
+        """A name held by several DFs (the PSAM's two ADFs, P9 §5) finds the one next to the current DF."""
+        current = self.current_df
+        if node.parent is current or node is current:
+            return node
+        for df in (current, current.parent):
+            for child in df.children if df is not None else ():
+                if child.is_df and child.name == node.name:
+                    return child
+        return node
 
     def _by_fid(self, data: bytes):
         if not data:
