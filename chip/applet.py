@@ -79,6 +79,10 @@ class Applet:
     def deselect(self) -> None:
         """Leaving the application: drop what its security state holds for it."""
 
+    def refusal(self) -> int:
+        """The SW every command gets whatever it is (0: none); asked where the OS answers itself (GET RESPONSE)."""
+        return 0
+
     def end_session(self) -> None:
         """Reset, power-down or a command that did not land: drop every volatile grant."""
         self.deselect()
@@ -305,6 +309,8 @@ class Applet:
         if ef.read and not self.satisfies(ef.read):
             raise CardError(SW_SECURITY_STATUS_NOT_SATISFIED)
         data = self.store.objects[ef.key].data
+        if len(data) < ef.size:  # a preset file has its declared size whatever was written (V2 table 3)
+            data = data.ljust(ef.size, b"\x00")
         if offset > len(data) or (offset == len(data) and data):
             raise CardError(SW_OFFSET_OUTSIDE_EF)
         ne = cmd.ne

@@ -281,11 +281,16 @@ class Card:
             return _sw(SW_WRONG_P1P2)
         if cmd.data:
             return _sw(SW_WRONG_LENGTH)
+        refusal = self.applet.refusal()
+        if refusal:
+            return _sw(refusal)
         if pending is None:
             return _sw(SW_UNKNOWN)  # nothing waiting (LD/T 32 P5 §6.6.4)
         data, sw = pending
         n = len(data)
         ne = cmd.ne
+        if self.applet.LE_00_ASKS_LENGTH and ne == 256 and n < 256 and cmd.case == 2 and not cmd.extended:
+            return bytes((0x6C, n))  # Le 00 with data waiting: the length (P5 §6.6.4)
         if ne > n:
             if cmd.case == 2 and ne != (65536 if cmd.extended else 256):
                 return bytes((0x6C, n if n < 256 else 0))

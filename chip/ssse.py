@@ -160,6 +160,9 @@ class SsseApplet(Applet):
         tables = {"none": open_commands, "locked": locked, "blocked": blocked}
         cls.commands = property(lambda self: tables[self.state.lock])
 
+    def refusal(self) -> int:
+        return SW_APPLICATION_PERMANENTLY_BLOCKED if self.state.lock == "blocked" else 0
+
     def _refuse_locked(self, cmd):
         raise CardError(SW_CONDITIONS_NOT_SATISFIED)
 

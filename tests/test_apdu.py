@@ -12,11 +12,28 @@ from chip import Card
 from chip.apdu import build, parse
 from chip.sw import CardError
 from conftest import CARD_DATE, tx
+from helpers import EF05, FCI
+from reader import SimReader
 
 SELECT_SSSE = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
 SSSE_NAME = bytes.fromhex("7378312E73682EC9E7BBE1B1A3D5CF")
-FCI_SSSE = "6F19840F7378312E73682EC9E7BBE1B1A3D5CFA5069F0C03860104"
-EF05_01 = "0110" "110100" "0000000001" "D156000005" "FFFFFF"
+FCI_SSSE = FCI["sm4"]  # the default profile: SM4 (P5 table 36; files.md §4.1)
+EF05_01 = EF05[1]  # region || RID || serial || authentication code (V2 table 10)
+
+
+@pytest.fixture
+def reader(card):
+    """T=1, every answer as the card gives it (this file is about the card OS, not a reader)."""
+    r = SimReader(card, protocol="T=1")
+    r.reset()
+    return r
+
+
+@pytest.fixture
+def t0reader(card):
+    r = SimReader(card, protocol="T=0", get_response=False)
+    r.reset()
+    return r
 
 
 def fields(cmd):
@@ -189,19 +206,22 @@ _FUZZ_CARD = Card.from_profile(date=CARD_DATE)
     raw=st.one_of(
         st.binary(max_size=40),
         # known CLA/INS pairs with arbitrary P1 P2 and body, to reach the handlers
-        st.tuples(st.sampled_from(["00A4", "00B2", "0020", "805E", "00C0"]), st.binary(max_size=30))
+        st.tuples(st.sampled_from(["00A4", "00B2", "0020", "805E", "00C0", "0084", "0082", "0088", "80CA",
+                                   "841E", "8424", "00DC", "00D6", "00B0"]), st.binary(max_size=30))
         .map(lambda t: bytes.fromhex(t[0]) + t[1]),
     ),
 )
 def test_transmit_arbitrary_bytes_never_raises_nor_6F00(selected, raw):
-    # 6F00 is "internal error, must never be seen in practice" (SPEC §4); any input gets a status word
+    # 6F00 must never be seen in practice except as GET RESPONSE's answer when nothing waits
+    # (SPEC §4, §2); any input gets a status word
     card = _FUZZ_CARD
     card.power_on(1)
     if selected:
         card.transmit(bytes.fromhex(SELECT_SSSE))
     response = card.transmit(raw)
     assert len(response) >= 2
-    assert response[-2:] != b"\x6F\x00"
+    if response[-2:] == b"\x6F\x00":
+        assert raw[:2] == b"\x00\xC0", raw.hex()
 
 
 def test_select_in_every_case_and_form(reader):
@@ -215,8 +235,8 @@ def test_select_in_every_case_and_form(reader):
 
 def test_read_record_case_2_short_and_extended(reader):
     tx(reader, SELECT_SSSE)
-    assert tx(reader, "00B2012C00") == EF05_01 + "9000"
-    assert tx(reader, "00B2012C000000") == EF05_01 + "9000"  # extended Le 0000 = 65536
+    assert tx(reader, "00B2012C00") == "6C12"  # Le 00: the length (P5 §6.10.4, SPEC S12)
+    assert tx(reader, "00B2012C12") == EF05_01 + "9000"
     assert tx(reader, "00B2012C000012") == EF05_01 + "9000"  # extended Le = exact length
     assert tx(reader, "00B2012C000011") == "6C12"  # extended Le one short
 
@@ -272,8 +292,7 @@ def test_unknown_cla_does_not_select(reader):
     "00A404080F7378312E73682EC9E7BBE1B1A3D5CF",  # P2 = 08: response option 10 is RFU
     "00A404100F7378312E73682EC9E7BBE1B1A3D5CF",  # P2 high nibble RFU
     "00A4040D0F7378312E73682EC9E7BBE1B1A3D5CF",
-    "00B2012D00",  # READ RECORD P2 mode 5 (records P1..last) not offered
-    "00B2012900",  # mode 1 (last occurrence)
+    "00B2012F00",  # READ RECORD P2 mode 111: not defined (P5 table 32)
     "00B201FC00",  # SFI 11111 is RFU (ISO 7816-4 READ RECORD P2)
     "00C0010000",  # GET RESPONSE P1P2 must be 0000
 ])
@@ -293,17 +312,41 @@ def test_wrong_p1p2_in_pin_commands_6A86(reader, hexstr):
 
 
 @pytest.mark.parametrize("hexstr", [
-    "00200000031234AB",  # VERIFY: not packed BCD
-    "0020000003F23456",
-    "002000000212FF",  # FF: a pad nibble where a digit must be (only the last nibble may be F)
-    "0020000002123F",  # 3 digits: fewer than 4 (SPEC §2.3: 2-6 bytes packed BCD)
-    "00200000031F3456",  # F pad in the middle
+    # CHANGE PIN lists 6A80 (P5 §6.3); PINs are cn, only the last nibble may be F (P5 §6.3.1)
     "805E010003123456",  # CHANGE PIN without the FF separator
-    "805E0100071234AAFF654321",  # CHANGE PIN, old PIN not BCD
-    "805E010007123456FF6543AA",  # CHANGE PIN, new PIN not BCD
-    "805E01000412345FFF",  # CHANGE PIN, empty new PIN
+    "805E0100071234AAFF654321",  # CHANGE PIN, old PIN not cn
+    "805E010007123456FF6543AA",  # CHANGE PIN, new PIN not cn
+    "805E010007123456FF1F3456",  # F pad in the middle of the new PIN
 ])
 def test_wrong_data_6A80(reader, hexstr):
     tx(reader, SELECT_SSSE)
     assert tx(reader, hexstr) == "6A80"
     assert tx(reader, "00200000") == "63C6"  # a malformed PIN costs no try
+    assert tx(reader, "0020000003123456") == "9000"  # and changes nothing
+
+
+# -- GET RESPONSE (P5 §6.6; SPEC §2) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("apdu", ["00C0000000", "00C0000008", "00C000001E"])
+@pytest.mark.parametrize("fixture", ["reader", "t0reader"])
+def test_get_response_with_nothing_waiting_6F00(request, fixture, apdu):
+    r = request.getfixturevalue(fixture)
+    assert tx(r, apdu) == "6F00"
+    assert tx(r, "00A4040C0F7378312E73682EC9E7BBE1B1A3D5CF") == "9000"
+    assert tx(r, apdu) == "6F00"
+    assert tx(r, "00B2012C12") == EF05_01 + "9000"  # a case 2 answer leaves nothing behind
+    assert tx(r, apdu) == "6F00"
+
+
+def test_get_response_after_delivery_6F00(t0reader):
+    assert tx(t0reader, SELECT_SSSE) == "611E"
+    assert tx(t0reader, "00C000001E") == FCI_SSSE + "9000"
+    assert tx(t0reader, "00C000001E") == "6F00"
+
+
+def test_get_response_le_00_with_data_waiting_6Cxx(t0reader):
+    # P5 §6.6.4 (security.md §2.2): Le 00 is answered 6Cxx when data is waiting
+    assert tx(t0reader, SELECT_SSSE) == "611E"
+    assert tx(t0reader, "00C0000000") == "6C1E"
+    assert tx(t0reader, "00C000001E") == FCI_SSSE + "9000"

@@ -1,426 +1,574 @@
-"""SSSE selection and files (SPEC §2.1, §2.2): SELECT, FCI/FCP, READ RECORD and its access rules.
+"""SSSE selection, files, READ RECORD and UPDATE RECORD, as LD/T 32 says.
 
-Record bytes are those of the shipped default profile (chip/profiles/default.toml)
-personalised on 2026-11-21 (the conftest card date).
+Sources (digests in /work/shared/standard): P5 §6.10, §6.11, §6.13 (files.md §4,
+security.md §2.2); V2 tables 3, 9, 10 (files.md §2, §3.2); SR §10.2 (3.0 cards:
+EF06 read under RKSSSE); SPEC §1 (generations), §2 S12 (Le 00), S19 (DIR SFI 30).
+Record bytes are those of the default profile personalised on 2026-11-21.
+Commands go to the card OS directly (`helpers.Session`), T=1 unless said.
 """
 
-import datetime
+import dataclasses
 
 import pytest
 
+import oracle
 from chip import Card
-from chip.profile import SHIPPED
-from reader import SimReader
-from conftest import CARD_DATE, tx
+from helpers import (
+    CARD_DATE,
+    EF05,
+    EF06,
+    IDENTIFICATION,
+    SELECT_DF04,
+    SELECT_EF05,
+    SELECT_EF06,
+    SELECT_EF07,
+    SELECT_MF,
+    SELECT_SSSE,
+    DDF_NAME,
+    VERIFY_OK,
+    Session,
+    generation2_profile,
+    h,
+)
 
-SELECT_SSSE = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
-DDF_NAME = "7378312E73682EC9E7BBE1B1A3D5CF"
-# 6F FCI: 84 DF name, A5 proprietary { 9F0C 03 86 01 04 } (SPEC §2.1; default profile SM4 = 04)
-FCI_SSSE = "6F19840F" + DDF_NAME + "A5069F0C03860104"
-# 62 FCP of the DDF: 82 01 38 (DF), 83 02 DDF1 (FID), 84 DF name
-FCP_SSSE = "6218820138" "8302DDF1" "840F" + DDF_NAME
-VERIFY_OK = "0020000003123456"
-
-EF05 = {
-    0x01: "0110" "110100" "0000000001" "D156000005" "FFFFFF",  # region code || serial || RID || F-pad
-    0x02: "0201" "33",  # '3'
-    0x03: "0304" "332E3030",  # "3.00"
-    0x04: "040C" "110100000000000000000001",  # initialising institution, 12 bytes binary
-    0x05: "0504" "20261121",  # issue date = personalisation date, BCD
-    0x06: "0604" "20361121",  # expiry = issue + validity_years (10)
-    0x07: "0709" "543030303030303031",  # "T00000001"
-}
-# EF06: records 1-7 in this order, identifiers = item tags (SPEC §2.1)
-EF06 = [
-    (0x08, "0812" + "110101199003071233".encode("ascii").hex().upper()),
-    (0x09, "091E" + "C0EEBBAA" + "00" * 26),  # 李华 in GBK, 00-padded to 30 bytes
-    (0x4E, "4E14" + "00" * 20),  # name extension, empty
-    (0x0A, "0A01" "31"),  # '1' male
-    (0x0B, "0B01" "01"),  # Han
-    (0x0C, "0C03" "110101"),  # birthplace BCD
-    (0x0D, "0D04" "19900307"),  # birth date BCD
-]
-FREE_EF05 = (1, 2, 3, 4, 7)
-PROTECTED_EF05 = (5, 6)
+FREE_EF05 = range(1, 8)
 
 
-@pytest.fixture
-def ssse(reader):
-    """The reader with the SSSE selected."""
-    assert tx(reader, SELECT_SSSE) == FCI_SSSE + "9000"
-    return reader
+def length(record: str) -> int:
+    return len(record) // 2
+
+
+def read(s: Session, p1: int, p2: int, expected: str) -> None:
+    """READ RECORD with the exact Le (P5 §6.10; Le counts the record's tag and length bytes)."""
+    assert s.tx(f"00B2{p1:02X}{p2:02X}{length(expected):02X}") == expected + "9000"
+
+
+@pytest.fixture(params=["default", "default-3des"])
+def any_card(request):
+    s = Session(request.param)
+    s.select()
+    return s
 
 
 @pytest.fixture
-def verified(ssse):
-    assert tx(ssse, VERIFY_OK) == "9000"
-    return ssse
+def s():
+    """The default (SM4, 3.00) card with the SSSE selected."""
+    session = Session()
+    session.select()
+    return session
 
 
-# -- SELECT -------------------------------------------------------------------------------
+# -- SELECT of the SSSE (P5 §6.11, table 36) ----------------------------------------------------
 
 
-def test_select_by_name_gives_exact_fci(reader):
-    assert tx(reader, SELECT_SSSE) == FCI_SSSE + "9000"
+def test_fci_is_the_real_cards_fci_sm4():
+    # files.md §4.1 (T1 l.4, T2): 6F 1C { 84 0F name, A5 09 { 88 01 1E, 9F0C 03 86 01 03 } }; SM4 = 03 (SR §10.1)
+    s = Session("default")
+    assert s.tx(SELECT_SSSE) == "6F1C840F7378312E73682EC9E7BBE1B1A3D5CFA50988011E9F0C03860103" "9000"
 
 
-def test_select_by_name_p2_0c_gives_no_data(reader):
-    assert tx(reader, "00A4040C0F" + DDF_NAME) == "9000"
-    # ...and the application is selected: its records can be read
-    assert tx(reader, "00B2012C00") == EF05[1] + "9000"
+def test_fci_des_family_flag_01():
+    # SR §10.1: 86 01 01 = DES family
+    s = Session("default-3des")
+    assert s.tx(SELECT_SSSE) == "6F1C840F7378312E73682EC9E7BBE1B1A3D5CFA50988011E9F0C03860101" "9000"
 
 
-def test_select_by_name_p2_04_gives_fcp(reader):
-    assert tx(reader, "00A404040F" + DDF_NAME) == FCP_SSSE + "9000"
+def test_select_with_le_00(any_card):
+    # P5 §6.11: SELECT ... Lc data Le 00 (case 4)
+    assert any_card.tx(SELECT_SSSE + "00") == any_card.fci + "9000"
 
 
-def test_select_by_truncated_name(reader):
-    # ISO 7816-4 SELECT by DF name: a right-truncated DF name selects the first matching DF
-    assert tx(reader, "00A4040007" + DDF_NAME[:14]) == FCI_SSSE + "9000"
+def test_select_on_t0_answers_61xx_and_get_response_gives_the_fci(any_card):
+    # T=0: a case 3/4 command cannot return data in its exchange: 61 1E, then GET RESPONSE (P5 §6.6)
+    any_card.reset(protocol=0)
+    assert any_card.tx(SELECT_SSSE) == "611E"
+    assert any_card.tx("00C000001E") == any_card.fci + "9000"
 
 
-def test_select_by_name_next_occurrence_when_only_one(reader):
-    tx(reader, SELECT_SSSE)
-    # P2 = 02 (next occurrence): the SSSE is the only match and is already current
-    assert tx(reader, "00A404020F" + DDF_NAME) == "6A82"
+def test_select_p2_0c_no_data_and_the_application_is_selected(s):
+    s.reset()
+    assert s.tx("00A4040C0F" + DDF_NAME) == "9000"
+    assert s.tx("00B201" "2C" "12") == EF05[1] + "9000"  # SFI 5 of the SSSE reachable
 
 
-def test_select_unknown_name(reader):
-    assert tx(reader, "00A404000F" + DDF_NAME[:-2] + "CE") == "6A82"
-    assert tx(reader, "00A4040005A000000334") == "6A82"  # no application under this RID
+def test_select_by_truncated_name(s):
+    # P5 §6.11.5 (partial names, optional): the matching DF is selected with its FCI
+    s.reset()
+    assert s.tx("00A4040007" + DDF_NAME[:14]) == s.fci + "9000"
+    # P2 02 next occurrence: the SSSE is the only match and is current -> 6A82
+    assert s.tx("00A4040207" + DDF_NAME[:14]) == "6A82"
 
 
-def test_fci_algorithm_flag_follows_profile(tmp_path):
-    # SPEC §2.1: 9F0C 03 86 01 <alg>, 01 = 3DES (profile `ssse.algorithm`)
-    text = (SHIPPED / "default.toml").read_text(encoding="utf-8").replace('algorithm = "sm4"', 'algorithm = "3des"')
-    assert 'algorithm = "3des"' in text
-    path = tmp_path / "tdes.toml"
-    path.write_text(text, encoding="utf-8")
-    r = SimReader(Card.from_profile(str(path), date=CARD_DATE))
-    r.reset()
-    assert tx(r, SELECT_SSSE) == "6F19840F" + DDF_NAME + "A5069F0C03860101" + "9000"
+def test_select_unknown_name_6A82(s):
+    assert s.tx("00A404000F" + DDF_NAME[:-2] + "CE") == "6A82"
+    assert s.tx("00A4040006D15600000509") == "6A82"  # no such DF under the SSSE RID
 
 
-def test_select_ddf_by_fid_from_mf(reader):
-    assert tx(reader, "00A4000002DDF1") == FCI_SSSE + "9000"
-    assert tx(reader, "00B2012C00") == EF05[1] + "9000"
+# -- SELECT of EFs: no FCI (P5 §6.11.1, §6.11.4; T1 l.6-7, T2) -------------------------------------
 
 
-@pytest.mark.parametrize("fid, sfi, descriptor", [
-    ("EF05", "28", "0521"), ("EF06", "30", "0521"),  # linear variable, simple-TLV records (docs/decisions.md)
-    ("EF07", "38", "0121"), ("EF08", "40", "0121"),  # transparent
-])
-def test_select_ef_by_fid_gives_its_fcp(ssse, fid, sfi, descriptor):
-    # 62: 82 file descriptor + data coding 21, 83 FID, 88 SFI<<3 (ISO 7816-4 file control parameters)
-    assert tx(ssse, "00A4020002" + fid) == f"620B8202{descriptor}8302{fid}8801{sfi}9000"
+@pytest.mark.parametrize("fid", ["EF05", "EF06", "EF07", "EF08"])
+def test_select_ef_by_fid_is_9000_without_data(s, fid):
+    assert s.tx("00A4020002" + fid) == "9000"
+    assert s.tx("00A4000002" + fid) == "9000"  # readers also send P1 00 (files.md §4.1, X)
 
 
 @pytest.mark.parametrize("fid", ["EF05", "EF06"])
-def test_record_ef_descriptor_is_linear_variable(ssse, fid):
-    # EF05/EF06 hold records of different lengths (simple-TLV): ISO 7816-4 file descriptor byte
-    # b3-b1 100/101 = linear variable (101 = TLV records), not 010 = linear fixed
-    response = bytes.fromhex(tx(ssse, "00A4020002" + fid))
-    assert response[:4] == bytes.fromhex("620B8202")
-    assert response[4] & 0x07 in (0x04, 0x05)
+def test_select_ef_on_t0_is_9000_not_61xx(s, fid):
+    s.reset(protocol=0)
+    assert s.tx(SELECT_SSSE) == "611E"
+    assert s.tx("00C000001E") == s.fci + "9000"
+    assert s.tx("00A4020002" + fid) == "9000"  # hdxj.cpp tests for 9000 here (files.md §6 row 5)
+    assert s.tx("00C0000000") == "6F00"  # nothing waits (SPEC §2: GET RESPONSE with nothing waiting)
 
 
-def test_select_ef_p2_0c(ssse):
-    assert tx(ssse, "00A4020C02EF05") == "9000"
-    assert tx(ssse, "00B2010400") == EF05[1] + "9000"
+def test_select_ef_then_read_by_identifier_in_the_current_ef(s):
+    # the real flow (T1 l.6-10): SELECT EF05, READ RECORD 01 with P2 00 (first occurrence, current EF)
+    assert s.tx(SELECT_EF05) == "9000"
+    assert s.tx("00B2010012") == "0110" + IDENTIFICATION + "9000"
+    assert s.tx("00B2030006") == EF05[3] + "9000"
+    assert s.tx("00B207000B") == EF05[7] + "9000"
 
 
-def test_select_ef_by_fid_p1_00(ssse):
-    assert tx(ssse, "00A4000002EF05") == "620B820205218302EF058801289000"
+def test_select_unknown_ef_6A82_keeps_the_current_ef(s):
+    assert s.tx(SELECT_EF05) == "9000"
+    assert s.tx("00A4020002EF09") == "6A82"
+    assert s.tx("00B2010012") == EF05[1] + "9000"
 
 
-def test_select_df04_by_fid_p1_01(ssse):
-    # DF04 medical insurance, AID D156000005 04 (SPEC §2.1)
-    assert tx(ssse, "00A4010002DF04") == "6F088406D156000005049000"
-    assert tx(ssse, "00A4030C00") == "9000"  # back to the SSSE DDF
-    # FCP: 82 01 38 (DF), 83 02 DF04, 84 06 DF name
-    assert tx(ssse, "00A4010402DF04") == "620F8201388302DF048406D156000005049000"
+@pytest.mark.parametrize("apdu", ["00A4020001EF", "00A4020003EF0506"])
+def test_select_fid_wrong_length_6700(s, apdu):
+    # P5 §6.11: Lc 02 for a FID; 6700 when P1/P2 and Lc disagree
+    assert s.tx(apdu) == "6700"
 
 
-@pytest.mark.parametrize("p1, fid", [("01", "EF05"), ("02", "DF04"), ("01", "DF09"), ("02", "EF09")])
-def test_select_fid_of_wrong_kind_or_unknown(ssse, p1, fid):
-    # P1=01 selects a child DF, P1=02 an EF under the current DF (ISO 7816-4 SELECT P1)
-    assert tx(ssse, f"00A4{p1}0002{fid}") == "6A82"
+# -- application DFs (V2 table 2; P5 table 38: an ADF's FCI is 6F { 84 name }) ------------------------
 
 
-def test_select_df_by_name_under_ssse(ssse):
-    for n in range(1, 5):
-        assert tx(ssse, f"00A4040006D1560000050{n}") == f"6F088406D1560000050{n}9000"
+@pytest.mark.parametrize("pix, fid", [("00", "DF01"), ("01", "DF02"), ("02", "DF03"), ("03", "DF04"), ("04", "DF07")])
+def test_select_application_df_by_aid(s, pix, fid):
+    assert s.tx(f"00A4040006D156000005{pix}") == f"6F088406D156000005{pix}9000"
 
 
-def test_select_parent_p1_03(ssse):
-    assert tx(ssse, "00A4010002DF04") == "6F088406D156000005049000"
-    assert tx(ssse, "00A4030000") == FCI_SSSE + "9000"  # DF04 -> the SSSE DDF
-    assert tx(ssse, "00A4030000") == "6F0483023F009000"  # DDF -> MF (its FCI carries its FID)
+def test_select_df04_by_fid(s):
+    # V2 §5.6: DF04 is the medical DF, AID D15600000503
+    assert s.tx("00A4000002DF04") == "6F088406D156000005039000"
 
 
-@pytest.mark.parametrize("path, expected", [
-    ("DDF1", FCI_SSSE),
-    ("DDF1EF05", "620B820205218302EF05880128"),
-    ("DDF1EF06", "620B820205218302EF06880130"),
-    ("DDF1DF04", "6F088406D15600000504"),
-    ("3F00DDF1EF05", "620B820205218302EF05880128"),  # tolerated: path written from the MF
-])
-def test_select_by_path_from_mf(reader, path, expected):
-    assert tx(reader, f"00A40800{len(path) // 2:02X}{path}") == expected + "9000"
+def test_mf_selection_leaves_the_ssse(s):
+    # P5 §6.11.2: P1 00 with 3F00 (or no data) selects the MF; SFI 5 is then not the SSSE's EF05
+    for apdu in (SELECT_MF, "00A4000000"):
+        s.select()
+        assert s.tx(apdu)[-4:] == "9000"
+        assert s.tx("00B2012C12") == "6A82"
 
 
-def test_select_by_path_then_read_in_that_ef(reader):
-    assert tx(reader, "00A4080004DDF1EF05") == "620B820205218302EF058801289000"
-    assert tx(reader, "00B2070400") == EF05[7] + "9000"
+# -- the DIR file (P3 §5.1.4, tables 2-3; SPEC §2 S19: SFI 30) -----------------------------------------
+
+DIR_ENTRIES = [  # 61 { 4F AID, 50 label (GBK) }, one per application (V2 table 2)
+    ("D15600000500", "公共应用信息区"), ("D15600000501", "就业与失业信息区"), ("D15600000502", "社会保险信息区1"),
+    ("D15600000503", "社会保险信息区2"), ("D15600000504", "人事人才信息区"),
+]
 
 
-def test_select_by_path_from_current_df(ssse):
-    assert tx(ssse, "00A4090002EF06") == "620B820205218302EF068801309000"
+def dir_record(aid: str, label: str) -> str:
+    label_bytes = label.encode("gbk")
+    body = "4F06" + aid + f"50{len(label_bytes):02X}" + h(label_bytes)
+    return f"61{len(body) // 2:02X}" + body
 
 
-@pytest.mark.parametrize("apdu, sw", [
-    ("00A4000002EEEE", "6A82"),
-    ("00A4020002EF09", "6A82"),
-    ("00A4080004DDF1EF09", "6A82"),
-    ("00A4080004DF04EF05", "6A82"),
-    ("00A4080003DDF1EF", "6700"),  # a path is a sequence of 2-byte FIDs
-    ("00A4000001EF", "6700"),  # a FID is 2 bytes
-    ("00A4000003EF0506", "6700"),
-])
-def test_select_errors(ssse, apdu, sw):
-    assert tx(ssse, apdu) == sw
+@pytest.mark.parametrize("number", range(1, 6))
+def test_dir_records(s, number):
+    read(s, number, 0x1E << 3 | 4, dir_record(*DIR_ENTRIES[number - 1]))
 
 
-def test_failed_select_keeps_current_ef(ssse):
-    # ISO 7816-4 SELECT: when selection fails the current file is unchanged
-    assert tx(ssse, "00A4020002EF05") == "620B820205218302EF058801289000"
-    assert tx(ssse, "00A4020002EF09") == "6A82"
-    assert tx(ssse, "00B2010400") == EF05[1] + "9000"
+def test_dir_read_until_6A83(s):
+    # P3 §6.3: the terminal reads records from 1 until 6A83
+    assert s.tx("00B206F412") == "6A83"
 
 
-@pytest.mark.parametrize("apdu, expected", [
-    # an FCI template '6F'; the MF has no DF name, so it carries its FID: 83 02 3F00 (docs/decisions.md)
-    ("00A4000000", "6F0483023F009000"),  # P1=00 without data: the MF (ISO 7816-4 SELECT P1)
-    ("00A40000023F00", "6F0483023F009000"),
-    ("00A4000C023F00", "9000"),
-    ("00A4000C00", "9000"),
-])
-def test_select_mf(ssse, apdu, expected):
-    assert tx(ssse, apdu) == expected
-    # the MF is current: SFI 5 does not reach the SSSE's EF05 from here
-    assert tx(ssse, "00B2012C00") == "6A82"
-
-
-def test_select_mf_p2_04_gives_fcp(reader):
-    assert tx(reader, "00A40004023F00") == "620782013883023F009000"
-
-
-# -- READ RECORD: exact bytes ---------------------------------------------------------------
+# -- EF05: free in every generation (V2 table 3; SR §10.2 changes only EF06) -----------------------------
 
 
 @pytest.mark.parametrize("number", FREE_EF05)
-def test_ef05_free_records(ssse, number):
-    # SPEC §2.2: EF05 01-04 and 07 readable without PIN
-    assert tx(ssse, f"00B2{number:02X}2C00") == EF05[number] + "9000"
+def test_ef05_records_free_by_number(any_card, number):
+    read(any_card, number, 5 << 3 | 4, EF05[number])
 
 
-@pytest.mark.parametrize("number", PROTECTED_EF05)
-def test_ef05_protected_records(ssse, number):
-    assert tx(ssse, f"00B2{number:02X}2C00") == "6982"
-    assert tx(ssse, VERIFY_OK) == "9000"
-    assert tx(ssse, f"00B2{number:02X}2C00") == EF05[number] + "9000"
+def test_ef05_item_01_layout(s):
+    # V2 table 10: region 110100 || RID D156000005 || serial 00000001 || authentication code 00000000
+    assert EF05[1] == "0110" "110100" "D156000005" "00000001" "00000000"
+    read(s, 1, 5 << 3 | 4, EF05[1])
+
+
+@pytest.mark.parametrize("number", [5, 6])
+def test_ef05_dates_need_neither_pin_nor_authentication(s, number):
+    # files.md §3.2: EF05 free; yiwu.cs and z390.cpp read 05/06 without any authentication
+    s.power_cycle()
+    s.select()
+    assert s.tx(SELECT_EF05) == "9000"
+    assert s.tx(f"00B2{number:02X}0006") == EF05[number] + "9000"
+
+
+@pytest.mark.parametrize("number", FREE_EF05)
+def test_ef05_by_identifier_via_sfi(s, number):
+    # P2 = SFI 5 << 3 | 000: first record whose identifier is P1 (record identifier = tag, P3 §5.3.1)
+    read(s, number, 5 << 3, EF05[number])
+
+
+# -- EF06: RKSSSE on 3.00, free on 2.00 (SR §10.2; V2 table 3) --------------------------------------------
 
 
 @pytest.mark.parametrize("number", range(1, 8))
-def test_ef06_needs_pin(ssse, number):
+def test_ef06_needs_rkssse_on_a_300_card(any_card, number):
+    s = any_card
     tag, record = EF06[number - 1]
-    assert tx(ssse, f"00B2{number:02X}3400") == "6982"
-    assert tx(ssse, f"00B2{tag:02X}3000") == "6982"
-    assert tx(ssse, VERIFY_OK) == "9000"
-    assert tx(ssse, f"00B2{number:02X}3400") == record + "9000"
+    assert s.tx(f"00B2{number:02X}34{length(record):02X}") == "6982"
+    assert s.tx(f"00B2{tag:02X}30{length(record):02X}") == "6982"
+    assert s.external_auth("ssse_rk") == "9000"
+    read(s, number, 6 << 3 | 4, record)
+    read(s, tag, 6 << 3, record)
 
 
-def test_ef06_read_item_08_by_identifier(verified):
-    # SPEC §2.1: real readers send 00 B2 08 30 14; Le = 0x14 = 2 + 18 is the exact length
-    assert tx(verified, "00B2083014") == EF06[0][1] + "9000"
-    assert tx(verified, "00B2083000") == EF06[0][1] + "9000"
+def test_ef06_pin_is_no_alternative_on_a_300_card(s):
+    # files.md §6 row 7: EF06 on 3.0 is RKSSSE, no PIN alternative is stated
+    assert s.tx(VERIFY_OK) == "9000"
+    assert s.tx("00B2083014") == "6982"
 
 
-def test_issue_and_expiry_dates_follow_personalisation_date():
-    r = SimReader(Card.from_profile(date=datetime.date(2024, 2, 29)))
-    r.reset()
-    tx(r, SELECT_SSSE)
-    tx(r, VERIFY_OK)
-    assert tx(r, "00B2052C00") == "050420240229" "9000"
-    # 29 February + 10 years does not exist: the model takes 28 February
-    assert tx(r, "00B2062C00") == "060420340228" "9000"
+def test_ef06_wrong_key_does_not_open_it(s):
+    # only RKSSSE (0A) is EF06's read control; UKSSSE (04) is its write control (V2 table 3)
+    assert s.external_auth("ssse_uk") == "9000"
+    assert s.tx("00B2083014") == "6982"
 
 
-# -- READ RECORD: the four addressing modes --------------------------------------------------
+def test_real_300_read_flow(s):
+    # files.md §3.2 (T1 l.3-81): SELECT EF05, READ 01 03 07; re-SELECT SSSE; challenges; EXTERNAL
+    # AUTHENTICATE 0A; SELECT EF05, READ 03 05 06; SELECT EF06, READ 08 09 4E
+    assert s.tx(SELECT_EF05) == "9000"
+    for tag in (1, 3, 7):
+        read(s, tag, 0, EF05[tag])
+    s.select()
+    s.challenge()  # the original data D, from the card's random (T1)
+    assert s.external_auth("ssse_rk") == "9000"
+    assert s.tx(SELECT_EF05) == "9000"
+    for tag in (3, 5, 6):
+        read(s, tag, 0, EF05[tag])
+    assert s.tx(SELECT_EF06) == "9000"
+    for tag, record in EF06[:3]:
+        read(s, tag, 0, record)
 
 
-def _four_modes(reader, fid, sfi, number, tag):
-    """Read one record in the four modes of SPEC §2.1 and return the four responses."""
-    out = [tx(reader, f"00B2{number:02X}{sfi << 3 | 4:02X}00")]  # record number in EF SFI
-    assert tx(reader, SELECT_SSSE) == FCI_SSSE + "9000"  # no current EF any more
-    assert tx(reader, f"00A4020C02{fid}") == "9000"
-    out.append(tx(reader, f"00B2{number:02X}0400"))  # record number in the current EF
-    out.append(tx(reader, f"00B2{tag:02X}0000"))  # identifier in the current EF
-    assert tx(reader, SELECT_SSSE) == FCI_SSSE + "9000"
-    out.append(tx(reader, f"00B2{tag:02X}{sfi << 3:02X}00"))  # identifier in EF SFI
-    return out
+def test_ef06_free_on_a_200_card():
+    s = Session(card=Card.from_profile(generation2_profile(), date=CARD_DATE))
+    s.select()
+    assert s.tx("00B2033006") == "6A83"  # 03 is not an EF06 identifier
+    for number, (tag, record) in enumerate(EF06, 1):
+        read(s, number, 6 << 3 | 4, record)
+        read(s, tag, 6 << 3, record)
+    # item 03 says what the card is (V2 §8.1.1.3)
+    read(s, 3, 5 << 3 | 4, "0304" + h(b"2.00"))
+
+
+@pytest.mark.parametrize("ethnicity, byte", [(1, "01"), (10, "10"), (56, "56"), (99, "99")])
+def test_ethnicity_is_cn(ethnicity, byte):
+    # V2 table 9: item 0B is cn 1 (BCD of the 2-digit GB 3304 code): 朝鲜族 10 is byte 10, not 0A
+    profile = dataclasses.replace(generation2_profile(), ethnicity=ethnicity)
+    s = Session(card=Card.from_profile(profile, date=CARD_DATE))
+    s.select()
+    read(s, 0x0B, 6 << 3, "0B01" + byte)
+
+
+# -- EF07 / EF08: RKSSSE (V2 table 3) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fid, sfi", [("EF07", 7), ("EF08", 8)])
+def test_transparent_efs_need_rkssse(s, fid, sfi):
+    assert s.tx("00A4020002" + fid) == "9000"
+    assert s.tx("00B0000001") == "6982"
+    assert s.tx(f"00B0{0x80 | sfi:02X}0001") == "6982"
+    assert s.tx(VERIFY_OK) == "9000"
+    assert s.tx(f"00B0{0x80 | sfi:02X}0001") == "6982"  # the PIN is no alternative
+
+
+# -- READ RECORD: Le (P5 §6.10.4, SPEC §2 S12) -------------------------------------------------------------
 
 
 @pytest.mark.parametrize("number", FREE_EF05)
-def test_four_modes_ef05(ssse, number):
-    assert _four_modes(ssse, "EF05", 5, number, number) == [EF05[number] + "9000"] * 4
-
-
-@pytest.mark.parametrize("number", range(1, 8))
-def test_four_modes_ef06(ssse, number):
-    # EF06 needs the PIN; re-selecting the SSSE ends the PIN session, so the EF is
-    # made current with an EF-level SELECT instead, which keeps the session
-    tag, record = EF06[number - 1]
-    assert tx(ssse, VERIFY_OK) == "9000"
-    responses = [tx(ssse, f"00B2{number:02X}3400")]  # record number in EF SFI 6
-    assert tx(ssse, "00A4020C02EF06") == "9000"
-    responses.append(tx(ssse, f"00B2{number:02X}0400"))  # record number in the current EF
-    responses.append(tx(ssse, f"00B2{tag:02X}0000"))  # identifier in the current EF
-    assert tx(ssse, "00A4020C02EF05") == "9000"  # another EF current: SFI 6 must still find EF06
-    responses.append(tx(ssse, f"00B2{tag:02X}3000"))  # identifier in EF SFI 6
-    assert responses == [record + "9000"] * 4
-
-
-def test_sfi_addressing_makes_the_ef_current(ssse):
-    # ISO 7816-4 READ RECORD with an SFI: that EF becomes the current EF
-    assert tx(ssse, "00B2012C00") == EF05[1] + "9000"
-    assert tx(ssse, "00B2020400") == EF05[2] + "9000"
-    assert tx(ssse, "00B2030000") == EF05[3] + "9000"
-
-
-# -- READ RECORD: Le handling --------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("number", FREE_EF05)
-def test_le_exact_longer_zero(ssse, number):
+def test_le_00_answers_6Cxx_then_the_exact_le_works(s, number):
     record = EF05[number]
-    n = len(record) // 2  # Le counts the 2 header bytes (SPEC §2.1)
-    assert tx(ssse, f"00B2{number:02X}2C{n:02X}") == record + "9000"
-    assert tx(ssse, f"00B2{number:02X}2C{n + 1:02X}") == record + "9000"
-    assert tx(ssse, f"00B2{number:02X}2CFF") == record + "9000"
-    assert tx(ssse, f"00B2{number:02X}2C00") == record + "9000"
+    assert s.tx(f"00B2{number:02X}2C00") == f"6C{length(record):02X}"
+    assert s.tx(f"00B2{number:02X}2C{length(record):02X}") == record + "9000"
 
 
-@pytest.mark.parametrize("number", FREE_EF05)
-def test_le_short_gives_6Cxx_then_retry(ssse, number):
-    record = EF05[number]
-    n = len(record) // 2
-    for le in (1, n - 2, n - 1):
-        assert tx(ssse, f"00B2{number:02X}2C{le:02X}") == f"6C{n:02X}"
-    assert tx(ssse, f"00B2{number:02X}2C{n:02X}") == record + "9000"
+def test_le_00_on_t0_also_6Cxx(s):
+    s.reset(protocol=0)
+    assert s.tx("00A4040C0F" + DDF_NAME) == "9000"
+    assert s.tx("00B2012C00") == "6C12"
+    assert s.tx("00B2012C12") == EF05[1] + "9000"
 
 
-def test_le_short_on_long_ef06_record(verified):
-    # item 09: 2 + 30 bytes
-    assert tx(verified, "00B2093010") == "6C20"
-    assert tx(verified, "00B2093020") == EF06[1][1] + "9000"
+@pytest.mark.parametrize("le", [0x01, 0x10, 0x11])
+def test_le_short_answers_6Cxx(s, le):
+    # P5 table 33: 6Cxx, xx the right length
+    assert s.tx(f"00B2012C{le:02X}") == "6C12"
 
 
-# -- READ RECORD: errors -------------------------------------------------------------------
+def test_le_00_by_identifier_in_the_current_ef(s):
+    assert s.tx(SELECT_EF05) == "9000"
+    assert s.tx("00B2070000") == "6C0B"
+    assert s.tx("00B207000B") == EF05[7] + "9000"
 
 
-@pytest.mark.parametrize("apdu", [
-    "00B2082C00",  # EF05 has 7 records
-    "00B2FF2C00",
-    "00B2083400",  # EF06 has 7 records
-    "00B2003000",  # no record with identifier 00 in EF06
-    "00B20E3000",
-])
-def test_missing_record_6A83(verified, apdu):
-    assert tx(verified, apdu) == "6A83"
+# -- READ RECORD: the modes of P2 b3-b1 (P5 table 32) -------------------------------------------------------
 
 
-@pytest.mark.parametrize("apdu", ["00B2102C00", "00B2082800", "00B2092800", "00B20E2800"])
-def test_missing_record_identifier_in_ef05(ssse, apdu):
-    # identifiers in EF05 are 01-07; 08/09 belong to EF06
-    assert tx(ssse, apdu) == "6A83"
+def test_mode_101_from_p1_to_the_last(s):
+    records = EF05[5] + EF05[6] + EF05[7]
+    assert s.tx("00B2052D00") == f"6C{length(records):02X}"
+    read(s, 5, 5 << 3 | 5, records)
+    read(s, 1, 5 << 3 | 5, "".join(EF05[n] for n in range(1, 8)))
+    read(s, 7, 5 << 3 | 5, EF05[7])
 
 
-def test_missing_record_in_current_ef(ssse):
-    assert tx(ssse, "00A4020C02EF05") == "9000"
-    assert tx(ssse, "00B2080400") == "6A83"
-    assert tx(ssse, "00B2080000") == "6A83"
+def test_mode_110_from_the_last_down_to_p1(s):
+    read(s, 5, 5 << 3 | 6, EF05[7] + EF05[6] + EF05[5])
+    read(s, 7, 5 << 3 | 6, EF05[7])
 
 
-@pytest.mark.parametrize("apdu", ["00B2010400", "00B2010000"])
-def test_no_current_ef_6986(ssse, apdu):
-    # just after selecting the DDF no EF is current (SPEC §4: 6986 no current EF)
-    assert tx(ssse, apdu) == "6986"
+def test_modes_101_110_past_the_last_record_6A83(s):
+    assert s.tx("00B2082D00") == "6A83"
+    assert s.tx("00B2082E00") == "6A83"
 
 
-@pytest.mark.parametrize("apdu", ["00B2010400", "00B2010000"])
-def test_no_current_ef_at_mf(reader, apdu):
-    assert tx(reader, apdu) == "6986"
+def test_identifier_modes_first_last_next_previous(s):
+    # 000 first, 001 last, 010 next, 011 previous occurrence of identifier P1, in the current EF;
+    # a search moves the record pointer, access by number does not (P3 §5.3.1)
+    assert s.tx(SELECT_EF05) == "9000"
+    read(s, 3, 0b000, EF05[3])  # pointer -> 3
+    read(s, 2, 0b100, EF05[2])  # by number: pointer stays 3
+    read(s, 6, 0b010, EF05[6])  # next 06 after record 3 -> record 6 (pointer 6)
+    assert s.tx("00B2040200") == "6A83"  # no 04 after record 6
+    read(s, 4, 0b011, EF05[4])  # previous 04 before record 6
+    read(s, 1, 0b001, EF05[1])  # last 01 (the only one)
+    assert s.tx("00B2010200") == "6A83"  # no 01 after record 1
+    read(s, 7, 0b010, EF05[7])
 
 
-@pytest.mark.parametrize("fid, sfi", [("EF07", 7), ("EF08", 8)])
-def test_read_record_on_transparent_ef_6981(verified, fid, sfi):
-    assert tx(verified, f"00A4020C02{fid}") == "9000"
-    assert tx(verified, "00B2010400") == "6981"
-    assert tx(verified, f"00B201{sfi << 3 | 4:02X}00") == "6981"
+def test_records_in_ef06_by_identifier_and_number_agree():
+    s = Session(card=Card.from_profile(generation2_profile(), date=CARD_DATE))
+    s.select()
+    assert s.tx(SELECT_EF06) == "9000"
+    for number, (tag, record) in enumerate(EF06, 1):
+        read(s, number, 0b100, record)  # current EF by number
+        read(s, tag, 0b000, record)  # current EF by identifier
 
 
-@pytest.mark.parametrize("sfi", [1, 2, 3, 4, 9, 0x1E])
-def test_unknown_sfi_6A82(ssse, sfi):
-    assert tx(ssse, f"00B201{sfi << 3 | 4:02X}00") == "6A82"
-    assert tx(ssse, f"00B201{sfi << 3:02X}00") == "6A82"
+def test_sfi_makes_its_ef_current(s):
+    # P5 §6.10: an SFI in P2 names the EF; afterwards SFI 0 means that EF
+    read(s, 1, 5 << 3 | 4, EF05[1])
+    read(s, 2, 0b100, EF05[2])
+    read(s, 3, 0b000, EF05[3])
 
 
-def test_sfi_is_relative_to_current_df(reader):
-    # from the MF, SFI 5 does not name the SSSE's EF05
-    assert tx(reader, "00B2012C00") == "6A82"
-    # nor from DF01 inside the SSSE
-    assert tx(reader, "00A4040006D15600000501") == "6F088406D156000005019000"
-    assert tx(reader, "00B2012C00") == "6A82"
+# -- READ RECORD: errors (P5 table 33) -------------------------------------------------------------------------
 
 
-def test_protected_reads_before_verify(ssse):
-    for number in PROTECTED_EF05:
-        assert tx(ssse, f"00B2{number:02X}2C00") == "6982"
-        assert tx(ssse, f"00B2{number:02X}2800") == "6982"  # by identifier too
-    for number, (tag, _) in enumerate(EF06, 1):
-        assert tx(ssse, f"00B2{number:02X}3400") == "6982"
-        assert tx(ssse, f"00B2{tag:02X}3000") == "6982"
-    assert tx(ssse, "00A4020C02EF06") == "9000"
-    assert tx(ssse, "00B2010400") == "6982"
-    assert tx(ssse, "00B2080000") == "6982"
+@pytest.mark.parametrize("apdu", ["00B2082C12", "00B2FF2C12", "00B2082812", "00B2002812"])
+def test_missing_record_6A83(s, apdu):
+    assert s.tx(apdu) == "6A83"
+
+
+@pytest.mark.parametrize("apdu", ["00B2010412", "00B2010012"])
+def test_no_current_ef_6986(s, apdu):
+    # right after selecting the DDF no EF is current
+    assert s.tx(apdu) == "6986"
+
+
+@pytest.mark.parametrize("sfi", [1, 2, 3, 4, 9, 0x1D])
+def test_unknown_sfi_6A82(s, sfi):
+    assert s.tx(f"00B201{sfi << 3 | 4:02X}12") == "6A82"
+
+
+def test_read_record_on_a_transparent_ef_6981(s):
+    assert s.tx(SELECT_EF07) == "9000"
+    assert s.tx("00B2010412") == "6981"
+    assert s.tx(f"00B201{7 << 3 | 4:02X}12") == "6981"
+
+
+def test_read_record_mode_111_6A86(s):
+    assert s.tx("00B2012F12") == "6A86"
+
+
+def test_sfi_is_relative_to_the_current_df(s):
+    # SFIs are unique within an application (P3 §5.2.3): in DF01 the DIR's SFI 30 names nothing
+    assert s.tx("00A4040006D15600000500") == "6F088406D156000005009000"  # DF01
+    assert s.tx("00B201F412") == "6A82"
+    s.select()
+    read(s, 1, 0x1E << 3 | 4, dir_record(*DIR_ENTRIES[0]))
+
+
+# -- UPDATE RECORD (P5 §6.13): SSSE EF05/EF06 under UKSSSE (V2 table 3), CLA 00 after external
+# -- authentication (P7 §7.2-7.3), CLA 04 with a MAC under STK (P10 STK row, P7 §7.4) ------------------------
+
+NEW_NUMBER = "0709" + h(b"D2143569X")  # V2 appendix A's example card number
+
+
+def test_update_record_needs_ukssse(s):
+    assert s.tx("00DC072C0B" + NEW_NUMBER) == "6982"
+    assert s.external_auth("ssse_rk") == "9000"
+    assert s.tx("00DC072C0B" + NEW_NUMBER) == "6982"  # RKSSSE is a read key
+    assert s.tx(VERIFY_OK) == "9000"
+    assert s.tx("00DC072C0B" + NEW_NUMBER) == "6982"
+    read(s, 7, 5 << 3 | 4, EF05[7])
+
+
+def test_update_record_by_number(s):
+    assert s.external_auth("ssse_uk") == "9000"
+    assert s.tx("00DC072C0B" + NEW_NUMBER) == "9000"
+    read(s, 7, 5 << 3 | 4, NEW_NUMBER)
+    s.power_cycle()
+    s.select()
+    read(s, 7, 5 << 3 | 4, NEW_NUMBER)  # persistent
+
+
+def test_update_record_by_identifier_modes(s):
+    assert s.external_auth("ssse_uk") == "9000"
+    assert s.tx("00DC02280302" "0134") == "9000"  # first occurrence of 02 in SFI 5: card type '4'
+    read(s, 2, 5 << 3 | 4, "020134")
+    assert s.tx("00DC07290B" + NEW_NUMBER) == "9000"  # last occurrence of 07
+    read(s, 7, 5 << 3 | 4, NEW_NUMBER)
+    assert s.tx(SELECT_EF05) == "9000"
+    read(s, 1, 0b000, EF05[1])  # pointer -> record 1
+    assert s.tx("00DC02020302" "0131") == "9000"  # next occurrence of 02 after record 1, current EF
+    read(s, 2, 0b100, "020131")
+    read(s, 4, 0b000, EF05[4])  # pointer -> record 4
+    assert s.tx("00DC02030302" "0132") == "9000"  # previous occurrence of 02 before record 4
+    read(s, 2, 0b100, "020132")
+
+
+def test_update_record_current_record(s):
+    # P1 00 = the current record (P5 §6.13)
+    assert s.external_auth("ssse_uk") == "9000"
+    assert s.tx(SELECT_EF05) == "9000"
+    read(s, 2, 0b000, EF05[2])
+    assert s.tx("00DC0004030201" "32") == "9000"
+    read(s, 2, 0b100, "020132")
+
+
+def test_update_record_errors(s):
+    assert s.external_auth("ssse_uk") == "9000"
+    # 6A85: Lc inconsistent with the TLV (P5 tables 43-45)
+    assert s.tx("00DC072C0B070A" + NEW_NUMBER[4:]) == "6A85"
+    # 6A84: a record number one past the last adds a record, but EF05 holds its 7 items and no more
+    assert s.tx("00DC082C030201" "33") == "6A84"
+    # 6A80 (P5 table 5, incorrect data): the record's identifier is not the P1 of an identifier mode
+    assert s.tx("00DC0728030201" "33") == "6A80"
+    # nothing was written
+    for number in (2, 7):
+        read(s, number, 5 << 3 | 4, EF05[number])
+
+
+def test_update_record_sm_cla_04_with_mac(any_card):
+    s = any_card
+    assert s.external_auth("ssse_uk") == "9000"
+    good = s.mac_apdu("04DC072C", bytes.fromhex(NEW_NUMBER))
+    assert good[8:10] == "0F"  # Lc = 11 + 4 MAC bytes (P4 §8.2.1)
+    assert s.tx(good) == "9000"
+    read(s, 7, 5 << 3 | 4, NEW_NUMBER)
+
+
+def test_update_record_sm_wrong_mac_6988_writes_nothing(any_card):
+    s = any_card
+    assert s.external_auth("ssse_uk") == "9000"
+    assert s.tx(s.mac_apdu("04DC072C", bytes.fromhex(NEW_NUMBER), corrupt=True)) == "6988"
+    read(s, 7, 5 << 3 | 4, EF05[7])
+
+
+def test_update_record_sm_mac_under_another_key_6988(s):
+    assert s.external_auth("ssse_uk") == "9000"
+    assert s.tx(s.mac_apdu("04DC072C", bytes.fromhex(NEW_NUMBER), key="ssse_puk")) == "6988"
+    read(s, 7, 5 << 3 | 4, EF05[7])
+
+
+def test_update_record_sm_without_challenge_6984(s):
+    assert s.external_auth("ssse_uk") == "9000"
+    apdu = s.mac_apdu("04DC072C", bytes.fromhex(NEW_NUMBER))
+    assert s.tx(apdu) == "9000"
+    assert s.tx(apdu) == "6984"  # the challenge is single-use (P5 §6.5.1)
+
+
+def test_update_record_of_ef06_under_ukssse(s):
+    name = "0A01" "32"  # gender '2'
+    assert s.external_auth("ssse_uk") == "9000"
+    assert s.tx("00DC0A3003" + name) == "9000"
+    assert s.external_auth("ssse_rk") == "9000"
+    read(s, 0x0A, 6 << 3, name)
+
+
+def test_process_key_of_the_mac_comes_from_the_last_challenge(s):
+    # P4 §8.2.3: the MAC key is the process key of the challenge just before; an older one fails
+    assert s.external_auth("ssse_uk") == "9000"
+    first = s.challenge()
+    s.challenge()
+    ks = oracle.process_key("sm4", s.key("ssse_stk"), first)
+    header = bytes.fromhex("04DC072C0F") + bytes.fromhex(NEW_NUMBER)
+    mac = oracle.mac4("sm4", ks, header)
+    assert s.tx(h(header + mac)) == "6988"
 
 
 
-# -- READ BINARY (00 B0): the transparent EFs EF07/EF08 (empty in the default profile) -----------------
+def test_ef07_needs_rkssse_on_a_200_card_too():
+    # V2 table 3: EF07/EF08 read under RKSSSE in generation 2 already; only EF06 differs (SR §10.2)
+    s = Session(card=Card.from_profile(generation2_profile(), date=CARD_DATE))
+    s.select()
+    assert s.tx("00B0870001") == "6982"
+    assert s.tx("00B0880001") == "6982"
 
 
-@pytest.mark.parametrize("fid, sfi", [("EF07", 7), ("EF08", 8)])
-def test_read_binary_needs_pin(ssse, fid, sfi):
-    assert tx(ssse, f"00A4020C02{fid}") == "9000"
-    assert tx(ssse, "00B0000000") == "6982"
-    assert tx(ssse, f"00B0{0x80 | sfi:02X}0000") == "6982"
+# -- UPDATE RECORD on a cyclic file: DF04 EF15 special settlement (3-byte untagged records, >= 8; write
+# -- UK2DF04, read PIN or RK1DF04; V2 tables 7 and 9, files.md §2.7) --------------------------------------------
+
+EF15_READ = 0x15 << 3 | 4  # record number in SFI 0x15
+EF15_ADD = 0x15 << 3 | 3  # mode 011: on a cyclic file "previous occurrence" adds a record (P5 §6.13)
 
 
-@pytest.mark.parametrize("fid, sfi", [("EF07", 7), ("EF08", 8)])
-def test_read_binary_offset_past_the_end_6B00(verified, fid, sfi):
-    assert tx(verified, f"00A4020C02{fid}") == "9000"
-    assert tx(verified, "00B0000100") == "6B00"
-    assert tx(verified, f"00B0{0x80 | sfi:02X}0100") == "6B00"
+def test_cyclic_file_adds_newest_first(s):
+    assert s.tx(SELECT_DF04)[-4:] == "9000"
+    assert s.external_auth("df04_uk2") == "9000"
+    for n in range(1, 4):
+        assert s.tx(f"00DC00{EF15_ADD:02X}03{n:04X}31") == "9000"  # seq n, category '1'
+    assert s.external_auth("df04_rk1") == "9000"
+    for number, seq in ((1, 3), (2, 2), (3, 1)):  # record 1 is the newest (P3 §5.3.2)
+        read(s, number, EF15_READ, f"{seq:04X}31")
+    assert s.tx(f"00B204{EF15_READ:02X}03") == "6A83"
 
 
-@pytest.mark.parametrize("apdu", ["00B0850000", "00B0860000"])
-def test_read_binary_on_record_ef_6981(verified, apdu):
-    assert tx(verified, apdu) == "6981"
+def test_cyclic_file_keeps_its_depth(s):
+    assert s.tx(SELECT_DF04)[-4:] == "9000"
+    assert s.external_auth("df04_uk2") == "9000"
+    for n in range(1, 10):
+        assert s.tx(f"00DC00{EF15_ADD:02X}03{n:04X}32") == "9000"
+    assert s.external_auth("df04_rk1") == "9000"
+    read(s, 1, EF15_READ, "000932")
+    read(s, 8, EF15_READ, "000232")  # 8 records: the oldest dropped out
+    assert s.tx(f"00B209{EF15_READ:02X}03") == "6A83"
 
 
-def test_read_binary_errors(ssse):
-    assert tx(ssse, "00B0000000") == "6986"  # no current EF just after selecting the DDF
-    assert tx(ssse, "00B0890000") == "6A82"  # no EF with SFI 9
-    assert tx(ssse, "00A4020C02EF07") == "9000"
-    assert tx(ssse, "00B0000001AA") == "6700"  # READ BINARY (B0) carries no command data
+def test_cyclic_record_of_the_wrong_length_6700(s):
+    assert s.tx(SELECT_DF04)[-4:] == "9000"
+    assert s.external_auth("df04_uk2") == "9000"
+    assert s.tx(f"00DC00{EF15_ADD:02X}04" "00013100") == "6700"
+
+
+def test_update_record_sm_in_df04_uses_stkdf04(any_card):
+    # P9 appendix B / files.md §5.1: STKDF04 is DF04's MAC key (card id 82)
+    s = any_card
+    assert s.tx(SELECT_DF04)[-4:] == "9000"
+    assert s.external_auth("df04_uk2") == "9000"
+    record = bytes.fromhex("9204" "00000500")
+    assert s.tx(s.mac_apdu("04DC9230", record, key="ssse_stk")) == "6988"
+    assert s.tx(s.mac_apdu("04DC9230", record, key="df04_stk")) == "9000"
+    assert s.tx(VERIFY_OK) == "9000"
+    assert s.external_auth("df04_rk1") == "9000"
+    read(s, 0x92, 6 << 3, h(record))
