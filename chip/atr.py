@@ -1,4 +1,4 @@
-"""The card's Answer To Reset (ISO/IEC 7816-3 §8): declared, built and parsed.
+"""The card's Answer To Reset (ISO/IEC 7816-3 §8, LD/T 32 P2 §8): declared, built and parsed.
 
 The ATR is declared once with `construct` (`ATR`): TS, then *interface
 groups* - T0 or TDi followed by the TAi/TBi/TCi it announces - repeated while
@@ -6,12 +6,18 @@ a TD byte announces another group, then the K historical bytes and TCK (the
 XOR of T0..the last historical byte, present unless only T=0 is offered).
 
 `AtrConfig` describes the card's ATR (a profile's `[atr]` table fills it);
-`build(config)` makes the bytes. The default is the card's shipped ATR
-`3B 9C 13 80 31 FE 45 80 5A "SSCARD-SIM" 31`:
+`build(config)` makes the bytes. The default is P2's basic ATR (Table 7: a
+T=0 card without clock stop or class indication), `3B 6D 00 00` and the 13
+historical bytes of P2 Table 16:
 
-    TS 3B direct convention · T0 9C (TA1 TD1, K=12) · TA1 13 (Fi 372, Di 4)
-    TD1 80 (T=0, TD2 follows) · TD2 31 (T=1, TA3 TB3 follow) · TA3 FE (IFSC 254)
-    TB3 45 (BWI 4, CWI 5) · historical 80 5A "SSCARD-SIM" · TCK 31
+    TS 3B direct convention · T0 6D (TB1 TC1, K=13) · TB1 00 (no VPP, P2 §8.3.3.3)
+    TC1 00 (no extra guard time) · no TA1: Fi/Di 372/1 for the whole session (P2 §8.3.3.2)
+    no TD1: T=0 only (P2 §8.3.3.5) · no TCK (P2 §8.3.3.11)
+    historical 00 81 | 53 53 43 | 86 99 | 11 01 | 00 00 00 01
+               chip supplier, COS, card manufacturer, region 1101.., card serial
+
+A profile may offer T=1 and a faster TA1 (the shipped `t1` profile:
+`3B 9D 13 80 31 FE 45` + the same 13 bytes + TCK).
 
 `parse_atr(data)` reads any ATR into an `Atr` (the values the contacts need:
 protocols, Fi/Di, N, WI, IFSC, BWI/CWI, EDC, specific mode) or refuses a
@@ -43,7 +49,10 @@ from construct import (
     this,
 )
 
-DEFAULT_HISTORICAL = bytes.fromhex("80") + bytes((0x5A,)) + b"SSCARD-SIM"  # category 80, issuer data (tag 5, len 10)
+# P2 Table 16 (SPEC §6): chip supplier 00 81, COS 53 53 43, manufacturer 86 99, region 11 01, serial 00 00 00 01
+DEFAULT_HISTORICAL = bytes.fromhex("00815353438699110100000001")
+# What the card said before its ATR followed P2 (an image made then, without the newer values, keeps it)
+LEGACY_HISTORICAL = bytes.fromhex("805A") + b"SSCARD-SIM"  # category 80, issuer data (tag 5, len 10)
 
 MAX_LENGTH = 33  # TS and at most 32 further characters (ISO 7816-3 §8.2.1; PC/SC MAX_ATR_SIZE)
 
@@ -53,6 +62,9 @@ FI_TABLE = {0x0: (372, 4_000_000), 0x1: (372, 5_000_000), 0x2: (558, 6_000_000),
             0x9: (512, 5_000_000), 0xA: (768, 7_500_000), 0xB: (1024, 10_000_000),
             0xC: (1536, 15_000_000), 0xD: (2048, 20_000_000)}
 DI_TABLE = {0x1: 1, 0x2: 2, 0x3: 4, 0x4: 8, 0x5: 16, 0x6: 32, 0x7: 64, 0x8: 12, 0x9: 20}
+
+TABLE16_LENGTH = 13  # P2 §8.4: the social-security card's historical bytes, first byte 00 (chip supplier 00 81)
+CARD_CHARACTER_ETU = 12  # start-to-start of the card's characters (TC1 binds the reader only)
 
 DEFAULT_FI_DI = 0x11  # Fd = 372, Dd = 1: the values before (and without) TA1 or PPS
 FD, DD = 372, 1
@@ -98,18 +110,27 @@ ATR = Struct(
 
 # -- the card's configuration -----------------------------------------------------------------
 
+# The profile's and the image's names for the offered protocols (`[atr] protocols = "t0+t1"`).
+PROTOCOL_NAMES = {(0,): "t0", (0, 1): "t0+t1", (1,): "t1"}
+PROTOCOLS_BY_NAME = {name: protocols for protocols, name in PROTOCOL_NAMES.items()}
+
+
 @dataclass(frozen=True)
 class AtrConfig:
-    """What the card says in its ATR. The defaults give the shipped ATR byte for byte."""
+    """What the card says in its ATR. The defaults give P2's basic ATR `3B 6D 00 00` + 13 historical bytes.
 
-    fi_di: int = 0x13  # TA1: Fi index (high nibble), Di index (low nibble)
-    guard_time: int | None = None  # TC1 extra guard time N; None: TC1 absent (N = 0)
-    protocols: tuple = (0, 1)  # offered, in this order: TD1 says the first, TD2 the second
+    Every optional interface byte is None when absent.
+    """
+
+    fi_di: int | None = None  # TA1: Fi index (high nibble), Di index (low nibble); None: absent = 11 (372/1)
+    tb1: int | None = 0x00  # TB1: 00 = no VPP (P2 §8.3.3.3, P10 §5.1.2); None: absent
+    guard_time: int | None = 0  # TC1 extra guard time N; None: TC1 absent (N = 0)
+    protocols: tuple = (0,)  # offered, in this order: TD1 says the first, TD2 the second
     wi: int | None = None  # TC2 (T=0 waiting integer); None: TC2 absent (WI = 10)
-    ifsc: int = 254  # TA3
-    bwi: int = 4  # TB3 high nibble
-    cwi: int = 5  # TB3 low nibble
-    edc: str = EDC_LRC  # TC3: absent = LRC, 01 = CRC
+    ifsc: int = 254  # TA3 (only with T=1)
+    bwi: int = 4  # TB3 high nibble (only with T=1)
+    cwi: int = 5  # TB3 low nibble (only with T=1)
+    edc: str = EDC_LRC  # TC3: absent = LRC, 01 = CRC (only with T=1)
     specific: int | None = None  # TA2: specific mode with this protocol; None: negotiable mode
     historical: bytes = DEFAULT_HISTORICAL
 
@@ -122,15 +143,18 @@ class AtrConfig:
 
     def problem(self) -> str | None:
         """Why this configuration cannot be an ATR (None when it can)."""
-        if not (isinstance(self.fi_di, int) and 0 <= self.fi_di <= 0xFF):
-            return f"fi_di: must be one byte, got {self.fi_di!r}"
-        if self.fi_di >> 4 not in FI_TABLE:
-            return f"fi_di: Fi index {self.fi_di >> 4:X} is RFU"
-        if self.fi_di & 0xF not in DI_TABLE:
-            return f"fi_di: Di index {self.fi_di & 0xF:X} is RFU"
+        if self.fi_di is not None:
+            if not (isinstance(self.fi_di, int) and 0 <= self.fi_di <= 0xFF):
+                return f"fi_di: must be one byte, got {self.fi_di!r}"
+            if self.fi_di >> 4 not in FI_TABLE:
+                return f"fi_di: Fi index {self.fi_di >> 4:X} is RFU"
+            if self.fi_di & 0xF not in DI_TABLE:
+                return f"fi_di: Di index {self.fi_di & 0xF:X} is RFU"
+        if self.tb1 is not None and not (isinstance(self.tb1, int) and 0 <= self.tb1 <= 0x7F):
+            return f"tb1: must be 00-7F (b8 = 0), got {self.tb1!r}"
         if self.guard_time is not None and not 0 <= self.guard_time <= 255:
             return f"guard_time: must be 0-255, got {self.guard_time}"
-        if self.protocols not in ((0,), (1,), (0, 1)):
+        if self.protocols not in PROTOCOL_NAMES:
             return f"protocols: must be (0,), (1,) or (0, 1), got {self.protocols}"
         if self.wi is not None and not 1 <= self.wi <= 255:
             return f"wi: must be 1-255, got {self.wi}"
@@ -150,30 +174,37 @@ class AtrConfig:
 
     # The card keeps these in its "card" Vars (ints and strings only; -1 = byte absent).
     def to_vars(self) -> dict:
+        def byte(value):
+            return -1 if value is None else value
+
         return {
-            "atr_fi_di": self.fi_di,
-            "atr_guard_time": -1 if self.guard_time is None else self.guard_time,
-            "atr_wi": -1 if self.wi is None else self.wi,
+            "atr_fi_di": byte(self.fi_di), "atr_tb1": byte(self.tb1), "atr_guard_time": byte(self.guard_time),
+            "atr_protocols": PROTOCOL_NAMES[self.protocols], "atr_wi": byte(self.wi),
             "atr_ifsc": self.ifsc, "atr_bwi": self.bwi, "atr_cwi": self.cwi, "atr_edc": self.edc,
-            "atr_specific": -1 if self.specific is None else self.specific,
-            "atr_historical": self.historical,
+            "atr_specific": byte(self.specific), "atr_historical": self.historical,
         }
 
     @classmethod
     def from_vars(cls, values) -> "AtrConfig":
-        """From the card's Vars; an image made before a value existed gets today's default for it."""
-        default = cls()
+        """From the card's Vars. A value an older image lacks gets what the card said before the value
+        was stored (`LEGACY`: TA1 13, no TB1, no TC1, T=0 and T=1), so an old image keeps its ATR."""
 
-        def get(name, fallback):
-            value = getattr(values, name, fallback)
+        def get(name):
+            value = getattr(values, name, LEGACY[name])
             return None if value == -1 else value
 
         return cls(
-            fi_di=get("atr_fi_di", default.fi_di), guard_time=get("atr_guard_time", -1),
-            wi=get("atr_wi", -1), ifsc=get("atr_ifsc", default.ifsc), bwi=get("atr_bwi", default.bwi),
-            cwi=get("atr_cwi", default.cwi), edc=get("atr_edc", default.edc),
-            specific=get("atr_specific", -1), historical=get("atr_historical", default.historical),
+            fi_di=get("atr_fi_di"), tb1=get("atr_tb1"), guard_time=get("atr_guard_time"),
+            protocols=PROTOCOLS_BY_NAME[get("atr_protocols")], wi=get("atr_wi"), ifsc=get("atr_ifsc"),
+            bwi=get("atr_bwi"), cwi=get("atr_cwi"), edc=get("atr_edc"), specific=get("atr_specific"),
+            historical=get("atr_historical"),
         )
+
+
+# The ATR values of an image made before each was stored: the card's ATR before P2 (3B 9C 13 80 31 FE 45 ...).
+LEGACY = {"atr_fi_di": 0x13, "atr_tb1": -1, "atr_guard_time": -1, "atr_protocols": "t0+t1", "atr_wi": -1,
+          "atr_ifsc": 254, "atr_bwi": 4, "atr_cwi": 5, "atr_edc": EDC_LRC, "atr_specific": -1,
+          "atr_historical": LEGACY_HISTORICAL}
 
 
 def _y(ta=False, tb=False, tc=False, td=False, low=0) -> dict:
@@ -181,16 +212,25 @@ def _y(ta=False, tb=False, tc=False, td=False, low=0) -> dict:
 
 
 def build(config: AtrConfig = AtrConfig()) -> bytes:
-    """The ATR bytes for `config` (TCK computed)."""
+    """The ATR bytes for `config` (TCK computed when T=1 is offered).
+
+    T0 announces TA1 TB1 TC1 as configured. TD1 is sent only when something follows it: another
+    protocol than T=0, TA2 (specific mode) or TC2 (WI) - a T=0-only card at the defaults ends the
+    interface bytes after TC1 (P2 §8.3.3.5). With T=1, TD2 announces TA3 (IFSC) TB3 (BWI, CWI)
+    [TC3 (CRC)].
+    """
     t1 = 1 in config.protocols
-    # T0 (TA1 TC1 TD1), TD1 (first protocol; TA2 TC2; TD2 when T=1 parameters follow),
-    # TD2 (T=1: TA3 TB3 [TC3]).
+    td1 = config.protocols != (0,) or config.specific is not None or config.wi is not None
     groups = [
-        {"y": _y(ta=True, tc=config.guard_time is not None, td=True, low=len(config.historical)),
-         "ta": config.fi_di, "tb": None, "tc": config.guard_time},
-        {"y": _y(ta=config.specific is not None, tc=config.wi is not None, td=t1, low=config.protocols[0]),
-         "ta": None if config.specific is None else 0x80 | config.specific, "tb": None, "tc": config.wi},
+        {"y": _y(ta=config.fi_di is not None, tb=config.tb1 is not None, tc=config.guard_time is not None,
+                 td=td1, low=len(config.historical)),
+         "ta": config.fi_di, "tb": config.tb1, "tc": config.guard_time},
     ]
+    if td1:
+        groups.append({"y": _y(ta=config.specific is not None, tc=config.wi is not None, td=t1,
+                               low=config.protocols[0]),
+                       "ta": None if config.specific is None else 0x80 | config.specific, "tb": None,
+                       "tc": config.wi})
     if t1:
         crc = config.edc == EDC_CRC
         groups.append({"y": _y(ta=True, tb=True, tc=crc, low=1),
@@ -255,7 +295,9 @@ class Atr:
         return self.protocols[0] if self.specific is None else self.specific
 
     def guard_etu(self, protocol: int | None = None) -> int:
-        """Character duration in etu: 12 + N; N = 255 means the minimum, 11 on T=1 and 12 on T=0."""
+        """Start-to-start of two characters the reader sends, in etu (ISO 7816-3 §8.3, P2 §9.2.2.1):
+        12 + N; N = 255 means the minimum, 12 on T=0 and 11 on T=1. TC1 binds the reader only:
+        the card's own characters are `CARD_CHARACTER_ETU` apart."""
         protocol = self.default_protocol if protocol is None else protocol
         if self.n == 255:
             return 11 if protocol == 1 else 12
@@ -281,8 +323,8 @@ class Atr:
         t1 = 1 in self.protocols
         default = AtrConfig()
         return AtrConfig(
-            fi_di=self.fi_di, guard_time=self.interface.get("TC1"), protocols=self.protocols,
-            wi=self.interface.get("TC2"), ifsc=self.ifsc if t1 else default.ifsc,
+            fi_di=self.interface.get("TA1"), tb1=self.interface.get("TB1"), guard_time=self.interface.get("TC1"),
+            protocols=self.protocols, wi=self.interface.get("TC2"), ifsc=self.ifsc if t1 else default.ifsc,
             bwi=self.bwi if t1 else default.bwi, cwi=self.cwi if t1 else default.cwi,
             edc=self.edc if t1 else default.edc, specific=self.specific, historical=self.historical)
 
@@ -363,10 +405,34 @@ def _compact_tlv(data: bytes, first: int) -> list[str]:
     return lines
 
 
+def _bcd(data: bytes) -> str | None:
+    text = data.hex()
+    return text if text.isdigit() else None
+
+
+def _table16_lines(data: bytes) -> list[str]:
+    """The 13 historical bytes laid out as LD/T 32 P2 Table 16 (T1..TD)."""
+    cos = data[2:5]
+    cos_text = "chip / COS supplier's data (COS)"
+    if all(32 <= b < 127 for b in cos):
+        cos_text += f" {cos.decode('ascii')!r}"
+    region = _bcd(data[7:9])
+    region_text = f"region code {region}.. (first 4 digits, BCD)" if region else "region code (not BCD)"
+    return [
+        _line("T1-T2", data[0:2], "chip supplier registration number (P2 Table 16)"),
+        _line("T3-T5", cos, cos_text),
+        _line("T6-T7", data[5:7], "card manufacturer registration number"),
+        _line("T8-T9", data[7:9], f"card serial part 1: {region_text}"),
+        _line("TA-TD", data[9:13], "card serial part 2 (unique per card in the issuing area)"),
+    ]
+
+
 def _historical_lines(data: bytes) -> list[str]:
     if not data:
         return []
     category = data[0]
+    if category == 0x00 and len(data) == TABLE16_LENGTH:
+        return _table16_lines(data)
     if category == 0x80:
         return [_line("H1", data[:1], "category indicator 80: COMPACT-TLV data objects follow")] + _compact_tlv(data[1:], 2)
     if category == 0x00 and len(data) >= 4:
@@ -463,13 +529,15 @@ def _interface_text(name, byte, protocol, values, seen_t1, seen_t15, problems) -
         fi, f_max = FI_TABLE[fi_index]
         di = DI_TABLE[di_index]
         return f"Fi={fi} Di={di} f_max={_mhz(f_max)}: 1 etu = {_fmt(fi / di)} clock cycles"
+    if name == "TB1" and byte == 0:
+        return "no VPP (P2 §8.3.3.3)"
     if name in ("TB1", "TB2"):
         return "VPP programming (deprecated, ignored)"
     if name == "TC1":
         values["n"] = byte
         if byte == 255:
             return "N=255: minimum guard time (12 etu per character on T=0, 11 on T=1)"
-        return f"extra guard time N={byte}: {12 + byte} etu per character"
+        return f"extra guard time N={byte}: {12 + byte} etu per character to the card (the card's: 12)"
     if name == "TA2":
         values["specific"] = byte & 0xF
         values["specific_changeable"] = not byte & 0x80

@@ -18,7 +18,9 @@ What this card does (its answer follows §9.3):
   - PPS1 within its TA1 capability (same Fi, f_max not above the card's, Di
     not above the card's Di; the default 11 always is): echoed, those Fi/Di.
   - PPS1 beyond it: answered **without PPS1** (PPS0 b5 = 0), the protocol is
-    accepted with the default Fd = 372, Dd = 1.
+    accepted with the default Fd = 372, Dd = 1. A card without TA1 (the
+    default card, LD/T 32 P2's basic ATR) has only 372/1: a PPS that confirms
+    T=0 is echoed, any faster PPS1 answered without PPS1.
   - PPS2 / PPS3: the card uses no SPU and knows no PPS3, so its answer omits
     them (b6, b7 = 0), which §9.3 allows.
 - Specific mode (TA2 present): only a request for the specific protocol at

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import idnumber
-from .atr import DEFAULT_HISTORICAL, DI_TABLE, EDC_CRC, EDC_LRC, FI_TABLE, AtrConfig
+from .atr import DEFAULT_HISTORICAL, DI_TABLE, EDC_CRC, EDC_LRC, FI_TABLE, PROTOCOL_NAMES, PROTOCOLS_BY_NAME, AtrConfig
 from .crypto import SM4_FLAG, TDES_FLAG
 from .keys import FINANCIAL_KEYS, KEYS
 from .pin import valid_digits
@@ -317,27 +317,64 @@ def parse_profile(data: dict, name: str = "profile", source: str = "profile") ->
 
 
 def _atr_table(f: _Fields, historical: bytes) -> AtrConfig:
-    """The optional `[atr]` table (ISO 7816-3 interface bytes); absent fields keep the shipped ATR."""
+    """The optional `[atr]` table (ISO 7816-3 interface bytes; every field is described in
+    profiles/t1.toml). Absent fields give P2's basic ATR: T=0 only, no TA1, TB1 00, TC1 00."""
     default = AtrConfig()
-    text = f.get("atr.fi_di", str, f"{default.fi_di:02X}")
-    if len(text) != 2 or any(c not in "0123456789abcdefABCDEF" for c in text):
-        f.fail("atr.fi_di", f"must be the TA1 byte as 2 hex digits like '13' (Fi index, Di index), got {text!r}")
-    fi_di = int(text, 16)
-    if fi_di >> 4 not in FI_TABLE:
-        f.fail("atr.fi_di", f"Fi index {fi_di >> 4:X} (TA1 {fi_di:02X}) is RFU")
-    if fi_di & 0xF not in DI_TABLE:
-        f.fail("atr.fi_di", f"Di index {fi_di & 0xF:X} (TA1 {fi_di:02X}) is RFU")
+    names = ", ".join(repr(name) for name in PROTOCOLS_BY_NAME)
+    chosen = f.get("atr.protocols", str, PROTOCOL_NAMES[default.protocols])
+    if chosen.lower() not in PROTOCOLS_BY_NAME:
+        f.fail("atr.protocols", f"must be one of {names}, got {chosen!r}")
+    protocols = PROTOCOLS_BY_NAME[chosen.lower()]
+    table = f.data.get("atr", {})  # a table: f.get above refused anything else
 
-    guard_time = f.number("atr.guard_time", 0, 255, None, " (TC1 extra guard time N)")
+    def absent(value) -> bool:
+        return isinstance(value, str) and value.lower() == "absent"
+
+    def hex_byte(field: str, fallback, what: str) -> int | None:
+        value = f.get(field, str, None if fallback is None else f"{fallback:02X}")
+        if value is None or absent(value):
+            return None
+        if len(value) != 2 or any(c not in "0123456789abcdefABCDEF" for c in value):
+            f.fail(field, f"must be {what} as 2 hex digits or 'absent', got {value!r}")
+        return int(value, 16)
+
+    fi_di = hex_byte("atr.fi_di", default.fi_di, "the TA1 byte like '13' (Fi index, Di index)")
+    if fi_di is not None and fi_di >> 4 not in FI_TABLE:
+        f.fail("atr.fi_di", f"Fi index {fi_di >> 4:X} (TA1 {fi_di:02X}) is RFU")
+    if fi_di is not None and fi_di & 0xF not in DI_TABLE:
+        f.fail("atr.fi_di", f"Di index {fi_di & 0xF:X} (TA1 {fi_di:02X}) is RFU")
+    tb1 = hex_byte("atr.tb1", default.tb1, "the TB1 byte like '00' (no VPP)")
+    if tb1 is not None and tb1 & 0x80:
+        f.fail("atr.tb1", f"b8 must be 0 (P2 §8.3.3.3), got {tb1:02X}")
+
+    guard_time = f.get("atr.guard_time", object, default.guard_time)
+    if absent(guard_time):
+        guard_time = None
+    elif guard_time is not None and (isinstance(guard_time, bool) or not isinstance(guard_time, int)
+                                     or not 0 <= guard_time <= 255):
+        f.fail("atr.guard_time", f"must be 0-255 (TC1 extra guard time N) or 'absent', "
+                                 f"got {type(guard_time).__name__} {guard_time!r}")
+    wi = f.number("atr.wi", 1, 255, None, " (TC2)")
     ifsc = f.number("atr.ifsc", 1, 254, default.ifsc, " (TA3)")
     bwi = f.number("atr.bwi", 0, 9, default.bwi, " (TB3 high nibble; A-F are RFU)")
     cwi = f.number("atr.cwi", 0, 15, default.cwi, " (TB3 low nibble)")
-    wi = f.number("atr.wi", 1, 255, None, " (TC2)")
     edc = f.get("atr.edc", str, default.edc).lower()
     if edc not in (EDC_LRC, EDC_CRC):
         f.fail("atr.edc", f"must be 'lrc' or 'crc', got {edc!r}")
+    if 1 not in protocols:
+        for name in ("ifsc", "bwi", "cwi", "edc"):
+            if name in table:
+                f.fail(f"atr.{name}", f"is a T=1 parameter, but atr.protocols is {chosen!r} "
+                                      f"(T=1 needs 't0+t1' or 't1')")
     specific = f.get("atr.specific_protocol", int, None)
-    if specific is not None and specific not in default.protocols:
+    if specific is not None and specific not in (0, 1):
         f.fail("atr.specific_protocol", f"must be 0 (T=0) or 1 (T=1), got {specific}")
-    return AtrConfig(fi_di=fi_di, guard_time=guard_time, wi=wi, ifsc=ifsc, bwi=bwi, cwi=cwi, edc=edc,
-                     specific=specific, historical=historical)
+    if specific is not None and specific not in protocols:
+        f.fail("atr.specific_protocol", f"T={specific} is not offered (atr.protocols is {chosen!r})")
+    try:
+        return AtrConfig(fi_di=fi_di, tb1=tb1, guard_time=guard_time, protocols=protocols, wi=wi, ifsc=ifsc,
+                         bwi=bwi, cwi=cwi, edc=edc, specific=specific, historical=historical)
+    except ValueError as problem:  # a combination the checks above missed: still one line naming the field
+        field, _, why = str(problem).partition(": ")
+        f.fail({"historical": "card.atr_historical", "specific": "atr.specific_protocol"}.get(field, f"atr.{field}"),
+               why)

@@ -50,8 +50,9 @@ _SW_WRONG_LENGTH = b"\x67\x00"
 _SW_UNKNOWN = b"\x6F\x00"
 
 
-def wwt_etu(wi: int = 10, di: int = 4) -> int:
-    """The T=0 work waiting time in etu: 960 × WI × Di (7816-3 §10.2)."""
+def wwt_etu(wi: int = 10, di: int = 1) -> int:
+    """The T=0 work waiting time in etu: 960 × WI × Di (7816-3 §10.2); 9600 on the default card
+    (WI 10, Di 1: P2 §9.2.2.1)."""
     return 960 * wi * di
 
 
@@ -93,7 +94,7 @@ class CardT0:
 
     outgoing = OUTGOING
 
-    def __init__(self, card: Card, wi: int = 10, di: int = 4, one_byte: bool = False, delay_etu=None):
+    def __init__(self, card: Card, wi: int = 10, di: int = 1, one_byte: bool = False, delay_etu=None):
         self.card = card
         self.wi, self.di = wi, di
         self.wwt = wwt_etu(wi, di)

@@ -7,7 +7,7 @@ tool prints: every byte, then the parameters the contacts will use.
 
 from __future__ import annotations
 
-from chip.atr import DD, FD, Atr, AtrError, parse_atr
+from chip.atr import CARD_CHARACTER_ETU, DD, FD, Atr, AtrError, parse_atr
 
 __all__ = ["Atr", "AtrError", "explain", "parse_atr"]
 
@@ -26,13 +26,17 @@ def explain(atr: bytes | str | Atr) -> list[str]:
     parsed = atr if isinstance(atr, Atr) else parse_atr(atr)
     lines = [f"ATR {parsed.raw.hex(' ').upper()}"] + parsed.explain()
     offered = ", ".join(f"T={t}" for t in parsed.protocols)
-    if parsed.negotiable:
+    if parsed.negotiable and parsed.ta1 is None:
+        lines.append(f"protocols {offered}: negotiable mode; no TA1: T={parsed.default_protocol} at Fi/Di "
+                     f"{FD}/{DD} for the whole session, no PPS needed")
+    elif parsed.negotiable:
         lines.append(f"protocols {offered}: negotiable mode; without PPS T={parsed.default_protocol} at Fi/Di "
                      f"{FD}/{DD}, TA1 allows up to {parsed.fi}/{parsed.di}")
     else:
         lines.append(f"protocols {offered}: specific mode, T={parsed.specific} at Fi/Di {parsed.fi}/{parsed.di} "
                      f"at once (no PPS)")
-    lines.append(f"character: {parsed.guard_etu()} etu (N={parsed.n})")
+    lines.append(f"characters: {parsed.guard_etu()} etu to the card (N={parsed.n}), "
+                 f"{CARD_CHARACTER_ETU} etu from the card")
     if 0 in parsed.protocols:
         lines.append(f"T=0: WI {parsed.wi}, WWT {parsed.wwt_etu()} etu at Di {parsed.di}")
     if 1 in parsed.protocols:

@@ -55,7 +55,7 @@ def short_tpdu(apdu: bytes):
 class ReaderT0:
     """Reader-side T=0: maps each command APDU to TPDUs and follows the card's procedure bytes."""
 
-    def __init__(self, wi: int = 10, di: int = 4, max_tpdus: int = MAX_TPDUS):
+    def __init__(self, wi: int = 10, di: int = 1, max_tpdus: int = MAX_TPDUS):
         self.wi, self.di = wi, di
         self.wait_etu = wwt_etu(wi, di)
         self.max_tpdus = max_tpdus

@@ -8,17 +8,22 @@ seed, dropped or extra bytes, parity errors (a T=0 character repeated after
 the receiver's error signal; for T=1 the block's EDC then fails), a mute card,
 a slow card.
 
-`WireReader` is a `Reader`: reset() runs the ATR (and PPS when asked), then
-every transmit() goes through the reader firmware, the wire and the card's
-protocol handler over T=0 or T=1, so every test and trace can run at the byte
-level.
+`WireReader` is a `Reader`: reset() runs the ATR (and a PPS when the ATR
+calls for one), then every transmit() goes through the reader firmware, the
+wire and the card's protocol handler over T=0 or T=1, so every test and trace
+can run at the byte level.
+
+Character timing (ISO 7816-3 §8.3, LD/T 32 P2 §9.2.2.1): the reader's
+characters are 12 + N etu apart, N from TC1 (N = 255: the minimum, 12 etu on
+T=0 and 11 on T=1); TC1 binds the reader only, so the card's characters are
+12 etu apart whatever N is.
 """
 
 import random
 from dataclasses import dataclass, field
 
 from chip import Card
-from chip.atr import parse_atr
+from chip.atr import CARD_CHARACTER_ETU, DD, DEFAULT_FI_DI, FD, parse_atr
 from chip.pps import CardPps
 from chip.t0 import CardT0
 from chip.t1 import CardT1
@@ -29,6 +34,7 @@ from .t0 import ReaderT0
 from .t1 import ReaderT1, describe as describe_t1
 
 CHARACTER_ETU = 10  # start bit, 8 data bits, parity
+MIN_CHARACTER_ETU = 12  # start-to-start of characters with no extra guard time (10 etu + 2 etu guard time)
 DEFAULT_CLOCK = 4_000_000  # Hz
 ERROR_SIGNAL_ETU = 2  # a T=0 receiver holds I/O low after a parity error; the sender repeats the character
 MAX_ROUNDS = 100_000
@@ -118,13 +124,15 @@ class Wire:
     """Moves bytes between a reader end and a card end, counting etu."""
 
     def __init__(self, reader_end, card_end, protocol: int, fi: int = 372, di: int = 4,
-                 clock: int = DEFAULT_CLOCK, guard_etu: int = 2, faults: Faults | None = None, log=None,
+                 clock: int = DEFAULT_CLOCK, to_card_etu: int = MIN_CHARACTER_ETU,
+                 to_reader_etu: int = CARD_CHARACTER_ETU, faults: Faults | None = None, log=None,
                  log_offset: float = 0.0):
         self.reader_end = reader_end
         self.card_end = card_end
         self.protocol = protocol
         self.fi, self.di, self.clock = fi, di, clock
-        self.character_etu = CHARACTER_ETU + guard_etu
+        self.to_card_etu = to_card_etu  # start-to-start of the reader's characters: 12 + N (TC1)
+        self.to_reader_etu = to_reader_etu  # of the card's characters: TC1 does not apply to them
         self.faults = faults or Faults()
         self.etu = 0
         self.log = log  # list of Event, or None
@@ -142,7 +150,7 @@ class Wire:
     def _carry(self, data: bytes, end, to_card: bool) -> None:
         """Move `data` to `end` through the faults, counting its time on the line."""
         arrived, extra, parity, notes = self.faults.apply(data, to_card, self.protocol)
-        self.etu += len(data) * self.character_etu + extra
+        self.etu += len(data) * (self.to_card_etu if to_card else self.to_reader_etu) + extra
         for note in notes:
             self._note("!", b"", note)
         if not arrived:
@@ -195,16 +203,23 @@ class Wire:
 class WireReader(Reader):
     """A `Reader` that runs APDUs through the reader firmware, the wire and the card, over T=0 or T=1.
 
-    `fi_di`: ask for these TA1 values by PPS after the ATR (None: keep the default Fi 372 / Di 1
-    until... see reset()). `faults` and `clock` go to the wire; `log` collects every byte.
+    `protocol`: "T=0" or "T=1"; by default the card's own, the first protocol its ATR offers (T=0
+    on the default card). `pps`: ask for this TA1 byte (Fi/Di) by PPS after the ATR; by default
+    the card's TA1. No PPS is sent when there is nothing to negotiate: the first offered protocol
+    at Fd/Dd 372/1 (no TA1, or TA1 11) is what runs without one (ISO 7816-3 §6.3.1, P2 §8.7).
+    `faults` and `clock` go to the wire; `log` collects every byte.
     """
 
-    def __init__(self, card: Card, protocol: str = "T=1", pps: int | None = None, faults: Faults | None = None,
-                 clock: int = DEFAULT_CLOCK, log: list | None = None, ifsd: int = 254, one_byte: bool = False):
-        if protocol not in ("T=0", "T=1"):
+    def __init__(self, card: Card, protocol: str | None = None, pps: int | None = None,
+                 faults: Faults | None = None, clock: int = DEFAULT_CLOCK, log: list | None = None,
+                 ifsd: int = 254, one_byte: bool = False):
+        if protocol not in (None, "T=0", "T=1"):
             raise ValueError(f"protocol must be 'T=0' or 'T=1', not {protocol!r}")
         self.card = card
-        self.protocol = 0 if protocol == "T=0" else 1
+        if protocol is None:
+            self.protocol = parse_atr(card.atr).default_protocol
+        else:
+            self.protocol = 0 if protocol == "T=0" else 1
         self.pps = pps
         self.faults = faults or Faults()
         self.clock = clock
@@ -217,15 +232,15 @@ class WireReader(Reader):
         self.atr = None
 
     def reset(self) -> bytes:
-        """Activate the card: ATR at the initial etu (Fi 372, Di 1), then PPS, then the protocol."""
+        """Activate the card: ATR at the initial etu (Fi 372, Di 1), then PPS if needed, then the protocol."""
         self._finish()
         atr = self.card.power_on(self.protocol)
         params = parse_atr(atr)
         self.atr = params
-        activation = Wire(None, None, self.protocol, 372, 1, self.clock, faults=Faults(), log=self.log,
-                          log_offset=self.seconds)
+        activation = Wire(None, None, self.protocol, FD, DD, self.clock, to_card_etu=params.guard_etu(0),
+                          faults=Faults(), log=self.log, log_offset=self.seconds)
         activation._note("<", atr, "ATR")
-        activation.etu += len(atr) * activation.character_etu
+        activation.etu += len(atr) * activation.to_reader_etu
         if params.specific is not None:  # specific mode (TA2): TA1's values apply at once, no PPS
             fi, di = params.fi, params.di
         else:
@@ -241,30 +256,41 @@ class WireReader(Reader):
                               fi=fi, di=di, delay_etu=self.faults.slow_etu)
             reader_end = ReaderT1(ifsc=params.ifsc, ifsd=self.ifsd, edc=params.edc, bwi=params.bwi,
                                   cwi=params.cwi, fi=fi, di=di)
-        self.wire = Wire(reader_end, card_end, self.protocol, fi, di, self.clock, 2 + params.n, self.faults,
-                         self.log, log_offset=self.seconds)
+        self.wire = Wire(reader_end, card_end, self.protocol, fi, di, self.clock,
+                         to_card_etu=params.guard_etu(self.protocol), faults=self.faults, log=self.log,
+                         log_offset=self.seconds)
         return atr
 
     def _negotiate(self, params, activation: Wire) -> tuple[int, int]:
-        """PPS after the ATR: request the asked TA1 (or the card's own); keep the defaults if refused."""
+        """PPS after the ATR: request the asked TA1 (or the card's own); keep the defaults if refused.
+
+        Nothing to negotiate - the first offered protocol, and Fd/Dd (no TA1 or TA1 11, no other
+        value asked) - means no PPS at all: the card's default runs at once (the basic P2 card)."""
         fi_di = self.pps if self.pps is not None else params.ta1
+        nothing_asked = fi_di is None or self.pps is None and fi_di == DEFAULT_FI_DI
+        if self.protocol == params.default_protocol and nothing_asked:
+            return FD, DD
         reader_pps = ReaderPps(self.protocol, fi_di)
         card_pps = CardPps(params)
         request = reader_pps.output()
         activation._note(">", request, "PPS request")
-        activation.etu += len(request) * activation.character_etu
+        activation.etu += len(request) * activation.to_card_etu
         card_pps.receive(request)
         answer = card_pps.output()
         if answer:
             activation._note("<", answer, "PPS response")
-            activation.etu += len(answer) * activation.character_etu
+            activation.etu += len(answer) * activation.to_reader_etu
             reader_pps.receive(answer)
         else:
-            activation._note("!", b"", "no PPS response: the card refused; default Fi/Di kept")
+            offered = ", ".join(f"T={t}" for t in params.protocols)
+            why = "" if self.protocol in params.protocols else \
+                f" (the ATR offers {offered} only: a real reader would reset or reject the card)"
+            activation._note("!", b"", f"no PPS response: the card refused{why}; default Fi/Di kept")
+            activation.etu += reader_pps.wait_etu
             reader_pps.timeout()
         if reader_pps.accepted:
             return reader_pps.fi, reader_pps.di
-        return 372, 1
+        return FD, DD
 
     def _finish(self) -> None:
         if self.wire is not None:
