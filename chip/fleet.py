@@ -47,8 +47,9 @@ def luhn_digit(digits: str) -> str:
 def variant(base: Profile, index: int) -> Profile:
     """The base profile made into card number `index` (0 <= index < 10**8) of a fleet.
 
-    Card number `T` + index in 8 digits; serial = index as 5 bytes (EF05 01
-    bytes 4-8, SPEC §5.1 diversification data: distinct SSSE keys); PAN = the
+    Card number `T` + index in 8 digits; serial = index as 4 bytes (EF05 item 01
+    bytes 9-12 and ATR historical bytes 10-13, so the card-level diversification
+    factor of P9 §7.3.3 differs: distinct SSSE keys); PAN = the
     base PAN's first 6 digits, the index zero-filled to fill the base PAN's
     length, a Luhn digit (distinct financial keys).
     """
@@ -60,7 +61,8 @@ def variant(base: Profile, index: int) -> Profile:
     return dataclasses.replace(
         base,
         card_number=f"T{index:0{CARD_NUMBER_DIGITS}d}",
-        serial=index.to_bytes(5, "big"),
+        serial=index.to_bytes(4, "big"),
+        atr_historical=base.atr_historical[:9] + index.to_bytes(4, "big"),
         financial=dataclasses.replace(base.financial, pan=pan),
     )
 
