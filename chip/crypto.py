@@ -12,7 +12,7 @@ Two families of recipes live here:
   part 9 (PSAM): key diversification by levels (P9 §7.1.1, §7.2.1, §7.3),
   process keys (P4 §8.4), the command MAC (P4 §8.2), data encipherment
   (P4 §8.3), authentication data (P4 §9.3) and the TAC key (P7 §15);
-- the financial application's EMV/PBOC recipes (docs/financial.md): ICC
+- the financial application's EMV/PBOC recipes (docs/decisions.md, financial application): ICC
   master key, session key from the ATC, ISO 9797-1 MAC algorithm 3 (`mac`,
   `mac4`), application cryptogram, ARPC, enciphered PIN block.
 

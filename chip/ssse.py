@@ -213,7 +213,7 @@ class SsseApplet(Applet):
         for alternative in rule:
             for condition in alternative:
                 if condition is PIN:
-                    if not self.pin.validated:
+                    if not self.pin_satisfied():
                         break
                 elif condition not in granted and condition != self.generation:
                     break
@@ -222,7 +222,8 @@ class SsseApplet(Applet):
         return False
 
     def pin_satisfied(self) -> bool:
-        return self.pin.validated
+        """The PIN condition: verified in this session, or no PIN stored (P5 §7.3.1 "if the holder set one")."""
+        return self.pin.validated or not self.pin.value
 
     def card_key(self, name: str) -> bytes:
         return self.keys[name].value
@@ -380,7 +381,7 @@ class SsseApplet(Applet):
         if len(data) not in (16, 17):
             raise CardError(SW_WRONG_LENGTH)
         spec = BY_CARD_ID.get((self._df_tag(), cmd.p2))
-        if spec is None:
+        if spec is None or spec.name == "ssse_irk":  # IRK serves INTERNAL AUTHENTICATE only
             raise CardError(SW_REFERENCED_DATA_NOT_FOUND)
         self._key_version(data)
         key = self.keys[spec.name]

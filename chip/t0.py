@@ -39,6 +39,14 @@ log = logging.getLogger("sscard.chip")
 
 # INS whose data flow card → reader on T=0: READ BINARY, READ RECORD, GET RESPONSE, GET CHALLENGE, GET DATA
 OUTGOING = frozenset((0xB0, 0xB2, 0xC0, 0x84, 0xCA))
+PURSE_CLA = 0xB0  # the medical purse (LD/T 32 P5 §7): GET BALANCE B0 26 and GET STARTING DAY B0 56 01 send data
+
+
+def sends_data(cla: int, ins: int, p1: int) -> bool:
+    """Whether a T=0 command's P3 is Le (data card → reader) rather than Lc."""
+    if cla == PURSE_CLA:
+        return ins == 0x26 or ins == 0x56 and p1 == 0x01
+    return ins in OUTGOING
 ENVELOPE = 0xC2
 NULL = 0x60
 MAX_ENVELOPE = 4 + 3 + 65535 + 2  # the longest command APDU (case 4E)
@@ -91,8 +99,6 @@ class CardT0:
     (None: 0). `busy_etu` is that time for the command just processed (the
     wire may set it back to 0 once it has counted it).
     """
-
-    outgoing = OUTGOING
 
     def __init__(self, card: Card, wi: int = 10, di: int = 1, one_byte: bool = False, delay_etu=None):
         self.card = card
@@ -167,7 +173,7 @@ class CardT0:
                 self._start_receiving(header)
             return
         self._envelope.clear()  # any other command ends an unfinished ENVELOPE sequence
-        if ins in self.outgoing:
+        if sends_data(cla, ins, header[2]):
             if held is not None and held[0] == header[:4] and len(held[1]) == (p3 or 256):
                 self._send_data(ins, held[1], held[2])
                 return

@@ -140,3 +140,19 @@ def test_power_cut_at_every_write_of_debit_for_purchase(tmp_path):
         n += 1
     assert points == ["open-tmp", "write-half", "fsync-tmp", "rename", "fsync-folder"]
     assert outcomes == {"old": 4, "new": 1}
+
+
+@pytest.mark.parametrize("profile_name, protocol", [("default", "T=0"), ("t1", "T=1")])
+def test_offline_purchase_over_the_wire(profile_name, protocol):
+    """The whole purchase byte by byte through the reader firmware (ISO 7816-3): on T=0 the card
+    knows GET BALANCE (B0 26) and GET STARTING DAY (B0 56 01) send data, the rest of the purse
+    receives it."""
+    from reader.wire import WireReader
+
+    card = Card.from_profile(profile_name, date=WHEN.date())
+    reader = WireReader(card, protocol=protocol)
+    terminal = SsseTerminal(reader, Psam(SimReader(Card.psam(profile_name))))
+    assert terminal.start() == 0x9000
+    assert terminal.pharmacy_purchase("123456", AMOUNT, WHEN)["sw"] == 0x9000
+    assert balance(reader) == load_profile(profile_name).medical_balance - AMOUNT
+    assert transmit_all(reader, H("B056010002")) == H("0101") + H("9000")
