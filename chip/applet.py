@@ -48,6 +48,7 @@ class Applet:
         VERIFY: "verify",
     }
 
+    RECORD_MODES = frozenset(range(7))  # READ RECORD P2 b3-b1 modes answered (P5 table 32); others 6A86
     RESELECT_RESTARTS = True  # SELECT by name of the selected application starts a new session
     LE_00_ASKS_LENGTH = False  # READ RECORD with Le 00: 6Cxx (LD/T 32 P5 §6.10.4) or the record (EMV)
     commands: dict = {}  # CLA<<8|INS -> plain function, resolved from COMMANDS per class (see _make_tables)
@@ -139,7 +140,7 @@ class Applet:
         if cmd.data:
             raise CardError(SW_WRONG_LENGTH)
         mode = cmd.p2 & 7
-        if mode == 7:
+        if mode not in self.RECORD_MODES:
             raise CardError(SW_WRONG_P1P2)
         ef = self._record_ef(cmd.p2 >> 3)
         rule = ef.read

@@ -26,6 +26,7 @@ def directory_entry(label: bytes) -> bytes:
 
 class PseApplet(Applet):
     NAME = "pse"
+    RECORD_MODES = frozenset((4,))  # EMV: records by number only (EMV Book 1 §11.2)
     ROOT = PSE
 
     @staticmethod
@@ -38,6 +39,7 @@ class PseApplet(Applet):
 
 class PpseApplet(Applet):
     NAME = "ppse"
+    RECORD_MODES = frozenset((4,))  # EMV: records by number only (EMV Book 1 §11.2)
     ROOT = PPSE
 
     @staticmethod

@@ -138,6 +138,7 @@ class Transaction:
 
 class FinancialApplet(Applet):
     NAME = "fin"
+    RECORD_MODES = frozenset((4,))  # EMV: records by number only (EMV Book 1 §11.2)
     ROOT = ADF
     COMMANDS = {
         **Applet.COMMANDS,

@@ -257,6 +257,6 @@ def test_diversify_random(master, d):
 
 
 def test_algorithm_flags():
-    # SPEC §2.1 (model): 01 = 3DES, 04 = SM4; the block sizes the IV and padding depend on
-    assert BY_FLAG == {0x01: TDES, 0x04: SM4}
-    assert (TDES.flag, TDES.block, SM4.flag, SM4.block) == (0x01, 8, 0x04, 16)
+    # the SSSE FCI's 9F0C 86 01 xx (Sichuan reader spec §10.1, both real cards): 01 DES family, 03 SM4
+    assert BY_FLAG == {0x01: TDES, 0x03: SM4}
+    assert (TDES.flag, TDES.block, SM4.flag, SM4.block) == (0x01, 8, 0x03, 16)

@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from helpers import Session
 
 import chip
 from chip import Card, ProfileError, load_profile
@@ -103,18 +104,24 @@ def test_load_default():
     assert profile.birth_date == datetime.date(1990, 3, 7)
     assert profile.card_number == "T00000001"
     assert profile.region_code == "110100"
-    assert profile.serial == bytes.fromhex("0000000001")
-    assert profile.institution == bytes.fromhex("110100000000000000000001")
+    assert profile.serial == bytes.fromhex("00000001")
+    assert profile.auth_code == bytes(4)
+    # V2 table 12: issuer identification 9156000002 || issuing region || initialiser's region || sequence
+    assert profile.institution == bytes.fromhex("915600000211010011010001")
+    # P2 table 16: chip supplier, COS, manufacturer, region's first 4 digits, card serial
+    assert profile.atr_historical == bytes.fromhex("00815353438699110100000001")
+    assert profile.medical_balance == 50000 and profile.medical_start_day == "0101"
     assert profile.issue_date is None and profile.expiry_date is None and profile.validity_years == 10
     assert profile.initial_pin == "123456"
     assert profile.pin_tries == 6
     assert profile.activation_deadline_days == 300
-    assert profile.algorithm_flag == 0x04
+    assert profile.algorithm_flag == 0x03  # SM4 (Sichuan reader spec §10.1)
+    # the project's default roots: byte i of a key is its prefix + i
+    prefixes = {"ssse_irk": 0x50, "ssse_rk": 0x40, "ssse_stk": 0x60, "ssse_puk": 0x70, "ssse_bk": 0x80,
+                "ssse_uk": 0x90, "df04_stk": 0x20, "df04_rk1": 0xE0, "df04_uk1": 0xF0, "df04_uk2": 0x10,
+                "df04_dpk": 0xA0, "df04_dlk": 0xB0, "df04_dtk": 0xC0, "df04_dsk": 0xD0}
     assert profile.keys == {
-        "ssse_rk": bytes.fromhex("404142434445464748494A4B4C4D4E4F"),
-        "ssse_irk": bytes.fromhex("505152535455565758595A5B5C5D5E5F"),
-        "ssse_stk": bytes.fromhex("606162636465666768696A6B6C6D6E6F"),
-        "ssse_puk": bytes.fromhex("707172737475767778797A7B7C7D7E7F"),
+        **{name: bytes(range(prefix, prefix + 16)) for name, prefix in prefixes.items()},
         "fin_imk_ac": bytes.fromhex("0123456789ABCDEFFEDCBA9876543210"),
         "fin_imk_smi": bytes.fromhex("FEDCBA98765432100123456789ABCDEF"),
         "fin_imk_smc": bytes.fromhex("89ABCDEF0123456776543210FEDCBA98"),
@@ -181,10 +188,10 @@ BAD = [
     ("id-missing", {"holder.id_number": DELETE}, "holder.id_number", "missing"),
     ("holder-not-a-table", {"holder": "李华"}, "holder", "must be a table"),
     # ssse
-    ("pin-3-digits", {"ssse.initial_pin": "123"}, "ssse.initial_pin", "4-12 digits, got '123'"),
-    ("pin-13-digits", {"ssse.initial_pin": "1234567890123"}, "ssse.initial_pin", "got '1234567890123'"),
+    ("pin-3-digits", {"ssse.initial_pin": "123"}, "ssse.initial_pin", "4-16 digits (LD/T 32 P5 §6.14), got '123'"),
+    ("pin-17-digits", {"ssse.initial_pin": "12345678901234567"}, "ssse.initial_pin", "got '12345678901234567'"),
     ("pin-letter", {"ssse.initial_pin": "12a4"}, "ssse.initial_pin", "got '12a4'"),
-    ("pin-fullwidth", {"ssse.initial_pin": "１２３４５６"}, "ssse.initial_pin", "4-12 digits"),
+    ("pin-fullwidth", {"ssse.initial_pin": "１２３４５６"}, "ssse.initial_pin", "4-16 digits"),
     ("pin-int", {"ssse.initial_pin": 123456}, "ssse.initial_pin", "must be str, got int"),
     ("pin-tries-0", {"ssse.pin_tries": 0}, "ssse.pin_tries", "must be 1-15 (63Cx holds it in 4 bits), got 0"),
     ("pin-tries-16", {"ssse.pin_tries": 16}, "ssse.pin_tries", "got 16"),
@@ -203,19 +210,29 @@ BAD = [
     ("region-code-letters", {"card.region_code": "11010A"}, "card.region_code", "must be 6 digits"),
     ("region-code-missing", {"card.region_code": DELETE}, "card.region_code", "missing"),
     ("serial-bad-hex", {"card.serial": "000000000G"}, "card.serial", "must be hexadecimal"),
-    ("serial-4-bytes", {"card.serial": "00000001"}, "card.serial", "must be 5 bytes (10 hex digits), got 4"),
+    ("serial-5-bytes", {"card.serial": "0000000001"}, "card.serial", "must be 4 bytes (8 hex digits), got 5"),
+    ("auth-code-3-bytes", {"card.auth_code": "000000"}, "card.auth_code", "must be 4 bytes (8 hex digits), got 3"),
+    ("institution-not-issuer", {"card.institution": "110100000000000000000001"}, "card.institution",
+     "must start with the issuer identification 9156000002 (V2 table 12)"),
+    ("ethnicity-97", {"holder.ethnicity": 97}, "holder.ethnicity", "must be a GB 3304 code 1-56 or 99 (other), got 97"),
+    ("medical-balance-negative", {"medical.balance": -1}, "medical.balance", "got -1"),
+    ("medical-start-day-1332", {"medical.start_day": "1332"}, "medical.start_day", "got '1332'"),
     ("institution-short", {"card.institution": "1101"}, "card.institution", "must be 12 bytes"),
     ("card-type-2-chars", {"card.type": "33"}, "card.type", "got '33'"),
-    ("spec-version-3-chars", {"card.spec_version": "3.0"}, "card.spec_version", "got '3.0'"),
+    ("spec-version-3-chars", {"card.spec_version": "3.0"}, "card.spec_version", "must be one of 2.00, 3.00, got '3.0'"),
     ("validity-0", {"card.validity_years": 0}, "card.validity_years", "got 0"),
     ("atr-historical-16-bytes", {"card.atr_historical": "00" * 16}, "card.atr_historical", "got 16"),
+    ("atr-historical-12-bytes", {"card.atr_historical": "00" * 12}, "card.atr_historical",
+     "must be the 13 historical bytes of LD/T 32 part 2 table 16, got 12"),
     # keys
     ("key-bad-hex", {"keys.ssse_rk": "4041424344454647XX494A4B4C4D4E4F"}, "keys.ssse_rk", "must be hexadecimal"),
     ("key-odd-length", {"keys.ssse_irk": "505152535455565758595A5B5C5D5E5"}, "keys.ssse_irk", "must be hexadecimal"),
     ("key-15-bytes", {"keys.fin_imk_smc": "89ABCDEF0123456776543210FEDCBA"}, "keys.fin_imk_smc",
      "must be 16 bytes (32 hex digits), got 15"),
     ("key-missing", {"keys.ssse_puk": DELETE}, "keys.ssse_puk", "missing"),
-    ("keys-table-missing", {"keys": {}}, "keys.ssse_rk", "missing"),
+    ("keys-table-missing", {"keys": {}}, "keys.ssse_irk", "missing"),
+    ("key-bk-missing", {"keys.ssse_bk": DELETE}, "keys.ssse_bk", "missing"),
+    ("key-dpk-missing", {"keys.df04_dpk": DELETE}, "keys.df04_dpk", "missing"),
     ("key-int", {"keys.fin_imk_ac": 1}, "keys.fin_imk_ac", "must be str, got int 1"),
 ]
 
@@ -250,7 +267,9 @@ _X_SEQUENCE = next(s for s in range(1, 1000, 2) if check_character(f"11010119900
     ({"holder.name": "李" * 25}, "holder_name", "李" * 25),
     ({"holder.name": "A" * 50}, "holder_name", "A" * 50),
     ({"holder.ethnicity": 56}, "ethnicity", 56),
-    ({"holder.ethnicity": 97}, "ethnicity", 97),
+    ({"holder.ethnicity": 99}, "ethnicity", 99),
+    ({"ssse.initial_pin": "1234567890123456"}, "initial_pin", "1234567890123456"),
+    ({"card.spec_version": "2.00"}, "spec_version", "2.00"),
     ({"holder.id_number": f"11010119900307{_X_SEQUENCE:03d}x"}, "id_number", f"11010119900307{_X_SEQUENCE:03d}X"),
     ({"card.issue_date": datetime.date(2026, 1, 15), "card.expiry_date": datetime.date(2026, 1, 16)},
      "expiry_date", datetime.date(2026, 1, 16)),
@@ -258,7 +277,7 @@ _X_SEQUENCE = next(s for s in range(1, 1000, 2) if check_character(f"11010119900
     ({"ssse.algorithm": "3DES"}, "algorithm_flag", 0x01),
     ({"holder.gender": "female", "holder.id_number": with_check("11010119900307124")}, "gender", "2"),
 ], ids=["pin-4", "pin-12", "tries-1", "tries-15", "name-50-bytes-gbk", "name-50-ascii", "ethnicity-56",
-        "ethnicity-97", "id-lowercase-x", "expiry-next-day", "issue-date-string", "algorithm-3des", "female"])
+        "ethnicity-99", "pin-16", "generation-2", "id-lowercase-x", "expiry-next-day", "issue-date-string", "algorithm-3des", "female"])
 def test_boundary_values_are_accepted(changes, attribute, value):
     profile = parse_profile(changed(changes), source=SRC)
     assert getattr(profile, attribute) == value
@@ -346,15 +365,15 @@ TWENTY = "张王李赵刘陈杨黄吴周徐孙马朱胡郭何高林罗"
 
 
 def read_name_records(path) -> tuple[bytes, bytes]:
-    reader = SimReader(Card.from_profile(str(path)))
-    reader.reset()
-    assert reader.transmit(SELECT_SSSE)[-2:] == b"\x90\x00"
-    assert reader.transmit(bytes.fromhex("00B2093000")) == b"\x69\x82"  # protected before VERIFY
-    assert reader.transmit(VERIFY_123456) == b"\x90\x00"
-    r09 = reader.transmit(bytes.fromhex("00B2093000"))
-    r4e = reader.transmit(bytes.fromhex("00B24E3000"))
-    assert r09[-2:] == b"\x90\x00" and r4e[-2:] == b"\x90\x00"
-    return r09[:-2], r4e[:-2]
+    """EF06 items 09 and 4E of a card made from `path`: on a 3.00 card after external
+    authentication with RKSSSE (V2 table 3, Sichuan reader spec §10.2)."""
+    session = Session(card=Card.from_profile(str(path)))
+    session.select()
+    assert session.tx("00B2093020") == "6982"
+    assert session.external_auth("ssse_rk") == "9000"
+    r09, r4e = session.tx("00B2093020"), session.tx("00B24E3016")
+    assert r09[-4:] == "9000" and r4e[-4:] == "9000"
+    return bytes.fromhex(r09[:-4]), bytes.fromhex(r4e[:-4])
 
 
 @pytest.mark.parametrize("name, head, tail", [
@@ -385,17 +404,17 @@ def test_twenty_chinese_characters_exact_bytes(tmp_path):
 
 def test_profile_fields_reach_ef06(tmp_path):
     first17 = f"11010119900307{_X_SEQUENCE:03d}"
-    path = write_profile(tmp_path, {"holder.id_number": first17 + "x", "holder.ethnicity": 97,
-                                    "holder.birthplace": "440305"})
-    reader = SimReader(Card.from_profile(str(path)))
+    path = write_profile(tmp_path, {"holder.id_number": first17 + "x", "holder.ethnicity": 10,
+                                    "holder.birthplace": "440305", "card.spec_version": "2.00"})
+    reader = SimReader(Card.from_profile(str(path)), protocol="T=1")
     reader.reset()
     reader.transmit(SELECT_SSSE)
-    assert reader.transmit(VERIFY_123456) == b"\x90\x00"
-    assert reader.transmit(bytes.fromhex("00B2083000")) == b"\x08\x12" + (first17 + "X").encode() + b"\x90\x00"
-    assert reader.transmit(bytes.fromhex("00B20A3000")) == b"\x0a\x01" + b"1" + b"\x90\x00"
-    assert reader.transmit(bytes.fromhex("00B20B3000")) == b"\x0b\x01\x61\x90\x00"
-    assert reader.transmit(bytes.fromhex("00B20C3000")) == b"\x0c\x03\x44\x03\x05\x90\x00"
-    assert reader.transmit(bytes.fromhex("00B20D3000")) == b"\x0d\x04\x19\x90\x03\x07\x90\x00"
+    # a 2.00 card: EF06 free (V2 table 3); ethnicity 朝鲜族 10 is cn, the byte 10 (V2 table 14)
+    assert reader.transmit(bytes.fromhex("00B2083014")) == b"\x08\x12" + (first17 + "X").encode() + b"\x90\x00"
+    assert reader.transmit(bytes.fromhex("00B20A3003")) == b"\x0a\x01" + b"1" + b"\x90\x00"
+    assert reader.transmit(bytes.fromhex("00B20B3003")) == b"\x0b\x01\x10\x90\x00"
+    assert reader.transmit(bytes.fromhex("00B20C3005")) == b"\x0c\x03\x44\x03\x05\x90\x00"
+    assert reader.transmit(bytes.fromhex("00B20D3006")) == b"\x0d\x04\x19\x90\x03\x07\x90\x00"
 
 
 def test_profile_dataclass_is_frozen():
