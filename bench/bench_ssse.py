@@ -1,30 +1,61 @@
-"""The SSSE mix on the card core: SELECT, VERIFY, READ RECORD x7 (+ GET RESPONSE on T=0).
+"""The SSSE mix on the card core, as a terminal reads a 3.00 card (LD/T 32 P7; the real trace T1):
 
-Run with `make bench`. Each round is one whole mix; APDU/s = APDUs per round /
-mean round time (pytest-benchmark prints the mean; `extra_info` carries the
-APDU count). Figures are recorded in bench/README.md.
+SELECT SSSE by name; READ RECORD EF05 items 01, 03, 05, 06, 07; VERIFY 123456; GET CHALLENGE +
+EXTERNAL AUTHENTICATE (RKSSSE); READ RECORD EF06 items 08 and 09 - on the default card, which
+runs T=0: the reader fetches the SELECT's FCI with GET RESPONSE (12 card exchanges per round).
+Then the authentication and MAC-checked commands on their own, for both algorithm families.
+
+Run with `make bench`. Each round is one whole mix; ops/s is mixes per second, APDU/s = card
+exchanges per round / mean round time (`extra_info` carries the exchange count). The card's
+random source is fixed, so the terminal's cryptograms (tests/oracle.py through
+tests/ssse_helpers.py) are computed once, outside the timed loop. Figures are recorded in
+bench/README.md.
 """
 
 import datetime
+import sys
+from pathlib import Path
 
 import pytest
 
 from chip import Card
 from reader import SimReader
 
-SELECT = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
-GET_FCI = bytes.fromhex("00C000001B")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import ssse_helpers as sh  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
+
+SELECT = sh.SELECT_SSSE
 VERIFY = bytes.fromhex("0020000003123456")
-READS = [bytes.fromhex(h) for h in (
-    "00B2012C00", "00B2052C00", "00B2062C00", "00B2072C00",  # EF05 by record number
-    "00B2083000", "00B2093000", "00B20D3000",  # EF06 by identifier
-)]
+GET_CHALLENGE = bytes.fromhex("0084000008")
+EF05_READS = [sh.read_record(n, 5, 4, le) for n, le in ((0x01, 18), (0x03, 6), (0x05, 6), (0x06, 6), (0x07, 11))]
+EF06_READS = [sh.read_record(0x08, 6, 0, 20), sh.read_record(0x09, 6, 0, 32)]  # by identifier
 DATE = datetime.date(2026, 11, 21)
+CHALLENGE = bytes.fromhex("1122334455667788")
+PROFILES = ["default", "default-3des"]
 
 
-def mix_for(protocol: str) -> list[bytes]:
-    head = [SELECT, GET_FCI] if protocol == "T=0" else [SELECT]
-    return head + [VERIFY] + READS
+def fixed_challenge_card(profile="default", state=None):
+    """A card whose random source is fixed, so the terminal's answers can be computed once."""
+    card = Card.from_profile(profile, state=state, date=DATE)
+    card.random = lambda n: CHALLENGE[:n]
+    return card
+
+
+def commands(card):
+    """The terminal's authenticated commands for this card (the oracle's cryptograms)."""
+    terminal = sh.Terminal(card)
+    external_auth = terminal.auth_command("ssse_rk", CHALLENGE)
+    puk_auth = terminal.auth_command("ssse_puk", CHALLENGE)
+    header = bytes.fromhex("8424000004")
+    pin_unblock = header + terminal.mac("ssse_stk", CHALLENGE, header, b"")
+    return external_auth, puk_auth, pin_unblock
+
+
+def mix_for(card) -> list[bytes]:
+    external_auth = commands(card)[0]
+    return [SELECT] + EF05_READS + [VERIFY, GET_CHALLENGE, external_auth] + EF06_READS
 
 
 def run_mix(reader, mix):
@@ -35,104 +66,95 @@ def run_mix(reader, mix):
     return last
 
 
-@pytest.mark.parametrize("protocol", ["T=1", "T=0"])
-def bench_ssse_mix_in_memory(benchmark, protocol):
-    reader = SimReader(Card.from_profile(date=DATE), protocol=protocol)
+def checked(reader, mix) -> int:
+    """Run the mix once outside the timer: every command answers 9000; return the card exchanges it takes."""
+    card = reader.card
+    exchanges = []
+    transmit = card.transmit
+    card.transmit = lambda apdu: exchanges.append(apdu) or transmit(apdu)
+    try:
+        answers = [reader.transmit(apdu)[-2:] for apdu in mix]
+    finally:
+        del card.transmit
+    assert answers == [b"\x90\x00"] * len(mix), [a.hex() for a in answers]
+    return len(exchanges)
+
+
+def powered(card):
+    reader = SimReader(card)  # the card's own protocol: T=0 on the shipped profiles
     reader.reset()
-    mix = mix_for(protocol)
-    benchmark.extra_info["apdus_per_round"] = len(mix)
-    assert run_mix(reader, mix)[-2:] == b"\x90\x00"
+    assert card.protocol == 0
+    return reader
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def bench_ssse_mix_in_memory(benchmark, profile):
+    card = fixed_challenge_card(profile)
+    reader = powered(card)
+    mix = mix_for(card)
+    benchmark.extra_info["apdus_per_round"] = checked(reader, mix)
     result = benchmark(run_mix, reader, mix)
     assert result[-2:] == b"\x90\x00"
 
 
 def bench_ssse_mix_with_image(benchmark, tmp_path):
-    reader = SimReader(Card.from_profile(state=tmp_path / "card.img", date=DATE))
-    reader.reset()
-    mix = mix_for("T=1")
-    benchmark.extra_info["apdus_per_round"] = len(mix)
+    """The same mix on an image-backed card: VERIFY and EXTERNAL AUTHENTICATE make two durable commits each."""
+    card = fixed_challenge_card(state=tmp_path / "card.img")
+    reader = powered(card)
+    mix = mix_for(card)
+    benchmark.extra_info["apdus_per_round"] = checked(reader, mix)
     result = benchmark.pedantic(run_mix, args=(reader, mix), rounds=200, warmup_rounds=5)
     assert result[-2:] == b"\x90\x00"
 
 
 def bench_read_record_only(benchmark):
-    """One protected READ RECORD after VERIFY: the cheapest hot-path command."""
-    reader = SimReader(Card.from_profile(date=DATE))
-    reader.reset()
-    reader.transmit(SELECT)
-    reader.transmit(VERIFY)
-    result = benchmark(reader.transmit, READS[4])
+    """One protected READ RECORD (EF06 item 08, after RKSSSE): the cheapest hot-path command."""
+    card = fixed_challenge_card()
+    reader = powered(card)
+    checked(reader, mix_for(card))
+    result = benchmark(reader.transmit, EF06_READS[0])
     assert result[-2:] == b"\x90\x00"
 
 
 def bench_verify_only(benchmark):
     """VERIFY in memory: two commits (anti-tearing decrement, then restore)."""
-    reader = SimReader(Card.from_profile(date=DATE))
-    reader.reset()
+    reader = powered(fixed_challenge_card())
     reader.transmit(SELECT)
     result = benchmark(reader.transmit, VERIFY)
     assert result == b"\x90\x00"
 
 
-# -- issue 3: authentication and MAC-checked commands ------------------------------------------
-CHALLENGE = bytes.fromhex("1122334455667788")
-
-
-def _fixed_challenge_card(profile="default"):
-    """A card whose random source is fixed, so the PSAM's answers can be computed once."""
-    card = Card.from_profile(profile, date=DATE)
-    card.random = lambda n: CHALLENGE[:n]
-    return card
-
-
-def _auth_apdus(profile):
-    from chip.apdu import build
-    from reader.psam import Psam
-    from reader.ssse_terminal import SsseTerminal
-
-    card = _fixed_challenge_card(profile)
-    terminal = SsseTerminal(SimReader(card), Psam(SimReader(Card.psam(profile))))
-    terminal.start()
-    d, flag, block = terminal.diversification, terminal.algorithm_flag, terminal.block
-    cryptogram = terminal.psam.external_auth_cryptogram(flag, d, CHALLENGE)
-    mac = terminal.psam.mac4("puk", flag, d, CHALLENGE.ljust(block, b"\0"), bytes.fromhex("8424000004"))
-    get_challenge = bytes.fromhex("0084000008")
-    external_auth = build(0x00, 0x82, 0x00, 0x0A, cryptogram)
-    pin_unblock = bytes.fromhex("8424000004") + mac
-    return get_challenge, external_auth, pin_unblock
-
-
-@pytest.mark.parametrize("profile", ["default", "default-3des"])
+@pytest.mark.parametrize("profile", PROFILES)
 def bench_ssse_mix_with_auth(benchmark, profile):
-    """The SSSE mix with a terminal's authentication: SELECT, GET CHALLENGE, EXTERNAL
-    AUTHENTICATE, READ RECORD x7, GET CHALLENGE, PIN UNBLOCK (MAC-checked) - 12 APDUs."""
-    get_challenge, external_auth, pin_unblock = _auth_apdus(profile)
-    reader = SimReader(_fixed_challenge_card(profile))
-    reader.reset()
-    mix = [SELECT, get_challenge, external_auth] + READS + [get_challenge, pin_unblock]
-    benchmark.extra_info["apdus_per_round"] = len(mix)
-    assert [reader.transmit(a)[-2:] for a in mix] == [b"\x90\x00"] * len(mix)
+    """The mix, then the PIN-unblock step of a service window: GET CHALLENGE, EXTERNAL AUTHENTICATE
+    (PUK), GET CHALLENGE, PIN UNBLOCK 84 24 00 00 (MAC-checked) - 16 card exchanges."""
+    card = fixed_challenge_card(profile)
+    reader = powered(card)
+    _, puk_auth, pin_unblock = commands(card)
+    mix = mix_for(card) + [GET_CHALLENGE, puk_auth, GET_CHALLENGE, pin_unblock]
+    benchmark.extra_info["apdus_per_round"] = checked(reader, mix)
     result = benchmark(run_mix, reader, mix)
     assert result == b"\x90\x00"
 
 
-@pytest.mark.parametrize("profile", ["default", "default-3des"])
+@pytest.mark.parametrize("profile", PROFILES)
 def bench_external_authenticate(benchmark, profile):
-    """GET CHALLENGE + EXTERNAL AUTHENTICATE (two commits: RK counter decrement, restore)."""
-    get_challenge, external_auth, _ = _auth_apdus(profile)
-    reader = SimReader(_fixed_challenge_card(profile))
-    reader.reset()
+    """GET CHALLENGE + EXTERNAL AUTHENTICATE RKSSSE (two commits: the key's counter decrement, the restore)."""
+    card = fixed_challenge_card(profile)
+    reader = powered(card)
+    external_auth = commands(card)[0]
     reader.transmit(SELECT)
-    result = benchmark(run_mix, reader, [get_challenge, external_auth])
+    result = benchmark(run_mix, reader, [GET_CHALLENGE, external_auth])
     assert result == b"\x90\x00"
 
 
-@pytest.mark.parametrize("profile", ["default", "default-3des"])
+@pytest.mark.parametrize("profile", PROFILES)
 def bench_mac_checked_command(benchmark, profile):
-    """GET CHALLENGE + PIN UNBLOCK: one MAC4 check (ISO 9797-1 alg 3 or SM4 CBC-MAC)."""
-    get_challenge, _, pin_unblock = _auth_apdus(profile)
-    reader = SimReader(_fixed_challenge_card(profile))
-    reader.reset()
+    """GET CHALLENGE + PIN UNBLOCK after PUK: one MAC4 check under the STK process key (P4 §8.2)."""
+    card = fixed_challenge_card(profile)
+    reader = powered(card)
+    _, puk_auth, pin_unblock = commands(card)
     reader.transmit(SELECT)
-    result = benchmark(run_mix, reader, [get_challenge, pin_unblock])
+    checked(reader, [GET_CHALLENGE, puk_auth])
+    result = benchmark(run_mix, reader, [GET_CHALLENGE, pin_unblock])
     assert result == b"\x90\x00"

@@ -15,11 +15,13 @@ from reader.wire import Faults, WireReader
 from tests.conftest import CARD_DATE
 
 SELECT = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
-FCI = "6F19840F7378312E73682EC9E7BBE1B1A3D5CFA5069F0C03860104"
+# 6F { 84 DF name, A5 { 88 01 1E (DIR SFI 30), 9F0C 03 86 01 03 (SM4) } } (P5 table 36, as real cards)
+FCI = "6F1C840F7378312E73682EC9E7BBE1B1A3D5CFA50988011E9F0C03860103"
 VERIFY = "0020000003123456"
 WRONG = "0020000003111111"
-READ = "00B2083000"  # EF06 08, simple-TLV: 08 12 + 18 bytes
-RECORD = "0812313130313031313939303033303731323333"
+READ = "00B2012C12"  # EF05 (SFI 5) record 1, Le 18: the card identification code, simple-TLV 01 10 + 16 bytes
+RECORD = "0110" "110100" "D156000005" "00000001" "00000000"  # V2 table 10
+NOTHING_WAITING = "6F00"  # GET RESPONSE with no data waiting (P5 §6.6.4; SPEC §2)
 
 
 def hx(text: str) -> bytes:
@@ -31,10 +33,10 @@ def tx(reader, apdu: str) -> str:
 
 
 def gather(reader, first: str) -> tuple[str, int]:
-    """Follow 61xx with GET RESPONSE 00 (Le 00: as much as the card gives); (data, pieces)."""
+    """Follow 61xx with GET RESPONSE for the length it names, as a terminal does; (data, pieces)."""
     out, pieces = first, 0
     while len(out) >= 4 and out[-4:-2] == "61":
-        out = out[:-4] + tx(reader, "00C0000000")
+        out = out[:-4] + tx(reader, "00C00000" + out[-2:])
         pieces += 1
     return out, pieces
 
@@ -132,8 +134,8 @@ def test_chunk_serves_pieces_through_get_response_on_t1(selected, card):
     first = tx(selected, READ)
     assert first == "6104"
     data, pieces = gather(selected, first)
-    assert data == RECORD + "9000" and pieces == 5  # 20 bytes in pieces of 4
-    assert tx(selected, "00C0000002") == "6985"  # nothing held any more: the card's own answer
+    assert data == RECORD + "9000" and pieces == 5  # 18 bytes in pieces of 4 (4 4 4 4 2)
+    assert tx(selected, "00C0000002") == NOTHING_WAITING  # nothing held any more: the card's own answer
 
 
 def test_chunk_respects_a_shorter_le_and_other_commands_drop_it(selected, card):
@@ -141,7 +143,7 @@ def test_chunk_respects_a_shorter_le_and_other_commands_drop_it(selected, card):
     assert tx(selected, READ) == "6108"
     assert tx(selected, "00C0000003") == RECORD[:6] + "6108"
     assert tx(selected, READ) == RECORD + "9000"  # a new command: the held data is gone, once spent
-    assert tx(selected, "00C0000000") == "6985"
+    assert tx(selected, "00C0000000") == NOTHING_WAITING
 
 
 def test_chunk_on_t0_after_61xx(t0reader, card):
@@ -149,7 +151,7 @@ def test_chunk_on_t0_after_61xx(t0reader, card):
     first = tx(t0reader, SELECT)
     assert first == "610A"
     data, pieces = gather(t0reader, first)
-    assert data == FCI + "9000" and pieces == 3  # 27 bytes: 10 + 10 + 7
+    assert data == FCI + "9000" and pieces == 3  # 30 bytes: 10 + 10 + 10
 
 
 def test_tlv_flips_the_first_value_byte(selected, card):
@@ -161,8 +163,8 @@ def test_tlv_flips_the_first_value_byte(selected, card):
 def test_tlv_on_t0_descends_into_the_fci_and_keeps_61xx(t0reader, card):
     inject(card, "tlv", ins=0xA4)
     first = tx(t0reader, SELECT)
-    assert first == "611B"
-    assert gather(t0reader, first)[0] == flipped(FCI, 4) + "9000"  # 6F 19 84 0F [73]...
+    assert first == "611E"
+    assert gather(t0reader, first)[0] == flipped(FCI, 4) + "9000"  # 6F 1C 84 0F [73]...
 
 
 def test_corrupt_tlv_forms():
@@ -397,8 +399,9 @@ def test_trace_mute_fails_at_its_line_and_state_stays(image):
 
 
 def test_trace_chunk():
-    pieces = [RECORD[i:i + 8] for i in range(0, 40, 8)]
-    lines = "".join(f"> 00 C0 00 00 00\n< {p} {'61 04' if i < 4 else '90 00'}\n" for i, p in enumerate(pieces))
+    pieces = [RECORD[i:i + 8] for i in range(0, len(RECORD), 8)]  # 4 4 4 4 2 bytes
+    after = ["61 04", "61 04", "61 04", "61 02", "90 00"]  # what is left after each piece
+    lines = "".join(f"> 00 C0 00 00 00\n< {p} {sw}\n" for p, sw in zip(pieces, after, strict=True))
     result, _ = run(HEAD + f"! fault chunk 4 ins B2\n> {READ}\n< 61 04\n" + lines)
     assert result.ok, result.report()
 

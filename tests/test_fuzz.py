@@ -1,28 +1,36 @@
 """Property-based fuzzing (hypothesis) of everything that takes bytes or text from outside.
 
 1. `Card.transmit`: random APDU sequences, biased toward the card's real CLA/INS values,
-   SELECTs of every application and file, VERIFYs (right and wrong PINs, both
-   applications), GET CHALLENGE + random MACs, GPO + GENERATE AC + random issuer
-   scripts, resets in T=0 and T=1, on several personalised starting states. After
-   every APDU:
-   - no exception escapes `Card.transmit` and `6F00` (an internal error) never appears;
+   SELECTs of every application and file of the LD/T 32 tree (DDF, DF01-DF04, DF07, their
+   EFs), VERIFYs (right and wrong PINs, both applications), CHANGE PIN, GET CHALLENGE, EXTERNAL
+   AUTHENTICATE with right cryptograms (RKSSSE, PUK, BK, UKSSSE, RK1DF04, UK2DF04: the card's
+   random source is deterministic, so the oracle tests/oracle.py knows its challenge) and wrong
+   ones, UPDATE RECORD / BINARY, the medical purse's B0 commands, MAC-protected commands with
+   random MACs, GPO + GENERATE AC + random issuer scripts, GET RESPONSE, resets in T=0 and T=1,
+   on several personalised starting states. After every APDU:
+   - no exception escapes `Card.transmit`, and `6F00` appears only where the standard
+     defines it: GET RESPONSE with nothing waiting (P5 §6.6.4; SPEC §2); any other `6F00`
+     is an internal error;
    - a command answered with an error SW (anything but 9000/61xx/62xx/63xx) changes no
      persistent state (`image.encode(card.store.objects, 0)` identical before/after);
    - 63Cx changes only one try counter, down by one; 6983 changes nothing;
-   - every persistent change is one of the few a command without a MAC may make
-     (try counter down; PIN tries back to the limit on a 9000 VERIFY / CHANGE PIN;
-     the SSSE PIN value and activation on a 9000 CHANGE PIN; ATC +1 on GENERATE AC);
-     in particular no lock (SSSE lock, card state, financial lock) is ever lifted
-     and no try counter ever grows otherwise (random commands never carry a valid MAC);
-   - no protected record (EF05 05/06, EF06, DF04 records, the transparent EF07/EF08)
-     comes back without a verified PIN or external authentication in the session.
+   - every persistent change is one a command without a valid MAC may make: a try counter
+     down by one; PIN tries back to the limit on a 9000 VERIFY / CHANGE PIN, a key's tries back
+     to the limit on a 9000 EXTERNAL AUTHENTICATE; the SSSE PIN value and activation on a 9000
+     CHANGE PIN; a file's content (and, in DF04, the activation) on a 9000 plain UPDATE after an
+     external authentication; the ATC +1 on GENERATE AC. In particular no lock (SSSE lock, card
+     state, financial lock) is ever set or lifted, no purse amount or counter moves, and no try
+     counter ever grows otherwise (random MACs are never valid);
+   - no protected record or binary (every EF whose read rule needs the PIN or a key on this
+     3.00 card: EF06, EF07, EF08, DF01-DF04, DF07) comes back without a verified PIN or an
+     external authentication in the session.
 2. Parsers: the trace parser (TraceError or a Trace), the profile loader (ProfileError
    or a Profile), vpcd framing (events, never an exception), T=1 blocks (Block or
    Invalid), chip.ber.parse (ValueError or a list).
 
 Counts are bounded so the file runs in well under a minute; `SSCARD_FUZZ_EXAMPLES=N`
 multiplies them for long runs (N examples per property for the card). Run with
-`pytest -s` to see the summary lines ("fuzz: N APDUs, 0 exceptions, 0 6F00").
+`pytest -s` to see the summary lines ("fuzz: N APDUs, 0 exceptions, 0 undesigned 6F00").
 """
 
 import collections
@@ -36,10 +44,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import oracle
+import ssse_helpers as sh
 from chip import Card, ber, image
 from chip.directory import PPSE_NAME, PSE_NAME
 from chip.financial import AID, pin_block
-from chip.fs import LINEAR
+from chip.fs import TRANSPARENT
 from chip.image import MemoryBackend
 from chip.pin import pack, unpack
 from chip.profile import SHIPPED, Profile, ProfileError, parse_profile
@@ -49,8 +59,6 @@ from chip.t1 import CRC, LRC, Block, BlockReader, Invalid, edc, decode as t1_dec
 from reader import SimReader
 from reader.issuer import IssuerHost
 from reader.payment_terminal import PaymentTerminal
-from reader.psam import Psam
-from reader.ssse_terminal import SsseTerminal
 from reader.trace import Trace, TraceError, parse as parse_trace
 from reader.vpcd import Apdu, GetAtr, PowerOff, PowerOn, Reset, Unknown, VpcdProtocol
 
@@ -73,11 +81,15 @@ SSSE_PIN, FIN_PIN = "123456", "000000"
 CDOL1 = bytes.fromhex("000000001000" "000000000000" "0156" "0000000000" "0156" "261121" "00" "11223344")
 GPO = bytes.fromhex("80A800000B830900000000100001560000")
 GPO_SM4 = bytes.fromhex("80A800000B830900000000100001560001")
+FINGERPRINT = bytes(range(0x40, 0x80))  # EF07 content of the "active" card (64 bytes, protected by RKSSSE)
+PHOTO = bytes.fromhex("FFD8FFE0") + bytes(range(0x80, 0xC0))  # EF08 content
 
 
 def _terminal(card):
-    terminal = SsseTerminal(SimReader(card), Psam(SimReader(Card.psam("default", date=D))))
-    assert terminal.start() == 0x9000
+    reader = SimReader(card)
+    reader.reset()
+    terminal = sh.Terminal(card, reader.transmit)
+    terminal.start()
     return terminal
 
 
@@ -86,8 +98,20 @@ def _fresh(card):
 
 
 def _active(card):
-    """SSSE activated by a hospital registration (a DF04 record exists), financial application activated."""
-    assert _terminal(card).register(date=D, amount=1234) == 0x9000
+    """SSSE activated by a medical settlement record (UK2DF04), one purchase in EF08, the fingerprint
+    and photo written (UKSSSE), one special-settlement record; financial application activated."""
+    t = _terminal(card)
+    t.authenticate("ssse_uk")
+    t.ok(sh.apdu(0x00, 0xD6, 0x87, 0x00, FINGERPRINT))
+    t.ok(sh.apdu(0x00, 0xD6, 0x88, 0x00, PHOTO))
+    t.ok(sh.verify(SSSE_PIN))
+    t.ok(sh.SELECT_DF04)
+    t.authenticate("df04_uk2")
+    t.ok(t.settlement_total(1234))
+    t.ok(t.settlement_count(1))
+    t.ok(sh.apdu(0x00, 0xDC, 0x00, 0x15 << 3 | 3, bytes.fromhex("0A0B0C")))
+    t.purchase(1234, 1000, 234)
+    assert card.store["ssse.state"].lifecycle == "active"
     host = IssuerHost("default")
     host.queue(host.profile.financial.pan, IssuerHost.activation(FIN_PIN))
     outcome = PaymentTerminal(SimReader(card), date=D).purchase(0, host=host)
@@ -95,34 +119,41 @@ def _active(card):
 
 
 def _locked(card):
-    """SSSE loss-locked after a registration; financial application blocked by script."""
-    terminal = _terminal(card)
-    assert terminal.register(date=D) == 0x9000
-    assert terminal.lock() == 0x9000
+    """SSSE loss-locked (BK, 84 1E 00 00) after a medical write; financial application blocked by script."""
+    t = _terminal(card)
+    t.ok(sh.SELECT_DF04)
+    t.authenticate("df04_uk2")
+    t.ok(t.settlement_total(1234))
+    t.ok(sh.SELECT_SSSE)
+    t.do_lock()
     host = IssuerHost("default")
     host.queue(host.profile.financial.pan, IssuerHost.command(0x84, 0x1E))
     outcome = PaymentTerminal(SimReader(card), date=D).purchase(0, host=host)
     assert [sw for _, sw in outcome.script_results] == [0x9000]
 
 
+def _blocked(card):
+    """SSSE permanently blocked (BK, 84 1E 00 01): 9303 to everything in it."""
+    _terminal(card).do_lock(permanent=True)
+    assert card.store["ssse.state"].lock == "blocked"
+
+
 def _last_tries(card):
-    """One try left on both PINs, and on RK."""
-    r = SimReader(card)
-    r.reset()
-    assert r.transmit(b"\x00\xA4\x04\x00" + bytes((len(DDF_NAME),)) + DDF_NAME)[-2:] == b"\x90\x00"
+    """One try left on both PINs, on RKSSSE and on PUK."""
+    t = _terminal(card)
     for left in range(5, 0, -1):
-        assert r.transmit(bytes.fromhex("0020000003999999")) == bytes((0x63, 0xC0 | left))
-    terminal = _terminal(card)
-    for left in (2, 1):
-        challenge = terminal.challenge()
-        assert terminal.send(bytes.fromhex("0082000A10") + challenge * 2)[-2:] == bytes((0x63, 0xC0 | left))
+        assert t.send(sh.verify("999999")) == bytes((0x63, 0xC0 | left))
+    for key in ("ssse_rk", "ssse_puk"):
+        for left in (2, 1):
+            assert t.send(t.external_authenticate(key, wrong=True)) == bytes((0x63, 0xC0 | left))
+    r = SimReader(card)
     r.reset()
     assert r.transmit(b"\x00\xA4\x04\x00\x08" + AID)[-2:] == b"\x90\x00"
     for left in (2, 1):
         assert r.transmit(b"\x00\x20\x00\x80\x08" + pin_block("999999")) == bytes((0x63, 0xC0 | left))
 
 
-BASES = {"fresh": _fresh, "active": _active, "locked": _locked, "last-tries": _last_tries}
+BASES = {"fresh": _fresh, "active": _active, "locked": _locked, "blocked": _blocked, "last-tries": _last_tries}
 
 
 @functools.cache
@@ -132,40 +163,65 @@ def base_image(name: str) -> bytes:
     return image.encode(card.store.objects, 0)
 
 
+def card_random(n: int) -> bytes:
+    """The fuzzed cards' random source: deterministic (reproducible failures, and the oracle knows every
+    challenge: GET CHALLENGE with Le n answers 01 02 .. n)."""
+    return bytes(range(1, n + 1))
+
+
 def card_from(blob: bytes) -> Card:
     objects, _ = image.decode(blob)
     card = Card(Store(MemoryBackend(), objects), D)
-    card.random = lambda n: bytes(range(1, n + 1))  # deterministic challenges: reproducible failures
+    card.random = card_random
     return card
+
+
+@functools.cache
+def terminal_keys() -> tuple[str, dict]:
+    """The default card's family and card keys, from the oracle (tests/ssse_helpers.py)."""
+    t = sh.Terminal(Card.from_profile("default", date=D))
+    return t.family, t.keys
 
 
 # -- what the fuzzer sends ------------------------------------------------------------------------------
 
-CLAS = (0x00, 0x80, 0x84, 0x04)
-INSES = (0xA4, 0xB0, 0xB2, 0xDC, 0xE2, 0x20, 0x5E, 0x84, 0x82, 0x88, 0x1E, 0x18, 0x16, 0x24, 0xA8, 0xAE,
-         0xCA, 0xC0, 0xDA, 0x1A, 0xFA)
-P_VALUES = (0x00, 0x01, 0x02, 0x03, 0x04, 0x08, 0x09, 0x0A, 0x0C, 0x14, 0x2C, 0x30, 0x34, 0x40, 0x80,
-            0x9F, 0xA8, 0xAC, 0xB4, 0xDF, 0x7F, 0xFF)
-DATA_LENGTHS = (0, 1, 2, 3, 4, 6, 8, 10, 11, 12, 16, 20, 23, 29, 31, 33)
+CLAS = (0x00, 0x80, 0x84, 0x04, 0xB0)
+INSES = (0xA4, 0xB0, 0xB2, 0xDC, 0xD6, 0x20, 0x5E, 0x84, 0x82, 0x88, 0x1E, 0x18, 0x16, 0x24, 0xA8, 0xAE,
+         0xCA, 0xC0, 0xDA, 0x28, 0x2A, 0x2C, 0x26, 0x2E, 0x56)
+P_VALUES = (0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x08, 0x09, 0x0A, 0x0C, 0x14, 0x28, 0x2C, 0x30, 0x34,
+            0x40, 0x44, 0x80, 0x84, 0x85, 0x86, 0x87, 0x88, 0x92, 0x93, 0x9F, 0xA8, 0xAB, 0xAC, 0xDF, 0x7F,
+            0xFF)
+DATA_LENGTHS = (0, 1, 2, 3, 4, 6, 8, 10, 11, 12, 15, 16, 17, 19, 20, 23, 29, 31, 33)
 
 
 def select_name(name: bytes) -> bytes:
     return b"\x00\xA4\x04\x00" + bytes((len(name),)) + name
 
 
-SELECTS = [select_name(n) for n in (DDF_NAME, PSE_NAME, PPSE_NAME, AID, bytes.fromhex("D15600000504"),
-                                    bytes.fromhex("D156000005"), DDF_NAME[:5], AID[:5])] + [
+RID = bytes.fromhex("D156000005")
+SELECTS = [select_name(n) for n in (DDF_NAME, PSE_NAME, PPSE_NAME, AID, RID + b"\x00", RID + b"\x01",
+                                    RID + b"\x02", RID + b"\x03", RID + b"\x04", RID, DDF_NAME[:5], AID[:5])] + [
     bytes.fromhex(h) for h in (
-        "00A4040000", "00A40000023F00", "00A4000C023F00", "00A4010C02DF04", "00A4000002DF04", "00A4020C02EF15",
-        "00A4020002EF05", "00A4020C02EF06", "00A4020C02EF07", "00A4000002EF08", "00A4010002DDF1",
-        "00A4080004DDF1DF04", "00A40804063F00DDF1EF06", "00A4030000", "00A4040201D1", "00A4000C02DDF1",
+        "00A4040000", "00A40000023F00", "00A4000C023F00", "00A4010C02DF04", "00A4000002DF04", "00A4000002DF01",
+        "00A4020C02EF15", "00A4020002EF05", "00A4020C02EF06", "00A4020C02EF07", "00A4020002EF08",
+        "00A4010002DDF1", "00A4080004DDF1DF04", "00A40804063F00DDF1EF06", "00A4030000", "00A4040201D1",
+        "00A4000C02DDF1", "00A4040206D15600000500", "00A4040C06D15600000503",
     )]
 MF_SELECTS = {bytes.fromhex("00A40000023F00"), bytes.fromhex("00A4000C023F00"), bytes.fromhex("00A4040000")}
-APP_NAMES = {DDF_NAME, PSE_NAME, PPSE_NAME, AID}
+OTHER_APP_NAMES = {PSE_NAME, PPSE_NAME, AID}  # selecting one of these leaves the SSSE
 READS = [bytes.fromhex(h) for h in (
-    "00B2052C00", "00B2062C00", "00B2053400", "00B2083400", "00B2093400", "00B2013400", "00B2073400", "00B2012C00",
-    "00B201AC00", "00B2510400", "00B201B400", "00B2010C00", "00B2020C00", "00B2030C00", "00B0870000", "00B0880000",
-    "00B0000000", "00B2050400", "00B2010400", "00B2013C00",
+    "00B2012C12", "00B2012C00", "00B2032C06", "00B2052C06", "00B2072C0B", "00B2083014", "00B2093020",
+    "00B20D3006", "00B2083400", "00B2013500", "00B2843000", "00B2842805", "00B2922806", "00B2013400",
+    "00B2014400", "00B2014420", "00B2014C1C", "00B201AC03", "00B201AC00", "00B2012D00", "00B2010400",
+    "00B2012404", "00B20B3403", "00B0870000", "00B0880040", "00B0870010", "00B0000000", "00B2010C00",
+    "00B2000400", "00B2F13000",
+)]
+AUTH_KEYS = ("ssse_rk", "ssse_puk", "ssse_bk", "ssse_uk", "df04_rk1", "df04_uk2", "df04_uk1")
+UPDATES = [bytes.fromhex(h) for h in (
+    "00DC072C0B0709543030303030303039", "00DC07280B0709543030303030303039", "00DC0928" "22" "0920" + "41" * 32,
+    "00DC922806920400009999", "00DC93280493023032", "00DC90280390013030", "00DC00AB03112233", "00DC01AC03445566",
+    "00DC87281387" "11" + "31" * 17, "00D6870004DEADBEEF", "00D6880A02CAFE", "00D6000002ABCD", "00D60010020102",
+    "00DC082C14" + "0812" + "31" * 18, "00DC012C0101", "00DC000403010203",
 )]
 
 
@@ -180,7 +236,7 @@ def raw_apdu(draw):
     form = draw(st.integers(0, 9))
     n = draw(st.sampled_from(DATA_LENGTHS) | st.integers(1, 255))
     data = draw(st.binary(min_size=n, max_size=n))
-    le = draw(st.sampled_from((0, 1, 2, 4, 8, 0x10, 0x20)) | st.integers(0, 255))
+    le = draw(st.sampled_from((0, 1, 2, 4, 8, 0x10, 0x16, 0x20)) | st.integers(0, 255))
     if form == 0:
         return head
     if form == 1:
@@ -204,75 +260,181 @@ def digits(draw, right: str) -> str:
     return draw(st.text("0123456789", min_size=4, max_size=12))
 
 
+def external_authenticate(draw) -> bytes:
+    """EXTERNAL AUTHENTICATE with one of the card's keys: mostly the right cryptogram for the challenge
+    the card answers (its random source is known), sometimes a wrong one, a wrong version byte or a
+    challenge of another length."""
+    family, keys = terminal_keys()
+    key = draw(st.sampled_from(AUTH_KEYS))
+    challenge = card_random(draw(st.sampled_from((8, 8, 8, 4, 16))))
+    original = draw(st.sampled_from((bytes(8), bytes.fromhex("0102030405060708"), b"\xA5" * 8)))
+    auth = oracle.auth_data(family, oracle.process_key(family, keys[key], challenge), original)
+    if draw(st.integers(0, 4)) == 0:
+        auth = bytes((auth[0] ^ 0x80,)) + auth[1:]
+    data = auth + original + draw(st.sampled_from((b"", b"", b"\x01", b"\x02")))
+    return sh.apdu(0x00, 0x82, 0x00, sh.KEY[key].card_id, data)
+
+
+def right_auth(key: str, challenge_length: int = 8) -> list[bytes]:
+    """GET CHALLENGE, then EXTERNAL AUTHENTICATE with `key`'s right cryptogram for it."""
+    family, keys = terminal_keys()
+    challenge = card_random(challenge_length)
+    original = bytes.fromhex("0102030405060708")
+    auth = oracle.auth_data(family, oracle.process_key(family, keys[key], challenge), original)
+    return [bytes((0x00, 0x84, 0x00, 0x00, challenge_length)), sh.apdu(0x00, 0x82, 0x00, sh.KEY[key].card_id,
+                                                                       auth + original)]
+
+
+@st.composite
+def macro(draw):
+    """A short terminal flow that reaches the authorised paths: authenticate, then update or transact."""
+    kind = draw(st.integers(0, 5))
+    if kind == 0:
+        return right_auth(draw(st.sampled_from(AUTH_KEYS)), draw(st.sampled_from((8, 8, 4, 16))))
+    if kind == 1:  # a medical write in DF04
+        return [sh.SELECT_DF04, *right_auth(draw(st.sampled_from(("df04_uk2", "df04_uk1")))),
+                draw(st.sampled_from(UPDATES))]
+    if kind == 2:  # an update of the SSSE's own files
+        return [sh.SELECT_SSSE, *right_auth("ssse_uk"), draw(st.sampled_from(UPDATES))]
+    if kind == 3:  # a purchase with a random MAC1
+        return [sh.SELECT_DF04, sh.verify(SSSE_PIN), sh.Terminal.init_purchase(100, 50, 50),
+                sh.apdu(0xB0, 0x2C, 0x01, 0x00, bytes.fromhex("0000123420261121103000") + draw(st.binary(
+                    min_size=4, max_size=4)), le=0x08)]
+    if kind == 4:  # a maintenance command with a random MAC after its control key
+        key, command = draw(st.sampled_from((("ssse_bk", "841E000004"), ("ssse_bk", "841E000104"),
+                                             ("ssse_bk", "8418000004"), ("ssse_bk", "8416000004"),
+                                             ("ssse_puk", "8424000004"), ("ssse_puk", "842400010C"))))
+        body = b"" if command.endswith("04") else bytes(8)
+        return [sh.SELECT_SSSE, *right_auth(key), bytes((0x00, 0x84, 0x00, 0x00, 0x08)),
+                bytes.fromhex(command) + body + draw(st.binary(min_size=4, max_size=4))]
+    return [sh.SELECT_SSSE, *right_auth("ssse_rk"), draw(st.sampled_from(READS))]
+
+
 @st.composite
 def step(draw, card):
-    """One step: ('reset', protocol) or ('apdu', bytes). Drawn with the card's current state in view
-    (the right PINs are the oracle's knowledge, to reach the authorised paths too)."""
+    """One step: ('reset', protocol) or ('apdus', [bytes, ...]). Drawn with the card's current state in
+    view (the right PINs and cryptograms are the oracle's knowledge, to reach the authorised paths too)."""
     kind = draw(st.integers(0, 99))
+    if kind >= 90:
+        return ("apdus", draw(macro()))
+    kind, value = draw(single(card))
+    return ("reset", value) if kind == "reset" else ("apdus", [value])
+
+
+START = st.sampled_from(([], [sh.SELECT_SSSE], [sh.SELECT_SSSE], [sh.SELECT_SSSE, sh.verify(SSSE_PIN)],
+                         [sh.SELECT_DF04], [select_name(AID)]))
+
+
+@st.composite
+def single(draw, card):
+    """One command (or a reset)."""
+    kind = draw(st.integers(0, 89))
     if kind < 4:
         return ("reset", draw(st.sampled_from((0, 1, 1))))
-    if kind < 22:
+    if kind < 20:
         return ("apdu", draw(st.sampled_from(SELECTS)))
-    if kind < 32:
+    if kind < 28:
         pin = digits(draw, unpack(card.store["ssse.pin"].value))
         return ("apdu", bytes((0x00, 0x20, 0x00, 0x00, len(pack(pin)))) + pack(pin))
-    if kind < 38:
+    if kind < 32:
         pin = digits(draw, FIN_PIN)
         return ("apdu", b"\x00\x20\x00\x80\x08" + pin_block(pin))
-    if kind < 41:
+    if kind < 34:
         old = digits(draw, unpack(card.store["ssse.pin"].value))
         new = digits(draw, "246810")
         data = pack(old) + b"\xFF" + pack(new)
         return ("apdu", bytes((0x80, 0x5E, 0x01, 0x00, len(data))) + data)
-    if kind < 50:
+    if kind < 44:
         return ("apdu", draw(st.sampled_from(READS)))
-    if kind < 55:
-        return ("apdu", bytes.fromhex("0084000008"))
-    if kind < 62:  # a MAC-protected command with a random MAC (after GET CHALLENGE, or not)
+    if kind < 50:
+        return ("apdu", bytes((0x00, 0x84, 0x00, 0x00, draw(st.sampled_from((8, 8, 4, 0x10, 0, 7))))))
+    if kind < 56:
+        return ("apdu", external_authenticate(draw))
+    if kind < 60:
+        return ("apdu", draw(st.sampled_from(UPDATES)))
+    if kind < 66:  # a MAC-protected command with a random MAC (after GET CHALLENGE, or not)
         cla, ins, p1, p2 = draw(st.sampled_from((
             (0x84, 0x1E, 0, 0), (0x84, 0x1E, 0, 1), (0x84, 0x18, 0, 0), (0x84, 0x16, 0, 0), (0x84, 0x24, 0, 0),
-            (0x84, 0x24, 0, 2), (0x80, 0x5E, 0, 0), (0x04, 0xDA, 0xDF, 0x7F), (0x04, 0xDA, 0x9F, 0x14),
-            (0x04, 0xDA, 0x9F, 0x23), (0x00, 0x82, 0x00, 0x0A), (0x00, 0x82, 0x00, 0x00), (0x00, 0xE2, 0x00, 0xA8),
-            (0x00, 0xDC, 0x01, 0xAC))))
-        body = draw(st.sampled_from((b"", b"\x01", pack("246810"), bytes(16), bytes(10), bytes(21))))
+            (0x84, 0x24, 0, 1), (0x84, 0x24, 0, 2), (0x04, 0xDA, 0xDF, 0x7F), (0x04, 0xDA, 0x9F, 0x14),
+            (0x04, 0xDA, 0x9F, 0x23), (0x04, 0xDC, 0x07, 0x2C), (0x04, 0xDC, 0x92, 0x30), (0x04, 0xD6, 0x87, 0x00),
+            (0xB0, 0x56, 0x00, 0x00), (0xB0, 0x2A, 0x00, 0x00), (0xB0, 0x2C, 0x01, 0x00))))
+        body = draw(st.sampled_from((b"", b"\x01", b"\x07\x01", pack("246810"), bytes(16), bytes(7), bytes(11),
+                                     bytes.fromhex("070954303030303030303039"))))
         mac = draw(st.binary(min_size=4, max_size=16))
         data = body + mac
         return ("apdu", bytes((cla, ins, p1, p2, len(data))) + data)
-    if kind < 66:
+    if kind < 72:  # the medical purse
+        return ("apdu", draw(st.sampled_from((
+            sh.Terminal.init_purchase(100, 50, 50), sh.Terminal.init_purchase(10**9), sh.Terminal.init_load(500),
+            bytes.fromhex("B0260001" "04"), bytes.fromhex("B0260002" "06"), bytes.fromhex("B0260003" "00"),
+            bytes.fromhex("B02E0032" "02" "0000" "08"), bytes.fromhex("B02E0031" "02" "0000" "08"),
+            bytes.fromhex("B056010002"), bytes.fromhex("B05600000207" "01"), bytes.fromhex("B0280101" "00"),
+            bytes.fromhex("B02C0100" "0F" + "00" * 15 + "08"), bytes.fromhex("B02A0000" "0B" + "00" * 11 + "04"),
+        ))))
+    if kind < 76:
         return ("apdu", draw(st.sampled_from((GPO, GPO_SM4))))
-    if kind < 71:
+    if kind < 80:
         p1 = draw(st.sampled_from((0x00, 0x40, 0x80, 0xC0, 0x90)))
         data = draw(st.sampled_from((CDOL1, b"00" + CDOL1, b"\x30\x35" + CDOL1, CDOL1[:20])))
         le = draw(st.sampled_from((b"\x00", b"", b"\x00", b"\x40")))
         return ("apdu", bytes((0x80, 0xAE, p1, 0x00, len(data))) + data + le)
-    if kind < 73:
+    if kind < 82:
         return ("apdu", draw(st.sampled_from([bytes.fromhex("80CA" + t + "00") for t in
-                                              ("9F36", "9F13", "9F17", "9F79", "9F4F", "9F14", "9F23", "DF7F")])))
-    if kind < 75:
-        return ("apdu", bytes.fromhex("00C0000000"))
+                                              ("9F36", "9F13", "9F17", "9F79", "9F4F", "9F14", "9F23", "DF7F",
+                                               "DF7E", "DF7D")])))
+    if kind < 85:
+        return ("apdu", draw(st.sampled_from((bytes.fromhex("00C0000000"), bytes.fromhex("00C0000004"),
+                                              bytes.fromhex("00C00000"), bytes.fromhex("00C0000100")))))
+    if kind < 87:
+        return ("apdu", bytes.fromhex("0088000010") + card_random(16) + draw(st.sampled_from((b"", b"\x00"))))
     return ("apdu", draw(raw_apdu()))
 
 
 # -- the oracle -------------------------------------------------------------------------------------------
 
-SECRETS = ("ssse.pin", "fin.pin", "ssse.rk", "ssse.irk", "ssse.stk", "ssse.puk")
-PROTECTED_RECORD_OBJECTS = ("ssse.ef06", "ssse.visits", "ssse.purchases")
-TRANSPARENT_EFS = [node for node in Card.from_profile().mf.walk() if not node.is_df and node.structure is not LINEAR]
-# every transparent EF of the card is protected (EF07 fingerprint, EF08 photo): a READ BINARY that succeeds
-# without authorisation is a leak
-assert TRANSPARENT_EFS and all(ef.read for ef in TRANSPARENT_EFS)
+def is_secret(name: str) -> bool:
+    """A PIN or key object of the store: the only holders of try counters."""
+    return name.endswith(".pin") or ".key." in name
+
+
+def _protected_efs():
+    """Every EF whose read rule needs the PIN or a key on a 3.00 card (an alternative of nothing but
+    the 3.00 generation grant would be free)."""
+    card = Card.from_profile("default", date=D)
+    return [node for node in card.mf.walk()
+            if not node.is_df and node.read and not any(set(alt) <= {"gen3"} for alt in node.read)]
+
+
+PROTECTED_EFS = _protected_efs()
+assert {ef.key for ef in PROTECTED_EFS} >= {"ssse.ef06", "ssse.ef07", "ssse.ef08", "df04.ef05", "df04.ef06",
+                                            "df04.ef08", "df04.ef15"}
+WINDOW = 8
 
 
 def dump(card) -> dict:
     return {name: copy.deepcopy(obj.dump()) for name, obj in card.store.objects.items()}
 
 
-def protected_values(card) -> set:
-    objects = card.store.objects
-    values = set(objects["ssse.ef05"].records[4:6])
-    for name in PROTECTED_RECORD_OBJECTS:
-        values.update(objects[name].records)
-    return values
+def protected_values(card) -> tuple[set, set]:
+    """(records, 8-byte windows of transparent contents) that must not come back without authorisation."""
+    records, windows = set(), set()
+    for ef in PROTECTED_EFS:
+        content = card.store.objects[ef.key]
+        if ef.structure is TRANSPARENT:
+            data = content.data
+            windows.update(data[i:i + WINDOW] for i in range(len(data) - WINDOW + 1))
+        else:
+            records.update(content.records)
+    return records, windows
+
+
+def leaks(data: bytes, protected: tuple[set, set]) -> bool:
+    records, windows = protected
+    if data in records:
+        return True
+    if any(len(r) >= WINDOW and r in data for r in records):  # one record of a multi-record answer
+        return True
+    return any(data[i:i + WINDOW] in windows for i in range(len(data) - WINDOW + 1))
 
 
 def is_error(sw: int) -> bool:
@@ -293,47 +455,63 @@ def changes(before: dict, after: dict) -> set:
     return out
 
 
+# the files a plain UPDATE may change after an external authentication (their update key's)
+UPDATABLE = {"ssse.ef05", "ssse.ef06", "ssse.ef07", "ssse.ef08", "df04.ef05", "df04.ef06", "df04.ef15"}
+
+
 class Session:
-    """What the terminal side knows of the session: was a PIN verified / the terminal authenticated?"""
+    """What the terminal side knows of the session: was a PIN verified / the terminal authenticated,
+    and is response data waiting for GET RESPONSE?"""
 
     def __init__(self):
         self.pin = False
         self.ext = False
+        self.waiting = False
 
     def reset(self):
-        self.pin = self.ext = False
+        self.pin = self.ext = self.waiting = False
+
+
+def is_get_response(apdu: bytes) -> bool:
+    return len(apdu) >= 4 and apdu[0] == 0x00 and apdu[1] == 0xC0
+
+
+def designed_6f00(apdu: bytes, session: Session) -> bool:
+    """GET RESPONSE (P1 P2 00, no data: a case 1 or case 2 APDU) with nothing waiting: 6F00 (P5 §6.6.4)."""
+    well_formed = len(apdu) in (4, 5) or len(apdu) == 7 and apdu[4] == 0x00
+    return is_get_response(apdu) and apdu[2] == apdu[3] == 0 and well_formed and not session.waiting
 
 
 def check_step(apdu: bytes, response: bytes, before: dict, after: dict, enc_before: bytes, enc_after: bytes,
-               session: Session, protected: set, stats) -> None:
+               session: Session, protected, stats) -> None:
     sw = int.from_bytes(response[-2:], "big")
     data = response[:-2]
     assert len(response) >= 2
-    assert sw != 0x6F00, "internal error 6F00"
+    if sw == 0x6F00:
+        assert designed_6f00(apdu, session), f"internal error 6F00 on {apdu.hex().upper()}"
+        stats["designed 6F00"] += 1
     cla, ins = (apdu[0], apdu[1]) if len(apdu) >= 2 else (None, None)
     p1, p2 = (apdu[2], apdu[3]) if len(apdu) >= 4 else (None, None)
     has_data = len(apdu) > 5
     diff = changes(before, after)
 
     if sw >> 8 == 0x6C:
-        # Known bug (test_short_le_on_generate_ac_is_answered_6cxx_after_committing): a state-changing
-        # command answered 6Cxx has already committed. Allow only that ATC step here; everything else
-        # must still hold.
         stats["6Cxx"] += 1
-        assert diff <= {("fin.state", "atc")}, (diff, response.hex())
-    elif is_error(sw):
+    if is_error(sw):
         assert enc_after == enc_before, f"error SW {sw:04X} changed the persistent state: {sorted(diff)}"
     if sw >> 8 == 0x63 and (sw & 0xF0) == 0xC0:
         for name, field in diff:
-            assert name in SECRETS and field == "tries", (sw, diff)
+            assert is_secret(name) and field == "tries", (sw, diff)
             assert after[name]["tries"] == before[name]["tries"] - 1, (name, before[name], after[name])
         assert len(diff) <= 1
     if sw == 0x6983:
         assert not diff
 
-    # every persistent change is one a command without a MAC may make
+    # every persistent change is one a command without a valid MAC may make
     verify_ok = sw == 0x9000 and cla == 0x00 and ins == 0x20 and has_data
     change_ok = sw == 0x9000 and cla == 0x80 and ins == 0x5E and p1 == 0x01
+    auth_ok = sw == 0x9000 and cla == 0x00 and ins == 0x82 and p2 != 0x00
+    update_ok = sw == 0x9000 and cla == 0x00 and ins in (0xDC, 0xD6) and session.ext
     for name, field in diff:
         if field == "tries":
             old, new = before[name]["tries"], after[name]["tries"]
@@ -341,33 +519,42 @@ def check_step(apdu: bytes, response: bytes, before: dict, after: dict, enc_befo
                 assert new == old - 1, (name, old, new)
                 continue
             grows = (name == "ssse.pin" and (verify_ok and p2 == 0x00 or change_ok)
-                     or name == "fin.pin" and verify_ok and p2 == 0x80)
+                     or name == "fin.pin" and verify_ok and p2 == 0x80
+                     or ".key." in name and auth_ok)
             assert grows and new == after[name]["limit"], f"{name} tries grew {old} -> {new} on {apdu.hex()} {sw:04X}"
         elif (name, field) == ("ssse.pin", "value"):
             assert change_ok, (apdu.hex(), sw)
             assert apdu[5:].endswith(after[name]["value"])
         elif (name, field) == ("ssse.state", "lifecycle"):
-            assert change_ok and (before[name][field], after[name][field]) == ("issued", "active")
+            medical_write = update_ok and any(n.startswith("df04.") for n, _ in diff)
+            assert (change_ok or medical_write) and (before[name][field], after[name][field]) == ("issued", "active")
+        elif name in UPDATABLE:
+            assert update_ok, f"{name} changed on {apdu.hex().upper()} -> {sw:04X} without authentication"
+            stats["authorised updates"] += 1
         elif (name, field) == ("fin.state", "atc"):
-            assert ins == 0xAE and cla == 0x80 and (sw == 0x9000 or sw >> 8 == 0x6C)
+            assert ins == 0xAE and cla == 0x80 and (sw == 0x9000 or sw >> 8 == 0x61)
             assert after[name][field] == before[name][field] + 1
-        else:  # locks, card state, activation, records, keys, limits: never without a MAC
+        else:  # locks, card state, activation, purse, keys, limits: never without a valid MAC
             pytest.fail(f"{name}.{field} changed {before[name].get(field) if field else before.get(name)!r} -> "
                         f"{after[name].get(field) if field else after.get(name)!r} on {apdu.hex().upper()} -> {sw:04X}")
 
     # the session as the terminal sees it
     if verify_ok and p2 == 0x00 or change_ok:
         session.pin = True
-    if sw == 0x9000 and cla == 0x00 and ins == 0x82 and p2 == 0x0A:
+    if auth_ok:
         session.ext = True
     if (sw == 0x9000 or sw >> 8 in (0x61, 0x62)) and cla == 0x00 and ins == 0xA4:
-        if apdu in MF_SELECTS or p1 == 0x04 and apdu[5:5 + apdu[4]] in APP_NAMES:
-            session.reset()
+        if apdu in MF_SELECTS or p1 == 0x04 and apdu[5:5 + apdu[4]] in OTHER_APP_NAMES:
+            session.ext = False  # the SSSE is left: its external authentications go (the PIN stays, P7 §5.8)
+    if sw >> 8 == 0x61:
+        session.waiting = True
+    elif not (is_get_response(apdu) and (sw >> 8 == 0x6C or sw in (0x6A86, 0x6700, 0x6F00))):
+        session.waiting = False  # a GET RESPONSE refused for its coding keeps what waits
 
     # no protected data without a verified PIN or an external authentication
-    if sw in (0x9000, 0x6282) and ins in (0xB0, 0xB2) and cla == 0x00 and not (session.pin or session.ext):
-        assert ins != 0xB0, f"READ BINARY of a protected transparent EF without authorisation: {apdu.hex()}"
-        assert data not in protected, f"protected record {data.hex()} read without authorisation by {apdu.hex()}"
+    if (sw == 0x9000 or sw >> 8 == 0x61) and ins in (0xB0, 0xB2, 0xC0) and cla == 0x00 and data and not (
+            session.pin or session.ext):
+        assert not leaks(data, protected), f"protected data {data.hex()} read without authorisation by {apdu.hex()}"
 
 
 def run_sequence(blob: bytes, steps_source, stats) -> None:
@@ -382,20 +569,30 @@ def run_sequence(blob: bytes, steps_source, stats) -> None:
             session.reset()
             stats["resets"] += 1
             continue
-        before, enc_before = dump(card), image.encode(card.store.objects, 0)
-        response = card.transmit(value)  # nothing may escape: a raise fails the property
-        after, enc_after = dump(card), image.encode(card.store.objects, 0)
-        stats["apdus"] += 1
-        stats[f"sw{response[-2]:02X}"] += 1
-        check_step(value, response, before, after, enc_before, enc_after, session, protected, stats)
+        for apdu in value:
+            before, enc_before = dump(card), image.encode(card.store.objects, 0)
+            response = card.transmit(apdu)  # nothing may escape: a raise fails the property
+            after, enc_after = dump(card), image.encode(card.store.objects, 0)
+            stats["apdus"] += 1
+            stats[f"sw{response[-2]:02X}"] += 1
+            check_step(apdu, response, before, after, enc_before, enc_after, session, protected, stats)
+            if after != before:
+                protected = protected_values(card)  # an authorised UPDATE may have written a protected file
 
 
 class Steps:
+    """The steps of one sequence: first how the terminal starts (nothing, SELECT of an application,
+    VERIFY), then drawn steps."""
+
     def __init__(self, data, max_steps):
         self.data = data
         self.max_steps = max_steps
+        self.started = False
 
     def next(self, card):
+        if not self.started:
+            self.started = True
+            return ("apdus", self.data.draw(START))
         return self.data.draw(step(card))
 
 
@@ -408,9 +605,11 @@ def test_card_transmit_fuzz():
         run_sequence(base_image(base), Steps(data, length), stats)
 
     run()
-    print(f"\nfuzz: {stats['apdus']} APDUs, 0 exceptions, 0 6F00 "
-          f"({stats['resets']} resets, {stats['6Cxx']} 6Cxx; SW1 9000/61/62/63/67/69/6A/6D/6E: "
-          + "/".join(str(stats[f'sw{s}']) for s in ('90', '61', '62', '63', '67', '69', '6A', '6D', '6E')) + ")")
+    print(f"\nfuzz: {stats['apdus']} APDUs, 0 exceptions, 0 undesigned 6F00 "
+          f"({stats['designed 6F00']} GET RESPONSE 6F00, {stats['resets']} resets, {stats['6Cxx']} 6Cxx, "
+          f"{stats['authorised updates']} authorised updates; SW1 9000/61/62/63/67/69/6A/6D/6E/93: "
+          + "/".join(str(stats[f'sw{s}']) for s in ('90', '61', '62', '63', '67', '69', '6A', '6D', '6E', '93'))
+          + ")")
     test_card_transmit_fuzz.apdus = stats["apdus"]
     assert stats["apdus"] >= CARD_EXAMPLES * 5
     assert stats["sw90"] and stats["sw63"] and stats["sw69"] and stats["sw6A"] and stats["sw67"]
@@ -436,8 +635,36 @@ def test_decoder_and_os_on_pure_random_bytes():
                        session, protected, stats)
 
     run()
-    print(f"\nfuzz (unbiased): {stats['apdus']} APDUs, 0 exceptions, 0 6F00")
+    print(f"\nfuzz (unbiased): {stats['apdus']} APDUs, 0 exceptions, 0 undesigned 6F00")
     assert stats["apdus"] >= PARSER_EXAMPLES
+
+
+def test_get_response_with_nothing_waiting_is_the_one_designed_6f00():
+    """The oracle's 6F00 exception is exactly P5 §6.6.4's case: with data waiting GET RESPONSE delivers it,
+    with nothing waiting it answers 6F00, and a malformed GET RESPONSE is refused by its coding."""
+    card = card_from(base_image("fresh"))
+    card.power_on(0)
+    session = Session()
+    stats = collections.Counter()
+    for command, expected in (
+            (bytes.fromhex("00C0000000"), "6F00"),  # nothing waiting
+            (select_name(DDF_NAME), "611E"),  # T=0: the FCI waits
+            (bytes.fromhex("00C0000100"), "6A86"),
+            (bytes.fromhex("00C000001E"), "6F1C840F" + DDF_NAME.hex().upper() + "A50988011E9F0C038601039000"),
+            (bytes.fromhex("00C0000008"), "6F00")):  # delivered: nothing waits any more
+        before, enc = dump(card), image.encode(card.store.objects, 0)
+        response = card.transmit(command)
+        assert response.hex().upper() == expected, command.hex()
+        check_step(command, response, before, dump(card), enc, image.encode(card.store.objects, 0), session,
+                   (set(), set()), stats)
+    assert stats["designed 6F00"] == 2
+    # any other 6F00 fails the oracle: on another command, or on GET RESPONSE while data waits
+    waiting = Session()
+    waiting.waiting = True
+    for command, session in ((bytes.fromhex("00B2012C12"), Session()), (bytes.fromhex("00C0000000"), waiting),
+                             (bytes.fromhex("00C0000100"), Session())):
+        with pytest.raises(AssertionError, match="internal error 6F00"):
+            check_step(command, b"\x6F\x00", {}, {}, b"", b"", session, (set(), set()), stats)
 
 
 # -- a known bug the fuzzer found -------------------------------------------------------------------------

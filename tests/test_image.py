@@ -11,6 +11,7 @@ from chip import Card, ImageError, PowerLoss
 from chip.image import FORMAT_VERSION, IMAGE, MAGIC, cut_power_at
 from chip.pin import pack
 from reader import SimReader
+from ssse_helpers import Terminal, read_record
 
 SELECT_SSSE = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
 VERIFY_RIGHT = bytes.fromhex("0020000003123456")
@@ -21,8 +22,12 @@ SW_OK = b"\x90\x00"
 SW_MEMORY_FAILURE = b"\x65\x81"
 GENERATION = slice(10, 18)  # magic (8) + version (2) + generation (8), inside the CRC-covered body
 
-EF05_READS = [bytes((0x00, 0xB2, n, 0x2C, 0x00)) for n in range(1, 8)]  # by number, SFI 5
-EF06_READS = [bytes((0x00, 0xB2, tag, 0x30, 0x00)) for tag in (0x08, 0x09, 0x4E, 0x0A, 0x0B, 0x0C, 0x0D)]
+# READ RECORD with the records' exact lengths (Le 00 asks for them with 6Cxx, P5 §6.10.4)
+EF05_READS = [read_record(n, 5, 4, le) for n, le in enumerate((18, 3, 6, 14, 6, 6, 11), 1)]  # by number, SFI 5
+EF06_READS = [read_record(tag, 6, 0, le) for tag, le in  # by identifier, SFI 6
+              ((0x08, 20), (0x09, 32), (0x4E, 22), (0x0A, 3), (0x0B, 3), (0x0C, 5), (0x0D, 6))]
+SELECT_DF04 = bytes.fromhex("00A4040006D15600000503")
+READ_DF04_EF05_84 = read_record(0x84, 5, 0, 5)  # DF04 EF05: the PIN or RK1DF04 (V2 table 7)
 
 
 @pytest.fixture
@@ -40,6 +45,12 @@ def session(card) -> SimReader:
     reader.reset()
     assert reader.transmit(SELECT_SSSE)[-2:] == SW_OK
     return reader
+
+
+def pin_protected_read(reader) -> bytes:
+    """A record only a verified PIN (or RK1DF04) opens: DF04 EF05 item 84."""
+    assert reader.transmit(SELECT_DF04)[-2:] == SW_OK
+    return reader.transmit(READ_DF04_EF05_84)
 
 
 def snapshot(card) -> dict:
@@ -101,15 +112,20 @@ def test_reopen_answers_the_same_records(card, path):
     answers = []
     for c in (card, Card.open(path)):
         reader = session(c)
-        before_pin = [reader.transmit(apdu) for apdu in EF05_READS]
-        assert [a[-2:] for a in before_pin] == [SW_OK] * 4 + [b"\x69\x82"] * 2 + [SW_OK]
+        free = [reader.transmit(apdu) for apdu in EF05_READS]
+        assert all(a[-2:] == SW_OK for a in free)  # EF05 is free (V2 table 3)
+        assert [reader.transmit(apdu) for apdu in EF06_READS] == [b"\x69\x82"] * 7
         assert reader.transmit(VERIFY_RIGHT) == SW_OK
-        after_pin = [reader.transmit(apdu) for apdu in EF05_READS + EF06_READS]
-        assert all(a[-2:] == SW_OK for a in after_pin)
-        answers.append(before_pin + after_pin)
+        assert reader.transmit(EF06_READS[0]) == b"\x69\x82"  # a 3.00 card opens EF06 to RKSSSE only
+        Terminal(c, reader.transmit).authenticate("ssse_rk")
+        protected = [reader.transmit(apdu) for apdu in EF06_READS]
+        assert all(a[-2:] == SW_OK for a in protected)
+        assert pin_protected_read(reader) == bytes.fromhex("8403110100") + SW_OK
+        answers.append(free + protected)
     assert answers[0] == answers[1]
-    assert answers[0][7 + 7] == b"\x08\x12110101199003071233" + SW_OK
-    assert answers[0][7 + 8] == b"\x09\x1e" + "李华".encode("gbk") + bytes(26) + SW_OK
+    assert answers[0][0] == bytes.fromhex("0110110100D1560000050000000100000000") + SW_OK
+    assert answers[0][7] == b"\x08\x12110101199003071233" + SW_OK
+    assert answers[0][7 + 1] == b"\x09\x1e" + "李华".encode("gbk") + bytes(26) + SW_OK
 
 
 def test_reopening_writes_nothing(card, path):
@@ -350,7 +366,7 @@ def test_storage_failure_answers_6581_and_keeps_the_old_state(card, path, monkey
         assert f.read() == before_file
     assert snapshot(Card.open(path)) == before_memory
     # the PIN was not verified: protected records stay closed in this session
-    assert reader.transmit(EF06_READS[0]) == b"\x69\x82"
+    assert pin_protected_read(reader) == b"\x69\x82"
     # and the card goes on working once the storage does
     tries = card.store["ssse.pin"].tries
     assert reader.transmit(VERIFY_WRONG) == bytes((0x63, 0xC0 | tries - 1))
@@ -378,7 +394,7 @@ def test_storage_failure_on_the_restore_leaves_pin_unverified(card, path, monkey
     monkeypatch.setattr(os, "replace", _failing_replace(1))
     assert reader.transmit(apdu) == SW_MEMORY_FAILURE
     monkeypatch.undo()
-    assert reader.transmit(EF06_READS[0]) == b"\x69\x82"
+    assert pin_protected_read(reader) == b"\x69\x82"
 
 
 def test_image_error_is_exported():

@@ -24,7 +24,10 @@ from chip.pin import pack, unpack
 from reader import SimReader
 
 SELECT_SSSE = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
-READ_EF06_08 = bytes.fromhex("00B2083000")
+SELECT_DF04 = bytes.fromhex("00A4040006D15600000503")  # DF04 medical by its AID (V2 table 2)
+# DF04 EF05 item 84 (medical-insurance region), readable with the PIN or RK1DF04 (V2 table 7)
+READ_DF04_EF05_84 = bytes.fromhex("00B2842805")
+DF04_EF05_84 = bytes.fromhex("8403110100")
 OLD, NEW, WRONG = "123456", "654321", "999999"
 LIMIT = 6
 SW_OK = b"\x90\x00"
@@ -145,9 +148,10 @@ def sweep(backend: str, command: str, wrong_before: int, tmp_path) -> collection
             r = SimReader(c)
             r.reset()
             assert r.transmit(SELECT_SSSE)[-2:] == SW_OK
-            assert r.transmit(READ_EF06_08) == b"\x69\x82"
+            assert r.transmit(SELECT_DF04)[-2:] == SW_OK
+            assert r.transmit(READ_DF04_EF05_84) == b"\x69\x82"  # nothing verified survives the cut
             assert r.transmit(verify(value)) == SW_OK
-            assert r.transmit(READ_EF06_08)[-2:] == SW_OK
+            assert r.transmit(READ_DF04_EF05_84) == DF04_EF05_84 + SW_OK
             assert state_of(c.store) == (value, LIMIT)
         if backend == "file":
             assert state_of(Card.open(path).store) == (value, LIMIT)

@@ -1,10 +1,17 @@
 """An automatic power-cut sweep over EVERY state-changing command of both applications.
 
-For each command (SSSE: VERIFY right/wrong, CHANGE PIN right/wrong, RELOAD PIN, PIN UNBLOCK,
-APPLICATION BLOCK 00/01, APPLICATION UNBLOCK, CARD BLOCK, EXTERNAL AUTHENTICATE right/wrong,
-APPEND RECORD, UPDATE RECORD; financial: VERIFY right/wrong, first GENERATE AC, EXTERNAL
-AUTHENTICATE (ARPC), issuer scripts PIN CHANGE, PIN UNBLOCK, PUT DATA DF7F/9F14, APPLICATION
-BLOCK/UNBLOCK, CARD BLOCK), on an image-backed card:
+SSSE (LD/T 32 P5 §6-§7, SPEC §2-§3): VERIFY right/wrong, CHANGE PIN right/wrong, PIN UNBLOCK
+`84 24 00 00` and PIN reset `84 24 00 01` (after PUK), APPLICATION BLOCK `84 1E 00 00|01`,
+APPLICATION UNBLOCK `84 18`, CARD BLOCK `84 16` (after BK), EXTERNAL AUTHENTICATE right/wrong
+with RKSSSE, PUK, UKSSSE, BK (whose failures count nothing), RK1DF04 and UK2DF04 (key try counters
+with anti-tearing), UPDATE RECORD / UPDATE BINARY in the SSSE (CLA 00 after UKSSSE, CLA 04 with
+a MAC under STK) and UPDATE RECORD in DF04 (EF05 after UK1DF04; EF06 items 92/93 and the cyclic
+EF15 after UK2DF04, the first one activating; CLA 04 with a MAC under STKDF04; DF04 holds no
+transparent EF, so no UPDATE BINARY there), and the medical purse: INITIALIZE FOR PURCHASE / LOAD (no
+write), DEBIT FOR PURCHASE (the first one activating), CREDIT FOR LOAD, UPDATE STARTING DAY.
+Financial: VERIFY right/wrong, first GENERATE AC, EXTERNAL AUTHENTICATE (ARPC), issuer scripts
+PIN CHANGE, PIN UNBLOCK, PUT DATA DF7F/9F14, APPLICATION BLOCK/UNBLOCK, CARD BLOCK. On an
+image-backed default card (T=0, SM4):
 
 1. run it once through a hook that never cuts: count its write points (`hook.seen`) and keep
    the image (`chip.image.encode(objects, 0)`) after each commit that landed;
@@ -13,11 +20,17 @@ BLOCK/UNBLOCK, CARD BLOCK), on an image-backed card:
 3. the result must be exactly the old state or the new state, or - only for a command with
    anti-tearing (a success after a durable try-counter decrement) - the documented
    intermediate state "PIN/key try counter decremented by one"; never a mix. Which one it is
-   follows from how many commits landed before the cut.
+   follows from how many commits landed before the cut. A command that writes nothing (an
+   INITIALIZE, BK's authentication) must pass no write point at all;
+4. after every cut of a purse command the reopened card refuses the same DEBIT / CREDIT sent
+   again (6901: the INITIALIZE session died with the power) and offers, at the next INITIALIZE,
+   exactly the durable transaction counters, above every sequence number its EF08 records and
+   transaction proofs hold: a counter is never used twice.
 
-The MACs, cryptograms and ARPCs are real: reader.psam.Psam (SSSE, through
-reader.ssse_terminal.SsseTerminal) and reader.issuer.IssuerHost (financial). Run with
-`pytest -s` for the counts.
+Every MAC, cryptogram, TAC and key of the SSSE comes from tests/oracle.py (through
+tests/ssse_helpers.py); the financial ones from reader.issuer.IssuerHost. The card's random
+source is deterministic per card, so the images of two cards brought to the same state are
+byte-identical. Run with `pytest -s` for the counts.
 
 The last test kills `sscard serve` with SIGKILL at seeded random moments while a PC/SC
 client sends wrong VERIFYs and reads, over several rounds (skipped without a running pcscd).
@@ -33,57 +46,53 @@ import time
 
 import pytest
 
+import ssse_helpers as sh
 from chip import Card, CardNotPowered, PowerLoss, ber, image
 from chip.crypto import TDES
 from chip.financial import AID, pin_block
 from chip.image import cut_power_at
-from chip.pin import pack
 from chip.profile import SHIPPED
 from reader import SimReader
 from reader.issuer import IssuerHost
 from reader.payment_terminal import PaymentTerminal
-from reader.psam import Psam
-from reader.ssse_terminal import SsseTerminal
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
 D = datetime.date(2026, 11, 21)
 FILE_POINTS = ["open-tmp", "write-half", "fsync-tmp", "rename", "fsync-folder"]
 OK = b"\x90\x00"
-SELECT_SSSE = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
-SELECT_DF04 = bytes.fromhex("00A4010C02DF04")
+SELECT_SSSE = sh.SELECT_SSSE
+SELECT_DF04 = sh.SELECT_DF04
 SELECT_AID = b"\x00\xA4\x04\x00\x08" + AID + b"\x00"
 GPO = bytes.fromhex("80A800000B830900000000100001560000")
 CDOL1 = bytes.fromhex("000000001000" "000000000000" "0156" "0000000000" "0156" "261121" "00" "11223344")
 PIN, NEW_PIN, WRONG = "123456", "246810", "999999"
 FIN_PIN = "000000"
-H_CODE = "H11010100001".encode().hex().upper()
-VISIT_1 = bytes.fromhex("5115" + H_CODE + "01" + "20261121" + "000004D2")
-VISIT_2 = bytes.fromhex("5115" + H_CODE + "02" + "20261121" + "00002710")
 HOST = IssuerHost("default")
 PAN, PSN = HOST.profile.financial.pan, HOST.profile.financial.psn
+apdu = sh.apdu
+CARD_NUMBER = bytes((0x07, 0x09)) + b"T00000002"  # EF05 item 07, a new card number (V2 table 9)
+HEALTH_RECORD = bytes((0x87, 17)) + b"11010119900307123"  # DF04 EF05 item 87, added by identifier
+SPECIAL = bytes.fromhex("010203")  # one 3-byte record of the cyclic DF04 EF15
 
 
-def apdu(cla, ins, p1, p2, data=b"", le=None):
-    return bytes((cla, ins, p1, p2)) + (bytes((len(data),)) + data if data else b"") + (
-        b"" if le is None else bytes((le,)))
+def deterministic_random(seed: int = 20261121):
+    """The card's random source for a sweep: the same bytes, call after call, on every fresh card."""
+    rng = random.Random(seed)
+    return lambda n: rng.randbytes(n)
 
 
 class Bench:
-    """A fresh image-backed card on D, powered, with an SSSE terminal (and its PSAM) on it."""
-
-    psam_card = None
+    """A fresh image-backed card on D, powered, with an SSSE terminal (the oracle) on it."""
 
     def __init__(self, folder):
         folder.mkdir()
         self.path = str(folder / "card.img")
         self.card = Card.from_profile(state=self.path, date=D)
-        self.reader = SimReader(self.card)
-        if Bench.psam_card is None:
-            Bench.psam_card = Card.psam(date=D)
-        self.psam = Psam(SimReader(Bench.psam_card))
-        self.terminal = SsseTerminal(self.reader, self.psam)
-        self.tx = None  # (atc, ac) of the financial transaction's first GENERATE AC
+        self.card.random = deterministic_random()
+        self.reader = SimReader(self.card)  # the card's own protocol: T=0, 61xx fetched by the reader
+        self.terminal = sh.Terminal(self.card, self.send)
+        self.tx = None  # (atc, ac, cid) of the financial transaction's first GENERATE AC
 
     def send(self, command: bytes) -> bytes:
         return self.reader.transmit(command)
@@ -95,20 +104,8 @@ class Bench:
 
     # -- SSSE ------------------------------------------------------------------------------------
     def ssse(self):
-        assert self.terminal.start() == 0x9000
-
-    def mac_command(self, cla, ins, p1, p2, body=b"", key="stk") -> bytes:
-        t = self.terminal
-        iv = t.challenge().ljust(t.block, b"\x00")
-        header = bytes((cla, ins, p1, p2, len(body) + 4))
-        return header + body + self.psam.mac4(key, t.algorithm_flag, t.diversification, iv, header + body)
-
-    def ext_auth(self, wrong=False) -> bytes:
-        t = self.terminal
-        cryptogram = self.psam.external_auth_cryptogram(t.algorithm_flag, t.diversification, t.challenge())
-        if wrong:
-            cryptogram = bytes((cryptogram[0] ^ 0x01,)) + cryptogram[1:]
-        return apdu(0x00, 0x82, 0x00, 0x0A, cryptogram)
+        self.reader.reset()
+        self.terminal.start()
 
     # -- financial -----------------------------------------------------------------------------
     def activate_fin(self):
@@ -144,53 +141,77 @@ class Bench:
 
 
 # -- the commands ----------------------------------------------------------------------------------------
-# Each case: prepare(bench) puts the card in its state and returns the command (MACs computed
-# before the hook goes in), the SW of the uncut command, and whether it has anti-tearing (a durable
-# try-counter decrement before the comparison: 2 commits on success).
+# Each case: prepare(bench) puts the card in its state and returns the command (GET CHALLENGE and the
+# terminal's cryptography happen before the hook goes in), the SW of the uncut command, and how many
+# commits it makes: 0 (writes nothing), 1, or 2 (anti-tearing: a durable try-counter decrement before the
+# comparison, then the restore with the command's effect).
 
-def ssse_wrong_pins(n):
+def ssse(make, *setups):
     def prepare(b):
         b.ssse()
-        for _ in range(n):
-            assert b.send(apdu(0x00, 0x20, 0x00, 0x00, pack(WRONG)))[0] in (0x63, 0x69)
-    return prepare
-
-
-def ssse(make, setup=None):
-    def prepare(b):
-        b.ssse()
-        if setup:
+        for setup in setups:
             setup(b)
-        return make(b)
+        return make(b.terminal)
     return prepare
-
-
-def locked(b):
-    assert b.terminal.lock() == 0x9000
-
-
-def pin_blocked(b):
-    for _ in range(6):
-        b.send(apdu(0x00, 0x20, 0x00, 0x00, pack(WRONG)))
-    assert b.send(apdu(0x00, 0x20, 0x00, 0x00, pack(PIN))) == b"\x69\x83"
 
 
 def one_wrong(b):
-    assert b.send(apdu(0x00, 0x20, 0x00, 0x00, pack(WRONG))) == b"\x63\xC5"
+    assert b.send(sh.verify(WRONG)) == b"\x63\xC5"
 
 
-def one_wrong_rk(b):
-    assert b.send(b.ext_auth(wrong=True)) == b"\x63\xC2"
+def pin_blocked(b):
+    for left in range(5, -1, -1):
+        assert b.send(sh.verify(WRONG)) == bytes((0x63, 0xC0 | left))
+    assert b.send(sh.verify(PIN)) == b"\x69\x83"
 
 
-def medical(b):
-    assert b.send(SELECT_DF04) == OK
-    assert b.send(b.ext_auth()) == OK
+def auth(key):
+    def setup(b):
+        b.terminal.authenticate(key)
+    return setup
 
 
-def medical_with_record(b):
-    medical(b)
-    assert b.send(apdu(0x00, 0xE2, 0x00, 0xA8, VISIT_1)) == OK
+def one_wrong_key(key):
+    def setup(b):
+        assert b.send(b.terminal.external_authenticate(key, wrong=True)) == b"\x63\xC2"
+    return setup
+
+
+def locked(b):
+    b.terminal.do_lock()
+
+
+def df04(b):
+    assert b.send(SELECT_DF04)[-2:] == OK
+
+
+def medical_active(b):
+    """DF04 selected, UK2DF04 authenticated, the SSSE activated by a first settlement record."""
+    df04(b)
+    b.terminal.authenticate("df04_uk2")
+    assert b.send(b.terminal.settlement_total(1234)) == OK
+
+
+def verified(b):
+    assert b.send(sh.verify(PIN)) == OK
+
+
+def purchased(b):
+    """One purchase of 10.00 done (the SSSE activated); DF04 selected, PIN verified."""
+    b.terminal.purchase(1000, 600, 400)
+
+
+def debit(account, self_pay, fund):
+    def make(t):
+        answer = t.ok(t.init_purchase(account, self_pay, fund))
+        return t.debit(answer, account, self_pay, fund)[0]
+    return make
+
+
+def credit(amount):
+    def make(t):
+        return t.credit(t.ok(t.init_load(amount)), amount)[0]
+    return make
 
 
 def fin(make, activated=False, wrong_pins=0, blocked=False, transaction=True):
@@ -223,40 +244,80 @@ def fin_gpo_activated(b):
     return fin_gpo(b)
 
 
+PURSE = "purse"  # the cases after whose cuts the purse counters are checked (step 4)
 CASES = {
-    # SSSE
-    "ssse-verify-right": (ssse(lambda b: apdu(0x00, 0x20, 0x00, 0x00, pack(PIN)), one_wrong), OK, True),
-    "ssse-verify-wrong": (ssse(lambda b: apdu(0x00, 0x20, 0x00, 0x00, pack(WRONG))), b"\x63\xC5", False),
-    "ssse-change-pin": (ssse(lambda b: apdu(0x80, 0x5E, 0x01, 0x00, pack(PIN) + b"\xFF" + pack(NEW_PIN))), OK, True),
-    "ssse-change-pin-wrong": (ssse(lambda b: apdu(0x80, 0x5E, 0x01, 0x00, pack(WRONG) + b"\xFF" + pack(NEW_PIN))),
-                              b"\x63\xC5", False),
-    "ssse-reload-pin": (ssse(lambda b: b.mac_command(0x80, 0x5E, 0x00, 0x00, pack(NEW_PIN)), one_wrong), OK, False),
-    "ssse-pin-unblock": (ssse(lambda b: b.mac_command(0x84, 0x24, 0x00, 0x00, key="puk"), pin_blocked), OK, False),
-    "ssse-application-block-00": (ssse(lambda b: b.mac_command(0x84, 0x1E, 0x00, 0x00)), OK, False),
-    "ssse-application-block-01": (ssse(lambda b: b.mac_command(0x84, 0x1E, 0x00, 0x01)), OK, False),
-    "ssse-application-unblock": (ssse(lambda b: b.mac_command(0x84, 0x18, 0x00, 0x00), locked), OK, False),
-    "ssse-card-block": (ssse(lambda b: b.mac_command(0x84, 0x16, 0x00, 0x00)), OK, False),
-    "ssse-external-authenticate-right": (ssse(lambda b: b.ext_auth(), one_wrong_rk), OK, True),
-    "ssse-external-authenticate-wrong": (ssse(lambda b: b.ext_auth(wrong=True)), b"\x63\xC2", False),
-    "ssse-append-record": (ssse(lambda b: apdu(0x00, 0xE2, 0x00, 0xA8, VISIT_1), medical), OK, False),
-    "ssse-update-record": (ssse(lambda b: apdu(0x00, 0xDC, 0x01, 0xAC, VISIT_2), medical_with_record), OK, False),
+    # SSSE: PIN (P5 §6.3, §6.8, §6.14)
+    "ssse-verify-right": (ssse(lambda t: sh.verify(PIN), one_wrong), OK, 2),
+    "ssse-verify-wrong": (ssse(lambda t: sh.verify(WRONG)), b"\x63\xC5", 1),
+    "ssse-change-pin": (ssse(lambda t: sh.change_pin(PIN, NEW_PIN)), OK, 2),
+    "ssse-change-pin-wrong": (ssse(lambda t: sh.change_pin(WRONG, NEW_PIN)), b"\x63\xC5", 1),
+    "ssse-pin-unblock": (ssse(lambda t: t.pin_unblock(), pin_blocked, auth("ssse_puk")), OK, 1),
+    "ssse-pin-reset": (ssse(lambda t: t.pin_reset(NEW_PIN), one_wrong, auth("ssse_puk")), OK, 1),
+    # SSSE: maintenance after BK (P5 §6.1-6.2, SPEC §3.2)
+    "ssse-application-block-00": (ssse(lambda t: t.lock(), auth("ssse_bk")), OK, 1),
+    "ssse-application-block-01": (ssse(lambda t: t.lock(permanent=True), auth("ssse_bk")), OK, 1),
+    "ssse-application-unblock": (ssse(lambda t: t.unlock(), locked), OK, 1),
+    "ssse-card-block": (ssse(lambda t: t.card_block(), auth("ssse_bk")), OK, 1),
+    # SSSE: EXTERNAL AUTHENTICATE with each kind of key (P7 §6.6; SPEC §2 S10)
+    "ssse-external-authenticate-rk-right": (ssse(lambda t: t.external_authenticate("ssse_rk"),
+                                                 one_wrong_key("ssse_rk")), OK, 2),
+    "ssse-external-authenticate-rk-wrong": (ssse(lambda t: t.external_authenticate("ssse_rk", wrong=True)),
+                                            b"\x63\xC2", 1),
+    "ssse-external-authenticate-puk-right": (ssse(lambda t: t.external_authenticate("ssse_puk"),
+                                                  one_wrong_key("ssse_puk")), OK, 2),
+    "ssse-external-authenticate-puk-wrong": (ssse(lambda t: t.external_authenticate("ssse_puk", wrong=True)),
+                                             b"\x63\xC2", 1),
+    "ssse-external-authenticate-uk-right": (ssse(lambda t: t.external_authenticate("ssse_uk"),
+                                                 one_wrong_key("ssse_uk")), OK, 2),
+    "ssse-external-authenticate-bk-right": (ssse(lambda t: t.external_authenticate("ssse_bk")), OK, 0),
+    "ssse-external-authenticate-bk-wrong": (ssse(lambda t: t.external_authenticate("ssse_bk", wrong=True)),
+                                            b"\x63\xC3", 0),
+    "df04-external-authenticate-rk1-right": (ssse(lambda t: t.external_authenticate("df04_rk1"), df04,
+                                                  one_wrong_key("df04_rk1")), OK, 2),
+    "df04-external-authenticate-uk2-wrong": (ssse(lambda t: t.external_authenticate("df04_uk2", wrong=True),
+                                                  df04), b"\x63\xC2", 1),
+    # SSSE: updates (P5 §6.12-6.13)
+    "ssse-update-record-ef05": (ssse(lambda t: apdu(0x00, 0xDC, 0x07, 5 << 3 | 4, CARD_NUMBER),
+                                     auth("ssse_uk")), OK, 1),
+    "ssse-update-record-ef05-sm": (ssse(lambda t: t.mac_command(0x04, 0xDC, 0x07, 5 << 3 | 4, CARD_NUMBER),
+                                        auth("ssse_uk")), OK, 1),
+    "ssse-update-binary-ef07": (ssse(lambda t: apdu(0x00, 0xD6, 0x87, 0x00, bytes(range(32))),
+                                     auth("ssse_uk")), OK, 1),
+    "ssse-update-binary-ef08-sm": (ssse(lambda t: t.mac_command(0x04, 0xD6, 0x88, 0x10, b"\xFF\xD8\xFF\xE0"),
+                                        auth("ssse_uk")), OK, 1),
+    "df04-update-record-ef05": (ssse(lambda t: apdu(0x00, 0xDC, 0x87, 5 << 3, HEALTH_RECORD), df04,
+                                     auth("df04_uk1")), OK, 1),
+    "df04-update-record-92-first": (ssse(lambda t: t.settlement_total(1234), df04, auth("df04_uk2")), OK, 1),
+    "df04-update-record-93": (ssse(lambda t: t.settlement_count(1), medical_active), OK, 1),
+    "df04-update-record-93-sm": (ssse(lambda t: t.mac_command(0x04, 0xDC, 0x93, 6 << 3, bytes((0x93, 2)) + b"07",
+                                                            stk="df04_stk"), medical_active), OK, 1),
+    "df04-update-record-ef15": (ssse(lambda t: apdu(0x00, 0xDC, 0x00, 0x15 << 3 | 3, SPECIAL), medical_active),
+                                OK, 1),
+    # the medical purse (P5 §7, P7 §11-12)
+    "df04-initialize-for-purchase": (ssse(lambda t: t.init_purchase(1000, 600, 400), verified, df04), OK, 0),
+    "df04-debit-for-purchase-first": (ssse(debit(1000, 600, 400), verified, df04), OK, 1),
+    "df04-debit-for-purchase": (ssse(debit(250, 0, 0), verified, df04, purchased), OK, 1),
+    "df04-initialize-for-load": (ssse(lambda t: t.init_load(5000), verified, df04), OK, 0),
+    "df04-credit-for-load": (ssse(credit(5000), verified, df04, purchased), OK, 1),
+    "df04-update-starting-day": (ssse(lambda t: t.update_starting_day("0701"), df04), OK, 1),
     # financial
     "fin-verify-right": (fin(lambda b: b"\x00\x20\x00\x80\x08" + pin_block(FIN_PIN), wrong_pins=1,
-                             transaction=False), OK, True),
+                             transaction=False), OK, 2),
     "fin-verify-wrong": (fin(lambda b: b"\x00\x20\x00\x80\x08" + pin_block(WRONG), transaction=False),
-                         b"\x63\xC2", False),
-    "fin-first-generate-ac": (fin_gpo_activated, OK, False),
-    "fin-first-generate-ac-new-card": (fin_gpo, OK, False),
-    "fin-external-authenticate": (fin(lambda b: b.arpc(), activated=True), OK, False),
+                         b"\x63\xC2", 1),
+    "fin-first-generate-ac": (fin_gpo_activated, OK, 1),
+    "fin-first-generate-ac-new-card": (fin_gpo, OK, 1),
+    "fin-external-authenticate": (fin(lambda b: b.arpc(), activated=True), OK, 1),
     "fin-script-pin-change": (fin(lambda b: HOST.pin_change(PAN, PSN, TDES, b.tx[0], b.tx[1], "482915"),
-                                  wrong_pins=1), OK, False),
-    "fin-script-pin-unblock": (fin(lambda b: b.script(0x84, 0x24, 0x00, 0x00), wrong_pins=3), OK, False),
-    "fin-script-put-data-df7f": (fin(lambda b: b.script(0x04, 0xDA, 0xDF, 0x7F, b"\x01")), OK, False),
-    "fin-script-put-data-9f14": (fin(lambda b: b.script(0x04, 0xDA, 0x9F, 0x14, b"\x05"), activated=True), OK, False),
-    "fin-script-application-block": (fin(lambda b: b.script(0x84, 0x1E), activated=True), OK, False),
-    "fin-script-application-unblock": (fin(lambda b: b.script(0x84, 0x18), blocked=True), OK, False),
-    "fin-script-card-block": (fin(lambda b: b.script(0x84, 0x16)), OK, False),
+                                  wrong_pins=1), OK, 1),
+    "fin-script-pin-unblock": (fin(lambda b: b.script(0x84, 0x24, 0x00, 0x00), wrong_pins=3), OK, 1),
+    "fin-script-put-data-df7f": (fin(lambda b: b.script(0x04, 0xDA, 0xDF, 0x7F, b"\x01")), OK, 1),
+    "fin-script-put-data-9f14": (fin(lambda b: b.script(0x04, 0xDA, 0x9F, 0x14, b"\x05"), activated=True), OK, 1),
+    "fin-script-application-block": (fin(lambda b: b.script(0x84, 0x1E), activated=True), OK, 1),
+    "fin-script-application-unblock": (fin(lambda b: b.script(0x84, 0x18), blocked=True), OK, 1),
+    "fin-script-card-block": (fin(lambda b: b.script(0x84, 0x16)), OK, 1),
 }
+PURSE_CASES = {name for name in CASES if "purchase" in name or "load" in name}
 
 
 def encoded(objects) -> bytes:
@@ -274,13 +335,39 @@ def tries_decremented(old: bytes, middle: bytes) -> bool:
     return isinstance(a, dict) and "tries" in a and {**a, "tries": a["tries"] - 1} == b
 
 
+def check_purse_counters(card, command: bytes) -> None:
+    """Step 4: the counters the next INITIALIZE offers are the durable ones, above every used sequence number;
+    the cut command sent again (a terminal retrying) finds no session and changes nothing (6901)."""
+    purse = card.store["df04.purse"]
+    records = card.store["df04.ef08"].records
+    for kind, counter, proof in ((sh.TYPE_LOAD, purse.online, purse.load_proof),
+                                 (sh.TYPE_PURCHASE, purse.offline, purse.purchase_proof)):
+        used = [int.from_bytes(r[0:2], "big") for r in records if r[2] == kind]
+        assert len(used) == len(set(used)) and all(seq < counter for seq in used), (kind, used, counter)
+        assert used == list(range(counter - 1, counter - 1 - len(used), -1)), (kind, used, counter)
+        assert (proof[:2] == (counter - 1).to_bytes(2, "big")) if counter else proof == b"", (kind, proof)
+    card.random = deterministic_random(7)
+    r = SimReader(card)
+    r.reset()
+    t = sh.Terminal(card, r.transmit)
+    t.start()
+    t.ok(sh.verify(PIN))
+    t.ok(SELECT_DF04)
+    if command[0] == 0xB0 and command[1] in (0x2A, 0x2C):
+        before = encoded(card.store.objects)
+        assert t.send(command) == b"\x69\x01"  # P5 table 49: no INITIALIZE since the power came back
+        assert encoded(card.store.objects) == before
+    assert int.from_bytes(t.ok(t.init_purchase(1))[14:16], "big") == purse.offline
+    assert int.from_bytes(t.ok(t.init_load(1))[4:6], "big") == purse.online
+
+
 RESULTS = {}
 
 
 def sweep(name, tmp_path) -> collections.Counter:
     if name in RESULTS:
         return RESULTS[name]
-    prepare, sw, anti_tearing = CASES[name]
+    prepare, sw, commits = CASES[name]
 
     # 1. the uncut command: its write points, and the image after each commit that landed
     b = Bench(tmp_path / f"{name}-count")
@@ -296,14 +383,16 @@ def sweep(name, tmp_path) -> collections.Counter:
     b.card.store.backend.write_point = record
     assert b.send(command)[-2:] == sw
     seen = list(hook.seen)
-    commits = 2 if anti_tearing and sw == OK else 1
     assert seen == FILE_POINTS * commits, seen
     assert len(states) == commits + 1
-    assert states[-1] != states[0], "the command changed nothing"
     assert encoded(Card.open(b.path).store.objects) == states[-1]
+    if commits:
+        assert states[-1] != states[0], "the command changed nothing"
+    else:
+        assert encoded(b.card.store.objects) == states[0], "a command without write points changed the card"
     if commits == 2:
         assert tries_decremented(states[0], states[1])
-    if sw != OK:  # a failure with anti-tearing: its one commit is the decrement
+    if sw != OK and commits:  # a failure that writes: its one commit is the decrement
         assert tries_decremented(states[0], states[1])
 
     # 2. cut at each write point and reopen
@@ -326,7 +415,7 @@ def sweep(name, tmp_path) -> collections.Counter:
             outcome = "old"
         elif got == states[-1]:
             outcome = "new"
-        elif anti_tearing and got in states[1:-1] and tries_decremented(states[0], got):
+        elif commits == 2 and got in states[1:-1] and tries_decremented(states[0], got):
             outcome = "intermediate"
         else:
             outcome = "mixed"
@@ -337,12 +426,15 @@ def sweep(name, tmp_path) -> collections.Counter:
         b.card.store.backend.write_point = None
         b.reader.reset()
         assert b.card.store.journal == [] and encoded(b.card.store.objects) == got
-        durable.power_on()
-        assert durable.transmit(SELECT_SSSE)[-2:] in (OK, b"\x62\x83", b"\x6A\x81")
+        durable.power_on(1)
+        assert durable.transmit(SELECT_SSSE)[-2:] in (OK, b"\x62\x83", b"\x93\x03", b"\x6A\x81")
         assert sorted(os.listdir(os.path.dirname(b.path))) in (["card.img"], ["card.img", "card.img.tmp"])
+        if name in PURSE_CASES:
+            check_purse_counters(Card.open(b.path, date=D), command)
+            outcomes["purse checks"] += 1
     outcomes["cuts"] = len(seen)
     outcomes["commits"] = commits
-    print(f"\n{name:34}: {len(seen):2} cuts -> old {outcomes['old']}, intermediate {outcomes['intermediate']}, "
+    print(f"\n{name:40}: {len(seen):2} cuts -> old {outcomes['old']}, intermediate {outcomes['intermediate']}, "
           f"new {outcomes['new']}, mixed {outcomes['mixed']}")
     RESULTS[name] = outcomes
     return outcomes
@@ -354,8 +446,8 @@ def test_power_cut_at_every_write_point(name, tmp_path):
     commits = outcomes["commits"]
     # every cut before a commit's fsync-folder keeps its old state; exactly one cut sees the final state
     assert outcomes["cuts"] == 5 * commits
-    assert (outcomes["old"], outcomes["intermediate"], outcomes["new"], outcomes["mixed"]) == (
-        4, 5 * (commits - 1), 1, 0)
+    expected = (4, 5 * (commits - 1), 1, 0) if commits else (0, 0, 0, 0)
+    assert (outcomes["old"], outcomes["intermediate"], outcomes["new"], outcomes["mixed"]) == expected
 
 
 def test_power_cut_sweep_totals(tmp_path):
@@ -366,21 +458,23 @@ def test_power_cut_sweep_totals(tmp_path):
         totals += outcomes
         totals["commands"] += 1
     print(f"\npower-cut sweep: {totals['commands']} commands, {totals['cuts']} cuts -> old {totals['old']}, "
-          f"new {totals['new']}, intermediate {totals['intermediate']}, mixed {totals['mixed']}")
-    assert totals["commands"] == len(CASES) == 26
+          f"new {totals['new']}, intermediate {totals['intermediate']}, mixed {totals['mixed']}; "
+          f"{totals['purse checks']} purse-counter checks")
+    assert totals["commands"] == len(CASES) == 46
     assert totals["mixed"] == 0
-    anti_tearing_successes = sum(1 for prepare, sw, anti in CASES.values() if anti and sw == OK)
-    assert anti_tearing_successes == 4
-    assert totals["cuts"] == 5 * len(CASES) + 5 * anti_tearing_successes
+    writing = sum(1 for _, _, commits in CASES.values() if commits)
+    anti_tearing_successes = sum(1 for _, sw, commits in CASES.values() if commits == 2)
+    assert (writing, anti_tearing_successes) == (42, 7)
+    assert totals["cuts"] == 5 * writing + 5 * anti_tearing_successes
     assert (totals["old"], totals["intermediate"], totals["new"]) == (
-        4 * len(CASES), 5 * anti_tearing_successes, len(CASES))
+        4 * writing, 5 * anti_tearing_successes, writing)
 
 
 # -- kill -9 on `sscard serve` under PC/SC load ------------------------------------------------------------
 
 ROUNDS = 10
 WRONG_VERIFY = bytes.fromhex("0020000003999999")
-READS = [bytes.fromhex("00B2012C00"), bytes.fromhex("00B2072C00"), bytes.fromhex("00B2083400")]
+READS = [bytes.fromhex("00B2012C12"), bytes.fromhex("00B2072C0B"), bytes.fromhex("00B2083014")]
 
 
 def _pcsc_missing() -> list[str]:
@@ -457,10 +551,13 @@ def test_kill_9_serve_under_pcsc_load_many_rounds(tmp_path):
         stats["rounds"] += 1
         stats["verifies answered"] += len(answered)
         stats["in flight counted"] += (answered[-1] if answered else tries_before) - tries
-        # between rounds the issuer unblocks the PIN (PIN UNBLOCK under the PUK, in-process, not under test)
-        terminal = SsseTerminal(SimReader(card), Psam(SimReader(Card.psam(str(profile)))))
-        assert terminal.start() == 0x9000
-        assert terminal.unblock_pin() == 0x9000
+        # between rounds the issuer unblocks the PIN (PUK authentication, then PIN UNBLOCK 84 24 00 00;
+        # in-process, not under test)
+        reader = SimReader(card)
+        reader.reset()
+        terminal = sh.Terminal(card, reader.transmit, profile=str(profile))
+        terminal.start()
+        terminal.do_pin_unblock()
         assert Card.open(img).store["ssse.pin"].tries == 15
     print(f"\nkill -9 under PC/SC load: {stats['rounds']} rounds, {stats['apdus']} APDUs answered, "
           f"{stats['verifies answered']} wrong VERIFYs answered, {stats['in flight counted']} in-flight tries "

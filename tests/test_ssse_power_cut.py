@@ -1,52 +1,58 @@
-"""Power-cut sweep of the SSSE's keyed and lifecycle commands (SPEC §2.3 anti-tearing, §2.4, §5.1).
+"""Power-cut sweep of the SSSE's keyed, lifecycle and medical commands, on both algorithm families.
 
-For each command: APPLICATION BLOCK (temporary, permanent), APPLICATION UNBLOCK,
-CARD BLOCK, PIN UNBLOCK of a blocked PIN, RELOAD PIN, EXTERNAL AUTHENTICATE
-(wrong and right cryptogram), the activating CHANGE PIN and a medical APPEND
-RECORD (first and second), on an image-backed card:
+For each command: APPLICATION BLOCK `84 1E 00 00` (the loss lock) and `84 1E 00 01`
+(permanent), APPLICATION UNBLOCK `84 18`, CARD BLOCK `84 16` (each after external
+authentication with BK), PIN UNBLOCK `84 24 00 00` of a blocked PIN and PIN reset
+`84 24 00 01` (after PUK), EXTERNAL AUTHENTICATE with RKSSSE (wrong and right cryptogram,
+full counter and one try spent), PUK (wrong) and BK (wrong: counts nothing, writes nothing),
+the activating CHANGE PIN, DF04 UPDATE RECORD of EF06 items 92/93 after UK2DF04 (the first
+activates), and the medical purse: DEBIT FOR PURCHASE (the first activates), CREDIT FOR LOAD,
+UPDATE STARTING DAY; on an image-backed card of the SM4 profile and of the 3DES profile:
 
 1. run it once with a hook that never cuts, to count its write points;
-2. for every n, on a fresh card: build the command (GET CHALLENGE and the
-   PSAM's MAC or cryptogram come first, before the hook is installed), install
+2. for every n, on a fresh card: build the command (GET CHALLENGE, INITIALIZE and the
+   terminal's cryptogram come first, before the hook is installed), install
    `cut_power_at(n)`, transmit; the cut raises `PowerLoss` out of transmit;
-3. reopen the image with `Card.open`: the whole SSSE state (card state,
-   lifecycle, lock and its reason, PIN value and tries, RK tries, medical
-   records) is exactly the old one or the new one (or, for EXTERNAL
-   AUTHENTICATE, the durable anti-tearing decrement in between): never a mix;
-   which one follows from how many commits landed before the cut;
-4. both the powered-again in-memory card and the reopened one hold that state
-   and answer accordingly.
+3. reopen the image with `Card.open`: the whole SSSE state (card state, lifecycle, lock and
+   its reason, PIN value and tries, every counted key's tries, the DF04 settlement records,
+   the purse's amounts, counters and start day, the EF08 detail records) is exactly the old
+   one or the new one (or, for an anti-tearing success, the durable decrement in between):
+   never a mix, never a try more than before, never a purse counter that goes back; which
+   one follows from how many commits landed before the cut;
+4. both the powered-again in-memory card and the reopened one hold that state and answer
+   accordingly (no session survives: no write without a new authentication; the PIN and the
+   purse counters are the durable ones).
 
+Every cryptogram is the oracle's (tests/oracle.py through tests/ssse_helpers.py).
 Run with `pytest -s` to see the counts.
 """
 
 import collections
 import datetime
+import random
 
 import pytest
 
+import ssse_helpers as sh
 from chip import Card, CardNotPowered, PowerLoss
 from chip.image import cut_power_at
-from chip.pin import pack, unpack
+from chip.pin import unpack
 from reader import SimReader
-from reader.psam import Psam
-from reader.ssse_terminal import SsseTerminal
+
+pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
 D = datetime.date(2026, 11, 21)
 PROFILES = ["default", "default-3des"]
-SELECT_SSSE = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
-SELECT_DF04 = bytes.fromhex("00A4010C02DF04")
-IDENTIFICATION = bytes.fromhex("110100" "0000000001" "D156000005" "FFFFFF")
+SELECT_SSSE = sh.SELECT_SSSE
+SELECT_DF04 = sh.SELECT_DF04
 FILE_POINTS = ["open-tmp", "write-half", "fsync-tmp", "rename", "fsync-folder"]
 OK = b"\x90\x00"
 OLD_PIN, NEW_PIN, WRONG_PIN = "123456", "246810", "111111"
-H_CODE = "H11010100001".encode().hex().upper()
-VISIT_1 = bytes.fromhex("5115" + H_CODE + "01" + "20261121" + "000004D2")
-VISIT_2 = bytes.fromhex("5115" + H_CODE + "02" + "20261121" + "00002710")
-
-
-def apdu(cla, ins, p1, p2, data=b""):
-    return bytes((cla, ins, p1, p2, len(data))) + data
+TOTAL_1, TOTAL_2 = bytes.fromhex("9204" "00001234"), bytes.fromhex("9204" "00005678")  # DF04 EF06 item 92
+COUNT_0, COUNT_1 = bytes.fromhex("9302") + b"00", bytes.fromhex("9302") + b"01"  # item 93
+apdu = sh.apdu
+KEYS = {"rk": "ssse.key.ssse_rk", "puk": "ssse.key.ssse_puk", "bk": "ssse.key.ssse_bk",
+        "uk2": "df04.key.df04_uk2"}
 
 
 def full_state(card) -> dict:
@@ -54,52 +60,48 @@ def full_state(card) -> dict:
     store = card.store
     state = store["ssse.state"]
     pin = store["ssse.pin"]
+    purse = store["df04.purse"]
+    ef06 = store["df04.ef06"].records
     return {
         "card": store["card"].state,
         "lifecycle": state.lifecycle,
         "lock": state.lock,
         "lock_reason": state.lock_reason,
         "pin": (unpack(pin.value), pin.tries),
-        "rk": store["ssse.rk"].tries,
-        "visits": store["ssse.visits"].records,
-        "purchases": store["ssse.purchases"].records,
+        **{name: store[key].tries for name, key in KEYS.items()},
+        "total": next(r for r in ef06 if r[0] == 0x92),
+        "count": next(r for r in ef06 if r[0] == 0x93),
+        "purse": (purse.balance, purse.offline, purse.online, purse.spip, purse.spfp, purse.year, purse.start_day),
+        "details": tuple(int.from_bytes(r[0:2], "big") << 8 | r[2] for r in store["df04.ef08"].records),
     }
 
 
+BALANCE = 50000  # the profiles' medical balance at issue (fen)
 INITIAL = {
     "card": "ok", "lifecycle": "issued", "lock": "none", "lock_reason": "",
-    "pin": (OLD_PIN, 6), "rk": 3, "visits": (), "purchases": (),
+    "pin": (OLD_PIN, 6), "rk": 3, "puk": 3, "bk": 3, "uk2": 3,
+    "total": bytes.fromhex("9204" "0FFFFFFF"), "count": COUNT_0,  # cn "0": left-aligned, F-padded
+    "purse": (BALANCE, 0, 0, 0, 0, 0, "0101"), "details": (),
 }
 
 
 class Bench:
-    """A fresh image-backed card on D, its reader, and a terminal with its PSAM."""
+    """A fresh image-backed card on D, its reader, and a terminal (the oracle) on it, SSSE selected."""
 
     def __init__(self, profile, folder):
         folder.mkdir()
         self.path = str(folder / "card.img")
         self.card = Card.from_profile(profile, state=self.path, date=D)
+        rng = random.Random(20261121)
+        self.card.random = rng.randbytes  # the same challenges on every fresh card: identical states
         self.reader = SimReader(self.card)
-        self.psam = Psam(SimReader(Card.psam(profile)))
-        self.terminal = SsseTerminal(self.reader, self.psam, identification=IDENTIFICATION)
-        assert self.terminal.start() == 0x9000
+        self.reader.reset()
+        self.terminal = sh.Terminal(self.card, self.reader.transmit)
+        self.terminal.start()
+        self.expected = b""  # the response data the command under test must answer (TAC || MAC2, TAC)
 
     def transmit(self, command: bytes) -> bytes:
         return self.reader.transmit(command)
-
-    def mac_command(self, cla, ins, p1, p2, body=b"", key="stk") -> bytes:
-        """GET CHALLENGE on the card, MAC4 from the PSAM: the command, built but not sent."""
-        t = self.terminal
-        iv = t.challenge().ljust(t.block, b"\x00")
-        header = bytes((cla, ins, p1, p2, len(body) + 4))
-        return header + body + self.psam.mac4(key, t.algorithm_flag, t.diversification, iv, header + body)
-
-    def ext_auth(self, wrong=False) -> bytes:
-        t = self.terminal
-        cryptogram = self.psam.external_auth_cryptogram(t.algorithm_flag, t.diversification, t.challenge())
-        if wrong:
-            cryptogram = bytes((cryptogram[0] ^ 0x80,)) + cryptogram[1:]
-        return apdu(0x00, 0x82, 0x00, 0x0A, cryptogram)
 
 
 # -- the commands: setup (before), the command (built just before the hook), its SW, state changes --
@@ -108,38 +110,74 @@ def no_setup(b):
     pass
 
 
-def setup_locked(b):
-    assert b.terminal.lock() == 0x9000
+def setup(*steps):
+    def run(b):
+        for step in steps:
+            step(b)
+    return run
 
 
-def setup_pin_blocked(b):
+def auth(key):
+    return lambda b: b.terminal.authenticate(key)
+
+
+def locked(b):
+    b.terminal.do_lock()
+
+
+def pin_blocked(b):
     for left in range(5, -1, -1):
-        assert b.transmit(apdu(0x00, 0x20, 0x00, 0x00, pack(WRONG_PIN))) == bytes((0x63, 0xC0 | left))
-    assert b.transmit(apdu(0x00, 0x20, 0x00, 0x00, pack(OLD_PIN))) == b"\x69\x83"
+        assert b.transmit(sh.verify(WRONG_PIN)) == bytes((0x63, 0xC0 | left))
+    assert b.transmit(sh.verify(OLD_PIN)) == b"\x69\x83"
 
 
-def setup_one_wrong_pin(b):
-    assert b.transmit(apdu(0x00, 0x20, 0x00, 0x00, pack(WRONG_PIN))) == b"\x63\xC5"
+def one_wrong_pin(b):
+    assert b.transmit(sh.verify(WRONG_PIN)) == b"\x63\xC5"
 
 
-def setup_one_wrong_rk(b):
-    assert b.transmit(b.ext_auth(wrong=True)) == b"\x63\xC2"
+def one_wrong_rk(b):
+    assert b.transmit(b.terminal.external_authenticate("ssse_rk", wrong=True)) == b"\x63\xC2"
 
 
-def setup_medical_issued(b):
-    assert b.transmit(SELECT_DF04) == OK
-    assert b.transmit(b.ext_auth()) == OK
+def df04(b):
+    assert b.transmit(SELECT_DF04)[-2:] == OK
 
 
-def setup_medical_active(b):
-    setup_medical_issued(b)
-    assert b.transmit(apdu(0x00, 0xE2, 0x00, 0xA8, VISIT_1)) == OK
+def verified(b):
+    assert b.transmit(sh.verify(OLD_PIN)) == OK
+
+
+def medical_active(b):
+    df04(b)
+    b.terminal.authenticate("df04_uk2")
+    assert b.transmit(b.terminal.settlement_total(1234)) == OK
+
+
+def purchased(b):
+    b.terminal.purchase(1000, 600, 400, time="20261121103000")
+
+
+def debit(account, self_pay, fund):
+    def build(b):
+        t = b.terminal
+        answer = t.ok(t.init_purchase(account, self_pay, fund))
+        command, b.expected, _ = t.debit(answer, account, self_pay, fund, time="20261121120000")
+        return command
+    return build
+
+
+def credit(amount):
+    def build(b):
+        t = b.terminal
+        command, b.expected, _ = t.credit(t.ok(t.init_load(amount)), amount)
+        return command
+    return build
 
 
 class Case:
     def __init__(self, setup, build, sw, before, steps):
         self.setup = setup
-        self.build = build  # Bench -> command bytes (may talk to the card: GET CHALLENGE)
+        self.build = build  # Bench -> command bytes (may talk to the card: GET CHALLENGE, INITIALIZE)
         self.sw = sw
         self.before = before  # changes to INITIAL made by the setup
         self.steps = steps  # the state after each of the command's commits, as changes to `before`
@@ -149,35 +187,52 @@ class Case:
         return [before] + [{**before, **step} for step in self.steps]
 
 
+AFTER_PURCHASE = {"lifecycle": "active", "pin": (OLD_PIN, 6), "purse": (BALANCE - 1000, 1, 0, 600, 400, 2026, "0101"),
+                  "details": (0 << 8 | 0x32,)}
 CASES = {
-    "lock": Case(no_setup, lambda b: b.mac_command(0x84, 0x1E, 0x00, 0x00), OK, {},
-                 [{"lock": "locked", "lock_reason": "holder"}]),
-    "lock-permanent": Case(no_setup, lambda b: b.mac_command(0x84, 0x1E, 0x00, 0x01), OK, {},
+    "lock": Case(auth("ssse_bk"), lambda b: b.terminal.lock(), OK, {},
+                 [{"lock": "locked", "lock_reason": "reported"}]),
+    "lock-permanent": Case(auth("ssse_bk"), lambda b: b.terminal.lock(permanent=True), OK, {},
                            [{"lock": "blocked", "lock_reason": "permanent"}]),
-    "unlock": Case(setup_locked, lambda b: b.mac_command(0x84, 0x18, 0x00, 0x00), OK,
-                   {"lock": "locked", "lock_reason": "holder"}, [{"lock": "none", "lock_reason": ""}]),
-    "card-block": Case(no_setup, lambda b: b.mac_command(0x84, 0x16, 0x00, 0x00), OK, {},
-                       [{"card": "blocked"}]),
-    "pin-unblock": Case(setup_pin_blocked, lambda b: b.mac_command(0x84, 0x24, 0x00, 0x00, key="puk"), OK,
+    "unlock": Case(locked, lambda b: b.terminal.unlock(), OK,
+                   {"lock": "locked", "lock_reason": "reported"}, [{"lock": "none", "lock_reason": ""}]),
+    "card-block": Case(auth("ssse_bk"), lambda b: b.terminal.card_block(), OK, {}, [{"card": "blocked"}]),
+    "pin-unblock": Case(setup(pin_blocked, auth("ssse_puk")), lambda b: b.terminal.pin_unblock(), OK,
                         {"pin": (OLD_PIN, 0)}, [{"pin": (OLD_PIN, 6)}]),
-    "reload-pin": Case(setup_one_wrong_pin, lambda b: b.mac_command(0x80, 0x5E, 0x00, 0x00, pack(NEW_PIN)), OK,
-                       {"pin": (OLD_PIN, 5)}, [{"pin": (NEW_PIN, 6)}]),
-    "ext-auth-wrong": Case(no_setup, lambda b: b.ext_auth(wrong=True), b"\x63\xC2", {}, [{"rk": 2}]),
-    "ext-auth-wrong-2": Case(setup_one_wrong_rk, lambda b: b.ext_auth(wrong=True), b"\x63\xC1",
-                             {"rk": 2}, [{"rk": 1}]),
+    "pin-reset": Case(setup(one_wrong_pin, auth("ssse_puk")), lambda b: b.terminal.pin_reset(NEW_PIN), OK,
+                      {"pin": (OLD_PIN, 5)}, [{"pin": (NEW_PIN, 6)}]),
+    "ext-auth-wrong": Case(no_setup, lambda b: b.terminal.external_authenticate("ssse_rk", wrong=True),
+                           b"\x63\xC2", {}, [{"rk": 2}]),
+    "ext-auth-wrong-2": Case(one_wrong_rk, lambda b: b.terminal.external_authenticate("ssse_rk", wrong=True),
+                             b"\x63\xC1", {"rk": 2}, [{"rk": 1}]),
     # success: the anti-tearing decrement is durable first, then the counter is restored
-    "ext-auth-right": Case(no_setup, lambda b: b.ext_auth(), OK, {}, [{"rk": 2}, {"rk": 3}]),
-    "ext-auth-right-2": Case(setup_one_wrong_rk, lambda b: b.ext_auth(), OK, {"rk": 2}, [{"rk": 1}, {"rk": 3}]),
+    "ext-auth-right": Case(no_setup, lambda b: b.terminal.external_authenticate("ssse_rk"), OK, {},
+                           [{"rk": 2}, {"rk": 3}]),
+    "ext-auth-right-2": Case(one_wrong_rk, lambda b: b.terminal.external_authenticate("ssse_rk"), OK, {"rk": 2},
+                             [{"rk": 1}, {"rk": 3}]),
+    "ext-auth-puk-wrong": Case(no_setup, lambda b: b.terminal.external_authenticate("ssse_puk", wrong=True),
+                               b"\x63\xC2", {}, [{"puk": 2}]),
+    # BK's failures decrement nothing (P7 §13.1-13.2, SPEC §2 S10): no write at all
+    "ext-auth-bk-wrong": Case(no_setup, lambda b: b.terminal.external_authenticate("ssse_bk", wrong=True),
+                              b"\x63\xC3", {}, []),
     # CHANGE PIN away from the initial PIN: anti-tearing decrement, then new PIN, full counter and activation
-    "change-pin-activating": Case(no_setup, lambda b: apdu(0x80, 0x5E, 0x01, 0x00,
-                                                          pack(OLD_PIN) + b"\xFF" + pack(NEW_PIN)), OK, {},
+    "change-pin-activating": Case(no_setup, lambda b: sh.change_pin(OLD_PIN, NEW_PIN), OK, {},
                                   [{"pin": (OLD_PIN, 5)}, {"pin": (NEW_PIN, 6), "lifecycle": "active"}]),
     # the first medical write: the record and the activation land together
-    "append-first": Case(setup_medical_issued, lambda b: apdu(0x00, 0xE2, 0x00, 0xA8, VISIT_1), OK, {},
-                         [{"visits": (VISIT_1,), "lifecycle": "active"}]),
-    "append-second": Case(setup_medical_active, lambda b: apdu(0x00, 0xE2, 0x00, 0xA8, VISIT_2), OK,
-                          {"visits": (VISIT_1,), "lifecycle": "active"},
-                          [{"visits": (VISIT_1, VISIT_2)}]),
+    "update-first": Case(setup(df04, auth("df04_uk2")), lambda b: b.terminal.settlement_total(1234), OK, {},
+                         [{"total": TOTAL_1, "lifecycle": "active"}]),
+    "update-second": Case(medical_active, lambda b: b.terminal.settlement_count(1), OK,
+                          {"total": TOTAL_1, "lifecycle": "active"}, [{"count": COUNT_1}]),
+    # the purse: amounts, counter, detail record, proof and (first purchase) activation in one commit
+    "debit-first": Case(setup(verified, df04), debit(1000, 600, 400), OK, {}, [AFTER_PURCHASE]),
+    "debit-second": Case(setup(verified, df04, purchased), debit(250, 100, 0), OK, AFTER_PURCHASE,
+                         [{"purse": (BALANCE - 1250, 2, 0, 700, 400, 2026, "0101"),
+                           "details": (1 << 8 | 0x32, 0 << 8 | 0x32)}]),
+    "credit": Case(setup(verified, df04, purchased), credit(5000), OK, AFTER_PURCHASE,
+                   [{"purse": (BALANCE - 1000 + 5000, 1, 1, 600, 400, 2026, "0101"),
+                     "details": (0 << 8 | 0x31, 0 << 8 | 0x32)}]),
+    "starting-day": Case(df04, lambda b: b.terminal.update_starting_day("0701"), OK, {},
+                         [{"purse": (BALANCE, 0, 0, 0, 0, 0, "0701")}]),
 }
 OUTCOMES = ("old", "intermediate", "new")
 
@@ -187,26 +242,41 @@ def outcome_name(landed: int, commits: int) -> str:
 
 
 def check_behaviour(card, state) -> None:
-    """A card powered again answers as its state says."""
-    r = SimReader(card)
+    """A card powered again answers as its state says (T=1: every answer in one exchange)."""
+    r = SimReader(card, protocol="T=1")
     r.reset()
+    t = sh.Terminal(card, r.transmit)
     select = r.transmit(SELECT_SSSE)
     if state["card"] == "blocked":
         assert select == b"\x6A\x81"
         return
+    if state["lock"] == "blocked":
+        assert select == b"\x93\x03"
+        assert r.transmit(sh.verify(state["pin"][0])) == b"\x93\x03"
+        return
     assert select[-2:] == (OK if state["lock"] == "none" else b"\x62\x83")
     if state["lock"] != "none":
-        assert r.transmit(apdu(0x00, 0x20, 0x00, 0x00, pack(state["pin"][0]))) == b"\x69\x85"
+        assert r.transmit(sh.verify(state["pin"][0])) == b"\x69\x85"
         return
-    assert r.transmit(SELECT_DF04) == OK
+    assert r.transmit(SELECT_DF04)[-2:] == OK
     # no session survives the cut: no write without a new external authentication
     no_auth = b"\x69\x85" if state["lifecycle"] == "issued" else b"\x69\x82"
-    assert r.transmit(apdu(0x00, 0xE2, 0x00, 0xA8, VISIT_2)) == no_auth
-    assert r.transmit(apdu(0x00, 0xB2, 0x01, 0xAC)) == (b"\x69\x82" if state["visits"] else b"\x6A\x83")
+    assert r.transmit(t.settlement_total(9999)) == no_auth
+    assert r.transmit(sh.read_record(0x92, 6, 0, 6)) == b"\x69\x82"  # EF06: PIN and RK1DF04
     value, tries = state["pin"]
-    assert r.transmit(apdu(0x00, 0x20, 0x00, 0x00, pack(value))) == (OK if tries else b"\x69\x83")
-    if state["visits"]:
-        assert r.transmit(apdu(0x00, 0xB2, 0x01, 0xAC)) == state["visits"][0] + OK
+    assert r.transmit(sh.verify(value)) == (OK if tries else b"\x69\x83")
+    if not tries:
+        return
+    t.authenticate("df04_rk1")
+    assert r.transmit(sh.read_record(0x92, 6, 0, 6)) == state["total"] + OK
+    assert r.transmit(sh.read_record(0x93, 6, 0, 4)) == state["count"] + OK
+    # the purse offers the durable counters and balance: no counter is used twice
+    balance, offline, online = state["purse"][:3]
+    answer = t.ok(t.init_purchase(1))
+    assert (int.from_bytes(answer[0:4], "big"), int.from_bytes(answer[14:16], "big")) == (balance, offline)
+    answer = t.ok(t.init_load(1))
+    assert (int.from_bytes(answer[0:4], "big"), int.from_bytes(answer[4:6], "big")) == (balance, online)
+    assert t.ok(bytes.fromhex("B056010002")) == bytes.fromhex(state["purse"][6])
 
 
 def sweep(profile: str, name: str, tmp_path) -> collections.Counter:
@@ -222,7 +292,7 @@ def sweep(profile: str, name: str, tmp_path) -> collections.Counter:
     command = case.build(b)
     hook = cut_power_at(10**9)
     b.card.store.backend.write_point = hook
-    assert b.transmit(command) == case.sw
+    assert b.transmit(command) == b.expected + case.sw
     seen = list(hook.seen)
     assert seen == FILE_POINTS * commits
     assert full_state(b.card) == states[-1]
@@ -233,7 +303,7 @@ def sweep(profile: str, name: str, tmp_path) -> collections.Counter:
     for n in range(1, len(seen) + 1):
         b = Bench(profile, tmp_path / f"{tag}-cut{n}")
         case.setup(b)
-        command = case.build(b)  # GET CHALLENGE and the PSAM's work happen before the hook
+        command = case.build(b)  # GET CHALLENGE, INITIALIZE and the terminal's work happen before the hook
         generation_before = b.card.store.backend.generation
         b.card.store.backend.write_point = cut_power_at(n)
         with pytest.raises(PowerLoss) as excinfo:
@@ -248,9 +318,12 @@ def sweep(profile: str, name: str, tmp_path) -> collections.Counter:
         durable = Card.open(b.path, date=D)
         state = full_state(durable)
         assert state in states, f"cut {n} at {cut.point}: mixed state {state}"
-        # RK and PIN tries never above what they were, except the restored counter of a success
-        assert state["rk"] <= states[0]["rk"] or state == states[-1], (n, state)
+        # key and PIN tries never above what they were, except the restored counter of a success
+        for counter in KEYS:
+            assert state[counter] <= states[0][counter] or state == states[-1], (n, counter, state)
         assert state["pin"][1] <= states[0]["pin"][1] or state == states[-1], (n, state)
+        # the purse counters never go back
+        assert state["purse"][1:3] >= states[0]["purse"][1:3], (n, state)
         landed = (n - 1) // len(FILE_POINTS) + cut.landed
         assert durable.store.backend.generation - generation_before == landed, (n, cut.point)
         assert state == states[landed], (n, cut.point, state)
@@ -263,7 +336,7 @@ def sweep(profile: str, name: str, tmp_path) -> collections.Counter:
         check_behaviour(b.card, state)
         check_behaviour(durable, state)
     outcomes["cuts"] = len(seen)
-    print(f"\n{profile:12} {name:16}: {len(seen):2} cuts -> old {outcomes['old']}, "
+    print(f"\n{profile:12} {name:22}: {len(seen):2} cuts -> old {outcomes['old']}, "
           f"intermediate {outcomes['intermediate']}, new {outcomes['new']}")
     return outcomes
 
@@ -275,14 +348,20 @@ EXPECTED = {
     "unlock": (5, 4, 0, 1),
     "card-block": (5, 4, 0, 1),
     "pin-unblock": (5, 4, 0, 1),
-    "reload-pin": (5, 4, 0, 1),
+    "pin-reset": (5, 4, 0, 1),
     "ext-auth-wrong": (5, 4, 0, 1),
     "ext-auth-wrong-2": (5, 4, 0, 1),
     "ext-auth-right": (10, 4, 5, 1),
     "ext-auth-right-2": (10, 4, 5, 1),
+    "ext-auth-puk-wrong": (5, 4, 0, 1),
+    "ext-auth-bk-wrong": (0, 0, 0, 0),
     "change-pin-activating": (10, 4, 5, 1),
-    "append-first": (5, 4, 0, 1),
-    "append-second": (5, 4, 0, 1),
+    "update-first": (5, 4, 0, 1),
+    "update-second": (5, 4, 0, 1),
+    "debit-first": (5, 4, 0, 1),
+    "debit-second": (5, 4, 0, 1),
+    "credit": (5, 4, 0, 1),
+    "starting-day": (5, 4, 0, 1),
 }
 assert set(EXPECTED) == set(CASES)
 
@@ -303,11 +382,11 @@ def test_power_cut_sweep_totals(tmp_path):
         for name in CASES:
             totals += sweep(profile, name, tmp_path)
     print(f"total: {totals['cuts']} cuts -> old {totals['old']}, intermediate {totals['intermediate']}, "
-          f"new {totals['new']}; mixed states 0, extra tries 0")
-    assert dict(totals) == {"cuts": 160, "old": 104, "intermediate": 30, "new": 26}
+          f"new {totals['new']}; mixed states 0, extra tries 0, reused purse counters 0")
+    assert dict(totals) == {"cuts": 210, "old": 144, "intermediate": 30, "new": 36}
 
 
-# -- the activation-deadline lock is a write at power-up (SPEC §2.4) ---------------------------------
+# -- the activation-deadline lock is a write at power-up (SPEC §3.2) ---------------------------------
 
 DAY_301 = D + datetime.timedelta(days=301)
 
