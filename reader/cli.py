@@ -21,7 +21,8 @@ from .decode import Decoder
 from .issuer import IssuerHost
 from .payment_terminal import KernelError, PaymentTerminal
 from .pcsc import PcscError, PcscReader, list_readers
-from .replay import RecordingReader, TraceWriter, junit_xml, replay, sim_reader_for, stderr_progress
+from .replay import Failure, RecordingReader, Result as ReplayResult, TraceWriter, junit_xml, replay, \
+    sim_reader_for, stderr_progress
 from .trace import TraceError, command_is_fixed, from_scriptor as trace_from_scriptor, parse as parse_trace, to_scriptor, to_text as trace_to_text
 from .psam import Psam, PsamError
 from .report import exchange, parse_hex
@@ -72,7 +73,8 @@ def cmd_apdu(args) -> int:
     elif args.wire:
         reader = card_reader(_wire_reader(Card.open(args.state, date=args.date), args.wire))
     else:
-        reader = card_reader(SimReader(Card.open(args.state, date=args.date), protocol="T=0" if args.t0 else "T=1"))
+        card = Card.open(args.state, date=args.date)  # the card's own protocol (T=0 on the default card)
+        reader = card_reader(SimReader(card, protocol="T=0" if args.t0 else None, get_response=not args.t0))
     print(f"ATR {reader.reset().hex(' ').upper()}")
     decoder = None if args.no_decode else Decoder()
     for command in commands:
@@ -138,8 +140,8 @@ def cmd_serve(args) -> int:
         on_apdu = lambda slot, apdu, response, seconds: writer.exchange(apdu, response, seconds)  # noqa: E731
     try:
         return serve(images, list(args.port or []), host=args.host, control=args.control,
-                     protocol=0 if args.t0 else 1, quickack=not args.no_quickack, date=args.date,
-                     use_stdin=not args.no_stdin, on_apdu=on_apdu)
+                     protocol=0 if args.t0 else 1 if args.t1 else None,  # None: each card's own
+                     quickack=not args.no_quickack, date=args.date, use_stdin=not args.no_stdin, on_apdu=on_apdu)
     finally:
         if record is not None:
             record.close()
@@ -155,6 +157,8 @@ def _load_trace(path: str):
 
 
 def cmd_replay(args) -> int:
+    from .wire import LinkError
+
     if args.state and args.reader:
         raise UsageError("give --state CARD.img or --reader NAME, not both")
     traces = [_load_trace(path) for path in args.traces]  # every parse error before anything runs
@@ -171,7 +175,10 @@ def cmd_replay(args) -> int:
             reader = _wire_reader(reader.card, args.wire)
         if trace.apdus >= 1000:
             print(f"replaying {trace.path} ({trace.apdus} APDUs)", file=sys.stderr, flush=True)
-        result = replay(trace, reader, progress=stderr_progress if trace.apdus >= 1000 else None)
+        try:
+            result = replay(trace, reader, progress=stderr_progress if trace.apdus >= 1000 else None)
+        except LinkError as exc:  # the contacts failed (a card that does not speak the protocol asked, say)
+            result = ReplayResult(trace, Failure(0, f"link error over the wire: {exc}"), 0, 0.0)
         print(result.report(), flush=True)
         results.append(result)
     failed = sum(not r.ok for r in results)
@@ -182,10 +189,11 @@ def cmd_replay(args) -> int:
     return 1 if failed else 0
 
 
-def _wire_reader(card: Card, protocol: str, **kw):
+def _wire_reader(card: Card, protocol: str | None, **kw):
+    """A WireReader on `card` over "t0" or "t1"; None: the card's own protocol (the first its ATR offers)."""
     from .wire import WireReader
 
-    return WireReader(card, protocol="T=0" if protocol == "t0" else "T=1", **kw)
+    return WireReader(card, protocol=None if protocol is None else "T=0" if protocol == "t0" else "T=1", **kw)
 
 
 def cmd_wire_log(args) -> int:
@@ -301,22 +309,47 @@ def cmd_ssse(args) -> int:
     select_sw = terminal.start()
     if select_sw not in (0x9000, 0x6283):
         return _refused(select_sw)
+    if args.operation == "pharmacy":
+        when = datetime.datetime.combine(card.today, flows.PHARMACY_TIME)
+        outcome = terminal.pharmacy_purchase(args.pin, args.amount, when=when)
+        terminal.reader.power_off()
+        if outcome["sw"] != 0x9000:
+            return _refused(outcome["sw"])
+        print(f"purchase: terminal transaction {outcome['terminal_tx'].hex().upper()}, "
+              f"TAC {outcome['tac'].hex().upper()}")
+        return 0
     operations = {
         "change-pin": lambda: terminal.change_pin(args.old, args.new),
         "verify": lambda: terminal.verify(args.pin),
         "lock": lambda: terminal.lock(permanent=args.permanent),
         "unlock": terminal.unlock,
         "unblock-pin": terminal.unblock_pin,
-        "reload-pin": lambda: terminal.reload_pin(args.new),
-        "register": lambda: terminal.register(institution=args.institution, kind=args.kind, amount=args.amount,
-                                              date=card.today),
-        "pharmacy": lambda: terminal.pharmacy_purchase(pharmacy=args.pharmacy, items=args.items,
-                                                       amount=args.amount, date=card.today),
+        "reset-pin": lambda: terminal.reset_pin(args.new),
+        "register": lambda: terminal.register(args.pin, args.amount),
         "card-block": terminal.card_block,
     }
     sw = operations[args.operation]()
     terminal.reader.power_off()
     return 0 if sw == 0x9000 else _refused(sw)
+
+
+def _pin_arg(text: str) -> str:
+    """A PIN the holder can type: 4 to 12 digits (the PIN pad, P8 §6.2.4; the card takes 2-8 bytes cn,
+    P5 §6.14)."""
+    if not (text.isascii() and text.isdigit() and 4 <= len(text) <= 12):
+        raise argparse.ArgumentTypeError(f"a PIN is 4 to 12 digits, not {text!r}")
+    return text
+
+
+def _fen(text: str) -> int:
+    """An amount in fen: 0 to 99999999 (the 8 digits of DF04 EF06 item 92, V2 table 9)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an amount in fen (a whole number): {text!r}") from None
+    if not 0 <= value <= 99_999_999:
+        raise argparse.ArgumentTypeError(f"an amount in fen is 0 to 99999999, not {value}")
+    return value
 
 
 def _amount(text: str) -> int:
@@ -417,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", action="store_true", help="with --reader: show 61xx/6Cxx instead of following them")
     p.add_argument("--no-decode", action="store_true", help="do not explain commands and decode responses")
     p.add_argument("--wire", choices=("t0", "t1"), help="run at the byte level: reader firmware, wire, card over T=0/T=1")
-    p.add_argument("--t0", action="store_true", help="T=0 behaviour: 61xx and GET RESPONSE")
+    p.add_argument("--t0", action="store_true", help="T=0 as on the contacts: show 61xx and GET RESPONSE")
     p.add_argument("hex", nargs="+", metavar="HEX", help="command APDU in hex, one per argument")
     p.set_defaults(func=cmd_apdu)
 
@@ -431,7 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("wire-log", help="send APDUs over the simulated contacts and show every byte, explained")
     p.add_argument("--state", required=True, metavar="CARD.img")
-    p.add_argument("--wire", choices=("t0", "t1"), default="t1")
+    p.add_argument("--wire", choices=("t0", "t1"),
+                   help="T=0 or T=1 (default: the card's own protocol, the first its ATR offers:"
+                        " T=0 on the default card)")
     p.add_argument("--pps", metavar="TA1", help="ask for these Fi/Di by PPS (hex, e.g. 96)")
     p.add_argument("--clock", type=float, default=4.0, metavar="MHZ", help="card clock (default 4 MHz)")
     p.add_argument("hex", nargs="+", metavar="HEX")
@@ -469,7 +504,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"vpcd port (default {DEFAULT_PORT}; repeat per card; missing ones count up)")
     p.add_argument("--host", default="127.0.0.1", help="where vpcd listens (default 127.0.0.1)")
     p.add_argument("--control", metavar="SOCKET", help="also take control lines on this Unix socket")
-    p.add_argument("--t0", action="store_true", help="T=0 behaviour: 61xx and GET RESPONSE")
+    protocol = p.add_mutually_exclusive_group()
+    protocol.add_argument("--t0", action="store_true",
+                          help="T=0 behaviour (61xx and GET RESPONSE) whatever the card's ATR offers")
+    protocol.add_argument("--t1", action="store_true",
+                          help="T=1 behaviour whatever the card's ATR offers (default: the card's own protocol,"
+                               " the first its ATR offers: T=0 on the default card)")
     p.add_argument("--no-quickack", action="store_true", help="do not re-arm TCP_QUICKACK (to measure the 48 ms trap)")
     p.add_argument("--no-stdin", action="store_true", help="do not read control lines from stdin")
     p.add_argument("--record", metavar="TRACE", help="record every APDU the card(s) answered as a trace")
@@ -492,25 +532,24 @@ def build_parser() -> argparse.ArgumentParser:
         q.set_defaults(func=cmd_ssse)
         return q
 
-    q = op("change-pin", "CHANGE PIN (activates an issued card when NEW is not the initial PIN)")
-    q.add_argument("old")
-    q.add_argument("new")
+    q = op("change-pin", "CHANGE PIN 80 5E 01 00 (activates an issued card when NEW is not the initial PIN)")
+    q.add_argument("old", type=_pin_arg)
+    q.add_argument("new", type=_pin_arg)
     q = op("verify", "VERIFY the SSSE PIN")
-    q.add_argument("pin")
-    q = op("lock", "APPLICATION BLOCK: loss lock (temporary) or --permanent")
+    q.add_argument("pin", type=_pin_arg)
+    q = op("lock", "APPLICATION BLOCK with BK: loss lock 84 1E 00 00, or --permanent 84 1E 00 01")
     q.add_argument("--permanent", action="store_true")
-    op("unlock", "APPLICATION UNBLOCK (an HR-designated terminal)")
-    op("unblock-pin", "PIN UNBLOCK: restore the PIN try counter")
-    q = op("reload-pin", "RELOAD PIN: set a new PIN (service window)")
-    q.add_argument("new")
-    q = op("register", "a hospital registration (or --kind 2 outpatient, 3 inpatient) written in DF04")
-    q.add_argument("--institution", default="H11010100001", help="hospital code, 12 characters")
-    q.add_argument("--kind", type=int, choices=(1, 2, 3), default=1)
-    q.add_argument("--amount", type=int, default=0, help="amount in fen")
-    q = op("pharmacy", "a designated-pharmacy purchase written in DF04")
-    q.add_argument("--pharmacy", default="P11010100001", help="pharmacy code, 12 characters")
-    q.add_argument("--items", type=int, default=1)
-    q.add_argument("--amount", type=int, default=0, help="amount in fen")
+    op("unlock", "APPLICATION UNBLOCK 84 18 00 00 with BK (an HR-designated terminal)")
+    op("unblock-pin", "PIN UNBLOCK 84 24 00 00 with PUK: restore the PIN try counter")
+    q = op("reset-pin", "PIN reset 84 24 00 01 with PUK: set a new PIN, enciphered (service window)")
+    q.add_argument("new", type=_pin_arg)
+    q = op("register", "a hospital settlement in DF04 EF06 items 92/93 (PIN, RK1DF04 read, UK2DF04 write)")
+    q.add_argument("--pin", type=_pin_arg, default=flows.DEFAULT_INITIAL_PIN, help="the holder's SSSE PIN")
+    q.add_argument("--amount", type=_fen, default=0, metavar="FEN", help="amount in fen (default 0)")
+    q = op("pharmacy", "a designated-pharmacy offline purchase (B0 28 / 80 70 / B0 2C / 80 72) from DF04's purse")
+    q.add_argument("--pin", type=_pin_arg, default=flows.DEFAULT_INITIAL_PIN, help="the holder's SSSE PIN")
+    q.add_argument("--amount", type=_fen, default=1000, metavar="FEN", help="amount in fen (default 1000)")
+    op("card-block", "CARD BLOCK 84 16 00 00 with BK: irreversible, every SELECT then answers 6A81")
 
     fin = sub.add_parser("fin", help="financial application operations (terminal kernel + issuer host, through APDUs)")
     fops = fin.add_subparsers(dest="operation", required=True, metavar="OPERATION")
@@ -533,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     fop("unblock-pin", "issuer script PIN UNBLOCK (counter only)")
     fop("card-block", "issuer script CARD BLOCK (final)")
 
-    p = sub.add_parser("card-block", help="CARD BLOCK: irreversible, every SELECT then answers 6A81")
+    p = sub.add_parser("card-block", help="CARD BLOCK, as 'sscard ssse card-block' (irreversible: SELECT then 6A81)")
     p.add_argument("--state", required=True, metavar="CARD.img")
     p.add_argument("--keys", metavar="PROFILE", help="profile whose master keys the PSAM holds (default: the card's)")
     p.set_defaults(func=cmd_ssse, operation="card-block")

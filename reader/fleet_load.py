@@ -6,15 +6,17 @@
 threads at once). Each visit of a card runs the next flow of the mix for that
 card, every APDU through a `SimReader`:
 
-- `ssse`: SELECT the SSSE, VERIFY the PIN, READ RECORD x7 (EF05, EF06) - the
-  bench mix;
+- `ssse`: SELECT the SSSE, VERIFY the PIN (P7 §5.6-§5.8), READ RECORD x7 of
+  EF05 with each record's exact Le (free to read; P7 §5 step 1.4b) - the bench
+  mix, raw APDUs (on T=0 the SELECT's `61xx` is fetched with GET RESPONSE);
 - `purchase`: a PBOC purchase through `PaymentTerminal` with the bank PIN,
   online to an `IssuerHost`; a card whose financial application is not yet
   activated first gets it activated online (the city-services app path: the
   declined transaction carries the issuer scripts), as a bank would;
-- `hospital`: a hospital registration: SELECT DF04, EXTERNAL AUTHENTICATE
-  through the terminal's PSAM, APPEND RECORD in EF15 (UPDATE RECORD 1 once
-  the 30 records are full).
+- `hospital`: a hospital settlement (`SsseTerminal.register`): SELECT DF04,
+  VERIFY, EXTERNAL AUTHENTICATE with RK1DF04 through the terminal's PSAM, READ
+  RECORD of DF04 EF06 items 92/93 (total, count), EXTERNAL AUTHENTICATE with
+  UK2DF04, UPDATE RECORD of both (P7 §7; V2 table 9).
 
 Returns a `LoadResult`: APDUs sent to the cards (PSAM APDUs not counted),
 seconds, errors (flows that did not end as expected) and the first error
@@ -31,25 +33,31 @@ from dataclasses import dataclass, field
 
 from chip import Card
 from chip.apdu import build
-from chip.ssse import DDF_NAME, VISIT
+from chip.atr import parse_atr
+from chip.ssse import DDF_NAME
 
 from .issuer import IssuerHost
 from .payment_terminal import KernelError, PaymentTerminal
 from .psam import Psam, PsamError
 from .sim import SimReader
-from .ssse_terminal import SsseTerminal, TerminalError, sw_of
+from .ssse_terminal import SsseTerminal, TerminalError
 
 OK = 0x9000
-FULL = 0x6A84
 SSSE_PIN = "123456"  # the initial SSSE PIN of the shipped profiles
 BANK_PIN = "135790"  # the bank PIN the load generator sets when it activates a card
 SELECT_SSSE = build(0x00, 0xA4, 0x04, 0x00, DDF_NAME)
 VERIFY_SSSE = bytes.fromhex("0020000003") + bytes.fromhex(SSSE_PIN)
-READS = tuple(bytes.fromhex(h) for h in (
-    "00B2012C00", "00B2052C00", "00B2062C00", "00B2072C00",  # EF05 by record number
-    "00B2083000", "00B2093000", "00B20D3000",  # EF06 by identifier
-))
-SSSE_MIX = (SELECT_SSSE, VERIFY_SSSE) + READS
+# EF05 records 1-7 by number (SFI 5), each with its exact length as Le: Le 00 would be answered
+# 6Cxx (P5 §6.10.4). EF06 is not in the mix: a 3.00 card opens it to RKSSSE only.
+EF05_LENGTHS = (0x12, 0x03, 0x06, 0x0E, 0x06, 0x06, 0x0B)
+READS = tuple(bytes((0x00, 0xB2, number, 5 << 3 | 4, le)) for number, le in enumerate(EF05_LENGTHS, 1))
+SSSE_COMMANDS = (SELECT_SSSE, VERIFY_SSSE) + READS  # the mix as a terminal's application sends it
+GET_RESPONSE = bytes((0x00, 0xC0, 0x00, 0x00))
+FCI_LENGTH = 0x1E  # the SSSE's FCI, 6F 1C ... (P5 table 36 as real cards answer it)
+# The same mix as the default card (T=0, P2) sees it on its contacts: the SELECT answers 61 1E and the
+# reader fetches the FCI with GET RESPONSE (P2 §9.3, P7 §5 step 1.2) - every exchange answers 9000.
+SSSE_MIX = (SELECT_SSSE, GET_RESPONSE + bytes((FCI_LENGTH,)), VERIFY_SSSE) + READS
+HOSPITAL_AMOUNT = 500  # fen per hospital settlement
 DEFAULT_MIX = {"ssse": 8, "purchase": 1, "hospital": 1}
 
 
@@ -110,14 +118,19 @@ class _Worker:
     # -- flows ------------------------------------------------------------------------------------
     def ssse(self, card: Card) -> None:
         if not card.powered:
-            card.power_on()
+            card.power_on(parse_atr(card.atr).default_protocol)  # the card's protocol: T=0 on the default card
         transmit = card.transmit
-        for sent, apdu in enumerate(SSSE_MIX, 1):
+        sent = 0
+        for apdu in SSSE_COMMANDS:
             response = transmit(apdu)
+            sent += 1
+            while response[-2] == 0x61:  # T=0: the SELECT's FCI waits for GET RESPONSE (P2 §9.3)
+                response = transmit(GET_RESPONSE + response[-1:])
+                sent += 1
             if response[-2:] != b"\x90\x00":
                 self.counter[0] += sent
                 raise FlowFailed(f"{apdu[:4].hex().upper()} answered {response[-2:].hex().upper()}")
-        self.counter[0] += len(SSSE_MIX)
+        self.counter[0] += sent
 
     def purchase(self, card: Card) -> None:
         reader = CountingReader(card, self.counter)
@@ -137,12 +150,9 @@ class _Worker:
         sw = terminal.start()
         if sw != OK:
             raise FlowFailed(f"SELECT SSSE answered {sw:04X}")
-        value = {"institution": "H11010100001", "kind": 1, "date": card.today, "amount": 500}
-        sw = terminal.register(institution=value["institution"], kind=1, amount=value["amount"], date=card.today)
-        if sw == FULL:  # EF15 full: the hospital overwrites record 1 (the terminal is authenticated already)
-            sw = sw_of(reader.transmit(build(0x00, 0xDC, 0x01, (0x15 << 3) | 4, VISIT.encode(value))))
+        sw = terminal.register(SSSE_PIN, HOSPITAL_AMOUNT)
         if sw != OK:
-            raise FlowFailed(f"registration answered {sw:04X}")
+            raise FlowFailed(f"hospital settlement answered {sw:04X}")
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self, names: list, schedule: list, deadline: float | None, rounds: int | None, stop) -> LoadResult:

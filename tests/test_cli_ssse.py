@@ -1,18 +1,23 @@
-"""`sscard ssse ...` and `sscard card-block` on a card image (SPEC §2.3, §2.4, §4, §5.1).
+"""`sscard ssse ...` and `sscard card-block` on a card image (LD/T 32 P5, P7; SPEC §2, §3).
 
-Each operation prints every APDU exchange with the card (`> ` command, `< `
-data, `< SW  meaning`) and exits 0 on 9000; a refused operation prints
-`refused: SW meaning` on stderr and exits 1. `sscard info` shows the state.
+Each operation starts with card recognition (P7 §5: SELECT the SSSE, SELECT
+EF05, READ RECORD item 01, SELECT again), prints every APDU exchange with the
+card (`> ` command, `< ` data, `< SW  meaning`) and exits 0 on 9000; a refused
+operation prints `refused: SW meaning` on stderr and exits 1; a mistake in the
+arguments is one line on stderr and exit status 2. `sscard info` shows the
+state. Every cryptogram is recomputed here by the independent oracle
+(tests/oracle.py through tests/ssse_helpers.py), never by the PSAM the CLI uses.
 """
 
 import datetime
 import re
 
+import oracle
 import pytest
 from conftest import activate_financial
+from ssse_helpers import TERMINAL_NO, Terminal, cn
 
 from chip import Card
-from chip.crypto import BY_FLAG
 from chip.profile import SHIPPED
 from chip.sw import meaning
 from reader.cli import main
@@ -20,7 +25,8 @@ from reader.cli import main
 D = datetime.date(2026, 11, 21)
 DAY_300, DAY_301 = (str(D + datetime.timedelta(days=n)) for n in (300, 301))
 PROFILES = ["default", "default-3des"]
-FLAG = {"default": 0x04, "default-3des": 0x01}
+FLAG = {"default": 0x03, "default-3des": 0x01}  # the FCI's algorithm flag (SPEC S9, SR §10.1)
+PIN_RESET_LC = {"default": 0x14, "default-3des": 0x0C}  # 16 or 8 enciphered bytes + MAC4 (SPEC S2/S3)
 
 
 def spaced(hexstr: str) -> str:
@@ -28,19 +34,24 @@ def spaced(hexstr: str) -> str:
 
 
 DDF_NAME = "7378312E73682EC9E7BBE1B1A3D5CF"
-SELECT = spaced("00A404000F" + DDF_NAME)
-FCI = {p: spaced("6F19840F" + DDF_NAME + f"A5069F0C038601{f:02X}") for p, f in FLAG.items()}
-READ_ID = spaced("00B2012C00")
-IDENTIFICATION = "1101000000000001D156000005FFFFFF"
+SELECT = spaced("00A404000F" + DDF_NAME + "00")
+FCI = {p: spaced("6F1C840F" + DDF_NAME + f"A50988011E9F0C038601{f:02X}") for p, f in FLAG.items()}
+SELECT_EF05 = spaced("00A4020002EF05")
+READ_ID = spaced("00B2010012")  # EF05 item 01 by identifier (P7 §5 step 1.4b)
+IDENTIFICATION = "110100" "D156000005" "00000001" "00000000"  # V2 table 10: region, RID, serial, auth code
 ID_RECORD = spaced("0110" + IDENTIFICATION)
-GET_CHALLENGE = spaced("0084000008")
-SELECT_DF04 = spaced("00A4010C02DF04")
-STK = bytes.fromhex("606162636465666768696A6B6C6D6E6F")  # SPEC §5 test keys
-PUK = bytes.fromhex("707172737475767778797A7B7C7D7E7F")
-H_CODE = "H11010100001".encode().hex().upper()
-P_CODE = "P11010100001".encode().hex().upper()
+GET_CHALLENGE_8 = spaced("0084000008")
+GET_CHALLENGE_4 = spaced("0084000004")
+SELECT_DF04 = spaced("00A4040006D1560000050300")
+DF04_FCI = spaced("6F088406D15600000503")
 
 SW_LINE = re.compile(r"^< ([0-9A-F]{4})  (.+)$")
+
+
+def prelude(profile: str) -> list[tuple[str, str, str]]:
+    """Card recognition of an open SSSE (P7 §5)."""
+    return [(SELECT, FCI[profile], "9000"), (SELECT_EF05, "", "9000"), (READ_ID, ID_RECORD, "9000"),
+            (SELECT, FCI[profile], "9000")]
 
 
 def run(capsys, *argv):
@@ -64,7 +75,7 @@ def exchanges(out: str) -> list[tuple[str, str, str]]:
             else:
                 assert current[1] == "", line
                 current[1] = line[2:]
-        else:
+        elif not line.startswith("purchase: "):
             raise AssertionError(f"unexpected output line {line!r}")
     assert all(sw is not None for _, _, sw in result)
     return [tuple(x) for x in result]
@@ -72,6 +83,10 @@ def exchanges(out: str) -> list[tuple[str, str, str]]:
 
 def commands(out: str) -> list[str]:
     return [line[2:] for line in out.splitlines() if line.startswith("> ")]
+
+
+def raw(text: str) -> bytes:
+    return bytes.fromhex(text.replace(" ", ""))
 
 
 def info(capsys, img, *date) -> dict:
@@ -84,7 +99,7 @@ def info(capsys, img, *date) -> dict:
         match = re.match(r"^  (\S.*?) {2,}(.*)$", line)
         if match:
             fields[match.group(1)] = match.group(2)
-    # the exact layout, e.g. "  lock                 locked (holder)"
+    # the exact layout, e.g. "  lock                 locked (reported)"
     assert f"  {'lifecycle':<20} {fields['lifecycle']}\n" in section
     return fields
 
@@ -104,36 +119,39 @@ def img(tmp_path, capsys):
     return path
 
 
-def expected_mac(flag: int, master: bytes, challenge: str, header_and_body: str) -> str:
-    """MAC4 of SPEC §5.1 computed here from the master key (not by the PSAM the CLI uses)."""
-    algorithm = BY_FLAG[flag]
-    key = algorithm.diversify(master, bytes.fromhex(IDENTIFICATION)[:8])
-    iv = bytes.fromhex(challenge).ljust(algorithm.block, b"\x00")
-    return algorithm.mac4(key, bytes.fromhex(header_and_body), iv).hex(" ").upper()
+def check_authentication(img, ex, key: str, key_id: int) -> None:
+    """ex = two GET CHALLENGE exchanges and EXTERNAL AUTHENTICATE `00 82 00 <key_id>` (P7 §6.2-§6.6):
+    auth data of the first challenge (the original data) under the process key of the second."""
+    (c1, r1, s1), (c2, r2, s2), (auth, _, sw) = ex
+    assert (c1, s1, c2, s2, sw) == (GET_CHALLENGE_8, "9000", GET_CHALLENGE_8, "9000", "9000")
+    expected = Terminal(Card.open(img)).auth_command(key, raw(r2), original=raw(r1))
+    assert expected[3] == key_id and auth == expected.hex(" ").upper()
 
 
-def check_mac_exchange(ex, flag, master, header: str, body: str = ""):
-    """ex = [GET CHALLENGE exchange, MAC command exchange]: the command carries the right MAC4."""
-    (challenge_cmd, challenge, sw), (command, _, _) = ex
-    assert (challenge_cmd, sw) == (GET_CHALLENGE, "9000") and len(bytes.fromhex(challenge)) == 8
-    mac = expected_mac(flag, master, challenge, header + body)
-    assert command == spaced(header + body) + " " + mac
+def check_mac_command(img, ex, key: str, key_id: int, header: str) -> str:
+    """ex = external authentication with `key`, GET CHALLENGE 04, then `header` || MAC4 (P4 §8.2 under
+    the STK process key of that challenge; P7 §13). Returns the command's SW."""
+    check_authentication(img, ex[:3], key, key_id)
+    (challenge_cmd, challenge, sw), (command, data, command_sw) = ex[3:]
+    assert (challenge_cmd, sw) == (GET_CHALLENGE_4, "9000") and len(raw(challenge)) == 4
+    mac = Terminal(Card.open(img)).mac("ssse_stk", raw(challenge), raw(header), b"")
+    assert command == spaced(header + mac.hex()) and data == ""
+    return command_sw
 
 
 # -- info -----------------------------------------------------------------------------------------
 
 
 def test_info_of_a_fresh_card(capsys, card):
-    img, _ = card
+    img, profile = card
     fields = info(capsys, img)
     assert fields["lifecycle"] == "issued"
     assert fields["lock"] == "none"
     assert fields["card"] == "ok"
     assert fields["PIN tries left"] == "6 of 6"
-    assert fields["RK tries left"] == "3 of 3"
-    assert fields["medical visits"] == "0"
-    assert fields["pharmacy purchases"] == "0"
-    assert fields["algorithm"] == ("SM4 (flag 04)" if card[1] == "default" else "3DES (flag 01)")
+    assert "'RKSSSE': '3 of 3'" in fields["key tries left"] and "'PUK': '3 of 3'" in fields["key tries left"]
+    assert fields["medical purse"].startswith("{'balance': 50000, ")
+    assert fields["algorithm"] == ("SM4 (flag 03)" if profile == "default" else "DES family (3DES) (flag 01)")
 
 
 # -- CHANGE PIN, VERIFY -------------------------------------------------------------------------
@@ -143,11 +161,7 @@ def test_change_pin_activates(capsys, card):
     img, profile = card
     code, out, err = run(capsys, "ssse", "change-pin", "--state", img, "123456", "654321")
     assert (code, err) == (0, "")
-    assert exchanges(out) == [
-        (SELECT, FCI[profile], "9000"),
-        (READ_ID, ID_RECORD, "9000"),
-        (spaced("805E010007123456FF654321"), "", "9000"),
-    ]
+    assert exchanges(out) == prelude(profile) + [(spaced("805E010007123456FF654321"), "", "9000")]
     assert out.endswith("< 9000  OK\n")
     assert info(capsys, img)["lifecycle"] == "active"
     assert run(capsys, "ssse", "verify", "--state", img, "654321")[0] == 0
@@ -172,7 +186,7 @@ def test_change_pin_with_wrong_old_pin_is_refused(capsys, img):
 def test_verify(capsys, img):
     code, out, err = run(capsys, "ssse", "verify", "--state", img, "123456")
     assert (code, err) == (0, "")
-    assert commands(out) == [SELECT, READ_ID, spaced("0020000003123456")]
+    assert commands(out) == [SELECT, SELECT_EF05, READ_ID, SELECT, spaced("0020000003123456")]
     code, out, err = run(capsys, "ssse", "verify", "--state", img, "111111")
     assert code == 1
     assert err == "refused: 63C5 verification failed, 5 tries left\n"
@@ -185,19 +199,17 @@ def test_verify(capsys, img):
 
 def test_lock_then_verify_is_refused_then_unlock(capsys, card):
     img, profile = card
-    flag = FLAG[profile]
     code, out, err = run(capsys, "ssse", "lock", "--state", img)
     assert (code, err) == (0, "")
     ex = exchanges(out)
-    assert ex[:2] == [(SELECT, FCI[profile], "9000"), (READ_ID, ID_RECORD, "9000")]
-    assert len(ex) == 4 and ex[3][1:] == ("", "9000")
-    check_mac_exchange(ex[2:], flag, STK, "841E000004")
-    assert info(capsys, img)["lock"] == "locked (holder)"
+    assert ex[:4] == prelude(profile) and len(ex) == 9
+    assert check_mac_command(img, ex[4:], "ssse_bk", 0x05, "841E000004") == "9000"  # BK, SPEC §3.2
+    assert info(capsys, img)["lock"] == "locked (reported)"
 
     code, out, err = run(capsys, "ssse", "verify", "--state", img, "123456")
     assert code == 1
     assert err == "refused: 6985 conditions of use not satisfied\n"
-    assert exchanges(out) == [  # no READ RECORD: the SSSE is locked
+    assert exchanges(out) == [  # the FCI with 6283, no READ RECORD: the SSSE is locked
         (SELECT, FCI[profile], "6283"),
         (spaced("0020000003123456"), "", "6985"),
     ]
@@ -207,47 +219,45 @@ def test_lock_then_verify_is_refused_then_unlock(capsys, card):
     code, out, err = run(capsys, "ssse", "unlock", "--state", img)
     assert (code, err) == (0, "")
     ex = exchanges(out)
-    assert ex[0] == (SELECT, FCI[profile], "6283")
-    assert len(ex) == 3 and ex[2][1:] == ("", "9000")
-    check_mac_exchange(ex[1:], flag, STK, "8418000004")
+    assert ex[0] == (SELECT, FCI[profile], "6283") and len(ex) == 6
+    assert check_mac_command(img, ex[1:], "ssse_bk", 0x05, "8418000004") == "9000"
     assert info(capsys, img)["lock"] == "none"
     assert run(capsys, "ssse", "verify", "--state", img, "123456")[0] == 0
 
 
-def test_permanent_lock_then_unlock_is_9303(capsys, card):
+def test_permanent_lock_then_select_is_9303(capsys, card):
+    """P5 §6.1, P7 §13.2: APPLICATION BLOCK 84 1E 00 01; afterwards SELECT of the SSSE answers 9303."""
     img, profile = card
     code, out, err = run(capsys, "ssse", "lock", "--permanent", "--state", img)
     assert (code, err) == (0, "")
-    check_mac_exchange(exchanges(out)[2:], FLAG[profile], STK, "841E000104")
+    assert check_mac_command(img, exchanges(out)[4:], "ssse_bk", 0x05, "841E000104") == "9000"
     assert info(capsys, img)["lock"] == "blocked (permanent)"
     code, out, err = run(capsys, "ssse", "unlock", "--state", img)
     assert code == 1
     assert err == "refused: 9303 application permanently blocked\n"
-    ex = exchanges(out)
-    assert ex[0][2] == "6283" and ex[-1][2] == "9303"
-    check_mac_exchange(ex[1:], FLAG[profile], STK, "8418000004")
+    assert exchanges(out) == [(SELECT, "", "9303")]
     assert info(capsys, img)["lock"] == "blocked (permanent)"
 
 
-def test_lock_with_the_wrong_keys_is_refused(capsys, img, tmp_path):
+def test_lock_and_register_with_the_wrong_keys_are_refused(capsys, img, tmp_path):
     other = tmp_path / "other.toml"
     text = (SHIPPED / "default.toml").read_text(encoding="utf-8")
-    other.write_text(text.replace("606162636465666768696A6B6C6D6E6F", "00" * 16)
-                     .replace("404142434445464748494A4B4C4D4E4F", "11" * 16), encoding="utf-8")
+    other.write_text(text.replace("606162636465666768696A6B6C6D6E6F", "00" * 16)  # STK
+                     .replace("E0E1E2E3E4E5E6E7E8E9EAEBECEDEEEF", "11" * 16), encoding="utf-8")  # RK1DF04
     code, out, err = run(capsys, "ssse", "lock", "--keys", other, "--state", img)
     assert code == 1
-    assert err == "refused: 6988 secure messaging data object incorrect (bad MAC)\n"
-    assert exchanges(out)[-1][0].startswith("84 1E 00 00 04 ")
+    assert err == "refused: 6988 secure messaging data object incorrect (bad MAC)\n"  # SPEC S10: no try lost
+    assert exchanges(out)[-1][0].startswith("84 1E 00 00 04 ") and exchanges(out)[-1][2] == "6988"
     code, out, err = run(capsys, "ssse", "register", "--keys", other, "--state", img)
     assert code == 1
-    assert err == "refused: 63C2 verification failed, 2 tries left\n"
-    assert commands(out)[-1].startswith("00 82 00 0A 10 ")
+    assert err == "refused: 63C2 verification failed, 2 tries left\n"  # P7 §6.6: RK1DF04 loses a try
+    assert commands(out)[-1].startswith("00 82 00 84 10 ")
     fields = info(capsys, img)
-    assert (fields["lock"], fields["RK tries left"], fields["medical visits"], fields["lifecycle"]) == \
-        ("none", "2 of 3", "0", "issued")
+    assert (fields["lock"], fields["lifecycle"]) == ("none", "issued")
+    assert "'RK1DF04': '2 of 3'" in fields["key tries left"]
 
 
-# -- PIN UNBLOCK, RELOAD PIN --------------------------------------------------------------------
+# -- PIN UNBLOCK, PIN reset ---------------------------------------------------------------------
 
 
 def test_unblock_pin(capsys, card):
@@ -261,103 +271,133 @@ def test_unblock_pin(capsys, card):
     code, out, err = run(capsys, "ssse", "unblock-pin", "--state", img)
     assert (code, err) == (0, "")
     ex = exchanges(out)
-    assert len(ex) == 4 and ex[3][1:] == ("", "9000")
-    check_mac_exchange(ex[2:], FLAG[profile], PUK, "8424000004")
+    assert ex[:4] == prelude(profile) and len(ex) == 9
+    assert check_mac_command(img, ex[4:], "ssse_puk", 0x06, "8424000004") == "9000"  # SPEC S4
     assert info(capsys, img)["PIN tries left"] == "6 of 6"
     assert run(capsys, "ssse", "verify", "--state", img, "123456")[0] == 0
 
 
-def test_reload_pin(capsys, card):
+@pytest.mark.parametrize("new", ["246810", "13579"])
+def test_reset_pin(capsys, card, new):
+    """SPEC S2/S3: PUK, GET CHALLENGE, 84 24 00 01 Lc || E(LD || PIN cn) || MAC4 under one STK process key."""
     img, profile = card
-    code, out, err = run(capsys, "ssse", "reload-pin", "--state", img, "246810")
+    code, out, err = run(capsys, "ssse", "reset-pin", "--state", img, new)
     assert (code, err) == (0, "")
     ex = exchanges(out)
-    assert len(ex) == 4 and ex[3][1:] == ("", "9000")
-    check_mac_exchange(ex[2:], FLAG[profile], STK, "805E000007", "246810")
-    assert run(capsys, "ssse", "verify", "--state", img, "246810")[0] == 0
+    assert ex[:4] == prelude(profile) and len(ex) == 9
+    check_authentication(img, ex[4:7], "ssse_puk", 0x06)
+    (challenge_cmd, challenge, _), (command, _, sw) = ex[7:]
+    assert challenge_cmd == GET_CHALLENGE_4 and sw == "9000"
+    terminal = Terminal(Card.open(img))
+    ks = terminal.process_key("ssse_stk", raw(challenge))
+    enciphered = oracle.encipher(terminal.family, ks, cn(new))  # an odd digit count is F-padded (cn)
+    header = bytes((0x84, 0x24, 0x00, 0x01, PIN_RESET_LC[profile]))
+    assert command == spaced((header + enciphered + oracle.mac4(terminal.family, ks, header + enciphered)).hex())
+    fields = info(capsys, img)
+    assert (fields["PIN tries left"], fields["lifecycle"]) == ("6 of 6", "issued")  # a reset does not activate
+    assert run(capsys, "ssse", "verify", "--state", img, new)[0] == 0
     code, _, err = run(capsys, "ssse", "verify", "--state", img, "123456")
     assert code == 1 and err == "refused: 63C5 verification failed, 5 tries left\n"
-    code, out, err = run(capsys, "ssse", "reload-pin", "--state", img, "13579")  # odd length, F-padded
-    assert code == 0
-    check_mac_exchange(exchanges(out)[2:], FLAG[profile], STK, "805E000007", "13579F")
-    fields = info(capsys, img)
-    assert (fields["PIN tries left"], fields["lifecycle"]) == ("6 of 6", "issued")
 
 
-# -- medical business writes -----------------------------------------------------------------------
+def test_reload_pin_is_gone(capsys, img):
+    code, out, err = run(capsys, "ssse", "reload-pin", "--state", img, "246810")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "invalid choice: 'reload-pin'" in err and "reset-pin" in err
+
+
+# -- medical business: hospital settlement, pharmacy purchase ------------------------------------------
 
 
 def test_register(capsys, card):
     img, profile = card
-    code, out, err = run(capsys, "--date", D, "ssse", "register", "--state", img,
-                         "--institution", "H11010100001", "--kind", "2", "--amount", "1500")
+    code, out, err = run(capsys, "--date", D, "ssse", "register", "--state", img, "--amount", "1500")
     assert (code, err) == (0, "")
-    record = "5115" + H_CODE + "02" + "20261121" + "000005DC"
     ex = exchanges(out)
-    assert [e[0] for e in ex[:4]] == [SELECT, READ_ID, SELECT_DF04, GET_CHALLENGE]
-    assert ex[2][2] == "9000" and ex[4][0].startswith("00 82 00 0A 10 ") and ex[4][2] == "9000"
-    assert ex[5] == (spaced("00E200A817" + record), "", "9000")
-    assert len(ex) == 6
-    fields = info(capsys, img)
-    assert (fields["lifecycle"], fields["medical visits"], fields["pharmacy purchases"]) == ("active", "1", "0")
-    assert Card.open(img).store["ssse.visits"].records == (bytes.fromhex(record),)
-    # the record reads back with the PIN
-    code, out, _ = run(capsys, "apdu", "--state", img, "00A404000F" + DDF_NAME, "0020000003123456",
-                       "00A4010C02DF04", "00B201AC00")
-    assert code == 0
-    assert f"> {spaced('00B201AC00')}\n< {spaced(record)}\n< 9000  OK" in out
+    assert ex[:4] == prelude(profile)
+    assert ex[4:6] == [(SELECT_DF04, DF04_FCI, "9000"), (spaced("0020000003123456"), "", "9000")]
+    check_authentication(img, ex[6:9], "df04_rk1", 0x84)  # RK1DF04 to read EF06 (PIN and RK1DF04, V2 table 7)
+    assert ex[9:11] == [(spaced("00B2923006"), spaced("92040FFFFFFF"), "9000"),
+                        (spaced("00B2933004"), spaced("93023030"), "9000")]
+    check_authentication(img, ex[11:14], "df04_uk2", 0x86)  # UK2DF04 to write it
+    assert ex[14:] == [(spaced("00DC92300692041500FFFF"), "", "9000"), (spaced("00DC93300493023031"), "", "9000")]
+    assert info(capsys, img)["lifecycle"] == "active"
+    records = Card.open(img).store["df04.ef06"].records
+    assert raw("92041500FFFF") in records and raw("93023031") in records
 
 
 def test_pharmacy(capsys, card):
-    img, _ = card
-    code, out, err = run(capsys, "--date", DAY_300, "ssse", "pharmacy", "--state", img,
-                         "--pharmacy", "P11010100001", "--items", "3", "--amount", "2580")
+    img, profile = card
+    code, out, err = run(capsys, "--date", DAY_300, "ssse", "pharmacy", "--state", img, "--amount", "2580")
     assert (code, err) == (0, "")
-    record = "5215" + P_CODE + "03" + "20270917" + "00000A14"
-    assert exchanges(out)[-1] == (spaced("00E200B017" + record), "", "9000")
-    fields = info(capsys, img)
-    assert (fields["lifecycle"], fields["medical visits"], fields["pharmacy purchases"]) == ("active", "0", "1")
+    ex = exchanges(out)
+    assert ex[:4] == prelude(profile)
+    assert ex[4:6] == [(SELECT_DF04, DF04_FCI, "9000"), (spaced("0020000003123456"), "", "9000")]
+    init_command, answer, sw = ex[6]
+    assert init_command == spaced("B028010113" "01" "00000A14" "00000000" "00000000" + TERMINAL_NO.hex() + "16")
+    assert sw == "9000" and raw(answer)[:4] == raw("0000C350")  # 500.00 yuan before
+    expected_command, expected_answer, _ = Terminal(Card.open(img)).debit(
+        raw(answer), 2580, time="20270917100000", tx_no=raw("00000001"))  # the card's date at 10:00
+    assert ex[7] == (spaced(expected_command.hex()), spaced(expected_answer.hex()), "9000")  # TAC || MAC2
+    assert len(ex) == 8
+    assert out.splitlines()[-1] == f"purchase: terminal transaction 00000001, TAC {expected_answer[:4].hex().upper()}"
+    fields = info(capsys, img, "--date", DAY_300)
+    assert fields["lifecycle"] == "active" and fields["medical purse"].startswith(f"{{'balance': {50000 - 2580}, ")
+
+
+def test_pharmacy_beyond_the_balance_is_9401(capsys, img):
+    code, out, err = run(capsys, "ssse", "pharmacy", "--state", img, "--amount", "50001")
+    assert code == 1 and err == "refused: 9401 insufficient funds\n"  # P5 table 72
+    assert exchanges(out)[-1][0].startswith("B0 28 01 01 13 ") and exchanges(out)[-1][2] == "9401"
+    assert info(capsys, img)["lifecycle"] == "issued"
 
 
 def test_register_on_a_locked_card_is_refused(capsys, img):
     assert run(capsys, "ssse", "lock", "--state", img)[0] == 0
     code, out, err = run(capsys, "ssse", "register", "--state", img)
-    # SPEC §2.4 gives 6283 to SELECT of the locked SSSE and 6985 to other commands; a SELECT of
-    # DF04 inside it is not named: either refuses, and the operation stops there
+    # SPEC §3.2: the SSSE and its DFs answer SELECT with their FCI and 6283; the operation stops there
     last = exchanges(out)[-1]
-    assert last[:2] == (SELECT_DF04, "") and last[2] in ("6283", "6985")
-    assert code == 1 and err == f"refused: {last[2]} {meaning(int(last[2], 16))}\n"
-    assert info(capsys, img)["medical visits"] == "0"
+    assert last == (SELECT_DF04, DF04_FCI, "6283")
+    assert code == 1 and err == f"refused: 6283 {meaning(0x6283)}\n"
+    assert info(capsys, img)["lifecycle"] == "issued"
 
 
 @pytest.mark.parametrize("argv", [
-    ["register", "--institution", "H110101000019"],  # 13 characters, 12 fit
-    ["register", "--institution", "医院0000000001"],  # not ASCII
     ["register", "--amount", "-1"],
-    ["pharmacy", "--items", "256"],
+    ["register", "--amount", "100000000"],
+    ["register", "--amount", "12.5"],
+    ["register", "--pin", "12"],
+    ["register", "--institution", "H11010100001"],  # LD/T 32 has no hospital code on the card
+    ["register", "--kind", "2"],
+    ["pharmacy", "--amount", "x"],
+    ["pharmacy", "--pin", "12ab"],
+    ["pharmacy", "--items", "3"],
+    ["reset-pin", "12"],
+    ["change-pin", "123456", "1"],
 ])
-def test_bad_medical_option_is_a_one_line_error(capsys, img, argv):
+def test_bad_option_is_a_one_line_error(capsys, img, argv):
+    before = open(img, "rb").read()
     code, out, err = run(capsys, "ssse", argv[0], "--state", img, *argv[1:])
-    assert code == 2
+    assert code == 2 and out == ""
     assert err.startswith("sscard: error: ") and err.count("\n") == 1
-    assert info(capsys, img)["medical visits"] == "0"
+    assert open(img, "rb").read() == before
 
 
 # -- card block -----------------------------------------------------------------------------------------
 
 
-def test_card_block(capsys, card):
+@pytest.mark.parametrize("argv", [["ssse", "card-block"], ["card-block"]])
+def test_card_block(capsys, card, argv):
     img, profile = card
-    code, out, err = run(capsys, "card-block", "--state", img)
+    code, out, err = run(capsys, *argv, "--state", img)
     assert (code, err) == (0, "")
     ex = exchanges(out)
-    assert ex[:2] == [(SELECT, FCI[profile], "9000"), (READ_ID, ID_RECORD, "9000")]
-    assert len(ex) == 4 and ex[3][1:] == ("", "9000")
-    check_mac_exchange(ex[2:], FLAG[profile], STK, "8416000004")
+    assert ex[:4] == prelude(profile) and len(ex) == 9
+    assert check_mac_command(img, ex[4:], "ssse_bk", 0x05, "8416000004") == "9000"  # P5 §6.2, P7 §13.1
     assert info(capsys, img)["card"] == "blocked"
-    for argv in (["ssse", "verify", "--state", img, "123456"], ["ssse", "unlock", "--state", img],
-                 ["card-block", "--state", img]):
-        code, out, err = run(capsys, *argv)
+    for again in (["ssse", "verify", "--state", img, "123456"], ["ssse", "unlock", "--state", img],
+                  ["card-block", "--state", img]):
+        code, out, err = run(capsys, *again)
         assert code == 1
         assert err == "refused: 6A81 function not supported / card blocked\n"
         assert exchanges(out) == [(SELECT, "", "6A81")]
@@ -377,7 +417,7 @@ def test_deadline(capsys, card):
     assert info(capsys, img)["lock"] == "locked (deadline)"
     code, out, err = run(capsys, "--date", DAY_301, "ssse", "unlock", "--state", img)
     assert code == 1 and err == "refused: 6985 conditions of use not satisfied\n"
-    check_mac_exchange(exchanges(out)[1:], FLAG[profile], STK, "8418000004")
+    assert check_mac_command(img, exchanges(out)[1:], "ssse_bk", 0x05, "8418000004") == "6985"  # SPEC §3.2
     assert info(capsys, img)["lock"] == "locked (deadline)"
     activate_financial(Card.open(img))
     code, out, err = run(capsys, "--date", DAY_301, "ssse", "unlock", "--state", img)

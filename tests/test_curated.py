@@ -43,4 +43,4 @@ def test_an_edited_curated_trace_fails_precisely():
     result = replay(trace, sim_reader_for(trace))
     assert not result.ok
     assert result.failure.line == number + 1
-    assert result.failure.message.startswith("response byte 4 is 00, expected 01: got 01 10 11 01 [00] 00")
+    assert result.failure.message.startswith("response byte 4 is 00, expected 01: got 01 10 11 01 [00] D1")

@@ -311,9 +311,9 @@ def test_financial_block_leaves_the_ssse_alone(card):
     assert sws(deliver(card, IssuerHost.command(0x84, 0x1E))) == [0x9000]
     reader = SimReader(card)
     reader.reset()
-    assert tx(reader, SELECT_SSSE) == "6F19840F" + DDF_NAME + "A5069F0C03860104" + "9000"
+    assert tx(reader, SELECT_SSSE) == "6F1C840F" + DDF_NAME + "A50988011E9F0C03860103" + "9000"
     assert tx(reader, "0020000003123456") == "9000"
-    assert tx(reader, "00B2012C00") == "01101101000000000001D156000005FFFFFF9000"
+    assert tx(reader, "00B2012C12") == "0110" "110100D156000005" "00000001" "00000000" "9000"  # V2 table 10
 
 
 @ALGS
@@ -517,7 +517,7 @@ def test_card_personalised_past_a_fixed_issue_date_follows_the_rule(card):
     card.set_date(PAST_DEADLINE)
     reader = SimReader(card)
     reader.reset()
-    assert tx(reader, SELECT_SSSE) == "6F19840F" + DDF_NAME + "A5069F0C03860104" + "6283"
+    assert tx(reader, SELECT_SSSE) == "6F1C840F" + DDF_NAME + "A50988011E9F0C03860103" + "6283"
     assert tx(reader, "0020000003123456") == "6985"
     # the financial application is not affected by the SSSE lock, but is still not activated
     outcome = purchase(card, 100, host=IssuerHost())

@@ -5,19 +5,22 @@ import datetime
 import os
 
 import pytest
+from ssse_helpers import Terminal
 
 from chip import Card, ImageError, load_profile
 from chip.fleet import Fleet, image_names, luhn_digit, memory_per_card, variant
+from chip.keys import KEYS
 from chip.profile import luhn_ok
 from reader.cli import UsageError, build_parser, serve_images
-from reader.fleet_load import load, schedule_of
+from reader.base import transmit_all
+from reader.fleet_load import HOSPITAL_AMOUNT, SSSE_COMMANDS, SSSE_MIX, load, schedule_of
 from reader.sim import SimReader
 
 DATE = datetime.date(2026, 11, 21)
 SELECT = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
 VERIFY = bytes.fromhex("0020000003123456")
-READ_CARD_ID = bytes.fromhex("00B2012C00")  # EF05 01: region || serial || RID || FF FF FF
-READ_CARD_NUMBER = bytes.fromhex("00B2072C00")  # EF05 07
+READ_CARD_ID = bytes.fromhex("00B2012C12")  # EF05 01: region || RID || serial || auth code (V2 table 10)
+READ_CARD_NUMBER = bytes.fromhex("00B2072C0B")  # EF05 07 (Le 00 would be answered 6C0B, P5 §6.10.4)
 
 
 def _read(card, apdu):
@@ -40,7 +43,7 @@ def test_variants_differ_in_number_serial_and_pan_only():
     base = load_profile()
     a, b = variant(base, 7), variant(base, 12345678)
     assert (a.card_number, b.card_number) == ("T00000007", "T12345678")
-    assert a.serial == bytes.fromhex("0000000007") and b.serial == (12345678).to_bytes(5, "big")
+    assert a.serial == bytes.fromhex("00000007") and b.serial == (12345678).to_bytes(4, "big")
     assert a.financial.pan != b.financial.pan and len(a.financial.pan) == len(base.financial.pan)
     assert luhn_ok(a.financial.pan) and luhn_ok(b.financial.pan)
     assert a.financial.pan.startswith(base.financial.pan[:6])
@@ -61,7 +64,7 @@ def test_in_memory_fleet_cards_are_distinct():
     assert _read(fleet["card-0003"], READ_CARD_NUMBER)[2:] == b"T00000003"
     pans = {fleet[name].applets["fin"].store["fin.records"].records[1] for name in names}
     assert len(pans) == 5
-    rk = {fleet[name].store["ssse.rk"].value for name in names}
+    rk = {fleet[name].store["ssse.key.ssse_rk"].value for name in names}
     assert len(rk) == 5  # distinct diversification data: distinct card keys
 
 
@@ -149,22 +152,44 @@ def test_schedule_interleaves_the_mix():
 def test_load_generator_runs_50_cards_without_errors():
     fleet = Fleet(date=DATE)
     fleet.personalize(50)
-    result = load(fleet, rounds=40)  # 40 visits a card: the registrations outgrow EF15 (30 records)
+    result = load(fleet, rounds=40)
     assert result.errors == 0, result.samples
     assert result.visits == 50 * 40
     assert set(result.flows) == {"ssse", "purchase", "hospital"}
-    assert result.apdus > 9 * result.flows["ssse"] and result.seconds > 0
+    # SELECT, its GET RESPONSE on T=0, VERIFY, 7 READ RECORDs
+    assert result.apdus > 10 * result.flows["ssse"] and result.seconds > 0
     card = fleet["card-0007"]
     assert card.financial_activated() and card.store["fin.state"].atc >= 4
-    assert len(card.store["ssse.visits"].records) == 4
+    assert settlements(card) == (4, 4 * HOSPITAL_AMOUNT)
+    assert card.applets["ssse"].state.lifecycle == "active"  # the first settlement activated it (SPEC §3.1)
 
 
-def test_load_generator_fills_ef15_and_keeps_going():
+def settlements(card) -> tuple[int, int]:
+    """DF04 EF06 items 93 (count, an 2) and 92 (total in fen, cn 4: F-padded digits), V2 table 9."""
+    records = {record[0]: record[2:] for record in card.store["df04.ef06"].records}
+    return int(records[0x93].decode()), int(records[0x92].hex().rstrip("f"))
+
+
+def test_load_generator_hospital_settlements_add_up():
     fleet = Fleet(date=DATE)
     fleet.personalize(2)
     result = load(fleet, rounds=35, mix={"hospital": 1})
     assert result.errors == 0, result.samples
-    assert len(fleet["card-0001"].store["ssse.visits"].records) == 30
+    assert settlements(fleet["card-0001"]) == (35, 35 * HOSPITAL_AMOUNT)
+
+
+def test_ssse_mix_is_standard_commands_only():
+    """SELECT, VERIFY (P5 §6.14) and READ RECORD of EF05 by number with each record's length as Le:
+    every one answers 9000 on T=1; on T=0 (the default card) the SELECT's FCI comes by GET RESPONSE,
+    which SSSE_MIX carries as the contacts see it (P2 §9.3)."""
+    assert [apdu[:2] for apdu in SSSE_COMMANDS] == [b"\x00\xA4", b"\x00\x20"] + [b"\x00\xB2"] * 7
+    assert SSSE_MIX == SSSE_COMMANDS[:1] + (bytes.fromhex("00C000001E"),) + SSSE_COMMANDS[1:]
+    card = Card.from_profile(date=DATE)
+    card.power_on()  # the card's own protocol: T=0
+    assert [card.transmit(apdu)[-2:] for apdu in SSSE_MIX] == [b"\x61\x1E"] + [b"\x90\x00"] * 9
+    reader = SimReader(Card.from_profile(date=DATE), protocol="T=1")
+    reader.reset()
+    assert all(reader.transmit(apdu)[-2:] == b"\x90\x00" for apdu in SSSE_COMMANDS)
 
 
 def test_load_generator_threads_and_seconds(tmp_path):
@@ -223,10 +248,12 @@ def test_serve_fleet_ports_count_up(tmp_path, monkeypatch):
 # -- SECURITY.md: no APDU reads a key ---------------------------------------------------------------------
 def test_no_read_or_get_data_answers_key_material():
     """READ RECORD / READ BINARY over every SFI and record, GET DATA over every 9F/DF/5F/BF tag,
-    with the PIN verified: no response carries 8 consecutive bytes of any key the card holds."""
+    with the PIN verified (and, in the SSSE, external authentication with RKSSSE, which opens EF06-EF08
+    on a 3.00 card): no response carries 8 consecutive bytes of any key the card holds. A `6Cxx` is
+    followed with the length it names, as terminals do (P5 §6.10.4)."""
     card = Card.from_profile(variant(load_profile(), 3), date=DATE)
     secrets = [obj.value for name, obj in card.store.objects.items() if type(obj).__name__ == "Key"]
-    assert len(secrets) == 10
+    assert len(secrets) == len(KEYS) + 6  # the SSSE and DF04 keys, the financial 3DES and SM4 keys
     pieces = {secret[i:i + 8] for secret in secrets for i in range(len(secret) - 7)}
     reader = SimReader(card)
     responses = []
@@ -234,14 +261,17 @@ def test_no_read_or_get_data_answers_key_material():
                                               bytes.fromhex("0020008008") + bytes.fromhex("26000000FFFFFFFF"))):
         reader.reset()
         reader.transmit(select)
-        reader.transmit(verify)
+        assert reader.transmit(verify)[-2:] == b"\x90\x00"
+        if select == SELECT:
+            Terminal(card, send=reader.transmit).authenticate("ssse_rk")
         for sfi in range(1, 31):
-            responses.append(reader.transmit(bytes((0x00, 0xB0, 0x80 | sfi, 0x00, 0x00))))
+            responses.append(transmit_all(reader, bytes((0x00, 0xB0, 0x80 | sfi, 0x00, 0x00))))
             for number in range(1, 12):
-                responses.append(reader.transmit(bytes((0x00, 0xB2, number, sfi << 3 | 4, 0x00))))
+                responses.append(transmit_all(reader, bytes((0x00, 0xB2, number, sfi << 3 | 4, 0x00))))
         for p1 in (0x5F, 0x9F, 0xBF, 0xDF):
             for p2 in range(256):
-                responses.append(reader.transmit(bytes((0x80, 0xCA, p1, p2, 0x00))))
-    assert sum(r[-2:] == b"\x90\x00" for r in responses) > 10  # the sweep did read things
+                responses.append(transmit_all(reader, bytes((0x80, 0xCA, p1, p2, 0x00))))
+    assert sum(r[-2:] == b"\x90\x00" for r in responses) > 20  # the sweep did read things
+    assert any(r[:2] == b"\x08\x12" for r in responses)  # EF06 item 08 among them
     for response in responses:
         assert not any(piece in response for piece in pieces)

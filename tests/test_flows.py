@@ -1,16 +1,23 @@
-"""Real-world terminal flows (`reader/flows.py`, `sscard flow`) on a fresh default card (SPEC §2.4, §3).
+"""Real-world terminal flows (`reader/flows.py`, `sscard flow`) on a fresh default card.
 
-Every flow runs through APDUs (SSSE terminal, PSAM, payment kernel, issuer
-host). The tests check the card afterwards through APDUs (SELECT, VERIFY,
-GET DATA DF7F) and `describe()`; "unchanged" means every persistent object
-of the card dumps the same before and after.
+The flows follow LD/T 32 part 7 (standard/interface.md §2: P7 §5 card
+recognition, §6 query, §7 update, §9 change PIN, §12 medical purchase, §13
+maintenance) and the project's extensions of SPEC §3 (activation, the 300-day
+deadline, the loss lock). Every flow runs through APDUs (SSSE terminal, PSAM,
+payment kernel, issuer host). The tests check the card afterwards through
+APDUs (SELECT, VERIFY, GET DATA DF7E/DF7F) and `describe()`; cryptograms are
+checked with the independent oracle (tests/oracle.py, via tests/ssse_helpers.py);
+"unchanged" means every persistent object of the card dumps the same before
+and after.
 """
 
 import dataclasses
 import datetime
 
+import oracle
 import pytest
 from conftest import CARD_DATE, tx
+from ssse_helpers import TERMINAL_NO, TYPE_PURCHASE, Terminal, cn
 
 from chip import Card
 from chip.financial import pin_block
@@ -34,6 +41,9 @@ from reader.flows import (
 
 DDF_NAME = "7378312E73682EC9E7BBE1B1A3D5CF"
 SELECT_SSSE = "00A404000F" + DDF_NAME
+FCI = "6F1C840F" + DDF_NAME + "A50988011E9F0C03860103"  # P5 table 36 as real cards answer (SPEC S19, S9)
+SELECT_DF04 = "00A4040006D1560000050300"  # DF04 by its AID D156000005 03 (V2 table 2)
+ID_RECORD = "0812" + b"110101199003071233".hex().upper()  # EF06 item 08 (V2 table 9)
 SELECT_FIN = "00A4040008A00000033301010100"
 OTHER_ID = "11010119850615002" + check_character("11010119850615002")  # a valid ID, not the holder's
 AGENT_ID = "11010219800101003" + check_character("11010219800101003")
@@ -107,29 +117,62 @@ def recorder():
     return exchanges, lambda command, response: exchanges.append((command, response))
 
 
+def hexes(exchanges) -> list[tuple[str, str]]:
+    return [(command.hex().upper(), response.hex().upper()) for command, response in exchanges]
+
+
+def df04_item(card, tag: int) -> bytes:
+    """A record of DF04 EF06 (temporary-offline settlement, V2 table 9) as the card stores it."""
+    return next(record for record in card.store["df04.ef06"].records if record[0] == tag)
+
+
 # -- registry and parameters -----------------------------------------------------------------------
 def test_registry_names_and_defaults():
-    assert list(FLOWS) == ["bank-activation", "entrusted-activation", "hospital-activation", "pharmacy-activation",
-                           "online-activation", "loss-report", "loss-unlock", "deadline-unlock", "pin-reset"]
+    assert list(FLOWS) == ["bank-activation", "entrusted-activation", "service-window-activation",
+                           "hospital-activation", "pharmacy-activation", "online-activation", "loss-report",
+                           "loss-unlock", "deadline-unlock", "pin-reset"]
     assert DEFAULT_ID_NUMBER == load_profile("default").id_number
     assert parameters("bank-activation") == {"id_number": DEFAULT_ID_NUMBER, "ssse_old_pin": "123456",
                                              "ssse_new_pin": DEFAULT_SSSE_PIN, "bank_pin": DEFAULT_BANK_PIN,
                                              "id_check": "auth"}
     assert parameters("entrusted-activation")["agent_id_number"] == ""  # no documents unless presented
     assert parameters("loss-unlock") == {}
+    assert parameters("service-window-activation") == {"id_number": DEFAULT_ID_NUMBER, "old_pin": "123456",
+                                                       "new_pin": DEFAULT_SSSE_PIN, "id_check": "auth"}
+    assert parameters("hospital-activation") == {"pin": "123456", "amount": 0}
+    assert parameters("pharmacy-activation") == {"pin": "123456", "amount": 1000, "self_pay": 0, "fund": 0}
+    assert parameters("pin-reset")["method"] == "reset"
     for name in FLOWS:
         assert FLOWS[name].__doc__.strip()
 
 
 def test_parse_params():
-    assert parse_params("hospital-activation", ["kind=2", "amount=1500", "institution=H11010100009"]) == {
-        "kind": 2, "amount": 1500, "institution": "H11010100009"}
+    assert parse_params("hospital-activation", ["amount=1500", "pin=654321"]) == {"amount": 1500, "pin": "654321"}
+    assert parse_params("pharmacy-activation", ["self-pay=300", "amount=2550"]) == {"self_pay": 300, "amount": 2550}
     assert parse_params("entrusted-activation", ["agent-id-number=" + AGENT_ID]) == {"agent_id_number": AGENT_ID}
-    for bad in (["kind"], ["colour=red"], ["kind=two"], ["pan=6234560000000008"]):
+    for bad in (["amount"], ["colour=red"], ["amount=two"], ["pan=6234560000000008"]):
         with pytest.raises(ValueError):
             parse_params("hospital-activation", bad)
     with pytest.raises(ValueError, match="unknown flow"):
         parse_params("tea-ceremony", [])
+
+
+@pytest.mark.parametrize("name, pairs, message", [
+    ("hospital-activation", ["kind=2"], "flow hospital-activation has no parameter kind any more: "),
+    ("hospital-activation", ["institution=H11010100001"], "has no parameter institution any more"),
+    ("pharmacy-activation", ["items=3"], "has no parameter items any more"),
+    ("pharmacy-activation", ["pharmacy=P11010100001"], "has no parameter pharmacy any more"),
+    ("pin-reset", ["method=reload"], "flow pin-reset: method=reload is gone: RELOAD PIN is not in LD/T 32"),
+])
+def test_parameters_the_standard_has_not_are_one_line_value_errors(card, name, pairs, message):
+    with pytest.raises(ValueError, match=message) as raised:
+        parse_params(name, pairs)
+    assert "\n" not in str(raised.value)
+    key, _, value = pairs[0].partition("=")
+    exchanges, on_exchange = recorder()
+    with pytest.raises(ValueError, match=message):
+        run_flow(name, card, on_exchange=on_exchange, **{key: value})
+    assert exchanges == []
 
 
 def test_bad_parameters_are_value_errors_before_any_apdu(card):
@@ -137,7 +180,12 @@ def test_bad_parameters_are_value_errors_before_any_apdu(card):
     for name, params in [("bank-activation", {"ssse_new_pin": "12a4"}), ("bank-activation", {"bank_pin": "123"}),
                          ("bank-activation", {"ssse_new_pin": "123456"}), ("bank-activation", {"id_check": "face"}),
                          ("pin-reset", {"method": "guess"}), ("pin-reset", {"method": "unblock"}),
-                         ("hospital-activation", {"kind": 4}), ("online-activation", {"bank_pin": ""}),
+                         ("pin-reset", {"method": "reload"}), ("hospital-activation", {"kind": 4}),
+                         ("hospital-activation", {"pin": "12"}), ("hospital-activation", {"amount": -1}),
+                         ("hospital-activation", {"amount": 100_000_000}), ("pharmacy-activation", {"items": 3}),
+                         ("pharmacy-activation", {"pin": "12ab"}), ("pharmacy-activation", {"fund": -5}),
+                         ("service-window-activation", {"new_pin": "123456"}),
+                         ("service-window-activation", {"id_check": "face"}), ("online-activation", {"bank_pin": ""}),
                          ("loss-report", {"colour": "red"}), ("no-such-flow", {})]:
         exchanges, on_exchange = recorder()
         with pytest.raises(ValueError):
@@ -167,6 +215,28 @@ def test_bank_activation(profile, id_check):
     assert fin_verify(card, "975310") == "9000"
     assert fin_verify(card, "000000") == "63C2"  # the issued bank PIN is gone
     assert card.applets["fin"].describe()["activation"] == "activated"
+
+
+@pytest.mark.parametrize("id_check", ["auth", "pin"])
+def test_bank_activation_id_check_bytes(card, id_check):
+    """P7 §5 recognition, then §6: (VERIFY,) two GET CHALLENGEs, EXTERNAL AUTHENTICATE with RKSSSE (key
+    0A, auth data from the oracle), READ RECORD EF06 item 08 by identifier (P2 = SFI 6 << 3 | 000)."""
+    exchanges, on_exchange = recorder()
+    assert run_flow("bank-activation", card, id_check=id_check, on_exchange=on_exchange).ok
+    ex = hexes(exchanges)
+    assert ex[:4] == [(SELECT_SSSE + "00", FCI + "9000"), ("00A4020002EF05", "9000"),
+                      ("00B2010012", "0110" + "110100D156000005" + "00000001" + "00000000" + "9000"),
+                      (SELECT_SSSE + "00", FCI + "9000")]
+    rest = ex[4:]
+    if id_check == "pin":
+        assert rest.pop(0) == ("0020000003123456", "9000")
+    (c1, r1), (c2, r2), (auth, auth_sw), read = rest[:4]
+    assert c1 == c2 == "0084000008" and r1[-4:] == r2[-4:] == "9000"
+    terminal = Terminal(card)
+    expected = terminal.auth_command("ssse_rk", bytes.fromhex(r2[:-4]), original=bytes.fromhex(r1[:-4]))
+    assert (auth, auth_sw) == (expected.hex().upper(), "9000")
+    assert read == ("00B2083014", ID_RECORD + "9000")
+    assert rest[4] == ("805E010007123456FF" + DEFAULT_SSSE_PIN, "9000")  # CHANGE PIN (P5, P7 §9)
 
 
 def test_bank_activation_steps_in_order(card):
@@ -207,6 +277,13 @@ def test_bank_activation_id_ending_in_x_matches_in_either_case():
                 if check_character(f"11010119900307{seq}") == "X")
     card = Card.from_profile(dataclasses.replace(load_profile("default"), id_number=x_id), date=CARD_DATE)
     result = run_flow("bank-activation", card, id_number=x_id.lower())
+    assert result.ok and result.results("ID check") == ["match"]
+
+
+def test_bank_activation_on_a_2_00_card():
+    """EF06 is free on a 2.00 card (standard/files.md §3): the same authenticated read works there too."""
+    card = Card.from_profile(dataclasses.replace(load_profile("default"), spec_version="2.00"), date=CARD_DATE)
+    result = run_flow("bank-activation", card)
     assert result.ok and result.results("ID check") == ["match"]
 
 
@@ -280,39 +357,120 @@ def test_entrusted_id_mismatch_refused(card):
 
 
 # -- hospital and pharmacy --------------------------------------------------------------------------------
+SETTLEMENT = "hospital settlement (DF04 EF06 items 92/93: SELECT DF04, VERIFY, RK1DF04 read, UK2DF04 write)"
+
+
 def test_hospital_activation(card):
-    result = run_flow("hospital-activation", card)
+    exchanges, on_exchange = recorder()
+    result = run_flow("hospital-activation", card, amount=1500, on_exchange=on_exchange)
     assert result.ok, result
     assert result.results("INTERNAL AUTHENTICATE (is the card genuine?)") == ["genuine"]
-    assert result.results("hospital visit record (DF04 EF15) (SELECT DF04, EXTERNAL AUTHENTICATE, APPEND RECORD)") \
-        == ["9000"]
+    assert result.results(SETTLEMENT) == ["9000"]
+    assert result.results("GET DATA DF7E (SSSE activation state)") == ["01"]
+    assert result.message == "settlement of 15.00 yuan written in DF04 EF06; the SSSE is active"
+    # the commands (P5; P7 §5.4, §7): internal authentication, DF04, PIN, RK1DF04 (84), reads, UK2DF04 (86), writes
+    ex = hexes(exchanges)
+    commands = [command for command, _ in ex]
+    internal = commands.index(next(c for c in commands if c.startswith("0088000010")))
+    assert len(commands[internal]) == 2 * (5 + 16) and ex[internal][1][-4:] == "9000"
+    assert len(ex[internal][1]) == 2 * (8 + 2)  # 8 bytes of authentication data (P5 §6.7)
+    medical = ex[internal + 1:]
+    assert medical[0] == (SELECT_DF04, "6F088406D15600000503" + "9000")
+    assert medical[1] == ("0020000003123456", "9000")
+    assert [c[:10] for c, _ in medical[2:5]] == ["0084000008", "0084000008", "0082008410"]
+    assert medical[5] == ("00B2923006", "92040FFFFFFF" + "9000")  # item 92: total cn 4 (left-aligned, F-padded): 0
+    assert medical[6] == ("00B2933004", "93023030" + "9000")  # item 93: count an 2, "00"
+    assert [c[:10] for c, _ in medical[7:10]] == ["0084000008", "0084000008", "0082008610"]
+    assert medical[10] == ("00DC923006" + "92041500FFFF", "9000")
+    assert medical[11] == ("00DC933004" + "93023031", "9000")
+    assert medical[12] == ("80CADF7E00", "DF7E0101" + "9000")
+    # the card afterwards
+    assert df04_item(card, 0x92) == bytes.fromhex("92041500FFFF")
+    assert df04_item(card, 0x93) == b"\x93\x02" + b"01"
     described = ssse(card)
-    assert described["lifecycle"] == "active" and described["medical visits"] == 1
-    assert described["PIN tries left"] == "6 of 6"  # no PIN involved
+    assert described["lifecycle"] == "active"
+    assert described["PIN tries left"] == "6 of 6"
     assert ssse_verify(card, "123456") == "9000"  # the initial PIN still works: activation did not change it
     assert activation_flag(card) == "00"  # the bank application is separate
-    # active now: a medical write without external authentication is 6982 (it was 6985 before activation)
-    reader = SimReader(card)
-    reader.reset()
-    tx(reader, SELECT_SSSE)
-    assert tx(reader, "00A4010C02DF04") == "9000"
-    record = "5115" + b"H11010100001".hex() + "01" + "20261121" + "00000000"
-    assert tx(reader, "00E200A817" + record) == "6982"
 
 
-def test_hospital_record_content(card):
-    assert run_flow("hospital-activation", card, kind=2, amount=1234, institution="H11010100777").ok
-    record = card.store["ssse.visits"].records[0]
-    assert record == bytes.fromhex("5115" + b"H11010100777".hex() + "02" + "20261121" + "000004D2")
+def test_hospital_settlements_add_up_and_a_write_without_the_key_is_refused(card):
+    """SPEC §3.1: before activation a DF04 write without UK2DF04 is 6985; after, 6982 (P5)."""
+    def unauthorised_write() -> str:
+        reader = SimReader(card)
+        reader.reset()
+        tx(reader, SELECT_SSSE)
+        assert tx(reader, SELECT_DF04)[-4:] == "9000"
+        assert tx(reader, "0020000003123456") == "9000"
+        return tx(reader, "00DC923006" + "920499999999")
+
+    assert unauthorised_write() == "6985"
+    assert run_flow("hospital-activation", card, amount=1500).ok
+    assert unauthorised_write() == "6982"
+    assert run_flow("hospital-activation", card, amount=250).ok
+    assert df04_item(card, 0x92) == bytes.fromhex("92041750FFFF") and df04_item(card, 0x93) == b"\x93\x0202"
 
 
-def test_pharmacy_activation(card):
-    result = run_flow("pharmacy-activation", card, items=3, amount=2550)
+def test_hospital_activation_with_a_wrong_pin_is_refused(card):
+    result = run_flow("hospital-activation", card, pin="111111")
+    assert not result.ok and result.results(SETTLEMENT) == ["63C5"]
+    assert "63C5" in result.message
+    assert ssse(card)["lifecycle"] == "issued" and ssse(card)["PIN tries left"] == "5 of 6"
+    assert df04_item(card, 0x93) == b"\x93\x0200"
+
+
+@pytest.mark.parametrize("profile", ["default", "default-3des"])
+def test_pharmacy_activation(profile):
+    card = Card.from_profile(profile, date=CARD_DATE)
+    exchanges, on_exchange = recorder()
+    result = run_flow("pharmacy-activation", card, amount=2550, on_exchange=on_exchange)
     assert result.ok, result
-    described = ssse(card)
-    assert described["lifecycle"] == "active" and described["pharmacy purchases"] == 1
-    assert card.store["ssse.purchases"].records[0] == bytes.fromhex(
-        "5215" + b"P11010100001".hex() + "03" + "20261121" + "000009F6")
+    assert result.results("INITIALIZE FOR PURCHASE (personal account balance)") == ["500.00 yuan"]
+    [debit] = result.results("DEBIT FOR PURCHASE of 25.50 yuan (terminal transaction number, TAC)")
+    assert result.results("CREDIT SAM FOR PURCHASE (the PSAM checked MAC2)") == ["9000"]
+    assert result.results("READ RECORD DF04 EF08 record 1 (newest transaction detail)") == [
+        "seq 0000, type 32, 25.50 yuan at 20261121100000"]
+    assert result.results("GET DATA DF7E (SSSE activation state)") == ["01"]
+    # P7 §12 on the card: INITIALIZE FOR PURCHASE, DEBIT FOR PURCHASE; the PSAM's 80 70 / 80 72 are elsewhere
+    ex = hexes(exchanges)
+    commands = [command for command, _ in ex]
+    init = commands.index("B028010113" + "01" + "000009F6" + "00000000" + "00000000" + TERMINAL_NO.hex().upper()
+                          + "16")
+    assert ex[init - 2:init] == [(SELECT_DF04, "6F088406D15600000503" + "9000"), ("0020000003123456", "9000")]
+    answer = bytes.fromhex(ex[init][1][:-4])
+    assert ex[init][1][-4:] == "9000" and len(answer) == 22
+    assert answer[:16] == bytes.fromhex("0000C350" "00000000" "00000000" "0000" "0000")  # CIA, SPIP, SPFP, year, seq
+    assert answer[16:18] == bytes((0x01, card.applets["ssse"].state.algorithm))  # key version, algorithm id
+    debit_command, debit_answer = ex[init + 1]
+    assert debit_command[:10] == "B02C01000F" and debit_command[-2:] == "08"
+    tx_no, when = bytes.fromhex(debit_command[10:18]), bytes.fromhex(debit_command[18:32])
+    assert tx_no == bytes.fromhex("00000001") and when == bytes.fromhex("20261121100000")
+    # TAC (P7 §15) and MAC2 (P7 §12.6) recomputed by the independent oracle
+    expected_command, expected_answer, _ = Terminal(card).debit(answer, 2550, time="20261121100000", tx_no=tx_no)
+    assert debit_command == expected_command.hex().upper() and debit_answer == expected_answer.hex().upper() + "9000"
+    assert debit == f"00000001, TAC {debit_answer[:8]}"
+    # the detail query: EF08 (SFI 8) record 1 by number, Le 28: seq, type, terminal, time, three amounts
+    assert ex[init + 2] == ("00B201441C", "0000" + f"{TYPE_PURCHASE:02X}" + TERMINAL_NO.hex().upper() + "20261121100000"
+                            + "000009F6" + "00000000" + "00000000" + "9000")
+    # the card afterwards
+    purse = card.applets["ssse"].purse.describe()
+    assert (purse["balance"], purse["purchase counter"]) == (50000 - 2550, 1)
+    assert ssse(card)["lifecycle"] == "active"
+    assert result.message == (f"purchase of 25.50 yuan settled offline (terminal transaction 00000001, "
+                              f"TAC {debit_answer[:8]}); balance 500.00 yuan -> 474.50 yuan; the SSSE is active")
+
+
+def test_pharmacy_activation_with_a_wrong_pin_is_refused(card):
+    result = run_flow("pharmacy-activation", card, pin="111111")
+    assert not result.ok
+    assert result.results("medical purchase (SELECT DF04, VERIFY, B0 28, 80 70, B0 2C, 80 72)") == ["63C5"]
+    assert card.applets["ssse"].purse.describe()["balance"] == 50000 and ssse(card)["lifecycle"] == "issued"
+
+
+def test_pharmacy_activation_beyond_the_balance_is_9401(card):
+    result = run_flow("pharmacy-activation", card, amount=50001)
+    assert not result.ok and "9401" in result.message  # P5 table 72: insufficient balance
+    assert card.applets["ssse"].purse.describe()["balance"] == 50000 and ssse(card)["lifecycle"] == "issued"
 
 
 @pytest.mark.parametrize("name", ["hospital-activation", "pharmacy-activation"])
@@ -325,8 +483,9 @@ def test_medical_flows_refused_on_a_locked_card(card, name):
 
 
 def test_medical_flow_with_a_value_that_does_not_fit_is_a_value_error(card):
-    with pytest.raises(ValueError):
-        run_flow("hospital-activation", card, institution="H1101010000123456")
+    for name, params in (("hospital-activation", {"amount": 100_000_000}), ("pharmacy-activation", {"pin": "1"})):
+        with pytest.raises(ValueError):
+            run_flow(name, card, **params)
     assert ssse(card)["lifecycle"] == "issued"
 
 
@@ -361,13 +520,33 @@ def test_online_activation_for_another_account_delivers_nothing(card):
 
 
 # -- loss report and unlock --------------------------------------------------------------------------------------
+def check_bk_mac_command(card, ex, header: str) -> None:
+    """SPEC S5 and §3.2: EXTERNAL AUTHENTICATE with BK (key 05), GET CHALLENGE (4 bytes), then `header`
+    with the MAC4 of P4 §8.2 under the STK process key of that challenge (both recomputed by the oracle)."""
+    (c1, r1), (c2, r2), (auth, auth_sw), (challenge, random), (command, sw) = ex
+    terminal = Terminal(card)
+    assert (c1, c2) == ("0084000008", "0084000008")
+    expected = terminal.auth_command("ssse_bk", bytes.fromhex(r2[:-4]), original=bytes.fromhex(r1[:-4]))
+    assert (auth, auth_sw) == (expected.hex().upper(), "9000")
+    assert challenge == "0084000004" and len(random) == 2 * (4 + 2)
+    mac = terminal.mac("ssse_stk", bytes.fromhex(random[:-4]), bytes.fromhex(header), b"")
+    assert command == header + mac.hex().upper()
+    assert sw in ("9000", "6985")
+
+
 def test_loss_report_and_unlock(card):
     assert run_flow("bank-activation", card).ok
-    result = run_flow("loss-report", card)
+    exchanges, on_exchange = recorder()
+    result = run_flow("loss-report", card, on_exchange=on_exchange)
     assert result.ok, result
     assert result.results("APPLICATION BLOCK (loss lock, temporary)") == ["9000"]
     assert result.results("SELECT SSSE (locked: 6283)") == ["6283"]
-    assert ssse(card)["lock"] == "locked (holder)"
+    ex = hexes(exchanges)
+    block = next(i for i, (command, _) in enumerate(ex) if command.startswith("841E"))
+    check_bk_mac_command(card, ex[block - 4:block + 1], "841E000004")  # P2 00: the loss lock (SPEC §3.2)
+    assert ex[block][1] == "9000"
+    assert ex[block + 1] == (SELECT_SSSE + "00", FCI + "6283")  # the FCI, then 6283 (SPEC §3.2)
+    assert ssse(card)["lock"] == "locked (reported)"
     assert ssse_select(card) == "6283"
     reader = SimReader(card)
     reader.reset()
@@ -378,9 +557,14 @@ def test_loss_report_and_unlock(card):
     again = run_flow("loss-report", card)
     assert not again.ok and again.message == "the SSSE application is already locked"
 
-    result = run_flow("loss-unlock", card)
+    exchanges, on_exchange = recorder()
+    result = run_flow("loss-unlock", card, on_exchange=on_exchange)
     assert result.ok, result
     assert result.results("APPLICATION UNBLOCK") == ["9000"]
+    ex = hexes(exchanges)
+    assert ex[0] == (SELECT_SSSE + "00", FCI + "6283")  # locked: no EF05 read, the issuer's records give item 01
+    check_bk_mac_command(card, ex[1:6], "8418000004")
+    assert ex[5][1] == "9000" and ex[6] == (SELECT_SSSE + "00", FCI + "9000")
     assert ssse(card)["lock"] == "none" and ssse_select(card) == "9000"
     assert ssse_verify(card, DEFAULT_SSSE_PIN) == "9000"
     assert ssse(card)["lifecycle"] == "active"
@@ -398,7 +582,8 @@ def test_loss_unlock_on_an_unlocked_card_refused(card):
     result = run_flow("loss-unlock", card, on_exchange=on_exchange)
     assert not result.ok and result.message == "the SSSE application is not locked"
     assert snapshot(card) == before
-    assert [command[1] for command, _ in exchanges] == [0xA4, 0xB2]  # SELECT and the free EF05 01 only
+    # card recognition only: SELECT, SELECT EF05, READ RECORD item 01 (free), SELECT again (P7 §5)
+    assert [command[:2] for command, _ in exchanges] == [b"\x00\xA4", b"\x00\xA4", b"\x00\xB2", b"\x00\xA4"]
 
 
 # -- activation deadline -------------------------------------------------------------------------------------------
@@ -422,9 +607,11 @@ def test_deadline_unlock():
 def test_loss_unlock_cannot_lift_a_deadline_lock():
     card = deadline_card()
     before = snapshot(card)
-    result = run_flow("loss-unlock", card)
+    exchanges, on_exchange = recorder()
+    result = run_flow("loss-unlock", card, on_exchange=on_exchange)
     assert not result.ok
     assert result.results("APPLICATION UNBLOCK") == ["6985"]
+    check_bk_mac_command(card, hexes(exchanges)[1:6], "8418000004")  # a right MAC: refused for the deadline
     assert snapshot(card) == before and ssse_select(card) == "6283"
 
 
@@ -447,15 +634,39 @@ def test_deadline_unlock_on_an_unlocked_card_refused(card):
 
 
 # -- PIN reset at a service window ---------------------------------------------------------------------------------
-def test_pin_reset_by_reload(card):
+def check_puk_authentication(card, ex) -> None:
+    """P7 §13.3: two GET CHALLENGEs and EXTERNAL AUTHENTICATE with PUK (key 06), recomputed by the oracle."""
+    (c1, r1), (c2, r2), (auth, auth_sw) = ex
+    assert (c1, c2) == ("0084000008", "0084000008")
+    expected = Terminal(card).auth_command("ssse_puk", bytes.fromhex(r2[:-4]), original=bytes.fromhex(r1[:-4]))
+    assert (auth, auth_sw) == (expected.hex().upper(), "9000")
+
+
+@pytest.mark.parametrize("profile, lc", [("default", 0x14), ("default-3des", 0x0C)])
+def test_pin_reset_by_reset(profile, lc):
+    card = Card.from_profile(profile, date=CARD_DATE)
     assert run_flow("bank-activation", card).ok
     block_ssse_pin(card)
-    result = run_flow("pin-reset", card, new_pin="5555")
+    exchanges, on_exchange = recorder()
+    result = run_flow("pin-reset", card, new_pin="5555", on_exchange=on_exchange)
     assert result.ok, result
     assert result.results("ID check") == ["match"]
-    assert result.results("VERIFY without data (PIN state)") == ["6983"]
-    assert result.results("RELOAD PIN (new PIN, PSAM MAC)") == ["9000"]
+    assert result.results("VERIFY without data (PIN state)") == ["6983"]  # S11: blocked
+    assert result.results("PIN RESET 84 24 00 01 (PUK, new PIN enciphered, PSAM MAC)") == ["9000"]
     assert result.results("VERIFY new PIN") == ["9000"]
+    # SPEC S2/S3: 84 24 00 01 Lc || E(LD || PIN cn, padded) || MAC4, one STK process key from the challenge
+    ex = hexes(exchanges)
+    reset = next(i for i, (command, _) in enumerate(ex) if command.startswith("84240001"))
+    check_puk_authentication(card, ex[reset - 4:reset - 1])
+    challenge, random = ex[reset - 1]
+    assert challenge == "0084000004" and random[-4:] == "9000"
+    terminal = Terminal(card)
+    ks = terminal.process_key("ssse_stk", bytes.fromhex(random[:-4]))
+    enciphered = oracle.encipher(terminal.family, ks, cn("5555"))
+    header = bytes((0x84, 0x24, 0x00, 0x01, lc))
+    assert len(enciphered) + 4 == lc
+    assert ex[reset] == ((header + enciphered + oracle.mac4(terminal.family, ks, header + enciphered)).hex().upper(),
+                         "9000")
     assert ssse(card)["PIN tries left"] == "6 of 6"
     assert ssse_verify(card, "5555") == "9000"
     assert ssse_verify(card, DEFAULT_SSSE_PIN) == "63C5"
@@ -464,9 +675,18 @@ def test_pin_reset_by_reload(card):
 
 def test_pin_reset_by_unblock(card):
     block_ssse_pin(card)
-    result = run_flow("pin-reset", card, method="unblock", old_pin="123456", new_pin="778899")
+    exchanges, on_exchange = recorder()
+    result = run_flow("pin-reset", card, method="unblock", old_pin="123456", new_pin="778899",
+                      on_exchange=on_exchange)
     assert result.ok, result
-    assert result.results("PIN UNBLOCK (try counter, PSAM MAC)") == ["9000"]
+    assert result.results("PIN UNBLOCK 84 24 00 00 (PUK, PSAM MAC)") == ["9000"]
+    ex = hexes(exchanges)
+    unblock = next(i for i, (command, _) in enumerate(ex) if command.startswith("84240000"))
+    check_puk_authentication(card, ex[unblock - 4:unblock - 1])
+    challenge, random = ex[unblock - 1]
+    mac = Terminal(card).mac("ssse_stk", bytes.fromhex(random[:-4]), bytes.fromhex("8424000004"), b"")
+    assert ex[unblock] == ("8424000004" + mac.hex().upper(), "9000")  # SPEC S4
+    assert ex[unblock + 1] == ("805E010007123456FF778899", "9000")
     assert result.results("CHANGE PIN (remembered PIN -> new PIN)") == ["9000"]
     assert ssse_verify(card, "778899") == "9000"
     assert ssse(card)["PIN tries left"] == "6 of 6"
@@ -513,6 +733,37 @@ def image(tmp_path, capsys):
     return path
 
 
+# -- service window activation -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("id_check", ["auth", "pin"])
+def test_service_window_activation(card, id_check):
+    exchanges, on_exchange = recorder()
+    result = run_flow("service-window-activation", card, new_pin="8642", id_check=id_check, on_exchange=on_exchange)
+    assert result.ok, result
+    assert [d for d, _ in result.steps] == (
+        ["SELECT SSSE"] + (["VERIFY SSSE PIN (the holder types it)"] if id_check == "pin" else [])
+        + ["EXTERNAL AUTHENTICATE (PSAM, to read the holder's ID)", "READ RECORD EF06 item 08 (ID number)",
+           "ID check", "CHANGE PIN (initial SSSE PIN -> holder's PIN: activates the SSSE)",
+           "GET DATA DF7E (SSSE activation state)"])
+    assert result.results("GET DATA DF7E (SSSE activation state)") == ["01"]
+    ex = hexes(exchanges)
+    assert ex[-2:] == [("805E010006123456FF8642", "9000"), ("80CADF7E00", "DF7E0101" + "9000")]
+    assert ssse(card)["lifecycle"] == "active"
+    assert ssse_verify(card, "8642") == "9000" and ssse_verify(card, "123456") == "63C5"
+    assert activation_flag(card) == "00"  # the bank is not involved
+
+
+def test_service_window_activation_refusals(card):
+    before = snapshot(card)
+    result = run_flow("service-window-activation", card, id_number=OTHER_ID)
+    assert not result.ok and result.steps[-1] == ("ID check", "mismatch") and snapshot(card) == before
+    result = run_flow("service-window-activation", card, old_pin="654321", id_check="pin")
+    assert not result.ok and result.results("VERIFY SSSE PIN (the holder types it)") == ["63C5"]
+    assert ssse(card)["lifecycle"] == "issued"
+    assert run_flow("loss-report", card).ok
+    result = run_flow("service-window-activation", card)
+    assert not result.ok and result.steps == [("SELECT SSSE", "6283")]
+
+
 def test_cli_list(capsys):
     code, out, err = run(capsys, "flow", "--list")
     assert code == 0 and err == ""
@@ -527,7 +778,7 @@ def test_cli_bank_activation(capsys, image):
     lines = out.splitlines()
     assert code == 0 and err == ""
     assert lines[-1] == "flow bank-activation: ok"
-    assert lines[0] == "> 00 A4 04 00 0F " + bytes.fromhex(DDF_NAME).hex(" ").upper()
+    assert lines[0] == "> 00 A4 04 00 0F " + bytes.fromhex(DDF_NAME).hex(" ").upper() + " 00"
     assert "> 80 5E 01 00 07 12 34 56 FF 31 41 59" in lines  # CHANGE PIN as sent
     assert "< 9000  OK" in lines
     assert "- ID check: match" in lines and "- GET DATA DF7F (activation flag): 01" in lines
@@ -566,7 +817,8 @@ def test_cli_deadline_unlock(capsys, image):
     assert ssse_select(card) == "9000" and activation_flag(card) == "01"
 
 
-@pytest.mark.parametrize("name", ["hospital-activation", "pharmacy-activation", "online-activation"])
+@pytest.mark.parametrize("name", ["service-window-activation", "hospital-activation", "pharmacy-activation",
+                                  "online-activation"])
 def test_cli_other_flows(capsys, image, name):
     code, out, _ = run(capsys, "--date", CARD_DATE, "flow", name, "--state", image)
     assert code == 0 and out.splitlines()[-1] == f"flow {name}: ok"
@@ -592,7 +844,9 @@ def test_cli_loss_report_unlock_and_pin_reset(capsys, image):
     (["flow", "bank-activation"], "give a flow NAME and --state"),
     (["flow", "tea-ceremony", "--state", "x.img"], "unknown flow"),
     (["flow", "bank-activation", "--state", "x.img", "--param", "colour=red"], "KEY one of id_number"),
-    (["flow", "hospital-activation", "--state", "x.img", "--param", "kind=two"], "whole number"),
+    (["flow", "hospital-activation", "--state", "x.img", "--param", "amount=two"], "whole number"),
+    (["flow", "hospital-activation", "--state", "x.img", "--param", "kind=2"], "no parameter kind any more"),
+    (["flow", "pin-reset", "--state", "x.img", "--param", "method=reload"], "method=reload is gone"),
     (["flow", "bank-activation", "--state", "IMAGE", "--param", "bank_pin=12"], "bank_pin must be 4 to 12 digits"),
     (["flow", "bank-activation", "--state", "missing.img"], "missing.img"),
 ])

@@ -5,8 +5,8 @@ GOOD = f"""# a trace a user keeps next to their tests
 @date 2026-11-21
 reset
 > {SELECT}
-< 6F 19 * 90 00
-> 00 B2 07 2C 00
+< 6F 1C * 90 00
+> 00 B2 07 2C 0B
 < 07 09 54 30 30 30 30 30 30 30 31 90 00
 """
 
@@ -17,7 +17,7 @@ def test_apdu_files_are_collected_and_replayed(pytester):
     result = pytester.runpytest("-p", "no:cacheprovider")  # the plugin loads through its entry point
     result.assert_outcomes(passed=1, failed=1)
     assert ("bad.apdu:7: response byte 10 is 31, expected 32: got ... 30 30 30 30 30 30 [31] 90 00 "
-            "to 00 B2 07 2C 00") in result.stdout.str()
+            "to 00 B2 07 2C 0B") in result.stdout.str()
 
 
 def test_a_trace_with_a_syntax_error_fails_with_its_line(pytester):
@@ -33,12 +33,12 @@ def test_fixtures(pytester):
 
         def test_reader(sscard_reader):
             r = sscard_reader.transmit(bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF"))
-            assert r[-2:] == b"\\x90\\x00" and r[:2] == bytes.fromhex("6F19")
+            assert r[-2:] == b"\\x90\\x00" and r[:2] == bytes.fromhex("6F1C")
 
         @pytest.mark.sscard_profile("default-3des")
         @pytest.mark.sscard_date("2026-01-02")
         def test_markers(sscard_card):
-            assert sscard_card.applets["ssse"].describe()["algorithm"] == "3DES (flag 01)"
+            assert sscard_card.applets["ssse"].describe()["algorithm"] == "DES family (3DES) (flag 01)"
             assert str(sscard_card.applets["ssse"].issue_date()) == "2026-01-02"
     """)
     result = pytester.runpytest()

@@ -10,7 +10,8 @@ from reader.replay import RecordingReader, junit_xml, replay, seeded, sim_reader
 from reader.trace import TraceError, expectation, from_scriptor, parse, to_scriptor, to_text
 
 SELECT = "00 A4 04 00 0F 73 78 31 2E 73 68 2E C9 E7 BB E1 B1 A3 D5 CF"
-FCI = "6F 19 84 0F 73 78 31 2E 73 68 2E C9 E7 BB E1 B1 A3 D5 CF A5 06 9F 0C 03 86 01 04"
+# the SSSE's FCI: DF name, DIR SFI 88 01 1E, algorithm 9F0C 86 01 03 (P5 table 36, SPEC S9/S19)
+FCI = "6F 1C 84 0F 73 78 31 2E 73 68 2E C9 E7 BB E1 B1 A3 D5 CF A5 09 88 01 1E 9F 0C 03 86 01 03"
 HEADER = "@date 2026-11-21\n@random 7\nreset\n"
 
 
@@ -89,17 +90,17 @@ def test_header_and_directives():
 
 def test_replay_passes_and_uses_captures():
     result = run(HEADER + f"> {SELECT}\n< {FCI} 90 00\n> 00 84 00 00 08\n< {{ch:8}} 90 00\n"
-                          "> 00 B2 01 2C 00\n< 01 10 11 01 00 {serial:5} D1 56 00 00 05 FF FF FF 90 00\n"
-                          "> 00 B2 07 2C 00\n< 07 09 * 90 00\n")
+                          "> 00 B2 01 2C 12\n< 01 10 11 01 00 D1 56 00 00 05 {serial:4} {auth:4} 90 00\n"
+                          "> 00 B2 07 2C 0B\n< 07 09 * 90 00\n")
     assert result.ok and result.apdus == 4
 
 
 def test_replay_reports_the_first_differing_byte():
-    result = run(HEADER + f"> {SELECT}\n< {FCI} 90 00\n> 00 B2 07 2C 00\n< 07 09 54 30 30 30 30 30 30 30 32 90 00\n")
+    result = run(HEADER + f"> {SELECT}\n< {FCI} 90 00\n> 00 B2 07 2C 0B\n< 07 09 54 30 30 30 30 30 30 30 32 90 00\n")
     assert not result.ok
     assert result.failure.line == 7  # the '<' line that expected something else
     assert result.failure.message == ("response byte 10 is 31, expected 32: got ... 30 30 30 30 30 30 [31] 90 00 "
-                                      "to 00 B2 07 2C 00")
+                                      "to 00 B2 07 2C 0B")
     assert result.report().startswith("FAIL t.apdu:7: response byte 10 is 31, expected 32")
 
 
@@ -153,9 +154,9 @@ def test_junit_xml():
 # -- scriptor ---------------------------------------------------------------------------------------------
 
 SCRIPT = f"# read EF05\nreset\n{SELECT}\n00 B2 01 2C 00\n"
-LOG = ("Using T=1 protocol\nreset\n> RESET\n< OK: 3B 9C\n"
-       f"> {SELECT}\n< 6F 19 84 0F 73 78 31 2E 73 68 2E C9 E7 BB E1 B1 \nA3 D5 CF A5 06 9F 0C 03 86 01 04 90 00 : Normal processing.\n"
-       "> 00 B2 07 2C 00\n< 07 09 54 30 30 30 30 30 30 30 31 90 00 : Normal processing.\n")
+LOG = ("Using T=0 protocol\nreset\n> RESET\n< OK: 3B 6D 00 00\n"
+       f"> {SELECT}\n< 6F 1C 84 0F 73 78 31 2E 73 68 2E C9 E7 BB E1 B1 \nA3 D5 CF A5 09 88 01 1E 9F 0C 03 86 01 03 90 00 : Normal processing.\n"
+       "> 00 B2 07 2C 0B\n< 07 09 54 30 30 30 30 30 30 30 31 90 00 : Normal processing.\n")
 
 
 def test_scriptor_script_round_trip():
@@ -192,16 +193,16 @@ def test_cli_replay_record_and_scriptor(tmp_path, capsys):
     assert main(["--date", "2026-11-21", "personalize", "--state", fresh]) == 0
     trace = str(tmp_path / "t.apdu")
     assert main(["record", "-o", trace, "--", "--date", "2026-11-21", "apdu", "--state", image, SELECT.replace(" ", ""),
-                 "0020000003123456", "00B2093000"]) == 0
+                 "0020000003123456", "00B2072C0B"]) == 0
     capsys.readouterr()
     assert main(["replay", trace, "--state", fresh, "--junit", str(tmp_path / "j.xml")]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"PASS {trace} (3 APDUs") and out.endswith("1 passed, 0 failed\n")
-    text = open(trace).read().replace("< 09 1E C0 EE BB AA", "< 09 1E C0 EE BB AB")
+    text = open(trace).read().replace("< 07 09 54 30", "< 07 09 54 31")
     edited = str(tmp_path / "edited.apdu")
     open(edited, "w").write(text)
     assert main(["replay", edited, "--state", fresh]) == 1
-    assert "response byte 5 is AA, expected AB" in capsys.readouterr().out
+    assert "response byte 3 is 30, expected 31" in capsys.readouterr().out
     script = str(tmp_path / "t.scriptor")
     assert main(["scriptor", "export", trace, "-o", script]) == 0
     back = str(tmp_path / "back.apdu")
