@@ -15,6 +15,7 @@ from .apdu import EXTENDED_MAX, SHORT_MAX
 from .ber import ber_tlv
 from .sw import (
     SW_COMMAND_NOT_ALLOWED_NO_EF,
+    SW_END_OF_FILE,
     SW_FILE_NOT_FOUND,
     SW_INCOMPATIBLE_FILE_STRUCTURE,
     SW_LC_INCONSISTENT_WITH_TLV,
@@ -317,6 +318,8 @@ class Applet:
         ne = cmd.ne
         chunk = data[offset:offset + ne]
         if len(chunk) < ne and cmd.le_present and ne != (EXTENDED_MAX if cmd.extended else SHORT_MAX):
+            if len(chunk) > 0xFF:  # an extended Le past the end: 6Cxx cannot name it (ISO 7816-4: 6282)
+                return chunk, SW_END_OF_FILE
             raise CardError(0x6C00 | len(chunk))
         return chunk, SW_OK
 

@@ -97,7 +97,7 @@ class Card:
             for node in applet.ROOT.walk():
                 self._owner[node] = applet
         self.powered = False
-        self.protocol = 1
+        self.protocol = None  # set at power-up (None: the card's own protocol)
         self.faults = None  # a chip.faults.FaultPlan, for tests that want a card to misbehave
         self.last_delay_etu = 0  # the simulated busy time a `delay` fault gave the last command
         self._clear_volatile()
@@ -159,8 +159,13 @@ class Card:
         return fin is not None and fin.activated()
 
     # -- power ----------------------------------------------------------------
-    def power_on(self, protocol: int = 1) -> bytes:
-        """Cold reset: power the contacts and answer the ATR. `protocol` 0 or 1 sets T=0/T=1 behaviour."""
+    def power_on(self, protocol: int | None = None) -> bytes:
+        """Cold reset: power the contacts and answer the ATR. `protocol` 0 or 1 sets T=0/T=1 behaviour;
+        None (default) is the card's own: the protocol that runs without PPS, the first the ATR
+        offers (the specific one in specific mode; LD/T 32 P2 §8.7) - T=0 on the default card."""
+        if protocol is None:
+            config = self.atr_config
+            protocol = config.protocols[0] if config.specific is None else config.specific
         if protocol not in (0, 1):
             raise ValueError("protocol must be 0 (T=0) or 1 (T=1)")
         self.protocol = protocol

@@ -137,6 +137,11 @@ class CardT0:
         self._out.clear()
         return out
 
+    @property
+    def has_output(self) -> bool:
+        """Bytes wait to be sent (looked at without taking them)."""
+        return bool(self._out)
+
     # -- receiving --------------------------------------------------------------
     def _byte(self, byte: int) -> None:
         if self._receiving:

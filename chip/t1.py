@@ -419,6 +419,11 @@ class CardT1:
         return out
 
     @property
+    def has_output(self) -> bool:
+        """Bytes wait to be sent (looked at without taking them)."""
+        return bool(self._out)
+
+    @property
     def wait_etu(self) -> int:
         return self.cwt if self._rx.partial else 0
 

@@ -7,7 +7,10 @@ runs a selector over every card's socket and the control channels:
 - the 48 ms trap (../shared/PCSC.md): `TCP_NODELAY`, `TCP_QUICKACK` re-armed
   before every `recv()`, and each reply sent in one write;
 - ATR requests are answered from the card's ATR without touching its state;
-  power on/off and reset map to the card's power model;
+  power on/off and reset map to the card's power model, on the card's own
+  protocol (the first its ATR offers: T=0 on the default card, whose 61xx
+  and 6Cxx answers reach the PC/SC client as they do from a real T=0 card)
+  unless `--t0`/`--t1` says otherwise;
 - when pcscd goes away the card reconnects with backoff;
 - control lines (on stdin and on an optional Unix control socket):
   `remove [N]`, `insert [N]`, `switch [N] IMAGE`, `status`, `quit`, and
@@ -40,13 +43,13 @@ TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 class Slot:
     """One card on one vpcd port: its connection, and whether it is inserted."""
 
-    def __init__(self, index: int, image: str, host: str, port: int, protocol: int = 1, quickack: bool = True,
-                 date=None, log=None, on_apdu=None):
+    def __init__(self, index: int, image: str, host: str, port: int, protocol: int | None = None,
+                 quickack: bool = True, date=None, log=None, on_apdu=None):
         self.index = index
         self.image = image
         self.host = host
         self.port = port
-        self.protocol = protocol
+        self.requested_protocol = protocol  # 0, 1, or None: the card's own (followed across `switch`)
         self.quickack = quickack and TCP_QUICKACK is not None
         self.date = date
         self.log = log or (lambda text: None)
@@ -59,6 +62,14 @@ class Slot:
         self.next_attempt = 0.0
         self.apdus = 0
         self.on_close = None  # called with the socket before it is closed (the server unregisters it)
+
+    @property
+    def protocol(self) -> int:
+        """What the card is told at power-on: the one asked for, else the card's own (no PPS on vpcd)."""
+        if self.requested_protocol is not None:
+            return self.requested_protocol
+        config = self.card.atr_config
+        return config.protocols[0] if config.specific is None else config.specific
 
     # -- connection ------------------------------------------------------------------------
     def connect(self) -> bool:
@@ -314,9 +325,10 @@ class Server:
 
 
 def serve(images: list[str], ports: list[int], host: str = "127.0.0.1", control: str | None = None,
-          protocol: int = 1, quickack: bool = True, date=None, use_stdin: bool = True, log=None,
+          protocol: int | None = None, quickack: bool = True, date=None, use_stdin: bool = True, log=None,
           on_apdu=None) -> int:
-    """Serve every image on its port until SIGINT/SIGTERM or `quit`."""
+    """Serve every image on its port until SIGINT/SIGTERM or `quit`; `protocol` 0/1 forces T=0/T=1
+    behaviour, None (default) gives each card its own."""
     if not ports:
         ports = [DEFAULT_PORT]
     while len(ports) < len(images):

@@ -186,7 +186,7 @@ class Wire:
                 card_wait = getattr(card, "wait_etu", 0)
                 if card_wait and hasattr(card, "timeout"):  # a card waiting for the rest of a block gives up
                     card.timeout()
-                    if card.output():  # (it may answer at once; otherwise the reader's wait runs)
+                    if card.has_output:  # it may answer at once (an R-block): the loop delivers it
                         continue
                 self.etu += reader.wait_etu
                 self._note("!", b"", f"timeout after {reader.wait_etu} etu")

@@ -29,16 +29,18 @@ def card():
 
 @pytest.fixture
 def reader(card):
-    """A T=1 in-process reader on `card`, already reset."""
-    r = SimReader(card)
+    """A T=1 in-process reader on `card`, already reset: one card answer per command, as on T=1
+    (the default card offers T=0 only; the in-process card runs T=1 when told to)."""
+    r = SimReader(card, protocol="T=1")
     r.reset()
     return r
 
 
 @pytest.fixture
 def t0reader(card):
-    """A T=0 in-process reader on `card`, already reset."""
-    r = SimReader(card, protocol="T=0")
+    """A raw T=0 in-process reader on `card`, already reset: the card's `61xx` reaches the test,
+    which sends GET RESPONSE itself (`get_response=False`)."""
+    r = SimReader(card, protocol="T=0", get_response=False)
     r.reset()
     return r
 

@@ -1,6 +1,12 @@
 """End to end through a real PC/SC stack: `sscard serve` on vpcd, pcscd, and clients we did not
 write (pyscard, pcsc-tools' scriptor, OpenSC's opensc-tool), each checking exact responses.
 
+The served card is the default one: its ATR offers T=0 only (LD/T 32 P2), so pcscd connects
+over T=0 and `sscard serve` gives the card T=0 behaviour - a SELECT answers `61 1E` and its FCI
+waits for GET RESPONSE, a READ RECORD with Le 00 answers `6C xx` (the SSSE's rule) - and each
+client is checked on what it does with that: pyscard and scriptor show the raw exchanges, OpenSC
+and our PcscReader fetch and re-issue as terminals do.
+
 `make test` runs these with its own pcscd (reader.pcscd run). Outside CI a machine without
 the PC/SC pieces skips them; in CI (`CI=true`) a missing piece fails loudly.
 """
@@ -21,9 +27,10 @@ from reader.serve import ServedProcess
 READER = "Virtual PCD 00 00"
 READER_2 = "Virtual PCD 00 01"
 SELECT = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
-FCI = "6F19840F7378312E73682EC9E7BBE1B1A3D5CFA5069F0C03860104"
-EF05_01 = "0110110100" "0000000001" "D156000005FFFFFF"
-EF05_07 = "0709" + b"T00000001".hex().upper()
+# 6F { 84 DF name, A5 { 88 01 1E (DIR SFI 30), 9F0C 03 86 01 03 (SM4) } } (P5 table 36): 30 bytes
+FCI = "6F1C840F7378312E73682EC9E7BBE1B1A3D5CFA50988011E9F0C03860103"
+EF05_01 = "0110" "110100" "D156000005" "00000001" "00000000"  # card identification code, 18 bytes
+EF05_07 = "0709" + b"T00000001".hex().upper()  # card number, 11 bytes
 
 
 def _missing() -> list[str]:
@@ -95,13 +102,20 @@ def test_pyscard_high_level_api(served):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+    from smartcard.CardConnection import CardConnection
+
     atr = bytes(connection.getATR())
     assert atr == Card.open(served.images[0]).atr
-    data, sw1, sw2 = connection.transmit(list(bytes.fromhex(SELECT)))
+    assert atr.hex().upper() == "3B6D0000" "00815353438699110100000001"
+    assert connection.getProtocol() == CardConnection.T0_protocol  # the only one the ATR offers
+    # pyscard shows the raw T=0 exchanges: the FCI waits for GET RESPONSE, Le 00 is answered 6C12
+    assert connection.transmit(list(bytes.fromhex(SELECT))) == ([], 0x61, 0x1E)
+    data, sw1, sw2 = connection.transmit(list(bytes.fromhex("00C000001E")))
     assert bytes(data).hex().upper() == FCI and (sw1, sw2) == (0x90, 0x00)
-    data, sw1, sw2 = connection.transmit(list(bytes.fromhex("00B2012C00")))
+    assert connection.transmit(list(bytes.fromhex("00B2012C00"))) == ([], 0x6C, 0x12)
+    data, sw1, sw2 = connection.transmit(list(bytes.fromhex("00B2012C12")))
     assert bytes(data).hex().upper() == EF05_01 and (sw1, sw2) == (0x90, 0x00)
-    data, sw1, sw2 = connection.transmit(list(bytes.fromhex("00B2052C00")))
+    data, sw1, sw2 = connection.transmit(list(bytes.fromhex("00B2013412")))  # EF06: RKSSSE first
     assert (data, sw1, sw2) == ([], 0x69, 0x82)
     connection.disconnect()
 
@@ -110,16 +124,20 @@ def test_scriptor_selects_the_ssse_and_reads_ef05(served, tmp_path):
     if shutil.which("scriptor") is None:
         pytest.fail("scriptor (pcsc-tools) is missing")
     script = tmp_path / "ssse.scriptor"
+    # scriptor sends each line as it is, so the script does T=0's work: GET RESPONSE, Le from 6Cxx
     script.write_text("# select the SSSE, read EF05 records 01 and 07\n"
                       "00 A4 04 00 0F 73 78 31 2E 73 68 2E C9 E7 BB E1 B1 A3 D5 CF\n"
+                      "00 C0 00 00 1E\n"
                       "00 B2 01 2C 00\n"
-                      "00 B2 07 2C 00\n")
+                      "00 B2 01 2C 12\n"
+                      "00 B2 07 2C 0B\n")
     pcsc_reader().reset()  # wait until pcscd has seen the card
     result = run_client(["scriptor", "-r", READER, str(script)])
     assert result.returncode == 0, result.stderr
+    assert "Using T=0 protocol" in result.stdout
     responses = result.stdout.split("< ")[1:]
     flat = ["".join(r.split(":")[0].split()).upper() for r in responses]
-    assert flat == [FCI + "9000", EF05_01 + "9000", EF05_07 + "9000"]
+    assert flat == ["611E", FCI + "9000", "6C12", EF05_01 + "9000", EF05_07 + "9000"]
 
 
 def test_opensc_tool_atr_and_apdus(served):
@@ -130,9 +148,13 @@ def test_opensc_tool_atr_and_apdus(served):
     result = run_client(["opensc-tool", "-r", READER, "-a"])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == atr.hex(":")
-    result = run_client(["opensc-tool", "-r", READER, "-s", SELECT, "-s", "00B2072C00", "-s", "0020000003000000"])
+    # OpenSC is a terminal: it fetches 61xx with GET RESPONSE (the SELECT carries Le, case 4) and
+    # re-issues a 6Cxx with the Le it names
+    result = run_client(["opensc-tool", "-r", READER, "-s", SELECT + "00", "-s", "00B2072C00",
+                         "-s", "0020000003000000"])
     assert result.returncode == 0, result.stderr
     blocks = [block.split("Sending:")[0] for block in result.stdout.split("Received ")[1:]]
+    assert len(blocks) == 3, result.stdout
     assert blocks[0].startswith("(SW1=0x90, SW2=0x00)")
     data = "".join(line[:48].replace(" ", "") for line in blocks[0].splitlines()[1:]).upper()
     assert data == FCI
@@ -142,20 +164,43 @@ def test_opensc_tool_atr_and_apdus(served):
 
 # -- our PcscReader and sscard apdu --reader -------------------------------------------------------
 
-def test_pcsc_reader_follows_61xx_like_a_terminal(pcsc, tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--t0"]], ids=["the-cards-own", "t0"])
+def test_pcsc_reader_follows_61xx_like_a_terminal(pcsc, tmp_path, extra):
+    from smartcard import scard
+
     image = personalise(tmp_path / "card.img")
-    server = Served(tmp_path, [image], extra=["--t0"])
+    server = Served(tmp_path, [image], extra=extra)
     try:
         raw = pcsc_reader(get_response=False)
         raw.reset()
-        assert hx(raw, SELECT) == "611B"
-        assert hx(raw, "00C000001B") == FCI + "9000"
+        assert raw.protocol == scard.SCARD_PROTOCOL_T0
+        assert hx(raw, SELECT) == "611E"
+        assert hx(raw, "00C000001E") == FCI + "9000"
+        assert hx(raw, "00C000001E") == "6F00"  # nothing waiting any more
+        assert hx(raw, "00B2012C10") == "6C12"
         raw.close()
         reader = pcsc_reader()
         reader.reset()
         assert hx(reader, SELECT) == FCI + "9000"
+        assert hx(reader, SELECT + "00") == FCI + "9000"
         assert hx(reader, "00B2012C10") == EF05_01 + "9000"  # 6C12 re-issued with Le 12
+        assert hx(reader, "00B2072C00") == EF05_07 + "9000"
         reader.close()
+    finally:
+        assert server.stop() == 0
+
+
+def test_serve_t1_overrides_the_cards_protocol(pcsc, tmp_path):
+    """`--t1`: the card answers as on T=1 (data with the SW, no 61xx), whatever its ATR offers."""
+    image = personalise(tmp_path / "card.img")
+    server = Served(tmp_path, [image], extra=["--t1"])
+    try:
+        raw = pcsc_reader(get_response=False)
+        raw.reset()
+        assert hx(raw, SELECT) == FCI + "9000"
+        assert hx(raw, "00B2012C12") == EF05_01 + "9000"
+        assert hx(raw, "00B2012C00") == "6C12"  # the SSSE's own answer to Le 00, on T=1 too
+        raw.close()
     finally:
         assert server.stop() == 0
 

@@ -1,5 +1,7 @@
 """PPS (ISO/IEC 7816-3 §9): the card's answer and the reader's check, byte by byte."""
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,10 +11,12 @@ from chip.atr import DI_TABLE, FI_TABLE, AtrConfig, build, parse_atr
 from chip.pps import CardPps, pck, request_length
 from reader.pps import ReaderPps, pps_request
 
-DEFAULT = build()  # TA1 13: Fi 372, Di 4
-TA1_96 = build(AtrConfig(fi_di=0x96))  # Fi 512, Di 32
-SPECIFIC_T1 = build(AtrConfig(specific=1))
-T0_ONLY = build(AtrConfig(protocols=(0,)))
+BASIC = build()  # the default card, P2's basic ATR: T=0 only, no TA1 (Fi/Di 372/1 only)
+T1_CONFIG = AtrConfig(fi_di=0x13, tb1=None, guard_time=None, protocols=(0, 1))
+DEFAULT = build(T1_CONFIG)  # the t1 profile: T=0 and T=1, TA1 13: Fi 372, Di 4
+TA1_96 = build(dataclasses.replace(T1_CONFIG, fi_di=0x96))  # Fi 512, Di 32
+SPECIFIC_T1 = build(dataclasses.replace(T1_CONFIG, specific=1))
+T0_ONLY = build(dataclasses.replace(T1_CONFIG, protocols=(0,)))
 
 
 def h(text: str) -> bytes:
@@ -42,7 +46,33 @@ def exchange(atr: bytes, reader: ReaderPps) -> tuple[CardPps, ReaderPps]:
     return card, reader
 
 
-# -- accepted ------------------------------------------------------------------------------------
+# -- the default card (P2 basic ATR): nothing to negotiate ----------------------------------------
+
+@pytest.mark.parametrize("request_hex, answer_hex", [
+    ("FF 00 FF", "FF 00 FF"),  # T=0, no PPS1: confirms the default
+    ("FF 10 11 FE", "FF 10 11 FE"),  # T=0 at 11: the only Fi/Di it has
+    ("FF 10 13 FC", "FF 00 FF"),  # Di 4 asked: no TA1, so answered without PPS1 (372/1)
+    ("FF 10 96 79", "FF 00 FF"),
+], ids=["t0", "t0-11", "t0-13", "t0-96"])
+def test_basic_card_confirms_t0_at_372_1(request_hex, answer_hex):
+    card, reader = exchange(BASIC, ReaderPps(0, split_pps1(request_hex)))
+    assert reader.request == h(request_hex) and card.answer == h(answer_hex)
+    assert (card.accepted, card.protocol, card.fi, card.di) == (True, 0, 372, 1)
+    assert (reader.accepted, reader.protocol, reader.fi, reader.di) == (True, 0, 372, 1)
+
+
+def test_basic_card_refuses_t1():
+    card, reader = exchange(BASIC, ReaderPps(1, 0x13))
+    assert card.error == "T=1 is not offered (ATR offers T=0); no answer"
+    assert not reader.accepted and reader.error.startswith("no PPS answer")
+
+
+def split_pps1(request_hex: str) -> int | None:
+    request = h(request_hex)
+    return request[2] if request[1] & 0x10 else None
+
+
+# -- accepted (the t1 profile: TA1 13) -----------------------------------------------------------------
 
 def test_default_card_echoes_t0_at_its_ta1():
     card = card_answer(DEFAULT, h("FF 10 13 FC"))
@@ -162,7 +192,7 @@ def test_bytes_after_pck_are_kept():
 
 
 def test_card_end_accepts_parsed_atr_and_empty_input():
-    card = CardPps(parse_atr(Card.from_profile().atr))
+    card = CardPps(parse_atr(Card.from_profile("t1").atr))
     card.receive(b"")
     assert not card.done
     card.receive(h("FF"))
@@ -235,11 +265,12 @@ fi_di_bytes = st.tuples(st.sampled_from(sorted(FI_TABLE)), st.sampled_from(sorte
 
 
 @settings(max_examples=300, deadline=None)
-@given(card_fi_di=fi_di_bytes, protocols=st.sampled_from([(0, 1), (0,), (1,)]), specific=st.booleans(),
+@given(card_fi_di=st.none() | fi_di_bytes, protocols=st.sampled_from([(0, 1), (0,), (1,)]), specific=st.booleans(),
        protocol=st.integers(0, 2), fi_di=st.none() | fi_di_bytes, pps2=st.none() | st.integers(0, 255),
        pps3=st.none() | st.integers(0, 255))
 def test_card_and_reader_agree(card_fi_di, protocols, specific, protocol, fi_di, pps2, pps3):
     atr = build(AtrConfig(fi_di=card_fi_di, protocols=protocols, specific=protocols[-1] if specific else None))
+    card_fi_di = 0x11 if card_fi_di is None else card_fi_di  # no TA1: Fd/Dd
     card, reader = exchange(atr, ReaderPps(protocol, fi_di, pps2=pps2, pps3=pps3))
     assert card.done and reader.done
     assert card.accepted == reader.accepted

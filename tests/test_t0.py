@@ -3,7 +3,10 @@
 A tiny loop stands in for the wire: each end's output() goes to the other's
 receive() until the reader is done, and timeout() is called when nothing
 moves. Byte streams are asserted exactly as (TPDU sent, bytes received) pairs;
-responses are compared with the in-process card (`SimReader`).
+responses are compared with the in-process card (`SimReader`). The card is the default
+profile, which offers T=0 only (LD/T 32 P2: no TA1, Fi/Di 372/1, WI 10); the photo (EF08) is
+read after EXTERNAL AUTHENTICATE with RKSSSE, its cryptogram from the independent oracle
+(tests/oracle.py, as tests/helpers.py).
 """
 
 import datetime
@@ -12,28 +15,52 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import oracle
 from chip import Card, CardNotPowered
+from chip.ssse_files import EF08
 from chip.t0 import CardT0, envelope_complete, nulls_for, wwt_etu
 from reader.base import transmit_all
 from reader.sim import SimReader
 from reader.t0 import ReaderT0
 from reader.t0 import envelope_complete as reader_envelope_complete
 
+from helpers import EF05, EF06, FCI, KEY_ID, card_key
+
 CARD_DATE = datetime.date(2026, 11, 21)
-WWT = 960 * 10 * 4  # default WI 10, Di 4
+WWT = 960 * 10 * 1  # default WI 10, Di 1 (the default card: no TA1, no PPS; P2 §9.2.2.1)
 
 SELECT_MF = "00A40000"
 SSSE_NAME = "7378312E73682EC9E7BBE1B1A3D5CF"
 SELECT_SSSE = "00A404000F" + SSSE_NAME
 FCI_MF = "6F0483023F00"
-FCI_SSSE = "6F19840F7378312E73682EC9E7BBE1B1A3D5CFA5069F0C03860104"
-EF05_01 = "0110" "110100" "0000000001" "D156000005" "FFFFFF"  # 18 = 0x12 bytes
+# 6F { 84 DF name, A5 { 88 01 1E (DIR SFI 30), 9F0C 03 86 01 03 (SM4) } }: 30 = 0x1E bytes (P5 table 36)
+FCI_SSSE = "6F1C840F7378312E73682EC9E7BBE1B1A3D5CFA50988011E9F0C03860103"
+FCI_LENGTH = "1E"
+EF05_01 = "0110" "110100" "D156000005" "00000001" "00000000"  # item 01, V2 table 10: 18 = 0x12 bytes
 VERIFY = "0020000003123456"
+SELECT_FIN = "00A4040008A000000333010101"  # the financial application (SPEC §5)
+FIN_RECORD_1 = "701E57106234560000000008D36112200000000F5F20064C492F4855419F1F00"  # SFI 1 record 1: 32 bytes
+AUTH_RK = "external authentication with RKSSSE"  # a step of `in_process`: GET CHALLENGE + 00 82 00 0A
 PHOTO = bytes(i & 0xFF for i in range(300))
 
 
 def h(text: str) -> bytes:
     return bytes.fromhex(text.replace(" ", ""))
+
+
+def test_constants_are_the_shared_ones():
+    assert FCI_SSSE == FCI["sm4"] and EF05_01 == EF05[0x01] and int(FCI_LENGTH, 16) == len(h(FCI_SSSE))
+
+
+def authenticate_rk(send) -> str:
+    """GET CHALLENGE, then EXTERNAL AUTHENTICATE with RKSSSE (P5 §6.4.3, P4 §9.3) through `send`
+    (hex command -> hex response); the cryptogram is the oracle's. Returns the card's answer."""
+    answer = send("0084000008")
+    assert answer[-4:] == "9000" and len(answer) == 20, answer
+    ks = oracle.process_key("sm4", card_key("sm4", "ssse_rk"), h(answer[:-4]))
+    original = bytes(range(1, 9))
+    data = oracle.auth_data("sm4", ks, original) + original
+    return send(f"008200{KEY_ID['ssse_rk']:02X}10" + data.hex().upper())
 
 
 def new_card() -> Card:
@@ -91,14 +118,22 @@ def link():
     return Link()
 
 
-def in_process(apdus: list[str], protocol: str = "T=0", photo: bool = False) -> list[str]:
-    """What a fresh card answers in-process (T=0: through transmit_all's 61xx/6Cxx handling)."""
+def in_process(apdus: list[str], protocol: str = "T=0", photo: bool = False, raw: bool = False,
+               random=None) -> list[str]:
+    """What a fresh card answers in-process (T=0: through transmit_all's 61xx/6Cxx handling; `raw`:
+    T=1, every answer as the card gives it); an `AUTH_RK` step authenticates with RKSSSE."""
     card = Card.from_profile(date=CARD_DATE)
     if photo:
         store_photo(card)
-    reader = SimReader(card, protocol=protocol)
+    if random is not None:
+        card.random = random
+    reader = SimReader(card, protocol="T=1" if raw else protocol)
     reader.reset()
-    return [transmit_all(reader, h(apdu)).hex().upper() for apdu in apdus]
+
+    def send(apdu: str) -> str:
+        return (reader.transmit(h(apdu)) if raw else transmit_all(reader, h(apdu))).hex().upper()
+
+    return [authenticate_rk(send) if apdu == AUTH_RK else send(apdu) for apdu in apdus]
 
 
 def store_photo(card: Card) -> None:
@@ -110,7 +145,8 @@ def store_photo(card: Card) -> None:
 
 
 def test_wwt_and_wait():
-    assert wwt_etu() == WWT == 38400
+    assert wwt_etu() == WWT == 9600
+    assert wwt_etu(di=4) == 38400  # after a PPS to TA1 13 (the t1 profile)
     assert ReaderT0().wait_etu == WWT
     assert ReaderT0(wi=20, di=1).wait_etu == 960 * 20
     assert CardT0(new_card(), wi=20, di=1).wwt == 960 * 20
@@ -138,7 +174,7 @@ def test_case_1_is_p3_00_then_61xx_and_get_response(link):
 def test_case_1_to_an_outgoing_ins_is_le_256(link):
     # READ RECORD without Le: P3 = 00 asks for 256 bytes; the card has 18: 6C12, then the same header, P3 = 12
     assert link.send(SELECT_SSSE + "00").endswith("9000")
-    assert link.send("00B2012C") == EF05_01 + "9000"
+    assert link.send("00B2012C") == EF05_01 + "9000"  # EF05 items are free to read
     assert link.exchanges == [("00B2012C00", "6C12"), ("00B2012C12", "B2" + EF05_01 + "9000")]
 
 
@@ -159,52 +195,92 @@ def test_case_2_wrong_le_6cxx_then_reissued(link):
 
 
 def test_case_2_le_00_with_fewer_bytes_is_answered_once():
-    # Le = 00 asks for 256: the card answers 6C12 and keeps its answer for the re-issued header
+    # the financial application answers Le = 00 with what the record has (32 bytes): T=0 cannot send
+    # fewer than P3, so the card end answers 6C20 and keeps the answer for the re-issued header
+    seen = []
+    link = Link(delay_etu=lambda apdu: seen.append(apdu.hex().upper()) or 0)
+    link.send(SELECT_FIN)
+    seen.clear()
+    assert link.send("00B2010C00") == FIN_RECORD_1 + "9000"
+    assert link.exchanges == [("00B2010C00", "6C20"), ("00B2010C20", "B2" + FIN_RECORD_1 + "9000")]
+    assert seen == ["00B2010C00"]  # processed once, not again for the re-issued header
+    assert in_process([SELECT_FIN, "00B2010C00"])[1] == FIN_RECORD_1 + "9000"
+
+
+def test_ssse_le_00_is_answered_6cxx_by_the_card_os():
+    # in the SSSE Le = 00 asks for the length (P5 §6.10.4): the 6C12 is the card OS's own answer, on
+    # T=1 too, so the re-issued command is a new command, processed again
     seen = []
     link = Link(delay_etu=lambda apdu: seen.append(apdu.hex().upper()) or 0)
     link.send(SELECT_SSSE)
     seen.clear()
     assert link.send("00B2012C00") == EF05_01 + "9000"
     assert link.exchanges == [("00B2012C00", "6C12"), ("00B2012C12", "B2" + EF05_01 + "9000")]
-    assert seen == ["00B2012C00"]  # processed once, not again for the re-issued header
+    assert seen == ["00B2012C00", "00B2012C12"]
+    assert in_process([SELECT_SSSE, "00B2012C00"], raw=True)[1] == "6C12"
 
 
 def test_get_response_le_00_keeps_the_answer_it_consumed(link):
-    # GET RESPONSE consumes the pending data: the 6C1B answer must be served without re-processing
+    # GET RESPONSE consumes the pending data: the 6C1E answer must be served without re-processing
     assert link.send(SELECT_SSSE + "00") == FCI_SSSE + "9000"
     link.card_end.receive(h(SELECT_SSSE[:10]))
     assert link.card_end.output() == h("A4")
     link.card_end.receive(h(SSSE_NAME))
-    assert link.card_end.output() == h("611B")
+    assert link.card_end.output() == h("611E")
     assert link.send("00C0000000") == FCI_SSSE + "9000"
-    assert link.exchanges == [("00C0000000", "6C1B"), ("00C000001B", "C0" + FCI_SSSE + "9000")]
+    assert link.exchanges == [("00C0000000", "6C1E"), ("00C000001E", "C0" + FCI_SSSE + "9000")]
+    assert link.send("00C0000000") == "6F00"  # nothing waiting any more (P5 §6.6.4)
 
 
 def test_another_header_drops_a_held_answer(link):
-    link.send(SELECT_SSSE)
+    link.send(SELECT_FIN)
     card_end = link.card_end
-    card_end.receive(h("00B2012C00"))
-    assert card_end.output() == h("6C12")
-    card_end.receive(h("00B2022C00"))  # another record, not the re-issue
+    card_end.receive(h("00B2010C00"))
+    assert card_end.output() == h("6C20")  # held by the card end
+    card_end.receive(h("00B2020C00"))  # another record, not the re-issue
     assert card_end.output()[:1] == b"\x6C"
-    assert link.send("00B2012C12") == EF05_01 + "9000"
+    seen = []
+    card_end.delay_etu = lambda apdu: seen.append(apdu.hex().upper()) or 0
+    assert link.send("00B2010C20") == FIN_RECORD_1 + "9000"
+    assert seen == ["00B2010C20"]  # the first answer was dropped: processed afresh
 
 
 def test_sw_only_answer_6982(link):
     link.send(SELECT_SSSE)
-    assert link.send("00B0880000") == "6982"  # the photo needs the PIN
+    assert link.send(VERIFY) == "9000"
+    assert link.send("00B0880000") == "6982"  # the photo needs RKSSSE, the PIN is not enough
     assert link.exchanges == [("00B0880000", "6982")]
 
 
-def test_read_binary_past_the_end_keeps_6282():
+def test_read_binary_past_the_end_is_the_cards_6cxx():
     card = new_card()
-    card.store.write(card.store["ssse.ef08"], "data", bytes(range(40)))
-    card.store.commit()
+    store_photo(card)
     link = Link(card)
     link.send(SELECT_SSSE)
-    link.send(VERIFY)
-    assert link.send("00B0882010") == bytes(range(32, 40)).hex().upper() + "6282"
-    assert link.exchanges == [("00B0882010", "6C08"), ("00B0882008", "B0" + bytes(range(32, 40)).hex().upper() + "6282")]
+    assert authenticate_rk(link.send) == "9000"
+    assert link.send("00A4020002EF08") == "9000"
+    end = EF08.size - 8  # 8 bytes before the end of the photo's declared size
+    apdu = f"00B0{end:04X}10"
+    assert link.send(apdu) == "00" * 8 + "9000"  # P5 table 30: 6C08, re-issued with Le 08
+    assert link.exchanges == [(apdu, "6C08"), (apdu[:-2] + "08", "B0" + "00" * 8 + "9000")]
+    assert in_process([SELECT_SSSE, AUTH_RK, "00A4020002EF08", apdu], photo=True, raw=True)[3] == "6C08"
+
+
+def test_a_held_answer_keeps_its_sw():
+    # an answer with fewer bytes than P3 and a warning (7816-4 6282: end of file before Le bytes) is
+    # held as it is: the re-issued header gets the same data and the same SW, the OS asked once
+    card = new_card()
+    asked = []
+
+    def card_os(apdu):
+        asked.append(apdu.hex().upper())
+        return bytes(range(8)) + b"\x62\x82"
+
+    card.transmit = card_os
+    link = Link(card)
+    assert link.send("00B0000010") == "0001020304050607" "6282"
+    assert link.exchanges == [("00B0000010", "6C08"), ("00B0000008", "B0" "0001020304050607" "6282")]
+    assert asked == ["00B0000010"]
 
 
 # -- case 3 -------------------------------------------------------------------------------------------
@@ -229,8 +305,8 @@ def test_case_4_select_61xx_get_response_same_as_in_process(link):
     response = link.send(SELECT_SSSE + "00")
     assert response == FCI_SSSE + "9000"
     assert link.exchanges == [
-        (SELECT_SSSE, "A4611B"),  # sent as case 3: no Le byte on the wire
-        ("00C000001B", "C0" + FCI_SSSE + "9000"),
+        (SELECT_SSSE, "A4611E"),  # sent as case 3: no Le byte on the wire
+        ("00C000001E", "C0" + FCI_SSSE + "9000"),
     ]
     assert in_process([SELECT_SSSE + "00"]) == [response] == in_process([SELECT_SSSE + "00"], "T=1")
 
@@ -241,11 +317,12 @@ def test_case_4_answered_9000_alone_is_the_sw(link):
     assert link.exchanges == [("00A4040C0F" + SSSE_NAME, "A49000")]
 
 
-def test_case_4_select_ef_by_fid_gives_its_fcp(link):
+def test_case_4_select_ef_by_fid_answers_9000_without_data(link):
+    # SELECT of an EF by FID answers 9000 alone in the SSSE: no 61xx, so no GET RESPONSE
     link.send(SELECT_SSSE)
-    fcp = "620B820201218302EF08880140"
-    assert link.send("00A4020002EF0800") == fcp + "9000"
-    assert link.exchanges == [("00A4020002EF08", "A4610D"), ("00C000000D", "C0" + fcp + "9000")]
+    assert link.send("00A4020002EF0800") == "9000" == in_process([SELECT_SSSE, "00A4020002EF0800"])[1]
+    assert link.exchanges == [("00A4020002EF08", "A49000")]
+    assert link.send("00B2012C12") == EF05_01 + "9000"  # EF05 selected: the SFI still names it
 
 
 # -- ~INS: one byte at a time ---------------------------------------------------------------------
@@ -261,9 +338,9 @@ def test_one_byte_at_a_time_incoming():
 def test_one_byte_at_a_time_outgoing():
     link = Link(one_byte=True)
     assert link.send(SELECT_SSSE) == FCI_SSSE + "9000"
-    assert link.exchanges[0] == (SELECT_SSSE, "5B" * 15 + "611B")
+    assert link.exchanges[0] == (SELECT_SSSE, "5B" * 15 + "611E")
     fci = h(FCI_SSSE)
-    assert link.exchanges[1] == ("00C000001B", "".join(f"3F{b:02X}" for b in fci) + "9000")
+    assert link.exchanges[1] == ("00C000001E", "".join(f"3F{b:02X}" for b in fci) + "9000")
     assert link.send("00B2012C12") == EF05_01 + "9000"
     assert link.exchanges == [("00B2012C12", "".join(f"4D{b:02X}" for b in h(EF05_01)) + "9000")]
 
@@ -284,7 +361,7 @@ def test_reader_sends_one_byte_per_not_ins():
         card_end.receive(piece)
     assert pieces == [bytes((b,)) for b in h(SSSE_NAME)]
     reader_end.receive(card_end.output())
-    assert reader_end.exchanges[0] == (h(SELECT_SSSE), h("5B" * 15 + "611B"))
+    assert reader_end.exchanges[0] == (h(SELECT_SSSE), h("5B" * 15 + "611E"))
 
 
 # -- NULL: the card needs more time ---------------------------------------------------------------
@@ -435,8 +512,8 @@ def test_envelope_4e_select_then_fci_by_get_response(link):
     apdu = "00A40400" "00000F" + SSSE_NAME + "0000"
     assert link.send(apdu) == FCI_SSSE + "9000"
     assert link.exchanges == [
-        ("00C2000018" + apdu, "C2611B"),
-        ("00C000001B", "C0" + FCI_SSSE + "9000"),
+        ("00C2000018" + apdu, "C2611E"),
+        ("00C000001E", "C0" + FCI_SSSE + "9000"),
     ]
     assert in_process([apdu], "T=1") == [FCI_SSSE + "9000"]
 
@@ -453,7 +530,7 @@ def test_envelope_response_over_256_bytes_through_get_response():
     store_photo(card)
     link = Link(card)
     link.send(SELECT_SSSE)
-    link.send(VERIFY)
+    assert authenticate_rk(link.send) == "9000"
     apdu = "00B08800" "00012C"  # case 2E, Le = 300
     response = link.send(apdu)
     assert response == PHOTO.hex().upper() + "9000"
@@ -463,8 +540,8 @@ def test_envelope_response_over_256_bytes_through_get_response():
         ("00C0000000", "C0" + PHOTO[:256].hex().upper() + "612C"),
         ("00C000002C", "C0" + PHOTO[256:].hex().upper() + "9000"),
     ]
-    expected = in_process([SELECT_SSSE, VERIFY, apdu], "T=1", photo=True)[2]
-    assert response == expected == in_process([SELECT_SSSE, VERIFY, apdu], photo=True)[2]
+    expected = in_process([SELECT_SSSE, AUTH_RK, apdu], "T=1", photo=True)[2]
+    assert response == expected == in_process([SELECT_SSSE, AUTH_RK, apdu], photo=True)[2]
 
 
 def test_envelope_extended_le_0000_reads_everything():
@@ -472,8 +549,11 @@ def test_envelope_extended_le_0000_reads_everything():
     store_photo(card)
     link = Link(card, one_byte=True)
     link.send(SELECT_SSSE)
-    link.send(VERIFY)
-    assert link.send("00B08800000000") == PHOTO.hex().upper() + "9000"
+    assert authenticate_rk(link.send) == "9000"
+    # the whole file: the photo written, then 00 to its declared size
+    whole = PHOTO.ljust(EF08.size, b"\x00").hex().upper() + "9000"
+    assert link.send("00B08800000000") == whole
+    assert whole == in_process([SELECT_SSSE, AUTH_RK, "00B08800000000"], "T=1", photo=True)[2]
 
 
 def test_envelope_3e_long_data():
@@ -517,12 +597,28 @@ def test_envelope_completion_rule_is_the_same_on_both_sides(hexstr, complete):
 # -- the same card over T=0 as in-process --------------------------------------------------------------
 
 
+def _rk_authentication() -> str:
+    """EXTERNAL AUTHENTICATE with RKSSSE for the challenge 00 01 .. 07 (the session cards' `random`)."""
+    ks = oracle.process_key("sm4", card_key("sm4", "ssse_rk"), bytes(range(8)))
+    original = bytes(range(1, 9))
+    return f"008200{KEY_ID['ssse_rk']:02X}10" + (oracle.auth_data("sm4", ks, original) + original).hex().upper()
+
+
 SESSION = [
-    SELECT_MF, SELECT_SSSE, "00B2012C00", "00B2012C05", "00B2022C00", "00B0880000", "0020000003111111",
-    VERIFY, "00B2082C00", "00B20844", "00A4020002EF05", "00A4020002EF0500", "00B2010400", "00B2070400",
-    "00C0000000", "00CA9F7F00", "80CA9F7900", "0084000008", "00A4040C0F" + SSSE_NAME, "006D0000",
-    "00B2012C000012", "00A40400000008A000000333010101" + "0000",
+    SELECT_MF, SELECT_SSSE, "00B2012C00", "00B2012C05", "00B2022C00", "00B0880000", "00B2013400",
+    "0020000003111111", VERIFY, "00B2082C00", "00B20844", "00A4020002EF05", "00A4020002EF0500", "00B2010400",
+    "00B2070400", "00C0000000", "00CA9F7F00", "80CA9F7900",
+    "0084000008", _rk_authentication(), "00B2013400", "00B2013412", "00B0880010", "00B0880000",  # EF06, EF08
+    "00A4040C0F" + SSSE_NAME, "006D0000", "00B2012C000012", "00A40400000008A000000333010101" + "0000",
 ]
+
+
+def test_the_session_reads_ef06_and_the_photo_after_rk():
+    answers = in_process(SESSION, random=lambda n: bytes(range(n)))
+    assert answers[6] == "6982" and answers[5] == "6982"  # EF06 and EF08 need RKSSSE on a 3.00 card
+    assert answers[19] == "9000"  # the oracle's cryptogram is the card's
+    assert answers[20] == answers[21] == EF06[0][1] + "9000"  # item 08, the social security number
+    assert answers[22] == "00" * 16 + "9000"
 
 
 def test_a_session_answers_as_in_process(link):

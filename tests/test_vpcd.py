@@ -73,8 +73,25 @@ def test_send_frames_with_big_endian_length():
         VpcdProtocol.send(bytes(0x10000))
 
 
+FCI = bytes.fromhex("6F1C840F7378312E73682EC9E7BBE1B1A3D5CFA50988011E9F0C03860103")  # the SSSE's, SM4
+VERIFY = bytes.fromhex("0020000003123456")
+SELECT_DF04 = bytes.fromhex("00A4000002DF04")
+READ_DF04_REGION = bytes.fromhex("00B2842805")  # DF04 EF05 item 84: PIN or RK1DF04 (V2 table 7)
+DF04_REGION = bytes.fromhex("8403110100")
+
+
+def get_response(slot, first: bytes) -> bytes:
+    """What a T=0 client does with 61xx: GET RESPONSE until the last piece."""
+    data, answer = b"", first
+    while answer[-2] == 0x61:
+        data += answer[:-2]
+        answer = slot.handle(Apdu(b"\x00\xC0\x00\x00" + answer[-1:]))
+    return data + answer
+
+
 def test_slot_answers_atr_without_touching_state(tmp_path):
-    """ATR requests are answered from the ATR; power events drive the card's power model."""
+    """ATR requests are answered from the ATR; power events drive the card's power model, on the
+    card's own protocol: T=0 on the default card, so a client sees 61xx and fetches the data."""
     from chip import Card
     from reader.serve import Slot
 
@@ -84,13 +101,49 @@ def test_slot_answers_atr_without_touching_state(tmp_path):
     card = slot.card
     assert slot.handle(GetAtr()) == card.atr and not card.powered
     assert slot.handle(PowerOn()) is None and card.powered
-    assert slot.handle(Apdu(SELECT))[-2:] == b"\x90\x00"
-    assert slot.handle(Apdu(bytes.fromhex("0020000003123456"))) == b"\x90\x00"
-    assert slot.handle(Apdu(bytes.fromhex("00B2093000")))[-2:] == b"\x90\x00"
+    assert slot.protocol == card.protocol == 0
+    first = slot.handle(Apdu(SELECT))
+    assert first == bytes((0x61, len(FCI)))  # T=0: the FCI waits for GET RESPONSE
+    assert get_response(slot, first) == FCI + b"\x90\x00"
+    assert slot.handle(Apdu(VERIFY)) == b"\x90\x00"
+    assert get_response(slot, slot.handle(Apdu(SELECT_DF04)))[-2:] == b"\x90\x00"
+    assert slot.handle(Apdu(READ_DF04_REGION)) == DF04_REGION + b"\x90\x00"
     assert slot.handle(GetAtr()) == card.atr
-    assert slot.handle(Apdu(bytes.fromhex("00B2093000")))[-2:] == b"\x90\x00"  # still verified
+    assert slot.handle(Apdu(READ_DF04_REGION)) == DF04_REGION + b"\x90\x00"  # still verified
     slot.handle(Reset())
-    assert slot.handle(Apdu(SELECT))[-2:] == b"\x90\x00"
-    assert slot.handle(Apdu(bytes.fromhex("00B2093000"))) == bytes.fromhex("6982")  # reset cleared it
+    assert card.protocol == 0
+    assert get_response(slot, slot.handle(Apdu(SELECT))) == FCI + b"\x90\x00"
+    get_response(slot, slot.handle(Apdu(SELECT_DF04)))
+    assert slot.handle(Apdu(READ_DF04_REGION)) == bytes.fromhex("6982")  # reset cleared it
     slot.handle(PowerOff())
     assert not card.powered
+
+
+def test_slot_protocol_forced_or_the_cards_own(tmp_path):
+    """`--t1` (protocol 1) answers as on T=1 whatever the ATR; by default each card gets the protocol
+    its ATR runs without PPS, and a switched image brings its own."""
+    from chip import Card
+    from chip.profile import SHIPPED
+    from reader.serve import Slot
+
+    default = str(tmp_path / "card.img")
+    Card.from_profile(state=default)
+    forced = Slot(0, default, "127.0.0.1", 1, protocol=1)
+    forced.handle(PowerOn())
+    assert forced.card.protocol == 1 and forced.handle(Apdu(SELECT)) == FCI + b"\x90\x00"
+    t1 = str(tmp_path / "t1.img")
+    Card.from_profile("t1", state=t1)
+    slot = Slot(0, t1, "127.0.0.1", 1)
+    slot.handle(PowerOn())
+    assert slot.card.protocol == 0  # T=0 and T=1 offered: the first, T=0
+    profile = tmp_path / "t1-only.toml"
+    profile.write_text((SHIPPED / "default.toml").read_text(encoding="utf-8") + '\n[atr]\nprotocols = "t1"\n',
+                       encoding="utf-8")
+    t1_only = str(tmp_path / "t1-only.img")
+    Card.from_profile(str(profile), state=t1_only)
+    slot.switch(t1_only)
+    assert slot.protocol == 1
+    slot.handle(PowerOn())
+    assert slot.card.protocol == 1 and slot.handle(Apdu(SELECT)) == FCI + b"\x90\x00"
+    slot.handle(Reset())
+    assert slot.card.protocol == 1
