@@ -25,7 +25,7 @@ from . import lifecycle
 from .apdu import parse
 from .applet import Applet
 from .atr import AtrConfig, build
-from .fs import MF_FID, master_file
+from .fs import MF_FID, master_file, nearest
 from .directory import PpseApplet, PseApplet
 from .financial import FinancialApplet
 from .psam import PSAM
@@ -351,7 +351,7 @@ class Card:
         by_name = self.kind.by_name
         node = by_name.get(bytes(name))
         if node is not None and not next_occurrence:
-            return self._nearest(node)
+            return nearest(node, self.current_df)
         # right-truncated DF name (ISO 7816-4): first match, or the one after the current DF
         matches = [n for n in by_name.values() if n.name.startswith(name)]
         if next_occurrence and self.current_df in matches:
@@ -359,17 +359,6 @@ class Card:
         if not matches:
             raise CardError(SW_FILE_NOT_FOUND)
         return matches[0]
-
-    def _nearest(self, node):
-        """A name held by several DFs (the PSAM's two ADFs, P9 §5) finds the one next to the current DF."""
-        current = self.current_df
-        if node.parent is current or node is current:
-            return node
-        for df in (current, current.parent):
-            for child in df.children if df is not None else ():
-                if child.is_df and child.name == node.name:
-                    return child
-        return node
 
     def _by_fid(self, data: bytes):
         if not data:

@@ -134,6 +134,18 @@ class DF(Node):
                 yield child
 
 
+def nearest(node, current):
+    """Of the DFs sharing `node`'s name (the PSAM's two ADFs, P9 §5), the one next to the DF
+    `current`: a child of it or of its parent; else `node`."""
+    if current is None or node.parent is current or node is current:
+        return node
+    for df in (current, current.parent):
+        for child in df.children if df is not None else ():
+            if child.is_df and child.name == node.name:
+                return child
+    return node
+
+
 MF_FID = 0x3F00
 
 

@@ -44,17 +44,17 @@ class Records(Persistent):
 
 
 @register
-class CyclicRecords(Persistent):
+class CyclicRecords(Records):
     """A cyclic EF (ISO 7816-4; P3 §5.3.2): fixed-length untagged records, record 1 the newest.
 
     Writing a new record pushes it in front; past `capacity` the oldest drops out.
     """
 
     KIND = "cyclic"
-    __slots__ = ("records", "capacity")
+    __slots__ = ("capacity",)
 
     def __init__(self, records=(), capacity: int = 0):
-        self.records = tuple(records)
+        super().__init__(records)
         self.capacity = capacity
 
     def dump(self):
@@ -63,12 +63,6 @@ class CyclicRecords(Persistent):
     @classmethod
     def load(cls, value):
         return cls(value["records"], value["capacity"])
-
-    def by_number(self, number: int) -> bytes | None:
-        records = self.records
-        if 0 < number <= len(records):
-            return records[number - 1]
-        return None
 
     def pushed(self, record: bytes) -> tuple:
         """The records after writing `record` as the newest (store them with `store.write`)."""

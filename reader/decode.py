@@ -43,7 +43,7 @@ from chip import psam
 from chip.apdu import parse as parse_apdu
 from chip.card import KINDS
 from chip.crypto import NAMES
-from chip.fs import CYCLIC, LINEAR, MF_FID
+from chip.fs import CYCLIC, LINEAR, MF_FID, nearest
 from chip.items import Bcd
 from chip.keys import BY_CARD_ID, BY_PSAM
 from chip.purse import TYPES as PURSE_TYPES
@@ -1080,15 +1080,8 @@ class Decoder:
         return None
 
     def _nearest(self, node):
-        """Of the DFs sharing a name (the PSAM's two ADFs), the one next to the current DF, as chip.card finds it."""
-        current = self.df
-        if current is _UNKNOWN or current is None or node.parent is current or node is current:
-            return node
-        for df in (current, current.parent):
-            for child in df.children if df is not None else ():
-                if child.is_df and child.name == node.name:
-                    return child
-        return node
+        """Of the DFs sharing a name (the PSAM's two ADFs), the one chip.card finds."""
+        return nearest(node, None if self.df is _UNKNOWN else self.df)
 
     def _select(self, cmd):
         ctx = _Context("select")

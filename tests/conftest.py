@@ -45,6 +45,24 @@ def t0reader(card):
     return r
 
 
+@pytest.fixture(params=["default", "default-3des"])
+def s(request):
+    """A `helpers.Session` on each shipped algorithm (SM4, 3DES), the SSSE selected (T=1 answers)."""
+    from helpers import Session
+    session = Session(request.param)
+    session.select()
+    return session
+
+
+@pytest.fixture
+def sm4():
+    """A `helpers.Session` on the default (SM4, 3.00) card, the SSSE selected."""
+    from helpers import Session
+    session = Session("default")
+    session.select()
+    return session
+
+
 def activate_financial(card, pin: str = "123456") -> None:
     """The bank-outlet activation of the financial application, through APDUs: a transaction
     whose issuer scripts set the PIN and PUT DATA DF7F 01 (SPEC §3). Leaves the card reset."""

@@ -13,27 +13,11 @@ from chip.apdu import build, parse
 from chip.sw import CardError
 from conftest import CARD_DATE, tx
 from helpers import EF05, FCI
-from reader import SimReader
 
 SELECT_SSSE = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
 SSSE_NAME = bytes.fromhex("7378312E73682EC9E7BBE1B1A3D5CF")
 FCI_SSSE = FCI["sm4"]  # the default profile: SM4 (P5 table 36; files.md §4.1)
 EF05_01 = EF05[1]  # region || RID || serial || authentication code (V2 table 10)
-
-
-@pytest.fixture
-def reader(card):
-    """T=1, every answer as the card gives it (this file is about the card OS, not a reader)."""
-    r = SimReader(card, protocol="T=1")
-    r.reset()
-    return r
-
-
-@pytest.fixture
-def t0reader(card):
-    r = SimReader(card, protocol="T=0", get_response=False)
-    r.reset()
-    return r
 
 
 def fields(cmd):

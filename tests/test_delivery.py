@@ -20,22 +20,6 @@ EF05_07 = "0709" "543030303030303031"
 ITEM_08 = "0812" + "110101199003071233".encode().hex().upper()
 
 
-@pytest.fixture
-def reader(card):
-    """This file is about the card's own delivery: a T=1 reader that shows every answer as it is."""
-    r = SimReader(card, protocol="T=1")
-    r.reset()
-    return r
-
-
-@pytest.fixture
-def t0reader(card):
-    """A T=0 reader that shows every answer as it is (61xx and 6Cxx included: no GET RESPONSE of its own)."""
-    r = SimReader(card, protocol="T=0", get_response=False)
-    r.reset()
-    return r
-
-
 def test_fci_length_is_0x1E():
     assert FCI_LEN == 0x1E
 

@@ -24,13 +24,6 @@ def write_ef07(s: Session, data: bytes = FINGERPRINT) -> None:
         assert s.tx(f"00D6{offset >> 8:02X}{offset & 0xFF:02X}{len(piece):02X}{h(piece)}") == "9000", offset
 
 
-@pytest.fixture(params=["default", "default-3des"])
-def s(request):
-    session = Session(request.param)
-    session.select()
-    return session
-
-
 @pytest.fixture
 def filled(s):
     """EF07 written in full, then RKSSSE authenticated: everything is readable."""

@@ -51,11 +51,9 @@ def any_card(request):
 
 
 @pytest.fixture
-def s():
-    """The default (SM4, 3.00) card with the SSSE selected."""
-    session = Session()
-    session.select()
-    return session
+def s(sm4):
+    """This file is about the default (SM4, 3.00) card."""
+    return sm4
 
 
 # -- SELECT of the SSSE (P5 §6.11, table 36) ----------------------------------------------------

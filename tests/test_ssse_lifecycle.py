@@ -29,27 +29,12 @@ from helpers import (
 )
 
 D = CARD_DATE  # issue date (EF05 item 05) = personalisation date
-PROFILES = ["default", "default-3des"]
 READ_01 = "00B2012C12"
 CHANGE_TO_NEW = "805E010007123456FF654321"
 ACTIVE, ISSUED = "DF7E0101" "9000", "DF7E0100" "9000"
 REASON = {"none": "DF7D0100" "9000", "reported": "DF7D0101" "9000", "deadline": "DF7D0102" "9000"}
 SETTLEMENT_TOTAL = "9204" "00001234"  # DF04 EF06 item 92, offline settlement total cn 4 (V2 table 9)
 WRITE_SETTLEMENT = "00DC923006" + SETTLEMENT_TOTAL  # identifier 92 in SFI 6 of DF04 (P5 §6.13)
-
-
-@pytest.fixture(params=PROFILES)
-def s(request):
-    session = Session(request.param)
-    session.select()
-    return session
-
-
-@pytest.fixture
-def sm4():
-    session = Session("default")
-    session.select()
-    return session
 
 
 def gdata(s: Session, tag: str) -> str:

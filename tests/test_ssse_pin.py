@@ -30,10 +30,9 @@ READ_DF04_REGION = "00B2842805"  # identifier 84 in SFI 5 of DF04: PIN or RK1DF0
 
 
 @pytest.fixture
-def s():
-    session = Session()
-    session.select()
-    return session
+def s(sm4):
+    """This file is about the default (SM4, 3.00) card."""
+    return sm4
 
 
 @pytest.fixture(params=["default", "default-3des"])

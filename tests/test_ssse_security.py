@@ -37,20 +37,6 @@ DF04_KEYS = ["df04_rk1", "df04_uk1", "df04_uk2"]
 COUNTED = ["ssse_rk", "ssse_puk", "ssse_uk", "df04_rk1", "df04_uk2"]
 
 
-@pytest.fixture(params=["default", "default-3des"])
-def s(request):
-    session = Session(request.param)
-    session.select()
-    return session
-
-
-@pytest.fixture
-def sm4():
-    session = Session("default")
-    session.select()
-    return session
-
-
 def enter(s: Session, name: str) -> None:
     """Be in the DF that holds key `name` (a key is found in the current DF, P5 §6.4)."""
     if name.startswith("df04"):
