@@ -2,13 +2,18 @@
 
 Every field is checked when the profile is loaded, and a problem is reported
 in one line that names the file and the field (`holder.id_number: ...`), so a
-user fixes it without reading code. Shipped profiles live in
-`chip/profiles/NAME.toml`; any other TOML file can be given by path.
+user fixes it without reading code. A key or a table the profile format does
+not have is an error naming it and the closest known one (a misspelt
+`activation_deadline_dayz` would otherwise silently leave the default in
+place). Shipped profiles live in `chip/profiles/NAME.toml`; any other TOML
+file (UTF-8) can be given by path.
 """
 
 import dataclasses
 import datetime
+import difflib
 import os
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +35,55 @@ GENERATIONS = ("2.00", "3.00")  # the file-access rules differ (EF06 free on 2.0
 
 class ProfileError(ValueError):
     """A profile that cannot be used; the message is one line naming the field."""
+
+
+# Every table and key of the profile format (chip/profiles/t1.toml describes the [atr] ones). A key
+# that parse_profile reads must be here: tests/test_profile.py checks it.
+PROFILE_KEYS = {
+    "holder": ("name", "id_number", "gender", "ethnicity", "birthplace", "birth_date"),
+    "card": ("number", "region_code", "serial", "auth_code", "chip_supplier", "cos", "manufacturer",
+             "atr_historical", "type", "spec_version", "institution", "issue_date", "expiry_date",
+             "validity_years"),
+    "ssse": ("initial_pin", "pin_tries", "activation_deadline_days", "algorithm"),
+    "financial": ("pan", "psn", "holder_name", "label", "initial_pin", "pin_tries", "atc_limit"),
+    "medical": ("balance", "start_day"),
+    "keys": KEY_NAMES,
+    "atr": ("protocols", "fi_di", "tb1", "guard_time", "wi", "ifsc", "bwi", "cwi", "edc", "specific_protocol"),
+}
+
+
+def _closest(word: str, candidates) -> str | None:
+    found = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def check_keys(data: dict, source: str) -> None:
+    """Refuse a table or a key the profile format does not have, naming the closest known one."""
+    everywhere = {f"{table}.{key}": key for table, keys in PROFILE_KEYS.items() for key in keys}
+    for table, value in data.items():
+        if table not in PROFILE_KEYS:
+            if isinstance(value, dict):
+                near = _closest(table, PROFILE_KEYS)
+                hint = f"; did you mean [{near}]?" if near else f" (the tables are {', '.join(f'[{t}]' for t in PROFILE_KEYS)})"
+                raise ProfileError(f"{source}: [{table}]: unknown table{hint}")
+            near = _closest(table, everywhere.values())
+            hint = next((f"; did you mean {name}?" for name, key in everywhere.items() if key == near), "")
+            raise ProfileError(f"{source}: {table}: unknown key outside any table{hint}")
+        if not isinstance(value, dict):
+            raise ProfileError(f"{source}: {table}: must be a table")
+        for key in value:
+            if key in PROFILE_KEYS[table]:
+                continue
+            near = _closest(key, PROFILE_KEYS[table])
+            if near:
+                hint = f"; did you mean {near}?"
+            else:
+                others = {name: bare for name, bare in everywhere.items() if not name.startswith(table + ".")}
+                near = _closest(key, others.values())
+                elsewhere = next((name for name, bare in others.items() if bare == near), None)
+                hint = (f"; did you mean {elsewhere}?" if elsewhere
+                        else f" (known in [{table}]: {', '.join(PROFILE_KEYS[table])})")
+            raise ProfileError(f"{source}: {table}.{key}: unknown key{hint}")
 
 
 @dataclass(frozen=True)
@@ -128,18 +182,44 @@ def load_profile(profile: str | os.PathLike = "default") -> Profile:
     """Load a shipped profile by name, or a TOML file by path, and validate it."""
     text = os.fspath(profile)
     path = Path(text)
-    if not (text.endswith(".toml") or os.sep in text or path.exists()):
-        path = SHIPPED / f"{text}.toml"
+    shipped = SHIPPED / f"{text}.toml"
+    looks_like_path = text.endswith(".toml") or os.sep in text or bool(os.altsep and os.altsep in text)
+    if not looks_like_path and not (path.exists() and not (path.is_dir() and shipped.is_file())):
+        path = shipped
         if not path.exists():
             raise ProfileError(f"no shipped profile {text!r} (shipped: {', '.join(shipped_names())}; or give a .toml path)")
+    return parse_profile(_read_toml(path), name=path.stem, source=str(path))
+
+
+def _read_toml(path: Path) -> dict:
+    """A profile file's TOML; anything that stops it (a folder, no permission, not UTF-8, nesting
+    deeper than the parser goes) is one ProfileError naming the file."""
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        info = path.stat()
     except FileNotFoundError:
         raise ProfileError(f"{path}: no such profile file") from None
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read profile ({exc.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ProfileError(f"{path}: is a folder, not a profile file (give a TOML file)")
+    if not stat.S_ISREG(info.st_mode):
+        raise ProfileError(f"{path}: is not a regular file, so not a profile (give a TOML file)")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read profile ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProfileError(f"{path}: not UTF-8 text (byte {raw[exc.start]:02X} at offset {exc.start}); "
+                           f"a TOML profile is UTF-8") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(f"{path}: not valid TOML ({exc})") from None
-    return parse_profile(data, name=path.stem, source=str(path))
+    except RecursionError:
+        raise ProfileError(f"{path}: arrays or tables nested too deeply to be a profile") from None
 
 
 class _Fields:
@@ -203,6 +283,7 @@ class _Fields:
 
 
 def parse_profile(data: dict, name: str = "profile", source: str = "profile") -> Profile:
+    check_keys(data, source)
     f = _Fields(data, source)
 
     holder_name = f.get("holder.name", str)

@@ -2,11 +2,18 @@
 
     python -m reader.curate [DIR]     (re)record every curated trace into DIR (default apdu_traces)
 
-Each trace starts from a fresh card of the default profile on a fixed date with
-a seeded random source (`@date`, `@issued`, `@random`), so replaying it against
+Each trace starts from a fresh card of the default profile issued on a fixed
+day with a seeded random source (`@issued`, `@random`), its date given relative
+to the issue date (`@date issued`, `@date issued+301`), so replaying it against
 a freshly personalised card gives exactly the recorded bytes; the tests replay
 every one (the pytest plugin collects them) and check that re-recording gives
 the same exchanges.
+
+They also replay on ANY fresh default card (`sscard replay apdu_traces/*.apdu
+--state card.img`, whatever day card.img was personalised): the relative date
+keeps the card's age (the activation deadline), and the bytes the issue date
+decides are masked with XX: the financial records' expiry and effective dates
+(5F24, 5F25) and the expiry YYMM of the track 2 equivalent data (57).
 """
 
 import datetime
@@ -16,6 +23,7 @@ import sys
 from dataclasses import dataclass
 
 from chip import Card
+from chip.ber import read_length, read_tag
 
 from . import flows
 from .replay import RecordingReader, TraceWriter, seeded
@@ -32,8 +40,12 @@ class Curated:
     name: str
     situation: list[str]
     runs: list  # (flow name, parameters), or ("apdu", hex) for a raw command before the flows
-    date: datetime.date = ISSUED
+    age: int = 0  # the card's date: this many days after its issue date (`@date issued+N`)
     issued: datetime.date = ISSUED
+
+    @property
+    def date(self) -> datetime.date:
+        return self.issued + datetime.timedelta(days=self.age)
 
 
 CURATED = [
@@ -95,7 +107,7 @@ CURATED = [
         "not activated within 300 days, so at power-up on 2027-09-18 the SSSE is loss-locked",
         "(reason: deadline). An HR terminal's unlock (BK, 84 18 00 00 with a MAC) is refused (6985)",
         "until the bank activates the financial application; then the same unlock succeeds."],
-        [("deadline-unlock", {})], date=ISSUED + datetime.timedelta(days=301)),
+        [("deadline-unlock", {})], age=301),
     Curated("pin-reset", [
         "Service window, PIN reset: the holder forgot the SSSE PIN and blocked it with six wrong",
         "tries (63C5 ... 63C0, then 6983). After an ID check the window resets the PIN (P7 §13.3):",
@@ -112,18 +124,70 @@ def record(entry: Curated) -> str:
     card.set_date(entry.date)
     card.random = seeded(SEED)
     out = io.StringIO()
-    directives = {"profile": "default", "date": entry.date, "random": SEED}
-    if entry.issued != entry.date:
-        directives["issued"] = entry.issued
+    directives = {"profile": "default", "date": f"issued+{entry.age}" if entry.age else "issued",
+                  "issued": entry.issued, "random": SEED}
     writer = TraceWriter(out, header=entry.situation, directives=directives)
     wrap = lambda reader: RecordingReader(reader, writer=writer)  # noqa: E731
-    reader = None
     terminal_random, SsseTerminal.random = SsseTerminal.random, staticmethod(seeded(SEED + 1))
     try:
         _run(entry, card, wrap)
     finally:
         SsseTerminal.random = terminal_random
-    return out.getvalue()
+    return mask_issue_dates(out.getvalue())
+
+
+ISSUE_DATE_TAGS = (0x5F24, 0x5F25)  # application expiration and effective dates, YYMMDD from the issue date
+TRACK2 = 0x57
+
+
+def issue_date_bytes(response: bytes) -> set[int]:
+    """The indices of the response bytes that depend on the card's issue date: the values of 5F24
+    and 5F25 and the bytes holding the expiry YYMM of track 2 equivalent data (57), wherever they
+    are in the response's BER-TLV (the SW excluded). Not BER-TLV: nothing."""
+    found: set[int] = set()
+
+    def walk(start: int, end: int) -> None:
+        i = start
+        while i < end:
+            if response[i] in (0x00, 0xFF):  # padding between data objects
+                i += 1
+                continue
+            tag, j = read_tag(response, i)
+            length, k = read_length(response, j)
+            if k + length > end:
+                raise ValueError("data object runs past its template")
+            first = tag.to_bytes((tag.bit_length() + 7) // 8 or 1, "big")[0]
+            if first & 0x20:  # constructed: look inside
+                walk(k, k + length)
+            elif tag in ISSUE_DATE_TAGS:
+                found.update(range(k, k + length))
+            elif tag == TRACK2:
+                digits = response[k:k + length].hex().upper()
+                separator = digits.find("D")
+                if separator >= 0:  # YYMM: the 4 nibbles after the separator
+                    found.update(range(k + (separator + 1) // 2, k + (separator + 4) // 2 + 1))
+            i = k + length
+
+    try:
+        walk(0, len(response) - 2)
+    except (IndexError, ValueError):
+        return set()
+    return found
+
+
+def mask_issue_dates(text: str) -> str:
+    """The recorded trace with XX for every response byte the issue date decides (see issue_date_bytes)."""
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("< "):
+            body, hash_, comment = line[2:].partition("#")
+            response = bytes.fromhex(body)
+            masked = issue_date_bytes(response)
+            if masked:
+                tokens = ["XX" if i in masked else f"{b:02X}" for i, b in enumerate(response)]
+                line = "< " + " ".join(tokens) + ("  " + hash_ + comment if hash_ else "")
+        lines.append(line)
+    return "\n".join(lines) + "\n"
 
 
 def _run(entry: Curated, card: Card, wrap) -> None:

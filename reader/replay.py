@@ -1,19 +1,36 @@
-"""Recording and replaying traces against any `Reader` (the I/O side of `reader.trace`)."""
+"""Recording and replaying traces against any `Reader` (the I/O side of `reader.trace`).
+
+The card a trace starts from: without an image or a reader, a fresh card made
+from the trace's directives (`@snapshot`, else `@profile` personalised on
+`@issued`), on `@date`, its random source seeded with `@random`. On a card the
+caller supplies, the directives that describe the starting card (`@profile`,
+`@issued`, `@snapshot`) are compared with it and the ones that set it up
+(`@date`, `@random`) are applied where they can be: `replay_notes` says, before
+the first APDU, each one that cannot be honoured.
+"""
 
 import datetime
+import os
 import random as random_module
+import stat
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from xml.etree import ElementTree
 
-from chip import Card
+from chip import Card, ImageError
+from chip import image as image_mod
+from chip.card import CardNotPowered
 from chip.faults import CardMute, FaultPlan
+from chip.profile import shipped_names
+from chip.store import Store
 
 from .base import Reader
 from .sim import SimReader
 from .report import spaced
-from .trace import Trace, TraceError
+from .trace import Trace, TraceError, snapshot_lines
+
+IMAGE_LIMIT = 16 << 20  # bytes: far more than any card image (a few KiB)
 
 
 def seeded(seed: int):
@@ -22,13 +39,143 @@ def seeded(seed: int):
     return rng.randbytes
 
 
+# -- the starting card ------------------------------------------------------------------------------
+
+def card_from_image(data: bytes, where: str, date: datetime.date | None = None) -> Card:
+    """A card in memory from an image's bytes (a snapshot, or a copy of an image file)."""
+    objects, _ = image_mod.decode(data, where)
+    try:
+        return Card(Store(image_mod.MemoryBackend(), objects), date)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ImageError(f"{where}: damaged card image ({type(exc).__name__}: {exc})") from None
+
+
+def read_image(path: str) -> bytes:
+    """An image file's bytes, for a replay that must not change it; ImageError names what is wrong."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such card image (make one with 'sscard personalize --state {path}')") from None
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read card image ({exc.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageError(f"{path}: is a folder, not a card image")
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageError(f"{path}: not a regular file (a card image is one)")
+    if info.st_size > IMAGE_LIMIT:
+        raise ImageError(f"{path}: {info.st_size} bytes, too large for a card image")
+    try:  # O_NONBLOCK: a FIFO swapped in after the stat does not make the open wait
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read card image ({exc.strerror})") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ImageError(f"{path}: not a regular file (a card image is one)")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(IMAGE_LIMIT + 1)
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read card image ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+
+
+def load_image_copy(path: str, date: datetime.date | None = None) -> Card:
+    """The card of an image file, in memory: a replay on it leaves the file as it was."""
+    return card_from_image(read_image(path), path, date)
+
+
+def image_bytes(card: Card) -> bytes:
+    """The card's persistent state as image bytes (generation 0, so equal states give equal bytes)."""
+    return image_mod.encode(card.store.objects, 0)
+
+
+def issue_date(card: Card) -> datetime.date | None:
+    ssse = card.applets.get("ssse")
+    return ssse.issue_date() if ssse is not None else None
+
+
+def is_fresh(card: Card) -> bool:
+    """Whether `card` is exactly a fresh personalisation of its shipped profile on its issue date (so
+    `@profile` and `@issued` describe it completely)."""
+    name = card.config.profile
+    if name not in shipped_names() or card.config.kind != "sscard":
+        return False
+    fresh = Card.from_profile(name, date=issue_date(card))
+    return image_bytes(fresh) == image_bytes(card)
+
+
+def start_directives(card: Card, seed: int | None, reader=None) -> dict:
+    """The directives that let a replay start where a recording on `card` starts: profile, date,
+    issue date, random seed, protocol, and a snapshot when the card is not a fresh personalisation."""
+    protocol = None
+    if reader is not None and getattr(reader, "protocol", None) == 0:
+        protocol = "T=0" if getattr(reader, "get_response", True) else "T=0 raw"
+    directives = {"profile": card.config.profile, "date": card.today, "issued": issue_date(card),
+                  "random": seed, "protocol": protocol}
+    if not is_fresh(card):
+        directives["snapshot"] = image_bytes(card)
+    return directives
+
+
+def differing_objects(card: Card, image: bytes, where: str) -> list[str]:
+    """The names of the persistent objects in which `card` differs from the image `image`."""
+    theirs, _ = image_mod.decode(image, where)
+    ours = card.store.objects
+    names = sorted(set(theirs) | set(ours))
+    return [name for name in names if name not in theirs or name not in ours
+            or image_mod.encode({name: theirs[name]}, 0) != image_mod.encode({name: ours[name]}, 0)]
+
+
 def fresh_card(trace: Trace) -> Card:
     """The card a trace starts from when no image or reader is given."""
-    card = Card.from_profile(trace.profile, date=trace.issued or trace.date)
-    card.set_date(trace.date)
+    if trace.snapshot is not None:
+        card = card_from_image(trace.snapshot, f"{trace.path}:{trace.given.get('snapshot', 0)}: @snapshot")
+    else:
+        card = Card.from_profile(trace.profile, date=trace.expected_issue)
+    card.set_date(trace.today(issue_date(card)))
     if trace.random is not None:
         card.random = seeded(trace.random)
     return card
+
+
+def replay_notes(trace: Trace, card: Card | None = None, name: str = "the card", pcsc: bool = False) -> list[str]:
+    """What a replay on a supplied card (`card`, called `name`) or a PC/SC reader (`pcsc`) cannot
+    honour, one line each, said before the first APDU; plus the implicit reset, if any."""
+    notes = []
+    given = trace.given
+    if pcsc:
+        for directive, why in (("profile", "cannot be checked through PC/SC"),
+                               ("issued", "cannot be checked through PC/SC"),
+                               ("snapshot", "cannot be loaded into a card in a PC/SC reader"),
+                               ("date", "cannot be set on a card in a PC/SC reader: date-dependent answers may differ"),
+                               ("random", "cannot seed a card in a PC/SC reader: challenges and what depends on "
+                                          "them will differ")):
+            if directive in given:
+                notes.append(f"@{directive} (line {given[directive]}) {why}")
+        if trace.raw:
+            notes.append("@protocol T=0 raw: a PC/SC reader fetches 61xx itself; the trace's GET RESPONSE "
+                         "commands will find nothing to fetch")
+    elif card is not None:
+        if trace.snapshot is not None:
+            differ = differing_objects(card, trace.snapshot, f"{trace.path}: @snapshot")
+            if differ:
+                notes.append(f"trace starts from a snapshot of its card; {name} differs from it in "
+                             f"{', '.join(differ)}")
+        else:
+            if "profile" in given and card.config.profile != trace.profile:
+                notes.append(f"trace recorded on a card of profile {trace.profile!r}; {name} is of profile "
+                             f"{card.config.profile!r}")
+            issued, theirs = trace.expected_issue, issue_date(card)
+            if issued is not None and theirs is not None and issued != theirs:
+                notes.append(f"trace recorded on a card issued {issued}; {name} was issued {theirs}")
+    line = trace.unpowered_command()
+    if line is not None:
+        notes.append(implicit_reset_note(line))
+    return notes
+
+
+def implicit_reset_note(line: int) -> str:
+    return f"no reset before the first command (line {line}): the replay starts with a cold reset"
 
 
 @dataclass
@@ -43,6 +190,7 @@ class Result:
     failure: Failure | None
     apdus: int
     seconds: float
+    notes: list = field(default_factory=list)  # what the replay could not do as the trace says, or did for it
 
     @property
     def ok(self) -> bool:
@@ -51,7 +199,8 @@ class Result:
     def report(self) -> str:
         if self.ok:
             return f"PASS {self.trace.path} ({self.apdus} APDUs, {self.seconds * 1000:.1f} ms)"
-        return f"FAIL {self.trace.path}:{self.failure.line}: {self.failure.message}"
+        where = f"{self.trace.path}:{self.failure.line}" if self.failure.line else self.trace.path
+        return f"FAIL {where}: {self.failure.message}"
 
 
 def replay(trace: Trace, reader: Reader, progress=None) -> Result:
@@ -79,10 +228,16 @@ def _replay(trace: Trace, reader: Reader, progress, card) -> Result:
     apdus = 0
     start = time.perf_counter()
     total = trace.apdus
+    notes = []
+    powered_off = None  # the line of the last power-off, while no reset has followed it
 
     def done(failure=None):
-        return Result(trace, failure, apdus, time.perf_counter() - start)
+        return Result(trace, failure, apdus, time.perf_counter() - start, notes)
 
+    unpowered = trace.unpowered_command()
+    if unpowered is not None:  # a scriptor script or `serve --record`: the card is powered first
+        notes.append(implicit_reset_note(unpowered))
+        reader.reset()
     for step in trace.steps:
         if step.kind == "fault":
             if step.fault is None:
@@ -91,6 +246,7 @@ def _replay(trace: Trace, reader: Reader, progress, card) -> Result:
                 card.faults.add(step.fault)
             continue
         if step.kind == "reset":
+            powered_off = None
             atr = reader.reset()
             if step.expect is not None and step.expect.match(atr, captures) is None:
                 index, want = step.expect.first_difference(atr, captures)
@@ -99,6 +255,7 @@ def _replay(trace: Trace, reader: Reader, progress, card) -> Result:
             continue
         if step.kind == "power-off":
             reader.power_off()
+            powered_off = step.line
             continue
         try:
             command = step.command_bytes(captures)
@@ -108,6 +265,9 @@ def _replay(trace: Trace, reader: Reader, progress, card) -> Result:
             response = reader.transmit(command)
         except CardMute:
             return done(Failure(step.line, f"no answer (the card is mute) to {_short(command)}"))
+        except CardNotPowered:
+            since = f" (power-off on line {powered_off} and no reset since)" if powered_off else ""
+            return done(Failure(step.line, f"the card is not powered{since}: {_short(command)} needs a reset first"))
         apdus += 1
         if progress is not None and apdus % 1000 == 0:
             progress(trace, apdus, total)
@@ -143,12 +303,18 @@ class TraceWriter:
 
     def __init__(self, out, header=(), directives: dict | None = None):
         self.out = out
+        self.exchanges = 0
         started = datetime.datetime.now().isoformat(timespec="seconds")
         for line in header:
             self._write(f"# {line}" if line else "#")
         self._write(f"# recorded by sscard on {started}")
         for name, value in (directives or {}).items():
-            if value is not None:
+            if value is None:
+                continue
+            if name == "snapshot":  # the starting card's image (bytes)
+                for line in snapshot_lines(value):
+                    self._write(line)
+            else:
                 self._write(f"@{name} {value}")
 
     def _write(self, line: str) -> None:
@@ -160,6 +326,7 @@ class TraceWriter:
 
     def exchange(self, apdu: bytes, response: bytes, seconds: float) -> None:
         stamp = datetime.datetime.now().isoformat(timespec="microseconds")
+        self.exchanges += 1
         self._write(f"> {spaced(apdu)}  # {stamp}")
         self._write(f"< {spaced(response)}  # {seconds * 1000:.3f} ms")
 
@@ -201,6 +368,8 @@ def junit_xml(results: list[Result], name: str = "sscard replay") -> str:
         if not result.ok:
             failure = ElementTree.SubElement(case, "failure", message=result.failure.message)
             failure.text = f"{result.trace.path}:{result.failure.line}: {result.failure.message}"
+        if result.notes:
+            ElementTree.SubElement(case, "system-out").text = "\n".join(f"note: {n}" for n in result.notes)
     return ElementTree.tostring(suite, encoding="unicode")
 
 
@@ -209,9 +378,14 @@ def stderr_progress(trace: Trace, done: int, total: int) -> None:
 
 
 def sim_reader_for(trace: Trace, card: Card | None = None) -> SimReader:
-    card = card if card is not None else fresh_card(trace)
-    if card is not None and trace.random is not None:
-        card.random = seeded(trace.random)
-    if trace.date is not None:
-        card.set_date(trace.date)
-    return SimReader(card, protocol=trace.protocol)
+    """An in-process reader for `trace`: on `card` (its date and random source set from @date and
+    @random), or on the fresh card the directives describe."""
+    if card is None:
+        card = fresh_card(trace)
+    else:
+        if trace.random is not None:
+            card.random = seeded(trace.random)
+        today = trace.today(issue_date(card))
+        if today is not None:
+            card.set_date(today)
+    return SimReader(card, protocol=trace.protocol, get_response=not trace.raw)

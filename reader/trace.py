@@ -2,10 +2,15 @@
 
     # comments start with '#', also at the end of a line
     @profile default            directives: the card a replay starts from (in memory)
-    @date 2026-11-21            the simulated date
+    @date 2026-11-21            the simulated date; `@date issued+301`: 301 days after the card's issue
+                                date, whichever card the trace is replayed on (`@date issued`: that day)
     @issued 2026-01-15          the day the card was personalised (default: @date)
     @random 1                   seed of the card's random source: challenges repeat, so replays are exact
-    @protocol T=1               T=1 (default) or T=0 behaviour
+    @protocol T=1               T=1 (default); `T=0`: T=0 behaviour, the reader fetching 61xx with GET
+                                RESPONSE as a terminal's transport layer does; `T=0 raw`: every exchange
+                                as on the contacts (61xx and GET RESPONSE are in the trace)
+    @snapshot eJzt...           the starting card's image (zlib, base64, split over several @snapshot
+                                lines) when it was not a fresh personalisation: the replay starts from it
     @fault sw 6A82 ins B2 nth 3 a fault armed on the card when the replay starts (see chip.faults;
                                 repeatable; `nth` counts the trace's commands)
     reset                       power up the card (cold reset); `reset 3B 9C ...` also checks the ATR
@@ -16,19 +21,41 @@
                                 `|` between alternatives (`90 00 | 61 XX`), `{name:8}` captures 8 bytes
                                 (`{name:*}` as many as the rest allows), `{name}` must equal a capture
 
-A `<` line is optional: a command without one accepts any response. Parse
+A `<` line is optional: a command without one accepts any response. A trace
+whose first command comes before any `reset` (a scriptor script, `serve
+--record`) is replayed after an implicit cold reset, with a note. Parse
 errors name the file, the line and what is wrong.
+
+Dates: the simulated card keeps dates as YYMMDD (the financial records, EMV
+two-digit years, read as 1950-2049), so `@date` and `@issued` must lie in
+1950-01-01..2049-12-31.
 """
 
+import base64
+import binascii
 import datetime
 import re
+import zlib
 from dataclasses import dataclass, field
 
 from chip.faults import parse_fault
 
 HEX_BYTE = re.compile(r"^[0-9A-Fa-f]{2}$")
 TOKEN = re.compile(r"\{[^}]*\}|\*|\||[0-9A-Fa-f]{2}|XX|xx|\S")
-DIRECTIVES = ("profile", "date", "issued", "random", "protocol", "fault")
+DIRECTIVES = ("profile", "date", "issued", "random", "protocol", "fault", "snapshot")
+EARLIEST_DATE = datetime.date(1950, 1, 1)  # the EMV two-digit-year window (YY 50-99: 19YY, 00-49: 20YY)
+LATEST_DATE = datetime.date(2049, 12, 31)
+RELATIVE_DATE = re.compile(r"^issued\s*(?:\+\s*(\d{1,5}))?$")
+SNAPSHOT_LIMIT = 1 << 20  # bytes of a decompressed @snapshot image (a card image is a few KiB)
+SNAPSHOT_WIDTH = 76  # base64 characters per @snapshot line
+
+
+def date_problem(day: datetime.date) -> str | None:
+    """Why the simulated card cannot use `day` as its date (None: it can)."""
+    if EARLIEST_DATE <= day <= LATEST_DATE:
+        return None
+    return (f"{day} is a date the simulated card cannot use: it keeps dates as YYMMDD "
+            f"(EMV two-digit years), so {EARLIEST_DATE} to {LATEST_DATE}")
 
 
 class TraceError(ValueError):
@@ -231,16 +258,55 @@ class Trace:
     protocol: str = "T=1"
     header: list = field(default_factory=list)  # the leading comment lines (what the trace is about)
     faults: list = field(default_factory=list)  # @fault directives: chip.faults.Fault, armed at the start
+    date_offset: int | None = None  # `@date issued+N`: N days after the card's issue date (date is None)
+    raw: bool = False  # `@protocol T=0 raw`: the trace holds every T=0 exchange (61xx, GET RESPONSE)
+    snapshot: bytes | None = None  # `@snapshot`: the starting card's image
+    given: dict = field(default_factory=dict)  # directive name -> line of its (first) occurrence
 
     @property
     def apdus(self) -> int:
         return sum(1 for step in self.steps if step.kind == "apdu")
+
+    @property
+    def date_text(self) -> str | None:
+        """@date as written: an ISO date, `issued` or `issued+N` (None: no @date)."""
+        if self.date_offset is not None:
+            return "issued" if self.date_offset == 0 else f"issued+{self.date_offset}"
+        return None if self.date is None else self.date.isoformat()
+
+    def today(self, issued: datetime.date | None) -> datetime.date | None:
+        """The simulated date a replay sets on a card issued on `issued` (None: the host's today)."""
+        if self.date_offset is None:
+            return self.date
+        day = (issued or datetime.date.today()) + datetime.timedelta(days=self.date_offset)
+        problem = date_problem(day)
+        if problem:
+            raise TraceError(f"{self.path}:{self.given.get('date', 0)}: @date {self.date_text} on a card issued "
+                             f"{issued} gives {problem}")
+        return day
+
+    @property
+    def expected_issue(self) -> datetime.date | None:
+        """The issue date the trace's card had (@issued, else an absolute @date; None: not stated)."""
+        if self.issued is not None:
+            return self.issued
+        return self.date if self.date_offset is None else None
+
+    def unpowered_command(self) -> int | None:
+        """The line of a command that comes before any reset (it gets an implicit cold reset), or None."""
+        for step in self.steps:
+            if step.kind in ("reset", "power-off"):
+                return None
+            if step.kind == "apdu":
+                return step.line
+        return None
 
 
 def parse(text: str, path: str = "<trace>") -> Trace:
     trace = Trace(path)
     pending = None  # the last apdu step, waiting for its '<' line
     in_header = True
+    snapshot: list = []  # the @snapshot lines' base64 text
     for number, raw in enumerate(text.splitlines(), 1):
         where = f"{path}:{number}"
         line, _, comment = raw.partition("#")
@@ -251,7 +317,8 @@ def parse(text: str, path: str = "<trace>") -> Trace:
             continue
         in_header = False
         if line.startswith("@"):
-            _directive(trace, line[1:], where)
+            _directive(trace, line[1:], where, snapshot)
+            trace.given.setdefault(line[1:].split(None, 1)[0] if line[1:].strip() else "", number)
             continue
         if line.startswith(">"):
             pending = Step("apdu", number, tuple(_tokens(line[1:], where, False)), comment=comment.strip())
@@ -283,7 +350,27 @@ def parse(text: str, path: str = "<trace>") -> Trace:
             pending = None
         else:
             raise TraceError(f"{where}: {line[:30]!r} is not a trace line (>, <, reset, power-off, !, @directive, #)")
+    if snapshot:
+        trace.snapshot = _snapshot(snapshot, f"{path}:{trace.given['snapshot']}")
     return trace
+
+
+def _snapshot(chunks: list, where: str) -> bytes:
+    try:
+        packed = base64.b64decode("".join(chunks), validate=True)
+        inflater = zlib.decompressobj()
+        data = inflater.decompress(packed, SNAPSHOT_LIMIT)
+    except (binascii.Error, ValueError, zlib.error) as exc:
+        raise TraceError(f"{where}: @snapshot is not a zlib-compressed card image in base64 ({exc})") from None
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise TraceError(f"{where}: @snapshot is truncated or larger than {SNAPSHOT_LIMIT} bytes")
+    return data
+
+
+def snapshot_lines(image: bytes) -> list[str]:
+    """A card image as `@snapshot` lines."""
+    text = base64.b64encode(zlib.compress(image, 9)).decode("ascii")
+    return [f"@snapshot {text[i:i + SNAPSHOT_WIDTH]}" for i in range(0, len(text), SNAPSHOT_WIDTH)]
 
 
 def _fault_step(text: str, number: int, where: str, comment: str) -> Step:
@@ -298,7 +385,7 @@ def _fault_step(text: str, number: int, where: str, comment: str) -> Step:
         raise TraceError(f"{where}: ! fault: {exc}") from None
 
 
-def _directive(trace: Trace, text: str, where: str) -> None:
+def _directive(trace: Trace, text: str, where: str, snapshot: list) -> None:
     name, _, value = text.strip().partition(" ")
     value = value.strip()
     if name not in DIRECTIVES:
@@ -307,19 +394,31 @@ def _directive(trace: Trace, text: str, where: str) -> None:
         raise TraceError(f"{where}: @{name} needs a value")
     if name == "profile":
         trace.profile = value
+    elif name == "snapshot":
+        snapshot.append(value)
+    elif name == "date" and RELATIVE_DATE.match(value):
+        trace.date, trace.date_offset = None, int(RELATIVE_DATE.match(value).group(1) or 0)
     elif name in ("date", "issued"):
         try:
-            setattr(trace, name, datetime.date.fromisoformat(value))
+            day = datetime.date.fromisoformat(value)
         except ValueError:
-            raise TraceError(f"{where}: @{name} needs YYYY-MM-DD, got {value!r}") from None
+            relative = " or issued+DAYS" if name == "date" else ""
+            raise TraceError(f"{where}: @{name} needs YYYY-MM-DD{relative}, got {value!r}") from None
+        problem = date_problem(day)
+        if problem:
+            raise TraceError(f"{where}: @{name}: {problem}")
+        setattr(trace, name, day)
+        if name == "date":
+            trace.date_offset = None
     elif name == "random":
         if not value.isdigit():
             raise TraceError(f"{where}: @random needs a whole number (a seed), got {value!r}")
         trace.random = int(value)
     elif name == "protocol":
-        if value not in ("T=0", "T=1"):
-            raise TraceError(f"{where}: @protocol is T=0 or T=1, got {value!r}")
-        trace.protocol = value
+        words = value.split()
+        if words[0] not in ("T=0", "T=1") or words[1:] not in ([], ["raw"]) or words == ["T=1", "raw"]:
+            raise TraceError(f"{where}: @protocol is T=0 or T=1 (or T=0 raw: every T=0 exchange), got {value!r}")
+        trace.protocol, trace.raw = words[0], words[1:] == ["raw"]
     elif name == "fault":
         try:
             trace.faults.append(parse_fault(value))
@@ -334,12 +433,14 @@ def command_is_fixed(step: "Step") -> bool:
 def to_text(trace: Trace) -> str:
     """A trace back as `.apdu` text (comments other than the header are not kept)."""
     out = [f"# {line}" if line else "#" for line in trace.header]
-    for name, value, default in (("profile", trace.profile, "default"), ("date", trace.date, None),
+    for name, value, default in (("profile", trace.profile, "default"), ("date", trace.date_text, None),
                                  ("issued", trace.issued, None), ("random", trace.random, None),
-                                 ("protocol", trace.protocol, "T=1")):
+                                 ("protocol", trace.protocol + (" raw" if trace.raw else ""), "T=1")):
         if value != default:
             out.append(f"@{name} {value}")
     out += [f"@fault {fault}" for fault in trace.faults]
+    if trace.snapshot is not None:
+        out += snapshot_lines(trace.snapshot)
     for step in trace.steps:
         if step.kind == "reset":
             out.append("reset" + (f" {step.expect.text}" if step.expect else ""))

@@ -1,11 +1,15 @@
 """The curated traces of apdu_traces/: every flow has one, each explains its situation, replays green
-against a fresh card (the plugin also collects them), and re-recording the flow gives the same bytes."""
+against a fresh card (the plugin also collects them) and against a fresh default card personalised on
+any day, and re-recording the flow gives the same bytes."""
 
+import datetime
 import pathlib
 
 import pytest
 
-from reader.curate import CURATED, record
+from chip import Card
+from reader.cli import main
+from reader.curate import CURATED, ISSUED, issue_date_bytes, record
 from reader.flows import FLOWS
 from reader.replay import replay, sim_reader_for
 from reader.trace import parse
@@ -44,3 +48,45 @@ def test_an_edited_curated_trace_fails_precisely():
     assert not result.ok
     assert result.failure.line == number + 1
     assert result.failure.message.startswith("response byte 4 is 00, expected 01: got 01 10 11 01 [00] D1")
+
+
+# -- on any fresh default card (issue 12): relative dates, the issue-date bytes masked ---------------------------
+
+CARD_DATES = [datetime.date.today(), datetime.date(1950, 1, 1), datetime.date(1999, 12, 31),
+              datetime.date(2026, 12, 1), datetime.date(2028, 2, 29), datetime.date(2039, 6, 30)]
+
+
+def test_curated_traces_date_the_card_by_its_issue_date_and_mask_what_it_decides():
+    for entry in CURATED:
+        trace = parse((FOLDER / f"{entry.name}.apdu").read_text(encoding="utf-8"), entry.name)
+        assert trace.date is None and trace.date_offset == entry.age and trace.issued == entry.issued
+        for step in trace.steps:
+            fixed = step.expect.fixed_bytes() if step.expect is not None and step.kind == "apdu" else None
+            assert fixed is None or not issue_date_bytes(fixed), f"{entry.name}:{step.expect_line} is not masked"
+    deadline = parse((FOLDER / "deadline-unlock.apdu").read_text(encoding="utf-8"), "deadline-unlock")
+    assert deadline.date_text == "issued+301"
+
+
+@pytest.mark.parametrize("day", CARD_DATES, ids=str)
+def test_curated_traces_replay_on_a_fresh_default_card_of_any_day(day):
+    for entry in CURATED:
+        trace = parse((FOLDER / f"{entry.name}.apdu").read_text(encoding="utf-8"), entry.name)
+        result = replay(trace, sim_reader_for(trace, Card.from_profile("default", date=day)))
+        assert result.ok, f"card issued {day}: {result.report()}"
+
+
+def test_the_readme_replay_on_a_card_personalised_today_passes_every_trace(tmp_path, capsys):
+    """README: `sscard replay apdu_traces/*.apdu --state card.img`; each trace starts from the image as
+    it is (a copy in memory), so the traces do not change the card for the next one, nor the file."""
+    image = str(tmp_path / "card.img")
+    assert main(["personalize", "--state", image]) == 0
+    before = open(image, "rb").read()
+    capsys.readouterr()
+    code = main(["replay", *sorted(str(p) for p in FOLDER.glob("*.apdu")), "--state", image])
+    out = capsys.readouterr().out
+    assert code == 0 and out.endswith(f"\n{len(CURATED)} passed, 0 failed\n"), out
+    assert open(image, "rb").read() == before
+    if datetime.date.today() != ISSUED:  # the one directive a card of another day cannot honour, said first
+        first = out.splitlines()[0]
+        assert first == f"note: {FOLDER / 'bank-activation.apdu'}: trace recorded on a card issued {ISSUED}; " \
+                        f"{image} was issued {datetime.date.today()}"

@@ -422,3 +422,72 @@ def test_profile_dataclass_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         profile.pin_tries = 15  # type: ignore[misc]
     assert chip.ProfileError is ProfileError and issubclass(ProfileError, ValueError)
+
+
+# -- strict input: unknown keys and tables, unreadable files (issue 12) ----------------------------------------
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d["ssse"].update(activation_deadline_dayz=d["ssse"].pop("activation_deadline_days")),
+     "ssse.activation_deadline_dayz: unknown key; did you mean activation_deadline_days?"),
+    (lambda d: d.update(sse=d.pop("ssse")), "[sse]: unknown table; did you mean [ssse]?"),
+    (lambda d: d["financial"].update(pam=d["financial"].pop("pan")), "financial.pam: unknown key; did you mean pan?"),
+    (lambda d: d["ssse"].update(pan="6234560000000008"), "ssse.pan: unknown key; did you mean financial.pan?"),
+    (lambda d: d.update(birth_date=datetime.date(1990, 3, 7)),
+     "birth_date: unknown key outside any table; did you mean holder.birth_date?"),
+    (lambda d: d["atr"].update(fidi="13") if "atr" in d else d.update(atr={"fidi": "13"}),
+     "atr.fidi: unknown key; did you mean fi_di?"),
+    (lambda d: d.update(colour={"x": 1}), "[colour]: unknown table (the tables are [holder], [card], [ssse]"),
+    (lambda d: d["medical"].update(zzz=1), "medical.zzz: unknown key (known in [medical]: balance, start_day)"),
+    (lambda d: d.update(ssse=3), "ssse: must be a table"),
+])
+def test_unknown_keys_and_tables_are_errors_naming_the_closest(mutate, message):
+    data = copy.deepcopy(default_data())
+    mutate(data)
+    with pytest.raises(ProfileError) as excinfo:
+        parse_profile(data, source=SRC)
+    assert str(excinfo.value).startswith(f"{SRC}: {message}") and "\n" not in str(excinfo.value)
+
+
+def test_every_key_the_parser_reads_is_a_known_key(monkeypatch):
+    """PROFILE_KEYS is the format: a field parse_profile reads but the table lacks would be refused."""
+    from chip import profile as profile_module
+
+    read = set()
+    original = profile_module._Fields.get
+
+    def spy(self, field, kind, default=...):
+        read.add(field)
+        return original(self, field, kind, default)
+
+    monkeypatch.setattr(profile_module._Fields, "get", spy)
+    for path in sorted(SHIPPED_DIR.glob("*.toml")):
+        load_profile(path)
+    data = changed({"card.expiry_date": datetime.date(2036, 1, 1), "card.atr_historical": "00" * 13})
+    data["atr"] = {"protocols": "t0+t1", "fi_di": "13", "tb1": "00", "guard_time": 0, "wi": 10, "ifsc": 32,
+                   "bwi": 4, "cwi": 5, "edc": "lrc", "specific_protocol": 1}
+    parse_profile(data, source=SRC)
+    known = {f"{table}.{key}" for table, keys in profile_module.PROFILE_KEYS.items() for key in keys}
+    assert read == known, (read - known, known - read)
+
+
+def test_profile_files_that_cannot_be_read(tmp_path, monkeypatch):
+    folder = tmp_path / "folder.toml"
+    folder.mkdir()
+    with pytest.raises(ProfileError, match=r"folder.toml: is a folder, not a profile file"):
+        load_profile(str(folder))
+    gbk = tmp_path / "gbk.toml"
+    gbk.write_bytes(DEFAULT_TOML.read_text(encoding="utf-8").encode("gbk"))
+    with pytest.raises(ProfileError, match=r"gbk.toml: not UTF-8 text \(byte .. at offset \d+\); a TOML profile is"):
+        load_profile(str(gbk))
+    deep = tmp_path / "deep.toml"
+    deep.write_text("x = " + "{a = " * 5000 + "1" + "}" * 5000 + "\n", encoding="utf-8")
+    with pytest.raises(ProfileError, match=r"deep.toml: arrays or tables nested too deeply to be a profile"):
+        load_profile(str(deep))
+    with pytest.raises(ProfileError, match=r"^/dev/null: is not a regular file, so not a profile"):
+        load_profile("/dev/null")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "default").mkdir()  # a folder named like a shipped profile does not hide it
+    assert load_profile("default") == load_profile(DEFAULT_TOML)
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(ProfileError, match=r"^mine: is a folder, not a profile file"):
+        load_profile("mine")

@@ -1,12 +1,14 @@
 """The .apdu trace format, replay, recording and scriptor conversion (reader.trace, reader.replay)."""
 
+import datetime
 import io
 
 import pytest
 
 from chip import Card
 from reader import SimReader
-from reader.replay import RecordingReader, junit_xml, replay, seeded, sim_reader_for
+from reader.replay import RecordingReader, fresh_card, image_bytes, junit_xml, replay, replay_notes, seeded, \
+    sim_reader_for
 from reader.trace import TraceError, expectation, from_scriptor, parse, to_scriptor, to_text
 
 SELECT = "00 A4 04 00 0F 73 78 31 2E 73 68 2E C9 E7 BB E1 B1 A3 D5 CF"
@@ -214,3 +216,110 @@ def test_cli_replay_record_and_scriptor(tmp_path, capsys):
     capsys.readouterr()
     assert main(["replay", bad]) == 2
     assert capsys.readouterr().err == f"sscard: error: {bad}:1: 'Z' is not a hex byte or {{capture}}\n"
+
+
+# -- directives for replays on any card, snapshots, implicit reset (issue 12) --------------------------------
+
+def test_relative_date_raw_protocol_and_their_text():
+    trace = parse("@issued 2026-11-21\n@date issued+301\n@protocol T=0 raw\nreset\n", "t.apdu")
+    assert (trace.date, trace.date_offset, trace.raw, trace.protocol) == (None, 301, True, "T=0")
+    assert str(trace.today(datetime.date(2026, 11, 21))) == "2027-09-18"
+    assert str(trace.today(datetime.date(2030, 1, 1))) == "2030-10-29"  # relative to whichever card
+    assert to_text(trace) == "@date issued+301\n@issued 2026-11-21\n@protocol T=0 raw\nreset\n"
+    assert parse("@date issued\n", "t").date_offset == 0
+    card = sim_reader_for(trace).card
+    assert str(card.today) == "2027-09-18" and str(card.applets["ssse"].issue_date()) == "2026-11-21"
+    on_other = sim_reader_for(trace, Card.from_profile(date=datetime.date(2028, 2, 29))).card
+    assert str(on_other.today) == "2028-12-26"
+    with pytest.raises(TraceError, match=r"t.apdu:1: @protocol is T=0 or T=1"):
+        parse("@protocol T=1 raw\n", "t.apdu")
+
+
+@pytest.mark.parametrize("text", ["@date 0001-01-01", "@date 9999-12-31", "@issued 1949-12-31", "@issued 2050-01-01"])
+def test_dates_the_card_cannot_use_are_named_as_such(text):
+    with pytest.raises(TraceError) as error:
+        parse(text + "\nreset\n", "t.apdu")
+    message = str(error.value)
+    assert message.startswith(f"t.apdu:1: {text.split()[0]}: {text.split()[1]} is a date the simulated card "
+                              "cannot use") and "1950-01-01 to 2049-12-31" in message and "\n" not in message
+
+
+def test_a_relative_date_past_the_range_is_a_trace_error_not_a_traceback():
+    trace = parse("@issued 2049-12-01\n@date issued+301\nreset\n", "t.apdu")
+    with pytest.raises(TraceError, match=r"t.apdu:2: @date issued\+301 on a card issued 2049-12-01 gives "
+                                         r"2050-09-28 is a date the simulated card cannot use"):
+        sim_reader_for(trace)
+
+
+def test_a_trace_without_reset_gets_an_implicit_cold_reset_with_a_note():
+    trace = parse(f"# serve --record\n> {SELECT}\n< {FCI} 90 00\n> 00 B2 07 2C 0B\n< 07 09 * 90 00\n", "t.apdu")
+    assert trace.unpowered_command() == 2
+    result = replay(trace, sim_reader_for(trace))
+    assert result.ok, result.report()
+    assert result.notes == ["no reset before the first command (line 2): the replay starts with a cold reset"]
+    assert run(HEADER + f"> {SELECT}\n").notes == []  # a trace that resets: nothing to say
+
+
+def test_a_command_after_power_off_fails_at_its_line():
+    result = run(HEADER + f"> {SELECT}\npower-off\n> 00 B2 07 2C 0B\n")
+    assert not result.ok and result.failure.line == 6
+    assert result.failure.message == ("the card is not powered (power-off on line 5 and no reset since): "
+                                      "00 B2 07 2C 0B needs a reset first")
+
+
+def test_an_imported_scriptor_script_replays():
+    trace = from_scriptor(f"# no reset in this script\n{SELECT}\n00 B2 07 2C 0B\n", "s.txt")
+    result = replay(trace, SimReader(Card.from_profile()))
+    assert result.ok and result.apdus == 2 and "cold reset" in result.notes[0]
+
+
+def test_snapshot_directive_carries_the_starting_card():
+    card = Card.from_profile(date=datetime.date(2026, 11, 21))
+    reader = SimReader(card)
+    reader.reset()
+    reader.transmit(bytes.fromhex(SELECT.replace(" ", "")))
+    reader.transmit(bytes.fromhex("0020000003999999"))  # a wrong PIN: 5 tries left
+    reader.power_off()
+    out = io.StringIO()
+    rec = RecordingReader(SimReader(card), out, directives={"date": "2026-11-21", "random": 3,
+                                                            **{"snapshot": image_bytes(card)}})
+    rec.reset()
+    rec.transmit(bytes.fromhex(SELECT.replace(" ", "")))
+    rec.transmit(bytes.fromhex("0020000003999999"))
+    text = out.getvalue()
+    assert text.count("@snapshot ") > 10 and max(len(line) for line in text.splitlines() if line[0] == "@") < 90
+    trace = parse(text, "snap.apdu")
+    assert trace.snapshot != image_bytes(Card.from_profile(date=datetime.date(2026, 11, 21)))  # not a fresh card
+    assert fresh_card(trace).store["ssse.pin"].tries == 5  # the fresh card of the trace is the snapshot
+    result = replay(trace, sim_reader_for(trace))
+    assert result.ok, result.report()  # 63C4 again: the replay starts where the recording did
+    assert parse(to_text(trace), "again").snapshot == trace.snapshot
+    lines = text.splitlines()
+    broken = "\n".join(line if not line.startswith("@snapshot") else line[:-4] + "!!!!" for line in lines)
+    with pytest.raises(TraceError, match=r"snap.apdu:\d+: @snapshot is not a zlib-compressed card image"):
+        parse(broken, "snap.apdu")
+
+
+def test_replay_notes_for_a_pcsc_reader_and_another_card():
+    trace = parse("@profile default-3des\n@date 2026-11-21\n@random 3\nreset\n", "t.apdu")
+    notes = replay_notes(trace, pcsc=True)
+    assert [note.split(" (")[0] for note in notes] == ["@profile", "@date", "@random"]
+    assert "challenges and what depends on them will differ" in notes[2]
+    card = Card.from_profile(date=datetime.date(2026, 12, 1))
+    assert replay_notes(trace, card, "card.img") == [
+        "trace recorded on a card of profile 'default-3des'; card.img is of profile 'default'",
+        "trace recorded on a card issued 2026-11-21; card.img was issued 2026-12-01"]
+    assert replay_notes(parse("@date issued+3\nreset\n", "t"), card, "card.img") == []  # nothing fixed: all honoured
+
+
+def test_the_pytest_plugin_replays_a_trace_without_reset(pytester):
+    """What `scriptor import` and `serve --record` write has no reset: the plugin's item passes after
+    an implicit cold reset, and says so in the item's report (never a CardNotPowered traceback)."""
+    pytester.makefile(".apdu", served=f"# every APDU the served card answered\n> {SELECT}\n< {FCI} 90 00\n")
+    pytester.makefile(".apdu", bad=f"> {SELECT}\n< 90 00\n")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rA")
+    result.assert_outcomes(passed=1, failed=1)
+    text = result.stdout.str()
+    assert "CardNotPowered" not in text
+    assert "note: served.apdu: no reset before the first command (line 2): the replay starts with a cold reset" in text
+    assert "bad.apdu:2: response byte 0 is 6F, expected 90" in text
