@@ -3,6 +3,12 @@
 The decoder only answers "which case, what data, how many bytes may come
 back". What a malformed form is worth is decided here once: every length
 inconsistency is `6700`, as a real card's OS rejects it before any applet runs.
+The class and the instruction come first, though: `Card.transmit` answers a
+malformed APDU of a class it does not speak `6E00`, and one with an unknown INS
+`6D00` (`Card.knows`). On T=0 the card has only the 5-byte header when it must
+answer (ISO/IEC 7816-3 §10.3.3) and checks CLA, then INS, before any data
+arrive; ISO/IEC 7816-4 leaves the order of the checks to the card, so the
+simulator uses the one that gives a command the same SW on every transport.
 """
 
 from .sw import SW_WRONG_LENGTH, CardError

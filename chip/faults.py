@@ -35,12 +35,16 @@ Python:
 
 Text (`sscard serve` control line `fault [N] TEXT` / `fault [N] clear`, trace
 directive `@fault TEXT`, inline trace line `! fault TEXT` / `! fault clear`),
-parsed by `parse_fault` (ValueError naming the bad word):
+parsed by `parse_fault` (ValueError naming the bad word): the action and its
+value first, then the matching and trigger words in any order:
 
     sw 6581 ins B2 once
     chunk 4 ins A4
-    random 0.3 seed 7 mute ins 20    # words in any order after the action
+    mute random 0.3 seed 7 ins 20    # = mute ins 20 random 0.3 seed 7
     delay 20000 nth 2
+
+(tests/test_fault_injection.py parses every line of this block and runs the
+Python block above on a card.)
 
 Commands the plan makes itself (GET RESPONSE to collect `61xx` data before
 `tlv`/`chunk`) and the GET RESPONSE pieces of `chunk` are not counted as

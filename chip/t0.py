@@ -16,7 +16,18 @@ to the reader (P3 is Le, 00 = 256); every other INS receives P3 data bytes
 - ~INS (INS XOR FF): one data byte only (`one_byte=True` uses it for every byte);
 - NULL `60`: more time needed (one per WWT of processing, before the answer);
 - SW1 SW2 (`6X`/`9X`): the end. INS `6X`/`9X` are invalid on T=0 (their ACK
-  would read as SW1): `6D00` at once.
+  would read as SW1): `6D00` at once (`6E00` when the class is unknown too).
+
+Before it ACKs a header that would bring data, the card asks the card OS
+whether it takes that CLA and INS (`Card.knows`, a side-effect-free lookup in
+the selected applet's table and the OS classes). One it refuses whatever the
+data (unknown class `6E00`, unknown INS `6D00`, a blocked card `6A81`) is
+answered right after the header, as a real card does: a reader that meant a
+case 2 command (`08 E0 01 81 08`, `00 12 00 00 08`) would otherwise wait for
+data the card waits for too, until the work waiting time ends the link. The
+header still goes through `Card.transmit` (so an injected fault, the delay
+model and the OS's own status word apply); in-process a malformed APDU gets
+the same class-then-INS-then-length order, so both sides give one SW.
 
 An outgoing command processes at once; when the card OS has fewer bytes than
 P3 asks for (P3 = 00 asks for 256), the card answers `6C La` and keeps the
@@ -166,7 +177,10 @@ class CardT0:
         held, self._held = self._held, None
         if ins & 0xF0 in (0x60, 0x90):  # would be read as SW1 (7816-3 §10.3.3)
             self._envelope.clear()
-            self._answer(_SW_INS_INVALID)
+            if self.card.knows(cla, ins):  # the class is checked first: 6E00 for an unknown one
+                self._no_transfer(self._transmit(header))
+            else:
+                self._answer(_SW_INS_INVALID)
             return
         if ins == ENVELOPE and cla == 0x00:
             if p1 or p2:
@@ -185,6 +199,8 @@ class CardT0:
             self._outgoing(header)
         elif p3 == 0:  # case 1
             self._no_transfer(self._transmit(header[:4]))
+        elif self.card.knows(cla, ins):  # a command the OS refuses whatever its data: no ACK
+            self._no_transfer(self._transmit(header))
         else:
             self._start_receiving(header)
 

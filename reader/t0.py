@@ -15,7 +15,8 @@ Mapping a command APDU to TPDUs (7816-3 §12.2):
   while `61xx`, data concatenated (`9000` alone → the response is the SW);
 - `6Cxx` to a TPDU that receives data → the same header again with P3 = xx;
 - extended lengths (2E/3E/4E), and anything a 5-byte header cannot carry
-  (a malformed APDU: the card answers it, `6700`, as in-process) → ENVELOPE
+  (a malformed APDU: the card answers it as in-process, `6700`, or `6E00`/`6D00`
+  when its class or INS is unknown) → ENVELOPE
   pieces `00 C2 00 00 Lc <up to 255 bytes>`, ended by an empty ENVELOPE unless
   the APDU's own length fields already end it (`envelope_complete`, the same
   rule as the card's); the response comes back through `61xx`/GET RESPONSE.

@@ -2,9 +2,13 @@
 
 Each operation runs a transaction through the terminal kernel and a fresh
 issuer host, printing every exchange (`> ` command, `< ` data, `< SW  meaning`),
-then one `script XXXX: SW meaning` line per issuer script and
-`outcome: approved|declined (CID, ATC n, CVR ...)`. A purchase exits 0 when
-approved; a script operation exits 0 when every script answered 9000.
+then one `script XXXX NAME: SW meaning` line per issuer script command (or
+`not sent`). A purchase ends with `outcome: ...` (what the PIN got, approved or
+declined, CID, ATC, CVR, why) and exits 0 when approved; a script operation
+prints the transaction that carried the scripts, then what the card did
+(`activated: bank PIN set, DF7F 01`), and exits 0 when every script command
+answered 9000. Amounts are whole fen everywhere on the command line; every
+input is checked before the first APDU.
 """
 
 import pytest
@@ -12,6 +16,7 @@ import pytest
 from chip import Card
 from chip.financial import pin_block
 from chip.profile import SHIPPED
+from chip.sw import meaning
 from reader.cli import main
 
 DATE = "2026-11-21"
@@ -79,7 +84,7 @@ def sm4_flag(sm4: bool) -> list[str]:
 
 @ALGS
 def test_purchase_on_a_new_card_is_declined(img, capsys, sm4):
-    code, out, err = fin(capsys, img, "purchase", "12.34", *sm4_flag(sm4))
+    code, out, err = fin(capsys, img, "purchase", "1234", *sm4_flag(sm4))
     assert code == 1 and err == ""
     df69 = "01" if sm4 else "00"
     assert f"> 80 A8 00 00 0B 83 09 00 00 00 00 12 34 01 56 {df69} 00\n< 77 0A 82 02 1C 00 94 04 08 01 03 00\n" \
@@ -91,36 +96,70 @@ def test_purchase_on_a_new_card_is_declined(img, capsys, sm4):
     assert ac.startswith("< 77 1F 9F 27 01 00 9F 36 02 00 01 9F 26 08 ")
     assert ac.endswith(f"9F 10 08 07 01 {cvn} 03 80 10 04 {alg}")
     assert "> 00 82" not in out and "script" not in out
-    assert tail(out, 1) == ["outcome: declined (AAC, ATC 1, CVR 03801004)"]
+    assert tail(out, 1) == ["outcome: declined (AAC, ATC 1, CVR 03801004): the financial application is not activated"]
     assert Card.open(img).store["fin.state"].atc == 1
 
 
-@pytest.mark.parametrize("amount, bcd", [("12.3", "00 00 00 00 12 30"), ("0.01", "00 00 00 00 00 01"),
-                                         ("12", "00 00 00 00 12 00"), ("9999999999.99", "99 99 99 99 99 99")])
-def test_purchase_amount_is_yuan_in_fen(img, capsys, amount, bcd):
+@pytest.mark.parametrize("amount, bcd", [("1230", "00 00 00 00 12 30"), ("1", "00 00 00 00 00 01"),
+                                         ("0", "00 00 00 00 00 00"), ("001200", "00 00 00 00 12 00"),
+                                         ("999999999999", "99 99 99 99 99 99")])
+def test_purchase_amount_is_in_fen(img, capsys, amount, bcd):
     code, out, _ = fin(capsys, img, "purchase", amount)
     assert code == 1
     assert f"> 80 A8 00 00 0B 83 09 {bcd} 01 56 00 00" in out
     assert f"> 80 AE 80 00 1D {bcd} 00 00 00 00 00 00 01 56" in out
 
 
-@pytest.mark.parametrize("amount", ["12.345", "abc", "-1", "1e20"])
-def test_bad_amount_exits_2_and_names_it(img, capsys, amount):
+@pytest.mark.parametrize("amount, words", [
+    ("12.34", "amounts are in fen (whole numbers): 12.34 yuan is 1234 fen"),  # yuan: the hint
+    ("0.5", "0.5 yuan is 50 fen"),
+    ("12.", "not an amount in fen"),
+    ("12.345", "not an amount in fen"),
+    ("abc", "not an amount in fen"),
+    ("-1", "cannot be negative"),
+    ("-0.01", "cannot be negative"),
+    ("1e20", "not an amount in fen"),
+    ("sNaN", "not an amount in fen"),  # was a decimal.InvalidOperation traceback
+    ("NaN", "not an amount in fen"),
+    ("inf", "not an amount in fen"),
+    ("1_000", "not an amount in fen"),
+    ("+5", "not an amount in fen"),
+    (" 5", "not an amount in fen"),
+    ("１２", "not an amount in fen"),  # full-width digits
+    ("", "not an amount in fen"),
+    ("1000000000000", "0 to 999999999999"),
+])
+def test_bad_amount_is_one_line_before_any_apdu(img, capsys, amount, words):
     before = open(img, "rb").read()
     code, out, err = fin(capsys, img, "purchase", amount)
-    assert code == 2
-    assert out == ""
-    assert err.splitlines()[-1].endswith(f"{amount!r}")
-    assert "not an amount in yuan" in err
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("sscard: error: "), err
+    assert words in err
+    if "0 to" not in words:
+        assert err.rstrip("\n").endswith(f"{amount!r}")
     assert open(img, "rb").read() == before  # the card was never touched
 
 
-@pytest.mark.parametrize("amount", ["12.345", "abc"])
-def test_bad_amount_is_a_one_line_error(img, capsys, amount):
-    code, out, err = fin(capsys, img, "purchase", amount)
-    assert code == 2
-    assert err.count("\n") == 1 and err.startswith("sscard: error: ")
-    assert "not an amount in yuan" in err
+def test_minus_inf_is_an_option_to_argparse_and_still_one_line(img, capsys):
+    code, out, err = fin(capsys, img, "purchase", "-inf")
+    assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("sscard: error: ")
+    code, out, err = run(capsys, "fin", "purchase", "--state", img, "--", "-inf")
+    assert code == 2 and out == "" and "not an amount in fen" in err and err.count("\n") == 1
+
+
+def test_every_amount_help_says_fen(capsys):
+    for argv in (["fin", "purchase"], ["ssse", "register"], ["ssse", "pharmacy"]):
+        code, out, _ = run(capsys, *argv, "--help")
+        assert code == 0
+        assert "fen, a whole number (1234 = 12.34 yuan)" in " ".join(out.split()), argv
+    assert "yuan" not in " ".join(run(capsys, "fin", "--help")[1].split()).replace("12.34 yuan", "")
+
+
+@pytest.mark.parametrize("argv", [["ssse", "register", "--amount", "12.34"], ["ssse", "pharmacy", "--amount", "0.5"]])
+def test_ssse_amounts_take_the_same_unit(img, capsys, argv):
+    code, out, err = run(capsys, *argv, "--state", img)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "amounts are in fen (whole numbers)" in err and "yuan is" in err
 
 
 # -- activation, then purchases -------------------------------------------------------------------------
@@ -131,8 +170,12 @@ def test_activate_prints_the_scripts_and_exits_0(img, capsys, sm4):
     assert code == 0 and err == ""
     assert sw_after(out, "84 24 00 02 14 ") == "< 9000  OK"
     assert sw_after(out, "04 DA DF 7F 05 01 ") == "< 9000  OK"
-    assert tail(out, 3) == ["script 8424: 9000 OK", "script 04DA: 9000 OK",
-                            "outcome: declined (AAC, ATC 1, CVR 03801004)"]
+    assert tail(out, 4) == [
+        "script 8424 PIN CHANGE: 9000 OK", "script 04DA PUT DATA DF7F: 9000 OK",
+        "transaction carrying the scripts: declined (AAC, ATC 1, CVR 03801004): the financial application is "
+        "not activated (expected before activation: the issuer's scripts ran after the AAC)",
+        "activated: bank PIN set, DF7F 01"]
+    assert "outcome: declined" not in out
     card = Card.open(img)
     assert card.financial_activated()
     assert card.store["fin.pin"].value == pin_block("246810")
@@ -146,7 +189,7 @@ def test_activate_default_pin_is_123456(img, capsys):
 @ALGS
 def test_purchase_after_activation_is_approved_online(img, capsys, sm4):
     assert fin(capsys, img, "activate", "--pin", "246810")[0] == 0
-    code, out, err = fin(capsys, img, "purchase", "12.34", "--pin", "246810", *sm4_flag(sm4))
+    code, out, err = fin(capsys, img, "purchase", "1234", "--pin", "246810", *sm4_flag(sm4))
     assert code == 0 and err == ""
     assert "> 00 20 00 80 08 26 24 68 10 FF FF FF FF\n< 9000  OK" in out
     first = response_after(out, "80 AE 80 00 1D ")
@@ -158,7 +201,7 @@ def test_purchase_after_activation_is_approved_online(img, capsys, sm4):
     assert first.endswith(f"9F 10 08 07 01 {cvn} 03 A4 10 00 {alg}")
     assert second.endswith(f"9F 10 08 07 01 {cvn} 03 64 10 00 {alg}")
     assert "script" not in out
-    assert tail(out, 1) == ["outcome: approved (TC, ATC 2, CVR 03641000)"]
+    assert tail(out, 1) == ["outcome: PIN verified, purchase approved (TC, ATC 2, CVR 03641000)"]
 
 
 def test_sm4_changes_only_the_cryptogram_version_and_values(tmp_path, capsys):
@@ -186,7 +229,31 @@ def test_wrong_offline_pin_is_printed_and_counted(img, capsys):
     assert fin(capsys, img, "activate", "--pin", "246810")[0] == 0
     code, out, _ = fin(capsys, img, "purchase", "1", "--pin", "111111")
     assert "> 00 20 00 80 08 26 11 11 11 FF FF FF FF\n< 63C2  verification failed, 2 tries left" in out
+    # the kernel went on (the CVM list falls through to "no CVM required"): said, not hidden
+    assert code == 0
+    assert tail(out, 1) == [
+        "outcome: PIN refused (63C2), purchase approved offline-PIN-failed (TC, ATC 2, CVR 03661000)"]
     assert "  PIN tries left       2 of 3\n" in info_fin(capsys, img)
+
+
+def test_blocked_offline_pin_is_named_in_the_outcome(img, capsys):
+    assert fin(capsys, img, "activate", "--pin", "246810")[0] == 0
+    for left in (2, 1, 0):
+        code, out, _ = fin(capsys, img, "purchase", "1", "--pin", "111111")
+        assert tail(out, 1)[0].startswith(f"outcome: PIN refused (63C{left}), purchase approved offline-PIN-failed (TC")
+    code, out, _ = fin(capsys, img, "purchase", "1", "--pin", "111111")
+    assert "< 6983  authentication method blocked" in out
+    assert tail(out, 1)[0].startswith("outcome: PIN blocked (6983), purchase approved offline-PIN-failed (TC")
+
+
+@pytest.mark.parametrize("pin", ["abcdef", "123", "1234567890123", "12 34", "١٢٣٤"])
+@pytest.mark.parametrize("operation", [["purchase", "1"], ["activate"]])
+def test_bad_pin_is_one_line_before_any_apdu(img, capsys, operation, pin):
+    before = open(img, "rb").read()
+    code, out, err = fin(capsys, img, *operation, "--pin", pin)
+    assert code == 2 and out == ""  # no exchange printed: nothing was sent
+    assert err.count("\n") == 1 and "a PIN is 4 to 12 digits" in err and repr(pin) in err
+    assert open(img, "rb").read() == before
 
 
 # -- script operations -------------------------------------------------------------------------------------
@@ -197,18 +264,26 @@ def test_block_then_unblock(img, capsys, sm4):
     code, out, err = fin(capsys, img, "block", *sm4_flag(sm4))
     assert code == 0 and err == ""
     assert sw_after(out, "84 1E 00 00 04 ") == "< 9000  OK"
-    assert tail(out, 2) == ["script 841E: 9000 OK", "outcome: declined (AAC, ATC 2, CVR 03201000)"]
+    assert tail(out, 3) == [
+        "script 841E APPLICATION BLOCK: 9000 OK",
+        "transaction carrying the scripts: declined (AAC, ATC 2, CVR 03201000): the card declined at the second "
+        "GENERATE AC",
+        "blocked: APPLICATION BLOCK done (SELECT answers 6283, GENERATE AC only an AAC)"]
     assert "  lock                 blocked\n" in info_fin(capsys, img)
 
     code, out, _ = fin(capsys, img, "purchase", "1", *sm4_flag(sm4))
     assert code == 1
     assert f"> 00 A4 04 00 08 {AID} 00\n< 6F 45 " in out
     assert sw_after(out, f"00 A4 04 00 08 {AID}") == "< 6283  selected application invalidated (locked)"
-    assert tail(out, 1) == ["outcome: declined (AAC, ATC 3, CVR 03800002)"]
+    assert tail(out, 1) == ["outcome: declined (AAC, ATC 3, CVR 03800002): the financial application is blocked"]
 
     code, out, _ = fin(capsys, img, "unblock", *sm4_flag(sm4))
     assert code == 0
-    assert tail(out, 2) == ["script 8418: 9000 OK", "outcome: declined (AAC, ATC 4, CVR 03800002)"]
+    assert tail(out, 3) == [
+        "script 8418 APPLICATION UNBLOCK: 9000 OK",
+        "transaction carrying the scripts: declined (AAC, ATC 4, CVR 03800002): the financial application is "
+        "blocked (the issuer's scripts ran after the AAC)",
+        "unblocked: APPLICATION UNBLOCK done"]
     assert "  lock                 none\n" in info_fin(capsys, img)
 
     code, out, _ = fin(capsys, img, "purchase", "1", *sm4_flag(sm4))
@@ -228,7 +303,8 @@ def test_unblock_pin(img, capsys):
     code, out, err = fin(capsys, img, "unblock-pin")
     assert code == 0 and err == ""
     assert sw_after(out, "84 24 00 00 04 ") == "< 9000  OK"
-    assert "script 8424: 9000 OK" in tail(out, 2)
+    assert tail(out, 3)[0] == "script 8424 PIN UNBLOCK: 9000 OK"
+    assert tail(out, 1) == ["PIN unblocked: PIN UNBLOCK done (the try counter is full again; the PIN is unchanged)"]
     assert "  PIN tries left       3 of 3\n" in info_fin(capsys, img)
     code, out, _ = fin(capsys, img, "purchase", "1", "--pin", "246810")
     assert code == 0 and "< 9000  OK" in out.split("> 00 20 00 80 08 ")[1].splitlines()[1]
@@ -237,7 +313,11 @@ def test_unblock_pin(img, capsys):
 def test_card_block_on_a_new_card_is_final(img, capsys):
     code, out, err = fin(capsys, img, "card-block")
     assert code == 0 and err == ""
-    assert tail(out, 2) == ["script 8416: 9000 OK", "outcome: declined (AAC, ATC 1, CVR 03801004)"]
+    assert tail(out, 3) == [
+        "script 8416 CARD BLOCK: 9000 OK",
+        "transaction carrying the scripts: declined (AAC, ATC 1, CVR 03801004): the financial application is not "
+        "activated (the issuer's scripts ran after the AAC)",
+        "card blocked: CARD BLOCK done (final: every SELECT answers 6A81)"]
     section = info_fin(capsys, img)
     assert "  card                 blocked\n" in section
     code, out, err = fin(capsys, img, "purchase", "1")
@@ -251,30 +331,49 @@ def test_card_block_on_a_new_card_is_final(img, capsys):
 def test_card_block_on_an_activated_card(img, capsys):
     assert fin(capsys, img, "activate")[0] == 0
     code, out, err = fin(capsys, img, "card-block")
-    assert "script 8416: 9000 OK" in out
+    assert "script 8416 CARD BLOCK: 9000 OK" in out
     assert code == 0
     assert Card.open(img).store["card"].state == "blocked"
 
 
-def test_failed_script_exits_non_zero(img, capsys):
-    code, out, err = fin(capsys, img, "activate", "--pin", "123")  # 3 digits: not a PIN block the card takes
+def other_keys(tmp_path, key: str, value: str) -> str:
+    """A profile like the default one, with the issuer master key `key` replaced by `value`."""
+    text = (SHIPPED / "default.toml").read_text(encoding="utf-8")
+    line = next(line for line in text.splitlines() if line.startswith(f"{key} = "))
+    other = tmp_path / f"other-{key}.toml"
+    other.write_text(text.replace(line, f'{key} = "{value}"'), encoding="utf-8")
+    return str(other)
+
+
+def test_a_refused_pin_script_stops_the_activation_script(img, capsys, tmp_path):
+    """The host's script MAC key differs: the card refuses PIN CHANGE (6988) and the kernel never sends
+    PUT DATA DF7F 01 after it, so the card is not activated with its old PIN."""
+    keys = other_keys(tmp_path, "fin_imk_smi", "00112233445566778899AABBCCDDEEFF")
+    code, out, err = fin(capsys, img, "activate", "--pin", "246810", "--keys", keys)
     assert code == 1
-    assert tail(out, 3) == ["script 8424: 6A80 wrong data", "script 04DA: 9000 OK",
-                            "outcome: declined (AAC, ATC 1, CVR 03801004)"]
-    assert err == "refused: 6A80 wrong data\n"
-    assert Card.open(img).store["fin.pin"].value == pin_block("000000")
+    assert "> 84 24 00 02 14 " in out and "> 04 DA" not in out
+    assert tail(out, 4) == [
+        f"script 8424 PIN CHANGE: 6988 {meaning(0x6988)}",
+        "script 04DA PUT DATA DF7F: not sent (an earlier command of its script failed)",
+        "transaction carrying the scripts: declined (AAC, ATC 1, CVR 03801004): the financial application is "
+        "not activated (expected before activation: the issuer's scripts ran after the AAC)",
+        "not activated: the card ran PIN CHANGE (6988); not sent: PUT DATA DF7F"]
+    assert err == f"refused: 6988 {meaning(0x6988)}\n"
+    card = Card.open(img)
+    assert not card.financial_activated()
+    assert card.store["fin.pin"].value == pin_block("000000")
 
 
 def test_host_with_other_keys_delivers_no_script(img, capsys, tmp_path):
-    text = (SHIPPED / "default.toml").read_text(encoding="utf-8")
-    other = tmp_path / "other.toml"
-    other.write_text(text.replace('fin_imk_ac = "0123456789ABCDEFFEDCBA9876543210"',
-                                  'fin_imk_ac = "00112233445566778899AABBCCDDEEFF"'), encoding="utf-8")
-    code, out, err = fin(capsys, img, "activate", "--keys", str(other))
+    keys = other_keys(tmp_path, "fin_imk_ac", "00112233445566778899AABBCCDDEEFF")
+    code, out, err = fin(capsys, img, "activate", "--keys", keys)
     assert code == 1
-    assert "script" not in out
-    assert tail(out, 1) == ["outcome: declined (AAC, ATC 1, CVR 03801004)"]
-    assert err == "refused: 6985 conditions of use not satisfied\n"
+    assert "script " not in out
+    assert tail(out, 2) == [
+        "transaction carrying the scripts: declined (AAC, ATC 1, CVR 03801004): the financial application is "
+        "not activated",
+        "not activated: the issuer host sent no scripts (it did not verify the card's cryptogram)"]
+    assert err == "refused: no issuer script reached the card\n"
     assert not Card.open(img).financial_activated()
 
 

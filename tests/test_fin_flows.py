@@ -139,6 +139,7 @@ def test_activation_survives_reopening_the_image(tmp_path, sm4):
     img = str(tmp_path / "card.img")
     card = Card.from_profile(state=img, date=CARD_DATE)
     activate(card, sm4)
+    card.close()  # one owner per image
     reopened = Card.open(img, date=CARD_DATE)
     assert get_data(reopened, "DF7F") == "DF7F01019000"
     reader = fin_reader(reopened)
@@ -153,7 +154,7 @@ def test_online_activation_from_the_app_waits_for_the_next_online_contact(card, 
     offline = purchase(card, 500, sm4=sm4)
     assert (offline.approved, offline.cid, offline.cvr[3]) == (False, AAC, 0x04)
     assert offline.script_results == []
-    assert len(host.pending[PAN]) == 2
+    assert [len(script) for script in host.pending[PAN]] == [2]  # one script: PIN CHANGE, PUT DATA DF7F 01
     assert get_data(card, "DF7F") == "DF7F01009000"
     # the next online contact delivers them; that transaction itself was declined at its first AC
     delivering = purchase(card, 500, host=host, sm4=sm4)
@@ -344,9 +345,11 @@ def test_card_block_by_script_is_final(tmp_path, sm4):
     assert [(c[:5].hex().upper(), sw) for c, sw in outcome.script_results] == [("8416000004", 0x9000)]
     _assert_card_blocked(card)
     _assert_card_blocked(card)  # after another reset
-    _assert_card_blocked(Card.open(img, date=CARD_DATE))
-    with pytest.raises(KernelError, match="SELECT PSE answered 6A81"):
-        purchase(Card.open(img, date=CARD_DATE), 100, host=IssuerHost(), sm4=sm4)
+    card.close()  # one owner per image
+    with Card.open(img, date=CARD_DATE) as reopened:
+        _assert_card_blocked(reopened)
+    with Card.open(img, date=CARD_DATE) as reopened, pytest.raises(KernelError, match="SELECT PSE answered 6A81"):
+        purchase(reopened, 100, host=IssuerHost(), sm4=sm4)
 
 
 @ALGS
@@ -357,7 +360,9 @@ def test_card_block_by_script_on_an_activated_card(tmp_path, sm4):
     outcome = deliver(card, IssuerHost.command(0x84, 0x16), sm4)
     assert [(c[:5].hex().upper(), sw) for c, sw in outcome.script_results] == [("8416000004", 0x9000)]
     assert not outcome.approved
-    _assert_card_blocked(Card.open(img, date=CARD_DATE))
+    card.close()  # one owner per image
+    with Card.open(img, date=CARD_DATE) as reopened:
+        _assert_card_blocked(reopened)
 
 
 # -- script MACs --------------------------------------------------------------------------------------
@@ -375,7 +380,8 @@ def tampered(builders: list) -> list:
 @ALGS
 def test_wrong_script_mac_changes_nothing(card, sm4):
     outcome = deliver(card, tampered(IssuerHost.activation("246810")), sm4)
-    assert sws(outcome) == [0x6988, 0x6988]
+    assert sws(outcome) == [0x6988]  # the PIN CHANGE failed: the script stops, PUT DATA is never sent
+    assert [c[:4].hex().upper() for c in outcome.scripts_not_sent] == ["04DADF7F"]
     assert get_data(card, "DF7F") == "DF7F01009000"
     reader = fin_reader(card)
     assert tx(reader, "80CA9F1700") == "9F1701039000"
@@ -489,7 +495,7 @@ def test_bank_outlet_activation_before_the_deadline_prevents_the_lock(profile, s
 @PAIRS
 def test_failed_activation_scripts_do_not_prevent_the_lock(profile, sm4):
     card = Card.from_profile(profile, date=CARD_DATE)
-    assert sws(deliver(card, tampered(IssuerHost.activation("246810")), sm4)) == [0x6988, 0x6988]
+    assert sws(deliver(card, tampered(IssuerHost.activation("246810")), sm4)) == [0x6988]
     card.set_date(PAST_DEADLINE)
     assert select_ssse(card) == "6283"
 

@@ -680,3 +680,68 @@ def test_power_loss_and_unpowered_card_are_not_swallowed():
     card.power_on(0)
     card_end.receive(h("00A4000000"))  # the half TPDU was forgotten: a clean start
     assert card_end.output() == h("6106")
+
+
+# -- a command the card OS does not take: answered right after the header ---------------------------------
+
+
+@pytest.mark.parametrize("apdu, sw", [
+    ("08E0018108", "6E00"),  # case 2, a class the card does not speak: no ACK, no wait for data
+    ("0012000008", "6D00"),  # case 2, an INS no applet has
+    ("8012000002AABB", "6D00"),  # case 3: the data are never sent
+    ("0CC2000004AABBCCDD", "6E00"),  # ENVELOPE is CLA 00 only
+    ("0C612D0D00", "6E00"),  # INS 6X is invalid on T=0, but the class is checked first (as in-process)
+    ("08E0018100", "6E00"),
+])
+def test_an_unsupported_command_is_answered_after_its_header(link, apdu, sw):
+    assert link.send(apdu) == sw == in_process([apdu])[0] == in_process([apdu], "T=1")[0]
+    assert link.exchanges == [(apdu[:10], sw)]  # the header, then only the SW: no ACK, no timeout
+
+
+def test_an_unknown_ins_inside_an_application_is_answered_after_its_header(link):
+    assert link.send(SELECT_SSSE)[-4:] == "9000"
+    assert link.send("0012000008") == "6D00"
+    assert link.exchanges == [("0012000008", "6D00")]
+    assert link.send("00B2012C00")[-4:] == "9000"  # the application is still selected
+
+
+def test_knows_asks_without_side_effects():
+    card = new_card()
+    assert card.transmit(h(SELECT_SSSE)) == h("61" + FCI_LENGTH)  # T=0: the FCI waits for GET RESPONSE
+    assert [card.knows(cla, ins) for cla, ins in ((0x00, 0xA4), (0x00, 0xC0), (0x00, 0xB2), (0x00, 0x20))] \
+        == [0, 0, 0, 0]
+    assert (card.knows(0x08, 0xE0), card.knows(0x00, 0x12), card.knows(0x80, 0x12)) == (0x6E00, 0x6D00, 0x6D00)
+    assert card.transmit(h("00C00000" + FCI_LENGTH)) == h(FCI_SSSE + "9000")  # nothing was dropped
+
+
+def test_an_injected_fault_still_fires_on_an_unsupported_header(link):
+    from chip.faults import FaultPlan
+
+    link.card.faults = FaultPlan(["sw 6581 ins 12 once"])
+    assert link.send("0012000008") == "6581"
+    assert link.send("0012000008") == "6D00"
+
+
+@pytest.mark.parametrize("apdu, sw", [
+    ("08E0018105AA", "6E00"),  # Lc 5, one data byte, an unknown class: the class decides
+    ("0012000005AA", "6D00"),  # an unknown INS in a known class
+    ("00B2012C0000", "6700"),  # a known command: the length rules decide
+])
+def test_a_malformed_apdu_gets_one_sw_on_the_wire_and_in_process(link, apdu, sw):
+    """On T=0 the card has only the header when it answers (7816-3 §10.3.3): class, then INS, then
+    lengths. A firmware that sends a malformed APDU's header gets that SW at once; ours sends it
+    by ENVELOPE; in-process decides in the same order."""
+    assert link.send(apdu) == sw == in_process([apdu])[0] == in_process([apdu], "T=1")[0]
+    if sw != "6700":
+        card_end = CardT0(new_card())
+        card_end.receive(h(apdu[:10]))  # the header alone
+        assert card_end.output() == h(sw)
+
+
+def test_a_blocked_card_answers_6a81_after_the_header():
+    card = new_card()
+    card.store.write(card.store["card"], "state", "blocked")
+    card.store.commit()
+    link = Link(card)
+    assert link.send("0020000003123456") == "6A81"
+    assert link.exchanges == [("0020000003", "6A81")]
