@@ -19,12 +19,13 @@ Response delivery follows the protocol chosen at power-up:
 import datetime
 import logging
 import os
+import weakref
 
 from . import image as image_mod
 from . import lifecycle
 from .apdu import parse
 from .applet import Applet
-from .atr import AtrConfig, build
+from .atr import LEGACY as ATR_LEGACY, AtrConfig, build
 from .fs import MF_FID, master_file, nearest
 from .directory import PpseApplet, PseApplet
 from .financial import FinancialApplet
@@ -64,6 +65,32 @@ KINDS = {
     "psam": PSAM,  # a terminal's secure access module (LD/T 32 P9): its MF is an environment, see chip.psam
 }
 
+_EXPECTED: dict = {}  # kind -> the objects of a fresh personalisation of it (what an image must hold)
+_OPTIONAL_VARS = frozenset(("card", key) for key in ATR_LEGACY)  # an image made before the ATR values lacks them
+_LIFECYCLE_VALUES = {machine: frozenset(states) for machine, states in lifecycle.TRANSITIONS.items()}
+
+
+def check_image(objects: dict, where: str) -> None:
+    """ImageError unless `objects` hold what a card of their kind is made of: the objects (names and
+    kinds) a fresh personalisation of that kind makes, the values of its Vars, lifecycle states the
+    lifecycle table knows (chip.image.check_objects)."""
+    config = objects.get("card")
+    if config is None:
+        raise image_mod.ImageError(f"{where}: damaged card image: missing card")
+    kind = getattr(config, "kind", None)
+    if kind not in KINDS:
+        raise image_mod.ImageError(f"{where}: damaged card image: card.kind is {kind!r}, expected one of "
+                                   f"{', '.join(sorted(KINDS))}")
+    expected = _EXPECTED.get(kind)
+    if expected is None:
+        from .profile import load_profile
+
+        store = Card._fresh_store(kind, load_profile("default"), datetime.date(2026, 1, 1), image_mod.MemoryBackend())
+        expected = _EXPECTED[kind] = dict(store.objects)
+    allowed = {machine: states for machine, states in _LIFECYCLE_VALUES.items() if machine[0] in expected}
+    image_mod.check_objects(objects, expected, where, optional=_OPTIONAL_VARS, allowed=allowed)
+
+
 _SW_9000 = b"\x90\x00"
 _SELECT = 0xA4
 OS_CLASSES = frozenset((0x00, 0x04, 0x80, 0x84))  # ISO, ISO with SM, proprietary, proprietary with SM
@@ -90,8 +117,13 @@ class Card:
         self.atr = build(self.atr_config)
         self._date = date
         self.random = os.urandom  # the chip's random source; tests may set a deterministic one
-        self.mf_applet = Applet(self, store)
-        self.applets = {cls.NAME: cls(self, store) for cls in self.kind.applets}
+        # the applets reach the card by a weak proxy: no reference cycle, so a card nobody holds is
+        # freed at once and its image's lock released with it (see close)
+        me = weakref.proxy(self)
+        self.mf_applet = Applet(me, store)
+        self.applets = {cls.NAME: cls(me, store) for cls in self.kind.applets}
+        self._closed = False
+        self.power_up_warning = None  # why the last power-up could not write its rule's change, or None
         self._owner = {}
         for applet in self.applets.values():
             for node in applet.ROOT.walk():
@@ -104,41 +136,109 @@ class Card:
 
     # -- making and opening cards ------------------------------------------
     @classmethod
-    def from_profile(cls, profile="default", state=None, *, date: datetime.date | None = None) -> "Card":
+    def from_profile(cls, profile="default", state=None, *, date: datetime.date | None = None,
+                     overwrite: bool = False) -> "Card":
         """Personalise a new social-security card from a profile (shipped name, TOML path or Profile).
 
         With `state`, the card's persistent state lives in that image file from
-        now on (an existing file is replaced only once the new image is
-        complete); without, it lives in memory.
+        now on, and the card is the file's only owner (see `open`). An existing
+        file is refused (ImageError) unless `overwrite` (`sscard personalize
+        --force`); then it is replaced only once the new image is complete, and
+        never while another card has it open. Without `state`, the card lives
+        in memory.
         """
-        return cls._personalize("sscard", profile, state, date)
+        return cls._personalize("sscard", profile, state, date, overwrite)
 
     @classmethod
-    def psam(cls, profile="default", state=None, *, date: datetime.date | None = None) -> "Card":
+    def psam(cls, profile="default", state=None, *, date: datetime.date | None = None,
+             overwrite: bool = False) -> "Card":
         """A terminal's PSAM holding the profile's issuer master keys (a card of its own)."""
-        return cls._personalize("psam", profile, state, date)
+        return cls._personalize("psam", profile, state, date, overwrite)
 
-    @classmethod
-    def _personalize(cls, kind: str, profile, state, date) -> "Card":
-        from .profile import Profile, load_profile
-
-        if not isinstance(profile, Profile):
-            profile = load_profile(profile)
-        today = date or datetime.date.today()
-        backend = image_mod.FileBackend(state) if state is not None else image_mod.MemoryBackend()
+    @staticmethod
+    def _fresh_store(kind: str, profile, today, backend) -> Store:
+        """A store holding what personalising a card of `kind` from `profile` makes (not committed)."""
         store = Store(backend)
         store.add("card", Vars(kind=kind, profile=profile.name, state=lifecycle.INITIAL[lifecycle.CARD],
                                **profile.atr_config().to_vars()))
         for applet in KINDS[kind].applets:
             applet.personalize(store, profile, today)
-        store.commit()
+        return store
+
+    @classmethod
+    def _personalize(cls, kind: str, profile, state, date, overwrite: bool = False) -> "Card":
+        from .profile import Profile, load_profile
+
+        if not isinstance(profile, Profile):
+            profile = load_profile(profile)
+        today = date or datetime.date.today()
+        if state is None:
+            backend = image_mod.MemoryBackend()
+        else:
+            backend = image_mod.FileBackend.create(state, overwrite=overwrite)  # locked: its only owner
+        try:
+            store = cls._fresh_store(kind, profile, today, backend)
+            store.commit()
+        except StorageFailure as failure:  # a missing, read-only or full folder: one line naming the image
+            backend.close()
+            raise image_mod.ImageError(str(failure)) from None
+        except BaseException:
+            backend.close()
+            raise
         return cls(store, date)
 
     @classmethod
-    def open(cls, path, *, date: datetime.date | None = None) -> "Card":
-        """Reopen a personalised card image; its state keeps living in that file."""
-        backend, objects = image_mod.FileBackend.open(path)
-        return cls(Store(backend, objects), date)
+    def open(cls, path, *, date: datetime.date | None = None, read_only: bool = False) -> "Card":
+        """Reopen a personalised card image; its state keeps living in that file.
+
+        The card is the image's only owner while it lives: it holds an exclusive
+        lock on the file (chip.image) until `close()` (or the end of a `with`
+        block, or the card being dropped, or the process ending). Another
+        opener, in this process or another, gets ImageInUse
+        (`card.img is in use by pid 1234 (sscard serve)`). `read_only=True`
+        reads the image as it is now without taking it (whoever owns it may be
+        changing it): that card writes nothing, a command that would write
+        answers 6581.
+
+        The objects a card of the image's kind is made of (those a fresh
+        personalisation makes) are checked first: a missing one or one of the
+        wrong kind is ImageError "damaged card image: missing ssse.pin".
+        """
+        if read_only:
+            backend, objects = image_mod.snapshot(path)
+        else:
+            backend, objects = image_mod.FileBackend.open(path)
+        try:
+            check_image(objects, os.fspath(path))
+            return cls(Store(backend, objects), date)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:  # what the check did not foresee
+            backend.close()
+            raise image_mod.ImageError(f"{os.fspath(path)}: damaged card image ({type(exc).__name__}: {exc})") \
+                from None
+        except BaseException:
+            backend.close()
+            raise
+
+    def close(self) -> None:
+        """The card leaves the simulator: powered off, its image given up (the lock is released).
+
+        A closed card cannot be powered again; open the image again with `Card.open`.
+        """
+        if self.powered:
+            self.power_off()
+        self._closed = True
+        self.store.backend.close()
+
+    def __enter__(self) -> "Card":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        store = self.__dict__.get("store")
+        if store is not None:
+            store.backend.close()
 
     @property
     def path(self) -> str | None:
@@ -168,15 +268,26 @@ class Card:
             protocol = config.protocols[0] if config.specific is None else config.specific
         if protocol not in (0, 1):
             raise ValueError("protocol must be 0 (T=0) or 1 (T=1)")
+        if self._closed:
+            raise image_mod.ImageError(f"{self.path}: this card was closed; open the image again with Card.open")
         self.protocol = protocol
         self._clear_volatile()
         self.powered = True
-        try:
-            for applet in self.applets.values():
+        self.power_up_warning = None
+        for applet in self.applets.values():
+            try:
                 applet.power_up()
-        except PowerLoss:  # the power went again while a power-up rule was being written
-            self.power_off()
-            raise
+            except PowerLoss:  # the power went again while a power-up rule was being written
+                self.power_off()
+                raise
+            except StorageFailure as failure:
+                # A real card's failed EEPROM write answers 6581 to the command that needed it; a
+                # power-up rule has no command to answer: the card powers up without the change (rolled
+                # back), says so once, and the next power-up that can write applies the rule.
+                self.power_up_warning = (f"warning: {failure}; the card powers up without its power-up "
+                                         f"rule's change (the activation-deadline lock), which the next "
+                                         f"power-up that can write applies")
+                log.warning("%s", self.power_up_warning)
         return self.atr
 
     def reset(self, protocol: int | None = None) -> bytes:
@@ -228,7 +339,10 @@ class Card:
             if store.journal:
                 store.abort()
             self._pending = None  # a malformed command discards GET RESPONSE data too
-            return _sw(error.sw)
+            sw = error.sw
+            if sw == SW_WRONG_LENGTH and len(apdu) >= 4:  # malformed: its class and INS are checked first
+                sw = self.knows(apdu[0], apdu[1]) or sw
+            return _sw(sw)
         except PowerLoss:
             self.power_off()
             raise
@@ -250,6 +364,26 @@ class Card:
         """6D00 for an unknown INS in a class the OS speaks, 6E00 for any other class."""
         cla = cmd.cla
         return SW_INS_NOT_SUPPORTED if cla in self.applet.classes or cla in OS_CLASSES else SW_CLA_NOT_SUPPORTED
+
+    def knows(self, cla: int, ins: int) -> int:
+        """0 when the card OS takes commands `cla ins` now (SELECT, GET RESPONSE, or the selected
+        applet's table), else the status word it answers them whatever P1, P2 and data say:
+        6E00 for a class it does not speak, 6D00 for an unknown INS, 6A81 on a blocked card.
+
+        No side effect and off the hot path: the T=0 handler asks on each data-receiving header
+        before it ACKs, so an unsupported command is answered right after its header, as a real
+        card does (ISO/IEC 7816-3 §10.3.3: the card has only the header when it answers
+        the procedure byte). The same order decides a malformed APDU in `transmit`: class, then
+        INS, then the length rules (6700), so the wire and in-process agree.
+        """
+        if self.config.state == "blocked":
+            return SW_CARD_BLOCKED
+        if cla == 0 and (ins == _SELECT or ins == _GET_RESPONSE):
+            return 0
+        applet = self.applet
+        if (cla << 8 | ins) in applet.commands:
+            return 0
+        return SW_INS_NOT_SUPPORTED if cla in applet.classes or cla in OS_CLASSES else SW_CLA_NOT_SUPPORTED
 
     def _deliver(self, cmd, data: bytes, sw: int) -> bytes:
         n = len(data)

@@ -29,7 +29,15 @@ class PowerLoss(Exception):
 
 
 class StorageFailure(Exception):
-    """The backend could not make a commit durable (disk full, I/O error)."""
+    """The backend could not make a commit durable (disk full, I/O error); the message names the image.
+
+    `landed`: the new state is in place anyway (only its durability failed, e.g. the folder's fsync),
+    so the store keeps it in memory too, as for a PowerLoss that landed.
+    """
+
+    def __init__(self, message: str, landed: bool = False):
+        super().__init__(message)
+        self.landed = landed
 
 
 class Persistent:
@@ -130,6 +138,12 @@ class Store:
             self.backend.commit(self.objects)
         except PowerLoss as cut:
             if cut.landed:
+                self.journal.clear()
+            else:
+                self.abort()
+            raise
+        except StorageFailure as failure:  # the backend's own one-line reason (chip.image names the file)
+            if failure.landed:
                 self.journal.clear()
             else:
                 self.abort()

@@ -8,7 +8,7 @@ import pytest
 
 import chip
 from chip import Card, ImageError, PowerLoss
-from chip.image import FORMAT_VERSION, IMAGE, MAGIC, cut_power_at
+from chip.image import FORMAT_VERSION, IMAGE, MAGIC, ImageInUse, cut_power_at
 from chip.pin import pack
 from reader import SimReader
 from ssse_helpers import Terminal, read_record
@@ -40,6 +40,19 @@ def card(path):
     return Card.from_profile(state=path)
 
 
+@pytest.fixture
+def closed(card):
+    """The fixture card, closed: its image is nobody's (tests that damage it, then open it)."""
+    card.close()
+    return card
+
+
+def reopen(card, path):
+    """What a restart does: the card gives its image up, the image is opened again."""
+    card.close()
+    return Card.open(path)
+
+
 def session(card) -> SimReader:
     reader = SimReader(card)
     reader.reset()
@@ -69,7 +82,7 @@ def generation(path) -> int:
 def image_error(path) -> str:
     with pytest.raises(ImageError) as excinfo:
         Card.open(path)
-    assert excinfo.type is ImageError
+    assert excinfo.type is ImageError  # not ImageInUse: nobody holds it
     message = str(excinfo.value)
     assert message and "\n" not in message
     assert excinfo.value.__cause__ is None
@@ -100,7 +113,7 @@ def test_from_profile_writes_an_image(card, path):
 
 
 def test_reopen_has_the_same_state(card, path):
-    reopened = Card.open(path)
+    reopened = reopen(card, path)
     assert reopened.path == path
     assert snapshot(reopened) == snapshot(card)
     pin = reopened.store["ssse.pin"]
@@ -110,7 +123,8 @@ def test_reopen_has_the_same_state(card, path):
 
 def test_reopen_answers_the_same_records(card, path):
     answers = []
-    for c in (card, Card.open(path)):
+    for c in (card, None):
+        c = c or reopen(card, path)
         reader = session(c)
         free = [reader.transmit(apdu) for apdu in EF05_READS]
         assert all(a[-2:] == SW_OK for a in free)  # EF05 is free (V2 table 3)
@@ -128,7 +142,7 @@ def test_reopen_answers_the_same_records(card, path):
     assert answers[0][7 + 1] == b"\x09\x1e" + "李华".encode("gbk") + bytes(26) + SW_OK
 
 
-def test_reopening_writes_nothing(card, path):
+def test_reopening_writes_nothing(closed, path):
     with open(path, "rb") as f:
         before = f.read()
     reader = session(Card.open(path))
@@ -141,13 +155,14 @@ def test_reopening_writes_nothing(card, path):
 
 def test_wrong_pins_persist_across_reopen(card, path):
     assert session(card).transmit(VERIFY_WRONG) == b"\x63\xC5"
+    card.close()
     assert Card.open(path).store["ssse.pin"].tries == 5
-    assert session(Card.open(path)).transmit(VERIFY_WRONG) == b"\x63\xC4"
-    reopened = Card.open(path)
-    assert reopened.store["ssse.pin"].tries == 4
-    reader = session(reopened)
-    assert reader.transmit(bytes.fromhex("00200000")) == b"\x63\xC4"  # status only: no try spent
-    assert reader.transmit(VERIFY_RIGHT) == SW_OK
+    assert session(Card.open(path)).transmit(VERIFY_WRONG) == b"\x63\xC4"  # each card dropped: given up
+    with Card.open(path) as reopened:
+        assert reopened.store["ssse.pin"].tries == 4
+        reader = session(reopened)
+        assert reader.transmit(bytes.fromhex("00200000")) == b"\x63\xC4"  # status only: no try spent
+        assert reader.transmit(VERIFY_RIGHT) == SW_OK
     assert Card.open(path).store["ssse.pin"].tries == 6
 
 
@@ -155,7 +170,7 @@ def test_blocked_pin_persists(card, path):
     reader = session(card)
     for left in range(5, -1, -1):
         assert reader.transmit(VERIFY_WRONG) == bytes((0x63, 0xC0 | left))
-    reopened = Card.open(path)
+    reopened = reopen(card, path)
     assert reopened.store["ssse.pin"].tries == 0
     assert session(reopened).transmit(VERIFY_RIGHT) == b"\x69\x83"
 
@@ -164,7 +179,7 @@ def test_change_pin_persists(card, path):
     reader = session(card)
     assert reader.transmit(VERIFY_WRONG) == b"\x63\xC5"
     assert reader.transmit(CHANGE_PIN) == SW_OK
-    pin = Card.open(path).store["ssse.pin"]
+    pin = reopen(card, path).store["ssse.pin"]
     assert (pin.value, pin.tries) == (pack("654321"), 6)
     reader = session(Card.open(path))
     assert reader.transmit(VERIFY_RIGHT) == b"\x63\xC5"
@@ -181,7 +196,7 @@ def test_generation_grows_with_each_commit(card, path):
     assert generation(path) == 4  # the decrement, then the restore
     assert reader.transmit(CHANGE_PIN) == SW_OK
     assert generation(path) == 6
-    reopened = Card.open(path)
+    reopened = reopen(card, path)
     assert reopened.store.backend.generation == 6
     assert session(reopened).transmit(VERIFY_WRONG) == b"\x63\xC5"
     assert generation(path) == 7
@@ -210,7 +225,7 @@ def test_open_missing_file(tmp_path):
 
 def test_open_a_folder(tmp_path):
     message = image_error(str(tmp_path))
-    assert message.startswith(f"{tmp_path}: cannot read card image")
+    assert message == f"{tmp_path}: is a folder, not a card image file (give the path of a card image)"
 
 
 @pytest.mark.parametrize("content", [b"", b"hello, world\n", b"SSCARDI", random.Random(7).randbytes(600)],
@@ -221,7 +236,7 @@ def test_open_garbage(path, content):
     assert image_error(path) == f"{path}: not an sscard card image (bad magic)"
 
 
-def test_open_truncated_image_every_length(card, path):
+def test_open_truncated_image_every_length(closed, path):
     with open(path, "rb") as f:
         good = f.read()
     for length in range(len(good)):
@@ -234,7 +249,7 @@ def test_open_truncated_image_every_length(card, path):
 
 
 @pytest.mark.parametrize("mask", [0x01, 0x80, 0xFF])
-def test_open_image_with_one_flipped_byte(card, path, mask):
+def test_open_image_with_one_flipped_byte(closed, path, mask):
     with open(path, "rb") as f:
         good = f.read()
     for i in range(len(good)):  # the generation too: the CRC-32 covers the header
@@ -248,7 +263,7 @@ def test_open_image_with_one_flipped_byte(card, path, mask):
 
 
 @pytest.mark.parametrize("offset", [GENERATION.start, GENERATION.stop - 1])
-def test_open_image_with_flipped_generation_byte(card, path, offset):
+def test_open_image_with_flipped_generation_byte(closed, path, offset):
     with open(path, "rb") as f:
         damaged = bytearray(f.read())
     damaged[offset] ^= 0x01
@@ -257,7 +272,7 @@ def test_open_image_with_flipped_generation_byte(card, path, offset):
     assert image_error(path).startswith(f"{path}: damaged card image (")
 
 
-def test_open_image_with_a_trailing_byte(card, path):
+def test_open_image_with_a_trailing_byte(closed, path):
     with open(path, "rb") as f:
         good = f.read()
     for extra in (b"\x00", b"\xFF"):
@@ -266,19 +281,33 @@ def test_open_image_with_a_trailing_byte(card, path):
         assert image_error(path).startswith(f"{path}: damaged card image ("), extra
     with open(path, "wb") as f:
         f.write(good)
-    assert snapshot(Card.open(path)) == snapshot(card)
+    assert snapshot(Card.open(path)) == snapshot(closed)
 
 
-def test_open_image_of_another_format_version(card, path):
+def test_open_image_of_a_newer_format_version(closed, path):
+    """An intact image of a higher version (its CRC-32 right) was written by a newer sscard: said so."""
+    with open(path, "rb") as f:
+        newer = bytearray(f.read())
+    for version in (FORMAT_VERSION + 1, 0xFFFF):
+        newer[8:10] = version.to_bytes(2, "big")
+        newer[-4:] = zlib.crc32(newer[:-4]).to_bytes(4, "big")
+        with open(path, "wb") as f:
+            f.write(newer)
+        assert image_error(path) == (f"{path} was written by a newer sscard (format {version}; this one reads "
+                                     f"{FORMAT_VERSION}): open it with that sscard")
+
+
+@pytest.mark.parametrize("version", [0, FORMAT_VERSION + 1])
+def test_open_image_of_another_format_version_with_a_bad_crc_is_damaged(closed, path, version):
     with open(path, "rb") as f:
         damaged = bytearray(f.read())
-    damaged[8:10] = (FORMAT_VERSION + 1).to_bytes(2, "big")
+    damaged[8:10] = version.to_bytes(2, "big")
     with open(path, "wb") as f:
         f.write(damaged)
     assert image_error(path).startswith(f"{path}: damaged card image (")
 
 
-def test_open_image_with_unknown_object_kind(card, path):
+def test_open_image_with_unknown_object_kind(closed, path):
     image = parsed(path)
     items = [{"name": o.name, "kind": o.kind, "body": o.body} for o in image.body.value.objects]
     items.append({"name": "future.thing", "kind": "hologram", "body": b"\x01\x02"})
@@ -299,34 +328,78 @@ def test_image_built_with_the_layout_opens(card, path):
 
 # -- the temporary file ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("leftover", ["garbage", "newer-image"])
-def test_leftover_tmp_is_ignored_then_replaced(card, path, leftover):
-    tmp = path + ".tmp"
-    if leftover == "garbage":
-        with open(tmp, "wb") as f:
+def temps(path) -> list[str]:
+    """This image's own temporary files (`.card.img.<pid>.<random>.tmp`) in its folder."""
+    folder, base = os.path.split(path)
+    return sorted(name for name in os.listdir(folder) if name.startswith(f".{base}.") and name.endswith(".tmp"))
+
+
+def test_temporary_files_are_per_writer_and_none_stays(card, path, monkeypatch):
+    made = []
+    real_open = os.open
+
+    def spy(name, flags, *args, **kwargs):
+        if flags & os.O_CREAT:
+            made.append((os.path.basename(name), flags))
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", spy)
+    reader = session(card)
+    assert reader.transmit(VERIFY_WRONG) == b"\x63\xC5"
+    assert reader.transmit(VERIFY_WRONG) == b"\x63\xC4"
+    monkeypatch.undo()
+    assert len(made) == 2 and made[0][0] != made[1][0]  # a new name each commit
+    for name, flags in made:
+        assert name.startswith(f".card.img.{os.getpid()}.") and name.endswith(".tmp")
+        assert flags & os.O_EXCL and flags & os.O_NOFOLLOW and not flags & os.O_TRUNC
+    assert os.listdir(os.path.dirname(path)) == ["card.img"]
+
+
+@pytest.mark.parametrize("leftover", ["legacy-garbage", "own-cut-at-rename"])
+def test_leftover_temporary_file(card, path, leftover):
+    """A file of the old fixed name `card.img.tmp` is not sscard's any more: ignored, never touched. A
+    temporary file of this image a power cut left (complete, never renamed) is ignored: the old image
+    counts, and the next owner removes it before its first write."""
+    if leftover == "legacy-garbage":
+        legacy = path + ".tmp"
+        with open(legacy, "wb") as f:
             f.write(b"SSCARDIM half an image")
-    else:  # a complete newer image that never got renamed (power cut at the rename)
+    else:
         card.store.backend.write_point = cut_power_at(4)
         with pytest.raises(PowerLoss) as excinfo:
             session(card).transmit(VERIFY_WRONG)
         assert (excinfo.value.point, excinfo.value.landed) == ("rename", False)
-        assert generation(tmp) == 2 and Card.open(tmp).store["ssse.pin"].tries == 5
-    assert os.path.exists(tmp)
-    reopened = Card.open(path)
+        [leftover_name] = temps(path)
+        assert generation(os.path.join(os.path.dirname(path), leftover_name)) == 2
+    reopened = reopen(card, path)
     assert reopened.store["ssse.pin"].tries == 6
     assert reopened.store.backend.generation == 1
     assert session(reopened).transmit(VERIFY_WRONG) == b"\x63\xC5"
-    assert not os.path.exists(tmp)
+    assert temps(path) == []  # the owner tidied before its first write
     assert generation(path) == 2
-    assert Card.open(path).store["ssse.pin"].tries == 5
+    assert reopen(reopened, path).store["ssse.pin"].tries == 5
+    if leftover == "legacy-garbage":
+        with open(legacy, "rb") as f:
+            assert f.read() == b"SSCARDIM half an image"
 
 
 def test_personalise_over_an_existing_image(card, path):
     assert session(card).transmit(VERIFY_WRONG) == b"\x63\xC5"
-    fresh = Card.from_profile(state=path)
+    with open(path, "rb") as f:
+        before = f.read()
+    with pytest.raises(ImageError) as refused:
+        Card.from_profile(state=path)
+    assert str(refused.value) == (f"{path} already exists: personalising would replace that card "
+                                  "(sscard personalize --force, or Card.from_profile(..., overwrite=True))")
+    with pytest.raises(ImageInUse):  # overwrite, but the card still has it: never replaced under an owner
+        Card.from_profile(state=path, overwrite=True)
+    with open(path, "rb") as f:
+        assert f.read() == before
+    card.close()
+    fresh = Card.from_profile(state=path, overwrite=True)
     assert fresh.store["ssse.pin"].tries == 6
-    assert Card.open(path).store["ssse.pin"].tries == 6
-    assert not os.path.exists(path + ".tmp")
+    assert reopen(fresh, path).store["ssse.pin"].tries == 6
+    assert os.listdir(os.path.dirname(path)) == ["card.img"]
 
 
 # -- storage failure: 6581 and nothing changes ---------------------------------------------------------
@@ -364,13 +437,13 @@ def test_storage_failure_answers_6581_and_keeps_the_old_state(card, path, monkey
     monkeypatch.undo()
     with open(path, "rb") as f:
         assert f.read() == before_file
-    assert snapshot(Card.open(path)) == before_memory
+    assert snapshot(Card.open(path, read_only=True)) == before_memory
     # the PIN was not verified: protected records stay closed in this session
     assert pin_protected_read(reader) == b"\x69\x82"
     # and the card goes on working once the storage does
     tries = card.store["ssse.pin"].tries
     assert reader.transmit(VERIFY_WRONG) == bytes((0x63, 0xC0 | tries - 1))
-    assert Card.open(path).store["ssse.pin"].tries == tries - 1
+    assert Card.open(path, read_only=True).store["ssse.pin"].tries == tries - 1
 
 
 @pytest.mark.parametrize("apdu", [VERIFY_RIGHT, CHANGE_PIN], ids=["verify-right", "change-pin"])
@@ -383,7 +456,7 @@ def test_storage_failure_on_the_restore_keeps_the_durable_decrement(card, path, 
     assert reader.transmit(apdu) == SW_MEMORY_FAILURE
     assert replace.calls == [path, path]
     monkeypatch.undo()
-    for c in (card, Card.open(path)):
+    for c in (card, Card.open(path, read_only=True)):
         pin = c.store["ssse.pin"]
         assert (pin.value, pin.tries) == (pack("123456"), 4)
 
@@ -399,3 +472,169 @@ def test_storage_failure_on_the_restore_leaves_pin_unverified(card, path, monkey
 
 def test_image_error_is_exported():
     assert chip.ImageError is ImageError
+
+
+# -- images with a valid CRC that a card cannot be made of ---------------------------------------------
+# Crafted as an attacker (or a bad tool) would: decode, change the objects, encode again (CRC right).
+# Each is one line naming the image and what is wrong, never a KeyError/TypeError later.
+
+def _drop(name):
+    def craft(objects):
+        del objects[name]
+    return craft
+
+
+def _as(name, obj):
+    def craft(objects):
+        objects[name] = obj
+    return craft
+
+
+def _set(name, key, value):
+    def craft(objects):
+        setattr(objects[name], key, value)
+    return craft
+
+
+def _unset(name, key):
+    def craft(objects):
+        delattr(objects[name], key)
+    return craft
+
+
+def _craft_pin(name, value=None, limit=None, tries=None):
+    def craft(objects):
+        obj = objects[name]
+        if value is not None:
+            obj.value = value
+        if limit is not None:
+            obj.limit = limit
+        if tries is not None:
+            obj.tries = tries
+    return craft
+
+
+def _first_record_empty(name):
+    def craft(objects):
+        objects[name].records = (b"",) + objects[name].records[1:]
+    return craft
+
+
+def _overfull(name):
+    def craft(objects):
+        obj = objects[name]
+        obj.records = (b"\x00" * 4,) * (obj.capacity + 1)
+    return craft
+
+
+def _crafted_cases():
+    from chip.records import Records
+    from chip.store import Binary, Vars
+    from chip.pin import Key
+    return [
+        ("missing-ssse-pin", _drop("ssse.pin"), "missing ssse.pin"),
+        ("missing-card", _drop("card"), "missing card"),
+        ("missing-ssse-state", _drop("ssse.state"), "missing ssse.state"),
+        ("missing-fin-state", _drop("fin.state"), "missing fin.state"),
+        ("missing-ef05", _drop("ssse.ef05"), "missing ssse.ef05"),
+        ("missing-key", _drop("ssse.key.ssse_bk"), "missing ssse.key.ssse_bk"),
+        ("missing-cyclic", _drop("df04.ef08"), "missing df04.ef08"),
+        ("pin-as-records", _as("ssse.pin", Records([b"\x01\x01\x00"])), "ssse.pin is records, expected pin"),
+        ("key-as-records", _as("ssse.key.ssse_rk", Records([b"\x01\x01\x00"])),
+         "ssse.key.ssse_rk is records, expected key"),
+        ("pin-as-key", _as("fin.pin", Key(b"\x12\x34", 3)), "fin.pin is key, expected pin"),
+        ("vars-as-binary", _as("ssse.state", Binary(b"x")), "ssse.state is binary, expected vars"),
+        ("records-as-vars", _as("ssse.ef05", Vars(a=1)), "ssse.ef05 is vars, expected records"),
+        ("cyclic-as-records", _as("df04.ef08", Records([b"\x01\x01\x00"])), "df04.ef08 is records, expected cyclic"),
+        ("unknown-card-kind", _set("card", "kind", "toaster"), "card.kind is 'toaster', expected one of psam, sscard"),
+        ("card-kind-int", _set("card", "kind", 7), "card.kind is 7, expected one of psam, sscard"),
+        ("missing-lock-var", _unset("ssse.state", "lock"), "missing ssse.state.lock"),
+        ("missing-card-state", _unset("card", "state"), "missing card.state"),
+        ("lock-var-int", _set("ssse.state", "lock", 3), "ssse.state.lock is int, expected str"),
+        ("atc-bytes", _set("fin.state", "atc", b"\x00\x01"), "fin.state.atc is bytes, expected int"),
+        ("deadline-str", _set("ssse.state", "deadline_days", "300"), "ssse.state.deadline_days is str, expected int"),
+        ("lock-unknown-state", _set("ssse.state", "lock", "bogus"),
+         "ssse.state.lock is 'bogus', expected one of blocked, locked, none"),
+        ("card-unknown-state", _set("card", "state", "broken"), "card.state is 'broken', expected one of blocked, ok"),
+        ("fin-activation-unknown", _set("fin.state", "activation", "maybe"),
+         "fin.state.activation is 'maybe', expected one of activated, not_activated"),
+        ("pin-tries-over-limit", _craft_pin("ssse.pin", tries=9), "ssse.pin has 9 tries left, more than its limit 6"),
+        ("pin-empty", _craft_pin("ssse.pin", value=b""), "ssse.pin holds a 0-byte PIN, expected 1 to 8 bytes"),
+        ("pin-too-long", _craft_pin("ssse.pin", value=bytes(9)), "ssse.pin holds a 9-byte PIN, expected 1 to 8 bytes"),
+        ("key-empty", _craft_pin("fin.3des.ac", value=b""), "fin.3des.ac is an empty key"),
+        ("empty-record", _first_record_empty("ssse.ef05"), "ssse.ef05 record 1 is empty"),
+        ("cyclic-overfull", _overfull("df04.ef08"), "df04.ef08 has"),
+    ]
+
+
+CRAFTED = _crafted_cases()
+
+
+@pytest.mark.parametrize("craft, problem", [case[1:] for case in CRAFTED], ids=[case[0] for case in CRAFTED])
+def test_crafted_image_with_a_valid_crc_is_refused_in_one_line(closed, path, craft, problem):
+    from chip import image as image_mod
+
+    with open(path, "rb") as f:
+        objects, gen = image_mod.decode(f.read())
+    craft(objects)
+    with open(path, "wb") as f:
+        f.write(image_mod.encode(objects, gen + 1))  # a valid CRC: only the content is wrong
+    message = image_error(path)
+    assert message.startswith(f"{path}: damaged card image: {problem}"), message
+    with pytest.raises(ImageError, match="damaged card image"):  # a snapshot (sscard info) checks the same
+        Card.open(path, read_only=True)
+    Card.from_profile(state=path, overwrite=True)  # and the image is not held by the refused opening
+
+
+def test_crafted_psam_image_is_refused(tmp_path):
+    from chip import image as image_mod
+
+    path = str(tmp_path / "psam.img")
+    Card.psam(state=path).close()
+    with open(path, "rb") as f:
+        objects, gen = image_mod.decode(f.read())
+    name = next(n for n in objects if n != "card")
+    del objects[name]
+    with open(path, "wb") as f:
+        f.write(image_mod.encode(objects, gen + 1))
+    assert image_error(path) == f"{path}: damaged card image: missing {name}"
+
+
+def test_what_the_check_tolerates(closed, path):
+    """An extra object of a known kind (a newer sscard's) and the ATR values an older image lacks open."""
+    from chip import image as image_mod
+    from chip.store import Binary
+
+    with open(path, "rb") as f:
+        objects, gen = image_mod.decode(f.read())
+    objects["future.notes"] = Binary(b"kept")
+    delattr(objects["card"], "atr_tb1")
+    with open(path, "wb") as f:
+        f.write(image_mod.encode(objects, gen + 1))
+    with Card.open(path) as card:
+        assert session(card).transmit(VERIFY_RIGHT) == SW_OK
+    assert image_mod.decode(open(path, "rb").read())[0]["future.notes"].data == b"kept"  # nothing stored is lost
+
+
+@pytest.mark.parametrize("profile", sorted(__import__("chip.profile", fromlist=["shipped_names"]).shipped_names()))
+def test_every_shipped_profile_makes_an_image_that_passes_the_check(tmp_path, profile):
+    for make in (Card.from_profile, Card.psam):
+        path = str(tmp_path / f"{make.__name__}.img")
+        make(profile, state=path).close()
+        Card.open(path).close()
+
+
+def test_crafted_image_is_one_line_in_the_cli(closed, path, capsys):
+    from chip import image as image_mod
+    from reader.cli import main
+
+    with open(path, "rb") as f:
+        objects, gen = image_mod.decode(f.read())
+    del objects["ssse.pin"]
+    with open(path, "wb") as f:
+        f.write(image_mod.encode(objects, gen + 1))
+    for argv in (["info", "--state", path], ["apdu", "--state", path, "00A40000023F00"],
+                 ["ssse", "verify", "--state", path, "123456"]):
+        assert main(argv) == 2
+        out, err = capsys.readouterr()
+        assert err == f"sscard: error: {path}: damaged card image: missing ssse.pin\n", argv
