@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 
 from chip import Card, idnumber
 from chip.apdu import build
+from chip.financial import AAC
 from chip.profile import shipped_names
 from chip.sw import meaning
 
 from .issuer import IssuerHost
-from .payment_terminal import KernelError, PaymentTerminal, find
+from .payment_terminal import KernelError, PaymentTerminal, find, script_name
 from .psam import Psam, PsamError
 from .sim import SimReader
 from .ssse_terminal import SsseTerminal, TerminalError, sw_of
@@ -227,18 +228,32 @@ def _activation_flag(flow: _Flow, pos: PaymentTerminal) -> int | None:
     return value[0] if value else None
 
 
+def _script_step(command: bytes) -> str:
+    return SCRIPT_NAMES.get(command[:2], f"issuer script {command[:2].hex().upper()}")
+
+
 def _deliver_activation(flow: _Flow, pos: PaymentTerminal, host: IssuerHost, amount: int = 0) -> None:
-    """A transaction carries the queued activation scripts (PIN CHANGE, PUT DATA DF7F 01); then
-    GET DATA DF7F must give 01."""
+    """A transaction of `amount` fen carries the queued activation script (PIN CHANGE, then PUT DATA
+    DF7F 01: the kernel sends the flag only once the card took the PIN); then GET DATA DF7F must give 01.
+    A card not yet activated declines that transaction (AAC), as expected: the scripts follow the AAC."""
     outcome = pos.purchase(amount, host=host)
-    flow.step(f"transaction of {amount / 100:.2f} yuan, online to the issuer host", outcome.summary)
+    summary = outcome.summary
+    if outcome.first_cid == AAC and outcome.script_results:
+        summary += " (expected before activation: the issuer's scripts ran after this AAC)"
+    flow.step(f"transaction of {amount / 100:.2f} yuan, online to the issuer host", summary)
     for command, sw in outcome.script_results:
-        flow.step(SCRIPT_NAMES.get(command[:2], f"issuer script {command[:2].hex().upper()}"), sw)
+        flow.step(_script_step(command), sw)
+    for command in outcome.scripts_not_sent:
+        flow.step(_script_step(command), "not sent (an earlier command of its script failed)")
     if not outcome.script_results:
         raise Refused("the transaction delivered no issuer scripts (the host did not accept the cryptogram)")
-    failed = [sw for _, sw in outcome.script_results if sw != OK]
+    failed = [(command, sw) for command, sw in outcome.script_results if sw != OK]
     if failed:
-        raise Refused(f"an issuer script answered {failed[0]:04X} ({meaning(failed[0])})")
+        command, sw = failed[0]
+        ran = ", ".join(f"{script_name(c)} {s:04X}" for c, s in outcome.script_results)
+        not_sent = ", ".join(script_name(c) for c in outcome.scripts_not_sent)
+        raise Refused(f"an issuer script answered {sw:04X} ({meaning(sw)}): the card ran {ran}"
+                      + (f"; not sent: {not_sent}" if not_sent else "") + "; the card is not activated")
     if _activation_flag(flow, pos) != 1:
         raise Refused("the financial application is not activated (GET DATA DF7F is not 01)")
 
@@ -263,7 +278,7 @@ def _outlet(flow: _Flow, reader, psam, host, id_number, ssse_old_pin, ssse_new_p
     _id_check(flow, ssse, id_number, id_check, ssse_old_pin)
     _change_initial_pin(flow, ssse, ssse_old_pin, ssse_new_pin)
     _bank_outlet_activation(flow, PaymentTerminal(reader, on_exchange, date=date), host, bank_pin)
-    flow.done("SSSE activated with the holder's PIN; financial application activated with the bank PIN")
+    flow.done("SSSE activated with the holder's PIN; financial application activated: bank PIN set, DF7F 01")
 
 
 def _outlet_parameters(ssse_old_pin, ssse_new_pin, bank_pin, id_check) -> None:
@@ -447,7 +462,7 @@ def online_activation(reader, host, *, pan: str | None = None, bank_pin: str = D
         host.queue(pan, IssuerHost.activation(bank_pin))
         flow.step(f"city-services app: activation requested, scripts queued for {pan}", "queued")
         _deliver_activation(flow, PaymentTerminal(reader, on_exchange, date=date), host, amount)
-        flow.done("financial application activated by the next online transaction")
+        flow.done("financial application activated: bank PIN set, DF7F 01 (by the next online transaction)")
     return flow.result
 
 

@@ -174,3 +174,122 @@ def test_atr_command_explains_every_byte(tmp_path, capsys):
     assert "TCK 4A wrong" in err and "TCK should be 48" in err
     code, out, err = run(capsys, "atr", "3B6D0000008153534386991101000000")  # one historical byte short
     assert code == 2 and err.count("\n") == 1 and "K=13, only 12 present" in err
+
+
+# -- global options, and every file argument as one line (issue 12) ------------------------------------------
+
+def test_date_is_accepted_before_or_after_the_command(tmp_path, capsys):
+    img = str(tmp_path / "card.img")
+    assert run(capsys, "personalize", "--state", img, "--date", "2026-11-21")[0] == 0
+    before = run(capsys, "--date", "2027-01-01", "info", "--state", img)
+    after = run(capsys, "info", "--state", img, "--date", "2027-01-01")
+    assert before == after and before[0] == 0 and "2027-09-17 (259 days left)" in before[1]
+    code, out, err = run(capsys, "ssse", "verify", "123456", "--date", "2027-01-01", "--state", img)
+    assert code == 0 and err == ""
+    code, out, err = run(capsys, "flow", "service-window-activation", "--state", img, "--date", "2027-01-02")
+    assert code == 0 and err == ""
+
+
+def test_usage_errors_have_one_prefix(capsys):
+    code, out, err = run(capsys, "bogus")
+    assert code == 2 and err.startswith("sscard: error: argument COMMAND: invalid choice: 'bogus'")
+    code, out, err = run(capsys, "info", "--state", "x.img", "--colour")
+    assert err == "sscard: error: unrecognized arguments: --colour\n"
+    code, out, err = run(capsys, "ssse", "register", "--amount", "x", "--state", "x.img")
+    assert err.startswith("sscard: error: ssse register: argument --amount: ") and err.count("\n") == 1
+    for argv in (["--date", "0001-01-01", "demo"], ["demo", "--date", "9999-12-31"]):
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and err.count("\n") == 1 and "sscard: error: sscard:" not in err
+        assert "is a date the simulated card cannot use" in err and "1950-01-01 to 2049-12-31" in err
+
+
+def file_cases(tmp_path) -> dict:
+    """Files that cannot be read or decoded, and an output folder that is not there."""
+    (tmp_path / "binary.apdu").write_bytes(b"\x7fELF\x02\x01\x01\x00\x00" + bytes(range(256)))
+    (tmp_path / "latin1.apdu").write_bytes("# café\nreset\n".encode("latin-1"))
+    (tmp_path / "latin1.toml").write_bytes('[holder]\nname = "李华"\n'.encode("gbk"))
+    (tmp_path / "folder.toml").mkdir()
+    (tmp_path / "deep.toml").write_text("a = " + "[" * 5000 + "]" * 5000 + "\n", encoding="utf-8")
+    (tmp_path / "typo.toml").write_text((SHIPPED / "default.toml").read_text(encoding="utf-8").replace(
+        "activation_deadline_days", "activation_deadline_dayz"), encoding="utf-8")
+    (tmp_path / "script.txt").write_text(f"{SELECT_SSSE}\n", encoding="utf-8")
+    (tmp_path / "good.apdu").write_text(f"reset\n> {SELECT_SSSE}\n", encoding="utf-8")
+    return {"d": str(tmp_path), "img": str(tmp_path / "card.img")}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["scriptor", "import", "{d}/missing.txt", "-o", "{d}/t.apdu"],
+     "{d}/missing.txt: cannot read scriptor script (No such file or directory)"),
+    (["scriptor", "import", "{d}/binary.apdu", "-o", "{d}/t.apdu"], "{d}/binary.apdu: a binary file"),
+    (["scriptor", "import", "{d}/script.txt", "-o", "{d}/nowhere/t.apdu"],
+     "{d}/nowhere/t.apdu: cannot write the trace: no such folder {d}/nowhere"),
+    (["scriptor", "export", "{d}/good.apdu", "-o", "{d}/nowhere/s.txt"], "cannot write the scriptor script"),
+    (["replay", "{d}/binary.apdu"], "{d}/binary.apdu: a binary file (it has NUL bytes), not a trace"),
+    (["replay", "{d}/latin1.apdu"], "{d}/latin1.apdu: not UTF-8 text (byte E9 at offset 5); a trace is UTF-8"),
+    (["replay", "{d}"], "{d}: is a folder, not a trace"),
+    (["replay", "/dev/null"], "/dev/null: is not a regular file, so not a trace"),
+    (["decode", "{d}/latin1.apdu"], "{d}/latin1.apdu: not UTF-8 text"),
+    (["replay", "{d}/good.apdu", "--junit", "{d}/nowhere/j.xml"], "{d}/nowhere/j.xml: cannot write the JUnit"),
+    (["replay", "{d}/good.apdu", "--junit", "{d}"], "{d}: is a folder; give a file name for the JUnit report"),
+    (["replay", "{d}/good.apdu", "--state", "{d}/missing.img"], "{d}/missing.img: no such card image"),
+    (["record", "-o", "{d}/nowhere/t.apdu", "--", "apdu", "--state", "{img}", SELECT_SSSE],
+     "{d}/nowhere/t.apdu: cannot write the trace: no such folder"),
+    (["personalize", "{d}/folder.toml", "--state", "{d}/new.img"], "{d}/folder.toml: is a folder, not a profile"),
+    (["personalize", "{d}/latin1.toml", "--state", "{d}/new.img"], "{d}/latin1.toml: not UTF-8 text (byte C0 at"),
+    (["personalize", "{d}/deep.toml", "--state", "{d}/new.img"], "{d}/deep.toml: arrays or tables nested too deeply"),
+    (["personalize", "{d}/typo.toml", "--state", "{d}/new.img"],
+     "{d}/typo.toml: ssse.activation_deadline_dayz: unknown key; did you mean activation_deadline_days?"),
+    (["wire-log", "--clock", "0", "--state", "{img}", SELECT_SSSE], "wire-log: argument --clock: a clock frequency"),
+    (["wire-log", "--clock", "inf", "--state", "{img}", SELECT_SSSE], "more than 0 and at most 100, not 'inf'"),
+    (["wire-log", "--clock", "nan", "--state", "{img}", SELECT_SSSE], "more than 0 and at most 100, not 'nan'"),
+    (["wire-log", "--clock", "-4", "--state", "{img}", SELECT_SSSE], "more than 0 and at most 100, not '-4'"),
+    (["wire-log", "--pps", "zz", "--state", "{img}", SELECT_SSSE], "argument --pps: the TA1 to ask for is one byte"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_file_arguments_that_cannot_be_used_are_one_line(tmp_path, capsys, argv, message):
+    names = file_cases(tmp_path)
+    run(capsys, "--date", "2026-11-21", "personalize", "--state", names["img"])
+    code, out, err = run(capsys, *[a.format(**names) for a in argv])
+    assert code == 2 and err.startswith("sscard: error: ") and err.count("\n") == 1, err
+    assert message.format(**names) in err
+    assert not (tmp_path / "nowhere").exists() and not (tmp_path / "new.img").exists()
+
+
+def test_an_unreadable_profile_is_one_line(tmp_path, capsys, monkeypatch):
+    import chip.profile
+
+    path = tmp_path / "mine.toml"
+    path.write_text((SHIPPED / "default.toml").read_text(encoding="utf-8"), encoding="utf-8")
+
+    def refuse(file, *args, **kwargs):  # what chmod 000 gives a user who is not root
+        raise PermissionError(13, "Permission denied", str(file))
+
+    monkeypatch.setattr(chip.profile, "open", refuse, raising=False)
+    code, out, err = run(capsys, "personalize", str(path), "--state", str(tmp_path / "new.img"))
+    assert code == 2 and err == f"sscard: error: {path}: cannot read profile (Permission denied)\n"
+
+
+def test_a_link_error_on_the_simulated_contacts_is_one_line(tmp_path, capsys, monkeypatch):
+    from reader import wire
+
+    img = str(tmp_path / "card.img")
+    run(capsys, "personalize", "--state", img)
+
+    def silent(self, apdu):
+        raise wire.LinkError("timeout: no byte from the card within WWT (9600 etu)")
+
+    monkeypatch.setattr(wire.WireReader, "transmit", silent)
+    code, out, err = run(capsys, "apdu", "--wire", "t0", "--state", img, "0012000008")
+    assert code == 1 and out.startswith("ATR 3B")
+    assert err == ("sscard: error: link error on the simulated contacts (sending 00 12 00 00 08): timeout: no byte "
+                   "from the card within WWT (9600 etu)\n")
+
+
+def test_replay_of_a_trace_without_reset_says_so_and_passes(tmp_path, capsys):
+    script, trace = tmp_path / "script.txt", str(tmp_path / "t.apdu")
+    script.write_text(f"# what a scriptor user has\n{SELECT_SSSE}\n00B2072C0B\n", encoding="utf-8")
+    assert run(capsys, "scriptor", "import", str(script), "-o", trace)[0] == 0
+    code, out, err = run(capsys, "replay", trace)
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        f"note: {trace}: no reset before the first command (line 2): the replay starts with a cold reset",
+        f"PASS {trace} (2 APDUs, " + out.splitlines()[1].split("(2 APDUs, ")[1], "1 passed, 0 failed"]
