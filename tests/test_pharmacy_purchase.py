@@ -94,9 +94,10 @@ def _purse(card) -> tuple:
 
 def test_power_cut_at_every_write_of_debit_for_purchase(tmp_path):
     """Cut the power at each persistent write point of DEBIT FOR PURCHASE (five per commit on a
-    file: open-tmp, write-half, fsync-tmp, rename, fsync-folder). Reopened, the card holds the old
-    purse (balance, counter, EF08) or the new one, never a mix; the counter a landed debit used is
-    never offered again, and the counter of one that did not land is offered again (nothing spent)."""
+    file: open-tmp, write-half, fsync-tmp, rename, fsync-folder). What is durable (read while the cut
+    card still owns the image, then reopened by its next owner) is the old purse (balance, counter,
+    EF08) or the new one, never a mix; the counter a landed debit used is never offered again, and
+    the counter of one that did not land is offered again (nothing spent)."""
     points = []
     outcomes = {"old": 0, "new": 0}
     n = 1
@@ -123,8 +124,11 @@ def test_power_cut_at_every_write_of_debit_for_purchase(tmp_path):
         else:
             assert outcome["sw"] == 0x9000
             break
-        durable = Card.open(path, date=WHEN.date())
+        durable = Card.open(path, date=WHEN.date(), read_only=True)  # what is durable: the cut card still owns it
         after = _purse(durable)
+        card.close()  # the cut card leaves: the image's next owner opens what is durable
+        durable = Card.open(path, date=WHEN.date())
+        assert _purse(durable) == after
         if after == before:
             outcomes["old"] += 1
             landed = False

@@ -1,9 +1,17 @@
 """Power-cut sweep (SPEC §2.3 anti-tearing).
 
 Cut the power (an injected `PowerLoss`) at every persistent write point of
-VERIFY and CHANGE PIN, then reopen the card: its state is the old one, the
+VERIFY and CHANGE PIN, then read what is durable: its state is the old one, the
 durable anti-tearing decrement, or (for a command that succeeds) the new one;
 never a mix, never an extra try.
+
+The cut card still owns its image (chip.image: one owner per image), so what is
+durable is read without taking it (`Card.open(path, read_only=True)`); that it
+goes on working as a card of its own is checked on a byte copy of the image
+taken right after the cut (`twin`): both the cut card and the card powered up
+from exactly what is durable verify and restore the counter. Then the cut card
+is closed and the image reopened by a new owner, which goes on working too and
+tidies the temporary file the cut left.
 
 Mechanism: `card.store.backend.write_point = chip.image.cut_power_at(n)`
 makes the n-th write point raise `PowerLoss` out of `card.transmit` and leaves
@@ -15,11 +23,13 @@ Run with `pytest -s` to see the counts.
 
 import collections
 import os
+import re
+import shutil
 
 import pytest
 
 from chip import Card, CardNotPowered, PowerLoss
-from chip.image import cut_power_at
+from chip.image import ImageInUse, cut_power_at
 from chip.pin import pack, unpack
 from reader import SimReader
 
@@ -33,6 +43,7 @@ LIMIT = 6
 SW_OK = b"\x90\x00"
 FILE_POINTS = ["open-tmp", "write-half", "fsync-tmp", "rename", "fsync-folder"]
 MEMORY_POINTS = ["commit"]
+LEAVES_TEMP = ("write-half", "fsync-tmp", "rename")
 
 
 def verify(pin: str) -> bytes:
@@ -82,6 +93,35 @@ def snapshot(card) -> dict:
     return {name: obj.dump() for name, obj in card.store.objects.items()}
 
 
+def leftovers(folder: str) -> list[str]:
+    """The folder's files besides card.img; the temporary files a cut may leave (`.card.img.<pid>.<hex>.tmp`)
+    are named as such, anything else as itself."""
+    temp = re.compile(r"\.card\.img\.\d+\.[0-9a-f]+\.tmp")
+    return sorted("<temp>" if temp.fullmatch(name) else name for name in os.listdir(folder) if name != "card.img")
+
+
+def twin(path: str, folder) -> Card:
+    """A card powered up from exactly what is durable in `path` now: a byte copy of the image, opened as
+    the owner of the copy (the cut card still owns `path`)."""
+    folder.mkdir()
+    copy = str(folder / "card.img")
+    shutil.copyfile(path, copy)
+    return Card.open(copy)
+
+
+def goes_on_working(c, value: str) -> None:
+    """The PIN the card holds verifies and restores the counter; nothing verified survived the cut."""
+    c.store.backend.write_point = None
+    r = SimReader(c)
+    r.reset()
+    assert r.transmit(SELECT_SSSE)[-2:] == SW_OK
+    assert r.transmit(SELECT_DF04)[-2:] == SW_OK
+    assert r.transmit(READ_DF04_EF05_84) == b"\x69\x82"  # nothing verified survives the cut
+    assert r.transmit(verify(value)) == SW_OK
+    assert r.transmit(READ_DF04_EF05_84) == DF04_EF05_84 + SW_OK
+    assert state_of(c.store) == (value, LIMIT)
+
+
 def sweep(backend: str, command: str, wrong_before: int, tmp_path) -> collections.Counter:
     apdu, succeeds, value_after = COMMANDS[command]
     before = LIMIT - wrong_before
@@ -117,7 +157,14 @@ def sweep(backend: str, command: str, wrong_before: int, tmp_path) -> collection
             reader.transmit(SELECT_SSSE)
 
         if backend == "file":
-            durable = Card.open(path)  # the image always opens, whatever was left in card.img.tmp
+            # what is durable, read without taking the image: the cut card still owns it
+            durable = Card.open(path, read_only=True)  # it always opens, whatever temporary file the cut left
+            with pytest.raises(ImageInUse):
+                Card.open(path)
+            # a cut after the new file was made and before it was renamed leaves it (the next owner tidies)
+            assert leftovers(os.path.dirname(path)) == (["<temp>"] if cut.point in LEAVES_TEMP else [])
+            revived = twin(path, tmp_path / f"{backend}-{command}-{wrong_before}-cut{n}-twin")
+            assert snapshot(revived) == snapshot(durable)
             generation_after = durable.store.backend.generation
         else:
             durable = card
@@ -142,19 +189,20 @@ def sweep(backend: str, command: str, wrong_before: int, tmp_path) -> collection
         assert state_of(card.store) == state
         if backend == "file":
             assert snapshot(card) == snapshot(durable)
-        # and both go on working: the PIN the card now holds verifies and restores the counter
-        for c in ((card, durable) if backend == "file" else (card,)):
-            c.store.backend.write_point = None
-            r = SimReader(c)
-            r.reset()
-            assert r.transmit(SELECT_SSSE)[-2:] == SW_OK
-            assert r.transmit(SELECT_DF04)[-2:] == SW_OK
-            assert r.transmit(READ_DF04_EF05_84) == b"\x69\x82"  # nothing verified survives the cut
-            assert r.transmit(verify(value)) == SW_OK
-            assert r.transmit(READ_DF04_EF05_84) == DF04_EF05_84 + SW_OK
-            assert state_of(c.store) == (value, LIMIT)
+            assert card.store.backend.generation == generation_after
+        # and both go on working: the PIN the card now holds verifies and restores the counter (the durable
+        # image as a card of its own: its twin, powered up from a copy of exactly what the cut left)
+        for c in ((card, revived) if backend == "file" else (card,)):
+            goes_on_working(c, value)
         if backend == "file":
-            assert state_of(Card.open(path).store) == (value, LIMIT)
+            revived.close()
+            assert state_of(Card.open(path, read_only=True).store) == (value, LIMIT)  # the cut card's writes landed
+            # the cut card leaves; the image's next owner goes on working and tidies what the cut left
+            card.close()
+            with Card.open(path) as reopened:
+                assert state_of(reopened.store) == (value, LIMIT)
+                goes_on_working(reopened, value)
+            assert state_of(Card.open(path, read_only=True).store) == (value, LIMIT)
             assert sorted(os.listdir(os.path.dirname(path))) == ["card.img"]
     outcomes["cuts"] = len(seen)
     print(f"\n{backend:6} {command:12} tries before {before}: {len(seen):2} cuts -> "

@@ -16,16 +16,19 @@ image-backed default card (T=0, SM4):
 1. run it once through a hook that never cuts: count its write points (`hook.seen`) and keep
    the image (`chip.image.encode(objects, 0)`) after each commit that landed;
 2. for every write point n, on a fresh card brought to the same state: cut the power there
-   (`cut_power_at(n)`), reopen the image with `Card.open`, encode its objects;
+   (`cut_power_at(n)`), read the image with `Card.open(path, read_only=True)` (the cut card still
+   owns it: chip.image, one owner per image), encode its objects; the powered-again in-memory card
+   holds the same; then the cut card is closed and the image reopened by its next owner, which
+   powers up;
 3. the result must be exactly the old state or the new state, or - only for a command with
    anti-tearing (a success after a durable try-counter decrement) - the documented
    intermediate state "PIN/key try counter decremented by one"; never a mix. Which one it is
    follows from how many commits landed before the cut. A command that writes nothing (an
    INITIALIZE, BK's authentication) must pass no write point at all;
-4. after every cut of a purse command the reopened card refuses the same DEBIT / CREDIT sent
-   again (6901: the INITIALIZE session died with the power) and offers, at the next INITIALIZE,
-   exactly the durable transaction counters, above every sequence number its EF08 records and
-   transaction proofs hold: a counter is never used twice.
+4. after every cut of a purse command the reopened card (the image's next owner) refuses the
+   same DEBIT / CREDIT sent again (6901: the INITIALIZE session died with the power) and offers,
+   at the next INITIALIZE, exactly the durable transaction counters, above every sequence number
+   its EF08 records and transaction proofs hold: a counter is never used twice.
 
 Every MAC, cryptogram, TAC and key of the SSSE comes from tests/oracle.py (through
 tests/ssse_helpers.py); the financial ones from reader.issuer.IssuerHost. The card's random
@@ -40,6 +43,7 @@ import collections
 import datetime
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -324,6 +328,14 @@ def encoded(objects) -> bytes:
     return image.encode(objects, 0)
 
 
+TEMP = re.compile(r"\.card\.img\.\d+\.[0-9a-f]+\.tmp")  # a commit's temporary file (chip.image)
+
+
+def files_in(folder: str) -> list[str]:
+    """The folder's files, a commit's temporary file named `<temp>` (its name is the writer's pid and a nonce)."""
+    return sorted("<temp>" if TEMP.fullmatch(name) else name for name in os.listdir(folder))
+
+
 def tries_decremented(old: bytes, middle: bytes) -> bool:
     """`middle` is `old` with exactly one PIN/key try counter down by one (the anti-tearing state)."""
     before, _ = image.decode(old)
@@ -385,7 +397,7 @@ def sweep(name, tmp_path) -> collections.Counter:
     seen = list(hook.seen)
     assert seen == FILE_POINTS * commits, seen
     assert len(states) == commits + 1
-    assert encoded(Card.open(b.path).store.objects) == states[-1]
+    assert encoded(Card.open(b.path, read_only=True).store.objects) == states[-1]
     if commits:
         assert states[-1] != states[0], "the command changed nothing"
     else:
@@ -408,7 +420,7 @@ def sweep(name, tmp_path) -> collections.Counter:
         assert cut.point == seen[n - 1] and not b.card.powered
         with pytest.raises(CardNotPowered):
             b.send(SELECT_SSSE)
-        durable = Card.open(b.path, date=D)
+        durable = Card.open(b.path, date=D, read_only=True)  # what is durable: the cut card still owns it
         got = encoded(durable.store.objects)
         landed = (n - 1) // len(FILE_POINTS) + cut.landed
         if got == states[0]:
@@ -426,11 +438,20 @@ def sweep(name, tmp_path) -> collections.Counter:
         b.card.store.backend.write_point = None
         b.reader.reset()
         assert b.card.store.journal == [] and encoded(b.card.store.objects) == got
-        durable.power_on(1)
-        assert durable.transmit(SELECT_SSSE)[-2:] in (OK, b"\x62\x83", b"\x93\x03", b"\x6A\x81")
-        assert sorted(os.listdir(os.path.dirname(b.path))) in (["card.img"], ["card.img", "card.img.tmp"])
+        assert b.card.store.backend.generation == durable.store.backend.generation
+        # a cut after the new file was made and before it was renamed leaves it (the next owner tidies)
+        left = ["<temp>", "card.img"] if cut.point in ("write-half", "fsync-tmp", "rename") else ["card.img"]
+        assert files_in(os.path.dirname(b.path)) == left
+        b.card.close()  # the cut card leaves: the image's next owner opens what is durable
+        with Card.open(b.path, date=D) as reopened:
+            assert encoded(reopened.store.objects) == got
+            reopened.power_on(1)
+            assert reopened.transmit(SELECT_SSSE)[-2:] in (OK, b"\x62\x83", b"\x93\x03", b"\x6A\x81")
+        assert files_in(os.path.dirname(b.path)) == left  # powering up wrote nothing
         if name in PURSE_CASES:
-            check_purse_counters(Card.open(b.path, date=D), command)
+            with Card.open(b.path, date=D) as reopened:
+                check_purse_counters(reopened, command)
+            assert files_in(os.path.dirname(b.path)) == ["card.img"]  # its first commit tidied what the cut left
             outcomes["purse checks"] += 1
     outcomes["cuts"] = len(seen)
     outcomes["commits"] = commits
@@ -478,14 +499,14 @@ READS = [bytes.fromhex("00B2012C12"), bytes.fromhex("00B2072C0B"), bytes.fromhex
 
 
 def _pcsc_missing() -> list[str]:
+    """Why this machine cannot run the PC/SC test ([] if it can): like test_pcsc.py, only inside the private
+    namespaces of `python -m reader.pcscd run -- ...`, never against the machine's pcscd."""
     try:
-        from reader.pcscd import missing, readers
+        from reader.pcscd import skip_reason
     except ImportError as exc:  # pyscard absent
         return [str(exc)]
-    lacks = missing()
-    if not lacks and readers() is None:
-        lacks.append("a running pcscd (python -m reader.pcscd run -- pytest)")
-    return lacks
+    reason = skip_reason()
+    return [reason] if reason else []
 
 
 def test_kill_9_serve_under_pcsc_load_many_rounds(tmp_path):
@@ -499,11 +520,11 @@ def test_kill_9_serve_under_pcsc_load_many_rounds(tmp_path):
     profile = tmp_path / "p.toml"
     profile.write_text(text, encoding="utf-8")
     img = str(tmp_path / "card.img")
-    Card.from_profile(str(profile), state=img)
+    Card.from_profile(str(profile), state=img).close()  # personalised; `sscard serve` owns it from now on
     rng = random.Random(20261121)
     stats = collections.Counter()
     for round_ in range(ROUNDS):
-        tries_before = Card.open(img).store["ssse.pin"].tries
+        tries_before = Card.open(img, read_only=True).store["ssse.pin"].tries
         server = ServedProcess([img], control=str(tmp_path / f"control{round_}.sock"))
         reader = server.reader()
         answered = []
@@ -538,7 +559,8 @@ def test_kill_9_serve_under_pcsc_load_many_rounds(tmp_path):
             server.stop()
             reader.close()
         assert server.process.returncode == -signal.SIGKILL
-        # the image always opens; tries never grew, and at most the one VERIFY in flight was not answered
+        # the image always opens (the killed server's lock went with it); tries never grew, and at most the
+        # one VERIFY in flight was not answered
         card = Card.open(img)
         tries = card.store["ssse.pin"].tries
         assert tries <= tries_before
@@ -558,7 +580,8 @@ def test_kill_9_serve_under_pcsc_load_many_rounds(tmp_path):
         terminal = sh.Terminal(card, reader.transmit, profile=str(profile))
         terminal.start()
         terminal.do_pin_unblock()
-        assert Card.open(img).store["ssse.pin"].tries == 15
+        assert Card.open(img, read_only=True).store["ssse.pin"].tries == 15
+        card.close()  # the next round's server owns the image
     print(f"\nkill -9 under PC/SC load: {stats['rounds']} rounds, {stats['apdus']} APDUs answered, "
           f"{stats['verifies answered']} wrong VERIFYs answered, {stats['in flight counted']} in-flight tries "
           f"counted, tries never grew")

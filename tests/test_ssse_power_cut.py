@@ -13,15 +13,18 @@ UPDATE STARTING DAY; on an image-backed card of the SM4 profile and of the 3DES 
 2. for every n, on a fresh card: build the command (GET CHALLENGE, INITIALIZE and the
    terminal's cryptogram come first, before the hook is installed), install
    `cut_power_at(n)`, transmit; the cut raises `PowerLoss` out of transmit;
-3. reopen the image with `Card.open`: the whole SSSE state (card state, lifecycle, lock and
+3. read what is durable with `Card.open(path, read_only=True)` (the cut card still owns its
+   image: chip.image, one owner per image): the whole SSSE state (card state, lifecycle, lock and
    its reason, PIN value and tries, every counted key's tries, the DF04 settlement records,
    the purse's amounts, counters and start day, the EF08 detail records) is exactly the old
    one or the new one (or, for an anti-tearing success, the durable decrement in between):
    never a mix, never a try more than before, never a purse counter that goes back; which
    one follows from how many commits landed before the cut;
-4. both the powered-again in-memory card and the reopened one hold that state and answer
-   accordingly (no session survives: no write without a new authentication; the PIN and the
-   purse counters are the durable ones).
+4. both the powered-again in-memory card and a card powered up from exactly what is durable (a
+   byte copy of the image taken right after the cut, opened as the owner of the copy) hold that
+   state and answer accordingly (no session survives: no write without a new authentication; the
+   PIN and the purse counters are the durable ones); then the cut card is closed and the image's
+   next owner finds what the cut card went on to write.
 
 Every cryptogram is the oracle's (tests/oracle.py through tests/ssse_helpers.py).
 Run with `pytest -s` to see the counts.
@@ -30,6 +33,7 @@ Run with `pytest -s` to see the counts.
 import collections
 import datetime
 import random
+import shutil
 
 import pytest
 
@@ -237,6 +241,15 @@ CASES = {
 OUTCOMES = ("old", "intermediate", "new")
 
 
+def twin(path: str, folder, date=D) -> Card:
+    """A card powered up from exactly what is durable in `path` now: a byte copy of the image, opened as
+    the owner of the copy (the cut card still owns `path`)."""
+    folder.mkdir()
+    copy = str(folder / "card.img")
+    shutil.copyfile(path, copy)
+    return Card.open(copy, date=date)
+
+
 def outcome_name(landed: int, commits: int) -> str:
     return "old" if landed == 0 else "new" if landed == commits else "intermediate"
 
@@ -296,7 +309,7 @@ def sweep(profile: str, name: str, tmp_path) -> collections.Counter:
     seen = list(hook.seen)
     assert seen == FILE_POINTS * commits
     assert full_state(b.card) == states[-1]
-    assert full_state(Card.open(b.path)) == states[-1]
+    assert full_state(Card.open(b.path, read_only=True)) == states[-1]
 
     # 2. cut at each of them
     outcomes = collections.Counter()
@@ -315,7 +328,9 @@ def sweep(profile: str, name: str, tmp_path) -> collections.Counter:
         with pytest.raises(CardNotPowered):
             b.transmit(SELECT_SSSE)
 
-        durable = Card.open(b.path, date=D)
+        durable = Card.open(b.path, date=D, read_only=True)  # what is durable: the cut card still owns it
+        revived = twin(b.path, tmp_path / f"{tag}-cut{n}-twin")
+        assert full_state(revived) == full_state(durable)
         state = full_state(durable)
         assert state in states, f"cut {n} at {cut.point}: mixed state {state}"
         # key and PIN tries never above what they were, except the restored counter of a success
@@ -333,8 +348,16 @@ def sweep(profile: str, name: str, tmp_path) -> collections.Counter:
         b.card.store.backend.write_point = None
         assert b.card.store.journal == []
         assert full_state(b.card) == state
+        assert b.card.store.backend.generation == durable.store.backend.generation
         check_behaviour(b.card, state)
-        check_behaviour(durable, state)
+        check_behaviour(revived, state)
+        revived.close()
+        # what the cut card went on to write is durable; once it leaves, the image's next owner holds it
+        went_on = full_state(b.card)
+        assert full_state(Card.open(b.path, date=D, read_only=True)) == went_on
+        b.card.close()
+        with Card.open(b.path, date=D) as reopened:
+            assert full_state(reopened) == went_on
     outcomes["cuts"] = len(seen)
     print(f"\n{profile:12} {name:22}: {len(seen):2} cuts -> old {outcomes['old']}, "
           f"intermediate {outcomes['intermediate']}, new {outcomes['new']}")
@@ -411,18 +434,26 @@ def test_power_cut_while_the_deadline_lock_is_written(tmp_path):
         card.store.backend.write_point = cut_power_at(n)
         with pytest.raises(PowerLoss) as excinfo:
             card.power_on()
-        durable = Card.open(path, date=DAY_301)
+        durable = Card.open(path, date=DAY_301, read_only=True)  # what is durable: the cut card still owns it
         state = full_state(durable)
         locked = {**INITIAL, "lock": "locked", "lock_reason": "deadline"}
         assert state == (locked if excinfo.value.landed else INITIAL), (n, state)
         outcomes["new" if excinfo.value.landed else "old"] += 1
-        # whatever landed, the next power-up applies the rule: the lock is never lost
-        for c in (card, durable):
+        # whatever landed, the next power-up applies the rule: the lock is never lost (the cut card, and a
+        # card powered up from a copy of exactly what is durable)
+        revived = twin(path, tmp_path / f"cut{n}-twin", date=DAY_301)
+        assert full_state(revived) == state
+        for c in (card, revived):
             c.store.backend.write_point = None
             r = SimReader(c)
             r.reset()
             assert r.transmit(SELECT_SSSE)[-2:] == b"\x62\x83"
             assert full_state(c) == locked
+        revived.close()
+        assert full_state(Card.open(path, date=DAY_301, read_only=True)) == locked
+        card.close()
+        with Card.open(path, date=DAY_301) as reopened:
+            assert full_state(reopened) == locked
     print(f"\npower-up deadline lock: {len(FILE_POINTS)} cuts -> old {outcomes['old']}, new {outcomes['new']}")
     assert dict(outcomes) == {"old": 4, "new": 1}
 
