@@ -135,14 +135,15 @@ class Fleet:
         return name in self._cards
 
     def evict(self, name: str) -> bool:
-        """Power the card off and drop it from memory; its image stays (reopened on next use).
+        """Power the card off, close it (its image's lock is released) and drop it from memory; its image
+        stays (reopened on next use).
 
         In an in-memory fleet there is nothing to reopen: the card leaves the fleet.
         Returns whether the card was loaded.
         """
         card = self._cards.pop(name, None)
         if card is not None:
-            card.power_off()
+            card.close()  # powered off and the image given up: another owner (or the next use) may open it
         if self.folder is None:
             self._names.pop(name, None)
         return card is not None

@@ -212,7 +212,7 @@ def cmd_atr(args) -> int:
     if sum(given) != 1:
         raise UsageError("give one of --state CARD.img, --reader NAME or an ATR in hex")
     if args.state:
-        atr = Card.open(args.state, date=args.date).atr
+        atr = Card.open(args.state, date=args.date, read_only=True).atr
     elif args.reader:
         reader = PcscReader(args.reader)
         atr = reader.reset()
@@ -253,7 +253,7 @@ def serve_images(args) -> list[str]:
 def cmd_serve(args) -> int:
     images = serve_images(args)
     for image in images:
-        Card.open(image)  # a bad image is a one-line error before anything starts
+        Card.open(image, read_only=True)  # a bad or busy image is a one-line error before anything starts
     on_apdu = None
     record = open(args.record, "w", encoding="utf-8") if args.record else None
     if record is not None:

@@ -555,12 +555,13 @@ def test_atr_values_persist_in_the_image(tmp_path):
                                                                                                 specific=0)),
                           ({**T1_TABLE, "edc": "crc", "specific_protocol": 1},
                            dataclasses.replace(T1_CONFIG, edc="crc", specific=1))):
-        path = tmp_path / "card.img"
-        made = Card.from_profile(parse_profile(profile_data(table)), state=path)
+        path = tmp_path / "card.img"  # the same image each time: the second card replaces the first
+        made = Card.from_profile(parse_profile(profile_data(table)), state=path, overwrite=True)
+        made.close()  # the image's one owner gives it up: reopening it is what is tested
         config = dataclasses.replace(config, historical=made.atr_config.historical)
         assert made.atr_config == config
-        reopened = Card.open(path)
-        assert reopened.atr == made.atr == build(config) and reopened.atr_config == config
+        with Card.open(path) as reopened:
+            assert reopened.atr == made.atr == build(config) and reopened.atr_config == config
 
 
 def test_default_card_stores_absent_bytes_as_minus_one(tmp_path):
@@ -582,9 +583,9 @@ def test_image_made_before_the_atr_values_keeps_its_atr(tmp_path):
     for key in [k for k in values if k.startswith("atr_") and k != "atr_historical"]:
         del values[key]
     path.write_bytes(image_mod.encode(objects, generation))
-    card = Card.open(path)
-    assert card.atr_config == dataclasses.replace(T1_CONFIG, historical=HISTORICAL)
-    assert card.atr == T1_ATR
+    with Card.open(path) as card:
+        assert card.atr_config == dataclasses.replace(T1_CONFIG, historical=HISTORICAL)
+        assert card.atr == T1_ATR
     del values["atr_historical"]
     path.write_bytes(image_mod.encode(objects, generation + 1))
     card = Card.open(path)

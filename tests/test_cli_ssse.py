@@ -288,7 +288,7 @@ def test_reset_pin(capsys, card, new):
     check_authentication(img, ex[4:7], "ssse_puk", 0x06)
     (challenge_cmd, challenge, _), (command, _, sw) = ex[7:]
     assert challenge_cmd == GET_CHALLENGE_4 and sw == "9000"
-    terminal = Terminal(Card.open(img))
+    terminal = Terminal(Card.open(img, read_only=True))  # a snapshot: the CLI opens the image next
     ks = terminal.process_key("ssse_stk", raw(challenge))
     enciphered = oracle.encipher(terminal.family, ks, cn(new))  # an odd digit count is F-padded (cn)
     header = bytes((0x84, 0x24, 0x00, 0x01, PIN_RESET_LC[profile]))

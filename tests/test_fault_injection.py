@@ -89,6 +89,42 @@ def test_parse_errors_name_the_bad_word(text, word):
     assert word in str(info.value) and "\n" not in str(info.value)
 
 
+def docstring_block(after: str) -> list[str]:
+    """The indented example lines that follow the paragraph starting `after` in chip.faults' docstring."""
+    import chip.faults
+
+    lines = chip.faults.__doc__.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(after))
+    block, started = [], False
+    for line in lines[start + 1:]:
+        if line.startswith("    "):
+            started = True
+            block.append(line[4:])
+        elif started and line.strip():
+            break
+    assert block, f"no example block after {after!r}"
+    return block
+
+
+def test_every_text_example_of_the_docstring_parses():
+    examples = docstring_block("Text (")
+    assert len(examples) == 4
+    for line in examples:
+        text, _, comment = line.partition("#")
+        fault = parse_fault(text)
+        assert parse_fault(str(fault)) == fault
+        if comment.strip().startswith("="):  # "# = another spelling of the same fault"
+            assert parse_fault(comment.strip()[1:]) == fault
+    assert parse_fault("mute random 0.3 seed 7 ins 20") == Fault("mute", ins=0x20, probability=0.3, seed=7)
+
+
+def test_the_python_example_of_the_docstring_runs(card):
+    code = "\n".join(docstring_block("Python:"))
+    namespace = {"card": card}
+    exec(compile(code, "chip.faults docstring", "exec"), namespace)
+    assert card.faults is not None and card.faults.faults == []  # its last line cleared the plan
+
+
 # -- Python: every action ---------------------------------------------------------------------
 
 def test_no_plan_by_default(card):
@@ -113,7 +149,7 @@ def test_sw_override_keeps_the_image(image):
     inject(card, "sw", 0x9000, ins=0x20)
     assert tx(r, WRONG) == "9000"
     assert image.read_bytes() == before
-    assert tries(Card.open(image)) == 6
+    assert tries(Card.open(image, read_only=True)) == 6
 
 
 def test_mute_raises_and_changes_nothing(image):
@@ -125,7 +161,7 @@ def test_mute_raises_and_changes_nothing(image):
     inject(card, "mute", ins=0x20, once=True)
     with pytest.raises(CardMute):
         r.transmit(hx(WRONG))
-    assert image.read_bytes() == before and tries(Card.open(image)) == 6
+    assert image.read_bytes() == before and tries(Card.open(image, read_only=True)) == 6
     assert tx(r, VERIFY) == "9000"  # the card still works after a mute command
 
 
@@ -207,10 +243,10 @@ def test_write_failure_answers_6581_and_keeps_the_image(image):
     inject(card, "write", ins=0x20, once=True)
     assert tx(r, WRONG) == "6581"
     assert image.read_bytes() == before
-    assert tries(card) == 6 and tries(Card.open(image)) == 6
+    assert tries(card) == 6 and tries(Card.open(image, read_only=True)) == 6
     assert card.store.backend.write_point is None  # the hook is gone again
     assert tx(r, WRONG) == "63C5"  # once: the next write lands
-    assert tries(Card.open(image)) == 5
+    assert tries(Card.open(image, read_only=True)) == 5
 
 
 def test_write_failure_in_memory_and_with_a_power_cut_hook(selected, card):
@@ -324,7 +360,7 @@ def test_serve_mute_answers_nothing_and_keeps_the_image(server, image):
     assert server.command("fault mute ins 20").startswith("ok")
     assert send(server, WRONG) is None
     assert server.slots[0].apdus == 1
-    assert image.read_bytes() == before and tries(Card.open(image)) == 6
+    assert image.read_bytes() == before and tries(Card.open(image, read_only=True)) == 6
 
 
 def test_serve_chunk(server):
@@ -358,7 +394,7 @@ def test_serve_write_failure_keeps_the_image(server, image):
     before = image.read_bytes()
     server.command("fault write ins 20 once")
     assert send(server, WRONG) == "6581"
-    assert image.read_bytes() == before and tries(Card.open(image)) == 6
+    assert image.read_bytes() == before and tries(Card.open(image, read_only=True)) == 6
     assert send(server, WRONG) == "63C5"
 
 
@@ -395,7 +431,7 @@ def test_trace_mute_fails_at_its_line_and_state_stays(image):
     result, _ = run("@fault mute ins 20 once\n" + HEAD, SimReader(card))
     assert not result.ok
     assert result.failure.line == 6 and "mute" in result.failure.message
-    assert tries(Card.open(image)) == 6
+    assert tries(Card.open(image, read_only=True)) == 6
 
 
 def test_trace_chunk():
@@ -425,7 +461,8 @@ def test_trace_write_failure_keeps_the_image(image):
     partial = parse(text.replace(f"> {WRONG}\n< 63 C5\n", ""), "t.apdu")
     result = replay(partial, SimReader(card))
     assert result.ok, result.report()
-    assert image.read_bytes() == before and tries(Card.open(image)) == 6
+    assert image.read_bytes() == before and tries(Card.open(image, read_only=True)) == 6
+    card.close()  # the image's one owner gives it up: the whole trace replays on it afresh
     result = replay(trace, SimReader(Card.open(image, date=CARD_DATE)))
     assert result.ok, result.report()
 

@@ -597,12 +597,14 @@ def test_atc_is_durable_in_the_image(tmp_path):
         start(reader)
         assert ac_fields(tx(reader, generate_ac("80")))[0x9F27] == "00"
         reader.reset()
+    card.close()  # the card leaves the simulator: the image is all that is left of it
     reopened = SimReader(Card.open(path, date=CARD_DATE))
     reopened.reset()
     select_fin(reopened)
     assert atc(reopened) == 2
     assert tx(reopened, gpo()) == GPO_RESPONSE + "9000"
     assert ac_fields(tx(reopened, generate_ac("80")))[0x9F36] == "0003"
+    reopened.card.close()
     again = SimReader(Card.open(path, date=CARD_DATE))
     again.reset()
     select_fin(again)
@@ -645,6 +647,7 @@ def test_atc_limit_durable_in_the_image(tmp_path):
     reader.reset()
     start(reader)
     assert ac_fields(tx(reader, generate_ac("80")))[0x9F36] == "0001"
+    card.close()  # the card leaves the simulator: the image is all that is left of it
     reopened = SimReader(Card.open(path, date=CARD_DATE))
     reopened.reset()
     start(reopened)

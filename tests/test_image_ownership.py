@@ -138,11 +138,13 @@ def test_a_personalised_card_owns_its_new_image(tmp_path):
 
 def test_the_lock_follows_the_image_across_commits(path):
     card = Card.open(path)
-    inode = os.stat(path).st_ino
     reader = session(card)
     for _ in range(3):
+        inode = os.stat(path).st_ino  # (the old file is open while the new one is made: never the same inode)
+        generation = card.store.backend.generation
         reader.transmit(VERIFY_WRONG)
-    assert os.stat(path).st_ino != inode  # every commit is a new file renamed over the image
+        assert os.stat(path).st_ino != inode  # every commit is a new file renamed over the image
+        assert card.store.backend.generation > generation
     in_use(path)
     child = python("import sys; from chip import Card; Card.open(sys.argv[1])", path)
     _, err = child.communicate(timeout=60)

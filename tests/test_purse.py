@@ -774,6 +774,7 @@ def test_card_purse_survives_an_image_round_trip(profile, tmp_path):
     terminal.enter_df04()
     host = CardHost(PROFILE_FAMILY[profile])
     tac, mac2, _ = purchase(terminal, host, 123, 4, 5)
+    card.close()  # the card leaves the simulator: the image is all that is left of it
     reopened = Card.open(path, date=CARD_DATE)
     terminal.card, terminal.reader = reopened, SimReader(reopened, protocol="T=1")
     terminal.reader.reset()

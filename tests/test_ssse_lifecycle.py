@@ -275,6 +275,7 @@ def test_card_block_survives_reopening_the_image(tmp_path):
     s = Session(card=Card.from_profile(state=path, date=D))
     s.select()
     assert s.block_card() == "9000"
+    s.card.close()  # the card leaves the simulator: the image is all that is left of it
     again = Session(card=Card.open(path, date=D + datetime.timedelta(days=5000)))
     assert again.tx(SELECT_SSSE) == "6A81"
 
@@ -419,9 +420,11 @@ def test_lock_survives_reopening_the_image(tmp_path):
     s = Session(card=Card.from_profile(state=path, date=D))
     s.select()
     assert s.loss_lock() == "9000"
+    s.card.close()  # the card leaves the simulator: the image is all that is left of it
     again = Session(card=Card.open(path, date=D))
     again.select("6283")
     assert again.unlock() == "9000"
+    again.card.close()
     third = Session(card=Card.open(path, date=D))
     third.select()
 
@@ -511,6 +514,7 @@ def test_deadline_lock_is_durable(tmp_path):
     path = str(tmp_path / "card.img")
     s = Session(card=Card.from_profile(state=path, date=D))
     days_later(s, 301)
+    s.card.close()  # the card leaves the simulator: the image is all that is left of it
     again = Session(card=Card.open(path, date=D))  # reopened on an earlier clock: the lock stays
     again.select("6283")
     assert gdata(again, "DF7D") == REASON["deadline"]
