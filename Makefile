@@ -38,6 +38,9 @@ $(PCSC_STAMP): $(STAMP) | pcsc-system
 demo: $(STAMP)
 	$(BIN)/sscard demo
 
+# test and bench: a private pcscd, and everything the run starts, in private mount and network
+# namespaces (reader/pcscd.py): they never reach the machine's pcscd nor a card `make serve` serves.
+# The 10,000-card fleet runs only in bench (make test runs bench_fleet.py on 100 cards).
 test: $(PCSC_STAMP)
 	$(BIN)/python -m reader.pcscd run -- $(BIN)/python -m pytest -q
 
@@ -45,6 +48,7 @@ bench: $(PCSC_STAMP)
 	$(BIN)/python -m reader.pcscd run -- $(BIN)/python -m pytest bench -q --benchmark-enable --benchmark-only \
 	  --benchmark-columns=min,median,mean,ops,rounds
 
+# serve: the machine's own pcscd (started in the background if none answers), for the user's applications
 serve: $(PCSC_STAMP)
 	@$(BIN)/python -m reader.pcscd ensure
 	@[ -f $(CARD) ] || $(BIN)/sscard personalize --state $(CARD)

@@ -255,6 +255,8 @@ def cmd_serve(args) -> int:
     for image in images:
         Card.open(image, read_only=True)  # a bad or busy image is a one-line error before anything starts
     on_apdu = None
+    if args.record:
+        _check_output(args.record, "trace")
     record = open(args.record, "w", encoding="utf-8") if args.record else None
     if record is not None:
         writer = TraceWriter(record, header=[f"every APDU the served card(s) answered: {', '.join(images)}"])

@@ -12,21 +12,31 @@ runs a selector over every card's socket and the control channels:
   and 6Cxx answers reach the PC/SC client as they do from a real T=0 card)
   unless `--t0`/`--t1` says otherwise;
 - when pcscd goes away the card reconnects with backoff;
-- control lines (on stdin and on an optional Unix control socket):
+- images are opened off the event loop, with a bound (`OPEN_TIMEOUT`): a
+  `switch` to a FIFO or to a file on a hung file system answers an error on
+  the control channel while the other cards keep being served;
+- control lines (on stdin when it can be polled - a terminal, a pipe, a
+  socket - and on an optional Unix control socket; a stdin from /dev/null or
+  a regular file, as under `nohup` or `&` in a script, is no control input):
   `remove [N]`, `insert [N]`, `switch [N] IMAGE`, `status`, `quit`, and
   `fault [N] TEXT` / `fault [N] clear` / `fault [N]` to inject, clear or list
   faults on a card (the text form of `chip.faults.parse_fault`, e.g.
   `fault sw 6581 ins B2 once`; a `mute` fault sends no reply; `switch` drops
-  the faults with the old card);
+  the faults with the old card; `switch` to the card's own image reopens it,
+  the card closing first, as an image has one owner); a control socket that
+  cannot accept (EMFILE) is logged once and retried, the cards are still served;
 - SIGINT/SIGTERM end the loop between two commands: a command in progress
   finishes and its state is committed (commits are atomic anyway).
 """
 
+import errno
 import os
 import selectors
 import signal
 import socket
+import stat
 import sys
+import threading
 import time
 
 from chip import Card, CardNotPowered, ImageError
@@ -38,6 +48,82 @@ DEFAULT_PORT = 35963
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
 SWAP_DELAY = 0.6  # a switched card stays out long enough for pcscd (polling every 0.4 s) to see a new card
 TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+OPEN_TIMEOUT = 3.0  # an image that takes longer to open is a FIFO, a device or a hung file system
+ACCEPT_PAUSE = 0.5  # after a failed accept() (EMFILE): stop watching the control socket this long
+NO_STDIN = "stdin is not a terminal or pipe: control with --control SOCKET"
+
+
+def _close_card(card) -> None:
+    close = getattr(card, "close", None)  # release what the image layer holds (a lock), where it can
+    if close is not None:
+        try:
+            close()
+        except Exception:  # noqa: BLE001 - closing a card we drop must not stop the server
+            pass
+
+
+class PendingOpen:
+    """`Card.open(image)` in a daemon thread, so that an image that blocks (a FIFO with no writer,
+    a hung file system) never blocks the server: the loop looks at `done` and gives up after
+    `timeout` seconds (the thread is abandoned; a card it opens later is closed at once)."""
+
+    def __init__(self, image: str, date=None, timeout: float | None = None):
+        self.image = image
+        self.timeout = timeout = OPEN_TIMEOUT if timeout is None else timeout
+        self.deadline = time.monotonic() + timeout
+        self.card = None
+        self.exc = None
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._abandoned = False
+        threading.Thread(target=self._open, args=(date,), name=f"open {image}", daemon=True).start()
+
+    def _open(self, date) -> None:
+        try:
+            card = Card.open(self.image, date=date)
+        except BaseException as exc:  # noqa: BLE001 - reported to whoever asked, never lost in a thread
+            self.exc = exc
+            card = None
+        with self._lock:
+            if self._abandoned:
+                _close_card(card)
+                card = None
+            self.card = card
+            self.done.set()
+
+    def expired(self) -> bool:
+        return not self.done.is_set() and time.monotonic() >= self.deadline
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._abandoned = True
+            card, self.card = self.card, None
+        _close_card(card)
+
+    def error(self) -> str:
+        """The one line for a failed or timed-out open."""
+        if not self.done.is_set():
+            return (f"{self.image}: not opened within {self.timeout:g} s (a FIFO, a device or a hung file system?)")
+        exc = self.exc
+        if isinstance(exc, ImageError):
+            return str(exc)
+        if isinstance(exc, OSError):
+            return f"{self.image}: cannot read card image ({exc.strerror or exc})"
+        return f"{self.image}: cannot open card image ({type(exc).__name__}: {exc})"
+
+    def result(self) -> Card:
+        """Wait for the card (at most the bound); raise the open's own error, or ImageError on timeout."""
+        if not self.done.wait(max(0.0, self.deadline - time.monotonic())):
+            self.abandon()
+            raise ImageError(self.error())
+        if self.exc is not None:
+            raise self.exc
+        return self.card
+
+
+def open_card(image: str, date=None, timeout: float | None = None) -> Card:
+    """`Card.open` with a bound: an image that does not open within `timeout` s is an ImageError."""
+    return PendingOpen(image, date, timeout).result()
 
 
 class Slot:
@@ -54,7 +140,8 @@ class Slot:
         self.date = date
         self.log = log or (lambda text: None)
         self.on_apdu = on_apdu
-        self.card = Card.open(image, date=date)
+        self.card = open_card(image, date)
+        self.closed = False  # the card gave its image up to have it reopened (`switch` to its own image)
         self.sock = None
         self.vpcd = VpcdProtocol()
         self.inserted = True
@@ -148,13 +235,85 @@ class Slot:
         return None
 
     def switch(self, image: str) -> None:
-        card = Card.open(image, date=self.date)  # fails before anything changes
+        """Switch at once (blocking; the server uses `Switch`, which opens off its loop). Another image
+        that fails to open changes nothing; the card's own image is reopened, the card giving it up
+        first (an image has one owner): should that fail, the slot is left removed."""
+        inserted = self.inserted
+        if self.holds(image):
+            self.give_up()
+        self.swap(open_card(image, self.date), image)
+        self.inserted = inserted
+
+    def holds(self, image: str) -> bool:
+        """Whether `image` names this slot's own image (compared as paths: no file system call, which
+        could hang; another spelling of it through a symlink gets ImageInUse from the open)."""
+        return os.path.abspath(image) == os.path.abspath(self.image)
+
+    def give_up(self) -> None:
+        """Remove the card and close it (its image's lock released) so that its image can be opened
+        again; the slot stays removed until a card is swapped in."""
+        self.inserted = False
+        self.disconnect("removed to reopen its image")
+        _close_card(self.card)
+        self.closed = True
+
+    def swap(self, card: Card, image: str) -> None:
         self.disconnect("removed to switch images")
-        self.card, self.image = card, image
+        old, self.card, self.image = self.card, card, image
+        self.closed = False
+        _close_card(old)
 
     def status(self) -> str:
         where = "inserted, connected" if self.sock else ("inserted, waiting for vpcd" if self.inserted else "removed")
         return f"card {self.index}: {self.image} on {self.host}:{self.port}, {where}, {self.apdus} APDUs"
+
+
+class Switch:
+    """A `switch [N] IMAGE` in progress: the image opens in a thread, the loop finishes it."""
+
+    def __init__(self, slot: Slot, image: str, timeout: float | None = None):
+        self.slot = slot
+        self.image = image
+        self.reopening = slot.holds(image)
+        if self.reopening:  # its own image: the card gives it up first (one owner), then it is reopened
+            slot.give_up()
+        self.opening = PendingOpen(image, slot.date, timeout)
+        self.text = None  # the reply, once finished
+
+    def _left(self) -> str:
+        """What the slot has after a switch that did not happen."""
+        slot = self.slot
+        if self.reopening:
+            return f"card {slot.index} is removed (closed to reopen {slot.image}: switch {slot.index} IMAGE)"
+        return f"card {slot.index} stays {slot.image}"
+
+    def poll(self) -> bool:
+        """Finish the switch if the image has opened, failed or timed out; True once finished."""
+        if self.text is not None:
+            return True
+        opening, slot = self.opening, self.slot
+        if opening.done.is_set() and opening.exc is None and opening.card is not None:
+            slot.swap(opening.card, self.image)
+            slot.inserted = True
+            slot.next_attempt = time.monotonic() + SWAP_DELAY
+            self.text = f"ok card {slot.index} is now {self.image}"
+        elif opening.done.is_set() or opening.expired():
+            if not opening.done.is_set():
+                opening.abandon()
+            self.text = f"error: {opening.error()}; {self._left()}"
+        return self.text is not None
+
+    def cancel(self) -> None:
+        if self.text is None:
+            self.opening.abandon()
+            self.text = f"error: serve stopped before {self.image} opened; {self._left()}"
+
+
+class _Line:
+    """A control line waiting its turn (see Server._submit)."""
+
+    def __init__(self, text: str):
+        self.text = text
 
 
 class Server:
@@ -168,6 +327,11 @@ class Server:
         self.selector = selectors.DefaultSelector()
         self.control = None
         self.clients = {}
+        self.outbox = []  # [destination, reply text or Switch], in order (None: stdout)
+        self.switches = {}  # slot index -> its Switch in progress
+        self.hanging_up = set()  # clients that closed their side while a reply was still due
+        self.accept_failing = False
+        self.control_paused_until = None  # the control socket is not watched until then (accept failed)
         for slot in slots:
             slot.on_close = self._unregister
 
@@ -185,7 +349,7 @@ class Server:
                 self.stopping = True
                 return "ok quit"
             if verb == "status":
-                return "\n".join(slot.status() for slot in self.slots)
+                return self.status()
             index = 0
             if args and args[0].isdigit():
                 index = int(args.pop(0))
@@ -197,21 +361,34 @@ class Server:
                 slot.disconnect("removed")
                 return f"ok removed card {index}"
             if verb == "insert":
+                if slot.closed:  # a switch to its own image closed the card and could not reopen it
+                    return f"error: card {index} was closed to reopen {slot.image}: switch {index} IMAGE"
                 slot.inserted = True
                 slot.next_attempt = 0.0
                 return f"ok inserting card {index}"
             if verb == "switch":
                 if len(args) != 1:
                     return "error: switch [N] IMAGE"
-                slot.switch(args[0])
-                slot.inserted = True
-                slot.next_attempt = time.monotonic() + SWAP_DELAY
-                return f"ok card {index} is now {args[0]}"
+                if index in self.switches:
+                    return f"error: card {index} is already switching to {self.switches[index].image}"
+                switch = self.switches[index] = Switch(slot, args[0])  # opens off the loop: answered later
+                return switch
             if verb == "fault":
                 return self._fault(index, slot.card, args)
         except (ImageError, ValueError) as exc:
             return f"error: {exc}"
         return f"error: unknown command {verb!r} (remove, insert, switch, fault, status, quit)"
+
+    def status(self) -> str:
+        lines = []
+        for slot in self.slots:
+            line = slot.status()
+            if slot.index in self.switches:
+                line += f", switching to {self.switches[slot.index].image}"
+            lines.append(line)
+        if self.accept_failing:
+            lines.append("control socket: not accepting connections (see the log)")
+        return "\n".join(lines)
 
     @staticmethod
     def _fault(index: int, card: Card, args: list[str]) -> str:
@@ -228,43 +405,85 @@ class Server:
         plan.add(fault)
         return f"ok card {index} fault {fault}"
 
-    def _open_control(self) -> None:
-        if self.control_path:
-            try:
-                os.unlink(self.control_path)
-            except FileNotFoundError:
-                pass
-            self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.control.bind(self.control_path)
-            self.control.listen(4)
-            self.control.setblocking(False)
+    def open_control(self) -> None:
+        """Listen on the control socket (a one-line ValueError when that cannot be) and watch stdin."""
+        if self.control_path and self.control is None:
+            self.control = listen_control(self.control_path)
             self.selector.register(self.control, selectors.EVENT_READ, "control")
-        if self.stdin is not None:
+        if self.stdin is not None and self.stdin not in self._watched():
             self.selector.register(self.stdin, selectors.EVENT_READ, "stdin")
 
-    def _reply(self, text: str, to=None) -> None:
-        if not text:
-            return
+    def _watched(self):
+        return [key.fileobj for key in self.selector.get_map().values()]
+
+    def _submit(self, line: str, to=None) -> None:
+        """Run a control line from `to` (None: stdin) and send its reply. Lines from one destination
+        run and are answered in order: behind a `switch` still opening its image, the next lines
+        wait (the other destinations and the cards do not)."""
+        self.outbox.append([to, _Line(line)])
+        self._flush()
+
+    def _flush(self, final: bool = False) -> None:
+        """Send what is ready, in order per destination; `final` (stopping): run no more lines."""
+        blocked, kept = set(), []
+        for entry in self.outbox:
+            to, item = entry
+            if id(to) in blocked:
+                kept.append(entry)
+                continue
+            if isinstance(item, _Line):
+                if final:
+                    continue
+                item = entry[1] = self.command(item.text)
+                if not item:
+                    continue
+            if isinstance(item, Switch) and item.text is None:
+                blocked.add(id(to))
+                kept.append(entry)
+                continue
+            self._send(item.text if isinstance(item, Switch) else item, to)
+        self.outbox = kept
+        waiting = {id(entry[0]) for entry in kept}
+        for client in [c for c in self.hanging_up if id(c) not in waiting]:  # their last reply is sent
+            self._hang_up(client)
+
+    def _send(self, text: str, to) -> None:
         if to is None:
-            print(text, file=self.out, flush=True)
+            try:
+                print(text, file=self.out, flush=True)
+            except (OSError, ValueError):  # stdout gone (a daemon's closed terminal): keep serving
+                pass
         else:
             try:
                 to.sendall(text.encode() + b"\n")
             except OSError:
                 pass
 
+    def _poll_switches(self) -> None:
+        finished = [index for index, switch in self.switches.items() if switch.poll()]
+        for index in finished:
+            del self.switches[index]
+        if finished:
+            self._flush()
+
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> None:
-        self._open_control()
         try:
+            self.open_control()
             while not self.stopping:
                 now = time.monotonic()
                 for slot in self.slots:
                     if slot.inserted and slot.sock is None and now >= slot.next_attempt:
                         if slot.connect():
                             self.selector.register(slot.sock, selectors.EVENT_READ, slot)
-                for key, _ in self.selector.select(timeout=0.1):
+                if self.control_paused_until is not None and now >= self.control_paused_until:
+                    self.control_paused_until = None
+                    self.selector.register(self.control, selectors.EVENT_READ, "control")
+                timeout = 0.02 if self.switches else 0.1
+                for key, _ in self.selector.select(timeout=timeout):
                     self._dispatch(key)
+                if self.switches:
+                    self._poll_switches()
         finally:
             self.close()
 
@@ -274,10 +493,7 @@ class Server:
             if data.sock is key.fileobj:
                 data.readable()
         elif data == "control":
-            client, _ = self.control.accept()
-            client.setblocking(False)
-            self.clients[client] = b""
-            self.selector.register(client, selectors.EVENT_READ, "client")
+            self._accept()
         elif data == "client":
             self._client_readable(key.fileobj)
         elif data == "stdin":
@@ -285,23 +501,51 @@ class Server:
             if not line:  # stdin closed: stop listening to it, keep serving
                 self.selector.unregister(self.stdin)
                 return
-            self._reply(self.command(line))
+            self._submit(line)
+
+    def _accept(self) -> None:
+        try:
+            client, _ = self.control.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # EMFILE, ENFILE, ENOBUFS...: the cards go on; the connection waits in the backlog
+            if not self.accept_failing:
+                self.accept_failing = True
+                self.log(f"control socket {self.control_path}: cannot accept a connection "
+                         f"({exc.strerror or exc}); still serving, retrying every {ACCEPT_PAUSE:g} s")
+            self._unregister(self.control)  # no busy loop on a socket that stays readable
+            self.control_paused_until = time.monotonic() + ACCEPT_PAUSE
+            return
+        if self.accept_failing:
+            self.accept_failing = False
+            self.log(f"control socket {self.control_path}: accepting connections again")
+        client.setblocking(False)
+        self.clients[client] = b""
+        self.selector.register(client, selectors.EVENT_READ, "client")
 
     def _client_readable(self, client) -> None:
         try:
             chunk = client.recv(4096)
         except OSError:
             chunk = b""
-        if not chunk:
-            self.selector.unregister(client)
-            self.clients.pop(client, None)
-            client.close()
+        if not chunk:  # the client is done sending; it still gets the replies it is owed
+            self._unregister(client)
+            if any(entry[0] is client for entry in self.outbox):
+                self.hanging_up.add(client)
+            else:
+                self._hang_up(client)
             return
         buffered = self.clients[client] + chunk
         *lines, rest = buffered.split(b"\n")
         self.clients[client] = rest
         for line in lines:
-            self._reply(self.command(line.decode(errors="replace")), to=client)
+            self._submit(line.decode(errors="replace"), to=client)
+
+    def _hang_up(self, client) -> None:
+        self.hanging_up.discard(client)
+        self.clients.pop(client, None)
+        self.outbox = [entry for entry in self.outbox if entry[0] is not client]
+        client.close()
 
     def _unregister(self, sock) -> None:
         try:
@@ -310,6 +554,10 @@ class Server:
             pass
 
     def close(self) -> None:
+        for switch in self.switches.values():
+            switch.cancel()
+        self.switches.clear()
+        self._flush(final=True)
         for slot in self.slots:
             slot.disconnect("stopped")
             slot.on_close = None
@@ -321,7 +569,71 @@ class Server:
                 os.unlink(self.control_path)
             except FileNotFoundError:
                 pass
+            self.control = None
         self.selector.close()
+
+
+def listen_control(path: str) -> socket.socket:
+    """The control socket, listening; a ValueError (one line) when it cannot be: a missing or
+    unwritable folder, a path too long, a file there that is not a socket, another serve on it."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise ValueError(f"--control {path}: {exc.strerror}") from None
+    if mode is not None:
+        if not stat.S_ISSOCK(mode):
+            raise ValueError(f"--control {path}: exists and is not a socket (not replacing it)")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(path)
+            except OSError:
+                pass  # a socket nobody listens on: left by a serve that was killed
+            else:
+                raise ValueError(f"--control {path}: another process listens there")
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            raise ValueError(f"--control {path}: cannot replace the old socket ({exc.strerror})") from None
+    control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        control.bind(path)
+        control.listen(16)
+    except OSError as exc:
+        control.close()
+        folder = os.path.dirname(os.path.abspath(path))
+        if exc.errno == errno.ENOENT and not os.path.isdir(folder):
+            raise ValueError(f"--control {path}: no such folder {folder}") from None
+        raise ValueError(f"--control {path}: cannot listen there ({exc.strerror or exc})") from None
+    control.setblocking(False)
+    return control
+
+
+def stdin_pollable(stdin) -> bool:
+    """Whether the loop can watch `stdin`: a terminal, a pipe or a socket can; /dev/null and a regular
+    file (what `nohup`, `&` in a script or `< file` give) cannot (epoll refuses them)."""
+    if stdin is None:
+        return False
+    try:
+        with selectors.DefaultSelector() as probe:
+            probe.register(stdin, selectors.EVENT_READ)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def check_ports(ports: list[int], count: int) -> list[int]:
+    """One vpcd port per card (missing ones count up from the last given); a ValueError outside 1-65535."""
+    ports = list(ports) or [DEFAULT_PORT]
+    for port in ports:
+        if not 1 <= port <= 65535:
+            raise ValueError(f"--port {port}: not a TCP port (1-65535)")
+    while len(ports) < count:
+        ports.append(ports[-1] + 1)
+    if ports[-1] > 65535:
+        raise ValueError(f"--port: {count} cards need vpcd ports up to {ports[-1]}, past 65535")
+    return ports
 
 
 def serve(images: list[str], ports: list[int], host: str = "127.0.0.1", control: str | None = None,
@@ -329,18 +641,28 @@ def serve(images: list[str], ports: list[int], host: str = "127.0.0.1", control:
           on_apdu=None) -> int:
     """Serve every image on its port until SIGINT/SIGTERM or `quit`; `protocol` 0/1 forces T=0/T=1
     behaviour, None (default) gives each card its own."""
-    if not ports:
-        ports = [DEFAULT_PORT]
-    while len(ports) < len(images):
-        ports.append(ports[-1] + 1)
+    ports = check_ports(list(ports), len(images))
     log = log or (lambda text: print(f"sscard serve: {text}", file=sys.stderr, flush=True))
-    slots = [Slot(i, image, host, port, protocol, quickack, date, log, on_apdu)
-             for i, (image, port) in enumerate(zip(images, ports))]
-    server = Server(slots, control, sys.stdin if use_stdin else None, log=log)
+    stdin = sys.stdin if use_stdin else None
+    if use_stdin and not stdin_pollable(stdin):
+        log(NO_STDIN + (f" (here: {control})" if control else ""))
+        stdin = None
+    slots = []
+    try:
+        for i, (image, port) in enumerate(zip(images, ports)):
+            slots.append(Slot(i, image, host, port, protocol, quickack, date, log, on_apdu))
+        server = Server(slots, control, stdin, log=log)
+        server.open_control()
+    except BaseException:
+        for slot in slots:
+            _close_card(slot.card)
+        raise
     previous = {sig: signal.signal(sig, server.stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    channels = " and ".join((["stdin"] if stdin is not None else []) + ([control] if control else []))
     for slot in slots:
-        log(f"serving {slot.image} on vpcd {host}:{slot.port} (commands on stdin"
-            + (f" and {control}" if control else "") + ": remove, insert, switch IMAGE, fault, status, quit)")
+        log(f"serving {slot.image} on vpcd {host}:{slot.port} "
+            + (f"(commands on {channels}: remove, insert, switch IMAGE, fault, status, quit)" if channels
+               else "(no control channel; SIGTERM or SIGINT stops it)"))
     try:
         server.run()
     finally:
@@ -353,14 +675,24 @@ class ServedProcess:
     """`sscard serve` in a child process, for tests and fixtures: start, control, reach, stop.
 
     With the default vpcd configuration port 35963 is the reader `Virtual PCD 00 00`
-    and 35964 `Virtual PCD 00 01`.
+    and 35964 `Virtual PCD 00 01`. It runs only inside the private namespaces of
+    `python -m reader.pcscd run` (`make test`, `make bench`): on the machine's own pcscd the
+    reader names and ports are those of the user's cards (`make serve`), and a test would
+    send its APDUs to them. `machine_pcscd=True` lifts that guard.
     """
 
     VPCD_READERS = {35963: "Virtual PCD 00 00", 35964: "Virtual PCD 00 01"}
 
-    def __init__(self, images: list[str], ports=(DEFAULT_PORT,), control: str | None = None, extra=()):
+    def __init__(self, images: list[str], ports=(DEFAULT_PORT,), control: str | None = None, extra=(),
+                 machine_pcscd: bool = False):
         import subprocess
         import tempfile
+
+        from .pcscd import private
+
+        if not machine_pcscd and not private():
+            raise RuntimeError("ServedProcess serves on vpcd only inside `python -m reader.pcscd run -- ...` (a private "
+                               "pcscd in private namespaces): here it would reach the machine's pcscd and its cards")
 
         self.images = list(images)
         self.ports = list(ports) + [ports[-1] + i for i in range(1, len(images) - len(ports) + 1)]

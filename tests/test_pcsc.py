@@ -7,8 +7,10 @@ waits for GET RESPONSE, a READ RECORD with Le 00 answers `6C xx` (the SSSE's rul
 client is checked on what it does with that: pyscard and scriptor show the raw exchanges, OpenSC
 and our PcscReader fetch and re-issue as terminals do.
 
-`make test` runs these with its own pcscd (reader.pcscd run). Outside CI a machine without
-the PC/SC pieces skips them; in CI (`CI=true`) a missing piece fails loudly.
+`make test` runs these with its own pcscd (reader.pcscd run), in private mount and network
+namespaces: they never reach the machine's pcscd, nor a card someone serves there (see
+test_isolation.py). Anywhere else - plain `pytest`, or a machine without the PC/SC pieces or
+without namespaces - they skip with the reason; in CI (`CI=true`) that fails loudly.
 """
 
 import os
@@ -33,20 +35,13 @@ EF05_01 = "0110" "110100" "D156000005" "00000001" "00000000"  # card identificat
 EF05_07 = "0709" + b"T00000001".hex().upper()  # card number, 11 bytes
 
 
-def _missing() -> list[str]:
-    from reader.pcscd import missing, readers
-
-    lacks = missing()
-    if not lacks and readers() is None:
-        lacks.append("a running pcscd (make test starts one: python -m reader.pcscd run -- pytest)")
-    return lacks
-
-
 @pytest.fixture(scope="module")
 def pcsc():
-    lacks = _missing()
-    if lacks:
-        message = "PC/SC end-to-end tests need: " + "; ".join(lacks)
+    from reader.pcscd import skip_reason
+
+    reason = skip_reason()
+    if reason:
+        message = f"PC/SC end-to-end tests: {reason}"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
@@ -105,7 +100,7 @@ def test_pyscard_high_level_api(served):
     from smartcard.CardConnection import CardConnection
 
     atr = bytes(connection.getATR())
-    assert atr == Card.open(served.images[0]).atr
+    assert atr == Card.open(served.images[0], read_only=True).atr  # serve owns it
     assert atr.hex().upper() == "3B6D0000" "00815353438699110100000001"
     assert connection.getProtocol() == CardConnection.T0_protocol  # the only one the ATR offers
     # pyscard shows the raw T=0 exchanges: the FCI waits for GET RESPONSE, Le 00 is answered 6C12
@@ -143,7 +138,7 @@ def test_scriptor_selects_the_ssse_and_reads_ef05(served, tmp_path):
 def test_opensc_tool_atr_and_apdus(served):
     if shutil.which("opensc-tool") is None:
         pytest.fail("opensc-tool (opensc) is missing")
-    atr = Card.open(served.images[0]).atr
+    atr = Card.open(served.images[0], read_only=True).atr
     pcsc_reader().reset()
     result = run_client(["opensc-tool", "-r", READER, "-a"])
     assert result.returncode == 0, result.stderr

@@ -50,3 +50,44 @@ def test_the_plugin_is_registered_as_an_entry_point():
 
     names = {ep.name: ep.value for ep in entry_points(group="pytest11")}
     assert names.get("sscard") == "reader.pytest_plugin"
+
+
+# -- the PC/SC fixture: only on the private pcscd of `python -m reader.pcscd run` -----------------------
+
+PCSC_TEST = """
+    def test_pcsc(sscard_pcsc_reader):
+        r = sscard_pcsc_reader.transmit(bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF"))
+        assert r[-2:] == b"\\x90\\x00" and r[:2] == bytes.fromhex("6F1C")  # its PcscReader fetched the 61xx
+        assert sscard_pcsc_reader.transmit(bytes.fromhex("00B2072C0B")).hex().upper() == "0709" + b"T00000001".hex().upper() + "9000"
+"""
+
+
+def test_pcsc_fixture_serves_a_fresh_card_on_the_private_pcscd(pytester):
+    import os
+
+    import pytest
+
+    from reader.pcscd import skip_reason
+
+    reason = skip_reason()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    pytester.makepyfile(PCSC_TEST)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_pcsc_fixture_outside_the_private_pcscd_skips_with_the_reason(pytester, monkeypatch):
+    """Plain `pytest` next to a user's `make serve`: the fixture does not reach the machine's pcscd
+    (whose reader 'Virtual PCD 00 00' may hold the user's card); it skips and says why."""
+    from reader.pcscd import NETNS_ENV, UNAVAILABLE_ENV
+
+    monkeypatch.delenv(NETNS_ENV, raising=False)
+    monkeypatch.delenv(UNAVAILABLE_ENV, raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makepyfile(PCSC_TEST)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*sscard_pcsc_reader: not inside `python -m reader.pcscd run -- ...`*"])
