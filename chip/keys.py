@@ -17,6 +17,8 @@ card key identifiers, PSAM usage bytes and key identifiers):
 - `counted`: whether failed external authentications decrement the key's try
   counter (P7 §6.6); BK's never do, so a lost card can always be blocked
   (P7 §13.1-13.2).
+- `external`: whether EXTERNAL AUTHENTICATE may name it; IRK (card id 00)
+  serves INTERNAL AUTHENTICATE only, the card proving itself (P5 §6.7).
 - `short_des`: an 8-byte key in the DES family (STK and STKDFxx, P9 table B1
   note; the Sichuan reader spec appendix B gives length 08), 16 bytes in SM4.
 
@@ -38,6 +40,7 @@ class KeySpec:
     psam_id: int
     counted: bool = True
     short_des: bool = False
+    external: bool = True
 
     @property
     def store_key(self) -> str:
@@ -51,7 +54,7 @@ def _usage(levels: int, kind: int) -> int:
 PURCHASE, MAC, ENCRYPT, MAC_AND_ENCRYPT, LOAD, TAC = 2, 6, 7, 8, 9, 12
 
 KEYS = (
-    KeySpec("ssse_irk", "IRK", "ssse", 0x00, 3, _usage(3, ENCRYPT), 0x08),
+    KeySpec("ssse_irk", "IRK", "ssse", 0x00, 3, _usage(3, ENCRYPT), 0x08, external=False),
     KeySpec("ssse_rk", "RKSSSE", "ssse", 0x0A, 3, _usage(3, ENCRYPT), 0x0A),
     KeySpec("ssse_stk", "STK", "ssse", None, 1, _usage(1, MAC), 0x09, short_des=True),
     KeySpec("ssse_puk", "PUK", "ssse", 0x06, 1, _usage(1, ENCRYPT), 0x10),

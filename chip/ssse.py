@@ -138,7 +138,7 @@ class SsseApplet(Applet):
         algorithm = BY_FLAG[profile.algorithm_flag]
         levels = factors(profile.region_code, profile.atr_historical)
         for spec in KEYS:
-            limit = EXTERNAL_AUTH_TRIES if spec.card_id is not None else 0
+            limit = EXTERNAL_AUTH_TRIES if spec.card_id is not None and spec.external else 0
             store.add(spec.store_key, Key(card_key(algorithm, spec, profile.keys[spec.name], levels), limit))
         store.add("ssse.state", Vars(
             lifecycle=lifecycle.INITIAL[SSSE_LIFECYCLE],
@@ -381,7 +381,7 @@ class SsseApplet(Applet):
         if len(data) not in (16, 17):
             raise CardError(SW_WRONG_LENGTH)
         spec = BY_CARD_ID.get((self._df_tag(), cmd.p2))
-        if spec is None or spec.name == "ssse_irk":  # IRK serves INTERNAL AUTHENTICATE only
+        if spec is None or not spec.external:  # IRK serves INTERNAL AUTHENTICATE only
             raise CardError(SW_REFERENCED_DATA_NOT_FOUND)
         self._key_version(data)
         key = self.keys[spec.name]

@@ -461,10 +461,25 @@ def cmd_info(args) -> int:
         print(f"\n[{name}]")
         for key, value in described.items():
             if key != "records":
-                print(f"  {key:<20} {value}")
+                _info_lines(key, value, "  ")
         for key, value in described.get("records", {}).items():
             print(f"  {key:<28} {value}")
     return 0
+
+
+def _info_lines(key: str, value, indent: str) -> None:
+    """One `key value` line, or the key then its parts indented (key counters, the medical purse)."""
+    if isinstance(value, dict):
+        print(f"{indent}{key}")
+        for part, inner in value.items():
+            _info_lines(str(part), inner, indent + "  ")
+    elif isinstance(value, list):
+        print(f"{indent}{key:<20} {len(value)}")
+        for item in value:
+            text = ", ".join(f"{k} {v}" for k, v in item.items()) if isinstance(item, dict) else str(item)
+            print(f"{indent}  {text}")
+    else:
+        print(f"{indent}{key:<20} {value}")
 
 
 def cmd_demo(args) -> int:
