@@ -49,7 +49,7 @@ from construct import (
     this,
 )
 
-# P2 Table 16 (SPEC §6): chip supplier 00 81, COS 53 53 43, manufacturer 86 99, region 11 01, serial 00 00 00 01
+# P2 Table 16 (the default profile, docs/card/README.md): chip supplier 00 81, COS 53 53 43, manufacturer 86 99, region 11 01, serial 00 00 00 01
 DEFAULT_HISTORICAL = bytes.fromhex("00815353438699110100000001")
 # What the card said before its ATR followed P2 (an image made then, without the newer values, keeps it)
 LEGACY_HISTORICAL = bytes.fromhex("805A") + b"SSCARD-SIM"  # category 80, issuer data (tag 5, len 10)

@@ -139,7 +139,7 @@ def factors(region: str, historical: bytes) -> tuple[bytes, bytes, bytes]:
 
 
 class Algorithm:
-    """One of the card's two block ciphers with the SPEC §5 recipes on top."""
+    """One of the card's two block ciphers with the LD/T 32 and EMV recipes on top."""
 
     name = ""
     flag = 0
@@ -220,7 +220,7 @@ class Algorithm:
     def _ecb_decrypt(self, key: bytes, data: bytes) -> bytes:
         raise NotImplementedError
 
-    # -- EMV / PBOC (SPEC §5.2) ---------------------------------------------------------
+    # -- EMV / PBOC (docs/decisions.md §6) ---------------------------------------------------------
     def icc_master_key(self, imk: bytes, pan: str, psn: str) -> bytes:
         """ICC master key, option A: Y = rightmost 16 digits of PAN || PSN."""
         y = bytes.fromhex((pan + psn)[-16:].zfill(16))
@@ -237,7 +237,7 @@ class Algorithm:
         return self.mac(session_key, data)[:8]
 
     def arpc(self, session_key: bytes, arqc: bytes, arc: bytes) -> bytes:
-        """ARPC method 1 (SPEC §5.2)."""
+        """ARPC method 1 (docs/decisions.md §6)."""
         raise NotImplementedError
 
     def encipher_pin_block(self, session_key: bytes, block: bytes) -> bytes:
@@ -345,7 +345,7 @@ class Sm4(Algorithm):
         return self.encrypt(key, a + b)
 
     def session_key(self, mk, atc):
-        """E_MK(00*6 ATC || 00*6 ~ATC) (model, SPEC §5.2)."""
+        """E_MK(00*6 ATC || 00*6 ~ATC) (model, docs/decisions.md §6)."""
         r = atc.to_bytes(2, "big")
         return self.encrypt(mk, bytes(6) + r + bytes(6) + invert(r))
 

@@ -1,4 +1,4 @@
-"""The payment system directories that list the financial application (SPEC §3).
+"""The payment system directories that list the financial application (docs/decisions.md §6).
 
 PSE `1PAY.SYS.DDF01` (contact): FCI with the directory's SFI, and a directory
 EF (SFI 1) whose record lists the application. PPSE `2PAY.SYS.DDF01`

@@ -1,4 +1,4 @@
-"""The financial application: PBOC/UnionPay RMB debit, EMV-compatible (SPEC §3, §5.2).
+"""The financial application: PBOC/UnionPay RMB debit, EMV-compatible (docs/decisions.md §6).
 
 Selection (`A000000333010101`, listed by the PSE and PPSE in chip.directory),
 GET PROCESSING OPTIONS (format 2), READ RECORD over the AFL, GET DATA, the
@@ -44,7 +44,7 @@ PDOL = bytes.fromhex("9F0206" "5F2A02" "DF6901")  # amount, transaction currency
 CDOL1 = bytes.fromhex("9F0206" "9F0306" "9F1A02" "9505" "5F2A02" "9A03" "9C01" "9F3704")
 CDOL2 = bytes.fromhex("8A02") + CDOL1  # authorisation response code, then the CDOL1 data again
 PDOL_LENGTH = sum(n for _, n in parse_dol(PDOL))
-CDOL1_LENGTH = sum(n for _, n in parse_dol(CDOL1))  # 29: exactly the cryptogram's terminal data (SPEC §5.2)
+CDOL1_LENGTH = sum(n for _, n in parse_dol(CDOL1))  # 29: exactly the cryptogram's terminal data (docs/decisions.md §6)
 CURRENCY_IN_CDOL = 6 + 6 + 2 + 5  # offset of 5F2A in the CDOL1 data
 
 AIP = bytes.fromhex("1C00")  # cardholder verification, terminal risk management, issuer authentication
@@ -410,7 +410,7 @@ class FinancialApplet(Applet):
 
     # -- issuer scripts ---------------------------------------------------------------------------
     def _script(self, cmd) -> bytes:
-        """Check an issuer script command's MAC (SPEC §5.2) and return its data before the MAC.
+        """Check an issuer script command's MAC (docs/decisions.md §6) and return its data before the MAC.
 
         MAC4 over CLA INS P1 P2 Lc || ATC || AC || data, session key from the
         SMI ICC key and this transaction's ATC, AC from its first GENERATE AC.

@@ -16,7 +16,7 @@ construct.possiblestringencodings.setdefault("gbk", 1)
 
 
 class Bcd(Adapter):
-    """Digits packed two per byte, right-padded with F (SPEC §2.1: numeric items)."""
+    """Digits packed two per byte, right-padded with F (V2 §7, P10 §5.4.1: cn items)."""
 
     def __init__(self, length: int):
         super().__init__(Bytes(length))

@@ -34,7 +34,7 @@ TRANSITIONS = {
     },
     SSSE_LOCK: {
         "none": {LOCK: "locked", LOCK_PERMANENT: "blocked", UNLOCK: "none"},
-        "locked": {UNLOCK: "none"},  # a locked SSSE answers no APPLICATION BLOCK (SPEC §2.4: 6985)
+        "locked": {UNLOCK: "none"},  # a locked SSSE answers no APPLICATION BLOCK (docs/card/lifecycle.md §3: 6985)
         "blocked": {},
     },
     CARD: {
@@ -82,7 +82,7 @@ def deadline_passed(issue: datetime.date, days: int, today: datetime.date) -> bo
 
 
 def apply_deadline(store, today: datetime.date, issue: datetime.date, days: int, financial_activated: bool) -> bool:
-    """The SSSE activation-deadline rule (SPEC §2.4), applied at power-up.
+    """The SSSE activation-deadline rule (docs/card/lifecycle.md §2), applied at power-up.
 
     Past issue + `days` with the financial application not activated, an
     unlocked SSSE becomes loss-locked with reason `deadline`. Returns whether

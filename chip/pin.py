@@ -1,6 +1,6 @@
 """PINs and keys with try counters, shared by both applications (the Java Card `OwnerPIN` surface).
 
-Anti-tearing (SPEC §2.3): the try counter is decremented and committed
+Anti-tearing (docs/decisions.md §3): the try counter is decremented and committed
 *before* the comparison and restored only after a successful one, so pulling
 the power at any instant can lose a try but never give one back.
 """

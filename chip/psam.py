@@ -9,7 +9,7 @@ environments, both selectable at any time (P9 §5, figure 1):
     DF01 `D15600000590`  the social-security ADF
       0019 terminal transaction counter
       0011 / 0012 / 0013 national / provincial / city key files
-    DDF1  `sx2.sh.社会保障`  the 16-byte environment: SM4 where P9 names SSF33 (SPEC S9)
+    DDF1  `sx2.sh.社会保障`  the 16-byte environment: SM4 where P9 names SSF33 (docs/decisions.md S9)
       0001, 0015, 0016, DF01 `D15600000590` { 0019, 0011, 0012, 0013 } again
 
 Commands (P9 §9; SELECT and READ BINARY/RECORD are the card OS's):
@@ -27,7 +27,7 @@ enciphers (ECB) or MACs (CBC) whole blocks the terminal padded itself. The
 temporary key register and the purchase session are volatile: a reset, a
 deselect or a re-selection of the environment by name clears them.
 
-Decisions where P9 is silent or ambiguous (standard/security.md §6; SPEC §2):
+Decisions where P9 is silent or ambiguous (docs/decisions.md):
 
 - Factor order in DELIVERY SESSION KEY: the card-level factor first, then city,
   then province (S1, as P9 §9.9.3 lists them); the PSAM applies them from the
@@ -36,7 +36,7 @@ Decisions where P9 is silent or ambiguous (standard/security.md §6; SPEC §2):
   comes from the PSAM's own record (P9 §6.2), and N factors that disagree with
   it are 6A80 (P9 §8: the terminal may try the other counts). Purchase keys
   (type 2) serve only INIT SAM FOR PURCHASE (P9 §6.3): 6985 in BF DE.
-- CIPHER DATA restricts no key by type: SPEC S3 enciphers the new PIN under
+- CIPHER DATA restricts no key by type: docs/decisions.md S3 enciphers the new PIN under
   STK, a MAC key by P9 appendix B.
 - The temporary key lasts for one computation of each kind (P9 §9.8.2,
   security.md §6.8): after a completed encryption (P1 00) it still serves one
@@ -299,7 +299,7 @@ class Environment(Applet):
 
     def _card_key(self, record: KeyRecord, factors: bytes) -> bytes:
         """The root diversified by the 8-byte factors, sent card level first and applied from
-        the root down (P9 §7.3, SPEC S1)."""
+        the root down (P9 §7.3, docs/decisions.md S1)."""
         chunks = [factors[i:i + 8] for i in range(0, len(factors), 8)]
         return self.ALGORITHM.diversify_levels(record.value, reversed(chunks))
 
@@ -481,7 +481,7 @@ class DesEnvironment(Environment):
 
 
 class Sm4Environment(Environment):
-    """The 16-byte environment DDF1 (P9 §7.2), SM4 where P9 names SSF33 (SPEC S9)."""
+    """The 16-byte environment DDF1 (P9 §7.2), SM4 where P9 names SSF33 (docs/decisions.md S9)."""
 
     NAME = "psam_sm4"
     ROOT = DDF1

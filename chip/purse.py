@@ -22,16 +22,16 @@ LOAD is accepted only in the load state and DEBIT FOR PURCHASE only in the
 purchase state, both ending in idle; GET BALANCE and GET TRANSACTION PROOF keep
 the state. A command the state does not allow answers 6901 and is not executed;
 every failed command leaves the purse idle (P5 §7). Table 49 wins over the
-"valid only for the next command" of P5 §7.5.1 / §7.6.1 (standard/security.md
-§6.22): a GET BALANCE between INITIALIZE and DEBIT keeps the purchase state.
+"valid only for the next command" of P5 §7.5.1 / §7.6.1 (docs/decisions.md
+S22): a GET BALANCE between INITIALIZE and DEBIT keeps the purchase state.
 
-Cryptography (standard/security.md §1.3-1.4; every MAC is the P4 §8.2 MAC over
+Cryptography (docs/card/security.md; every MAC is the P4 §8.2 MAC over
 the listed fields only, no header, P4 §8.2.4, P7 §15):
 
   SESLK = process_key(DLK, random 4 || load counter 2 || 80 00)     P7 §11.2
   SESPK = process_key(DPK, random 4 || purchase counter 2 || terminal tx no[2:4])
           derived when DEBIT FOR PURCHASE brings the terminal transaction number
-          (P7 §12.2; standard/security.md §6.21)
+          (P7 §12.2; docs/decisions.md S21)
   TAC   = MAC under tac_key(DTK): DTK_L xor DTK_R (DES family), DTK (SM4)  P7 §15
 
 Decisions where the standard is silent (also in the handlers' docstrings):
@@ -39,7 +39,7 @@ Decisions where the standard is silent (also in the handlers' docstrings):
 - Transaction type byte (MAC1, MAC2, TAC, EF08, P2 of GET TRANSACTION PROOF):
   the EF08 type item of V2 table 51 / §8.5.3.2, "one Arabic digit" in format
   an: `31` ('1') account load, `32` ('2') medical settlement. P5/P7/P9 give no
-  values (standard/security.md §2.3).
+  values (P5 §7, P7 §11-§12).
 - Payment year: 2 bytes cn (BCD yyyy, e.g. `20 26`), like the mmdd start day
   next to it; `00 00` until the first purchase. Amounts are binary (V2 §8.5.3.5).
 - Algorithm identifier of the INITIALIZE answers: the card's algorithm flag, as
@@ -320,7 +320,7 @@ class Purse:
         Checks PIN (6982, P7 §12), key index (9403), counter (9402), account
         amount against the balance (9401). Answers CIA 4 || SPIP 4 || SPFP 4 ||
         payment year 2 || purchase counter 2 || key version 1 || algorithm id 1 ||
-        pseudo-random 4. SESPK waits for DEBIT (standard/security.md §6.21).
+        pseudo-random 4. SESPK waits for DEBIT (docs/decisions.md S21).
         """
         _lengths(cmd, 0x13, 0x16)
         self._require_pin()
@@ -389,7 +389,7 @@ class Purse:
         MAC_SESPK(account || self-pay || fund || type || terminal no || time), else
         9302. Then, all or nothing: balance - account, the year rule for
         SPIP/SPFP, purchase counter + 1, the EF08 record, the proof, and the
-        SSSE activation (SPEC §3.1). Answers TAC 4 || MAC2 4: MAC2 =
+        SSSE activation (docs/card/lifecycle.md §1). Answers TAC 4 || MAC2 4: MAC2 =
         MAC_SESPK(account || self-pay || fund), TAC over the amounts || type ||
         terminal no || terminal tx no || time.
         """

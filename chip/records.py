@@ -1,7 +1,7 @@
 """Linear record files holding simple-TLV records (`tag len value`).
 
 A record's identifier is its first byte, the tag, so READ RECORD can address
-a record by number or by identifier (SPEC §2.1).
+a record by number or by identifier (P3 §5.3.1).
 """
 
 from .store import Persistent, register

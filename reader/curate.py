@@ -95,7 +95,7 @@ CURATED = [
         [("online-activation", {})]),
     Curated("loss-report-and-unlock", [
         "HR-designated terminal: the holder reports the card lost, then finds it again.",
-        "Loss report (SPEC §3.2, the project's temporary block): ID check, external authentication",
+        "Loss report (docs/card/lifecycle.md §3, the project's temporary block): ID check, external authentication",
         "with BK, GET CHALLENGE, APPLICATION BLOCK 84 1E 00 00 with the PSAM's MAC under the STK",
         "process key (the P7 §13.2 pattern). The SSSE then answers its FCI with 6283 to SELECT and",
         "6985 to everything but GET CHALLENGE, EXTERNAL AUTHENTICATE, GET DATA, APPLICATION UNBLOCK",

@@ -21,7 +21,7 @@ know where the card is, and guesses a file from an SFI or FID that only one
 file on the card has. After `reset()` it knows the card is at the MF.
 
 The social-security side follows LD/T 32 (commands of P5 §6-§7, the PSAM of
-P9 §9; standard/security.md §2-§3, standard/files.md §1-§4). Its facts come
+P9 §9; docs/card/commands.md, docs/card/files.md). Its facts come
 from `chip/`: the file tree, DF names and V2 labels and the record items
 (`chip.ssse_files`), the key table (`chip.keys`: EXTERNAL AUTHENTICATE's P2,
 DELIVERY SESSION KEY's usage and key id), the algorithm flags
@@ -98,7 +98,7 @@ _SSSE_NODES = frozenset(DDF.walk())
 _ITEM_FILES = frozenset(node for node in _SSSE_NODES
                         if not node.is_df and node.structure == LINEAR and node is not DIR)
 # EF05 and EF06 of the SSSE hold one record per item, in the declared order (chip.ssse_files): record
-# number n is the n-th item (files.md §2.1-§2.2).
+# number n is the n-th item (docs/card/files.md).
 _NUMBERED = frozenset((DDF.by_sfi[5], DDF.by_sfi[6]))
 _ALL_ITEMS = {**ITEMS, **MEDICAL_ITEMS}
 
@@ -835,8 +835,8 @@ def _special_category(value: bytes) -> str | None:
     return f'"{text}" {SPECIAL_CATEGORIES[text]}' if text in SPECIAL_CATEGORIES else None
 
 
-# Fixed layouts: (name, length, readable form or None). Commands: P5 §7 tables 50-78 (standard/security.md
-# §2.1, §2.3); P9 §9.9; records: V2 table 9 (files.md §2.7).
+# Fixed layouts: (name, length, readable form or None). Commands: P5 §7 tables 50-78 (docs/card/commands.md);
+# P9 §9.9; records: V2 table 9 (docs/card/files.md).
 DETAIL_LAYOUT = (("sequence number", 2, _uint), ("transaction type", 1, _purse_type), ("terminal number", 6, None),
                  ("time", 7, _cn_time), ("account amount", 4, _fen), ("self-pay amount", 4, _fen),
                  ("pooled-fund amount", 4, _fen))
@@ -898,7 +898,7 @@ def field_lines(data: bytes, layout, pad: str = INDENT) -> list[str]:
 
 
 def _factor_lines(factors: bytes, pad: str = INDENT) -> list[str]:
-    """N 8-byte diversification factors, card level first (P9 §9.7, §9.9.3; SPEC S1)."""
+    """N 8-byte diversification factors, card level first (P9 §9.7, §9.9.3; docs/decisions.md S1)."""
     lines = []
     for i, name in enumerate(FACTORS[:len(factors) // 8]):
         value = factors[8 * i:8 * i + 8]

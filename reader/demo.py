@@ -5,7 +5,7 @@ SSSE, EF05 item 01), free reads of EF05, the PIN (P7 §5.6-§5.8), EF06 read
 after external authentication with RKSSSE (P7 §6; a 3.00 card protects EF06
 with RKSSSE, the PIN alone does not open it), and CHANGE PIN (P7 §9). The
 external authentication is computed by a PSAM in its own reader, as a terminal
-does (standard/security.md §3.3 (a)).
+does (docs/card/commands.md §5).
 """
 
 from chip import Card

@@ -1,9 +1,9 @@
 """Real-world terminal flows: what a bank outlet, an agent's counter, a hospital, a
 pharmacy, a city-services app, an HR-designated terminal and a service window do
-with the card, in the order LD/T 32 part 7 gives the steps (standard/interface.md
-§2: P7 §5 card recognition, §6 query, §7 operator update, §9 change PIN, §12
+with the card, in the order LD/T 32 part 7 gives the steps (docs/card/commands.md §5,
+terminal sequences: P7 §5 card recognition, §6 query, §7 operator update, §9 change PIN, §12
 medical purchase, §13 maintenance) and the project's extensions where the
-standard is silent (SPEC §3: activation, the 300-day deadline, the loss lock).
+standard is silent (docs/card/lifecycle.md: activation, the 300-day deadline, the loss lock).
 
 Each flow is a plain function taking `Reader`s (the card's reader `reader`, a
 PSAM reader `psam` where keys are needed) and an `IssuerHost` `host` where the
@@ -38,10 +38,10 @@ from .sim import SimReader
 from .ssse_terminal import SsseTerminal, TerminalError, sw_of
 
 OK = 0x9000
-INVALIDATED = 0x6283  # SELECT of a loss-locked SSSE (SPEC §3.2) / a blocked financial application
+INVALIDATED = 0x6283  # SELECT of a loss-locked SSSE (docs/card/lifecycle.md §3) / a blocked financial application
 PERMANENTLY_BLOCKED = 0x9303  # SELECT of a permanently blocked SSSE (P5 §6.1, P7 §13.2)
 DEFAULT_ID_NUMBER = "110101199003071233"  # the default profile's holder
-DEFAULT_INITIAL_PIN = "123456"  # the default profile's initial SSSE PIN (SPEC §3.1)
+DEFAULT_INITIAL_PIN = "123456"  # the default profile's initial SSSE PIN (docs/card/lifecycle.md §1)
 DEFAULT_SSSE_PIN = "246810"  # the holder's new SSSE PIN (anything but the initial PIN)
 DEFAULT_BANK_PIN = "135790"  # the holder's new bank PIN
 PHARMACY_TIME = datetime.time(10, 0)  # a pharmacy purchase happens at 10:00 on the card's date
@@ -190,7 +190,7 @@ def _id_check(flow: _Flow, ssse: SsseTerminal, id_number: str, via: str, pin: st
 
 
 def _activation_state(flow: _Flow, ssse: SsseTerminal) -> int | None:
-    """GET DATA DF7E in the SSSE (SPEC §3.1): 1 active, 0 issued; None when the card does not answer it."""
+    """GET DATA DF7E in the SSSE (docs/card/lifecycle.md §1): 1 active, 0 issued; None when the card does not answer it."""
     response = ssse.send(build(0x80, 0xCA, 0xDF, 0x7E, le=256))
     ok = sw_of(response) == OK and response[:3] == b"\xDF\x7E\x01"
     flow.step("GET DATA DF7E (SSSE activation state)", f"{response[3]:02X}" if ok else sw_of(response))
@@ -267,7 +267,7 @@ def _bank_outlet_activation(flow: _Flow, pos: PaymentTerminal, host: IssuerHost,
 
 
 def _change_initial_pin(flow: _Flow, ssse: SsseTerminal, old_pin: str, new_pin: str) -> None:
-    """P7 §9 (change PIN): CHANGE PIN `80 5E 01 00` away from the initial PIN activates the SSSE (SPEC §3.1)."""
+    """P7 §9 (change PIN): CHANGE PIN `80 5E 01 00` away from the initial PIN activates the SSSE (docs/card/lifecycle.md §1)."""
     flow.expect("CHANGE PIN (initial SSSE PIN -> holder's PIN: activates the SSSE)", ssse.change_pin(old_pin, new_pin))
 
 
@@ -298,7 +298,7 @@ def bank_activation(reader, psam, host, *, id_number: str = DEFAULT_ID_NUMBER, s
 
     P7 §5 (card recognition), §6 (EF06 item 08 read after external
     authentication with RKSSSE), §9 (CHANGE PIN), then the bank's issuer
-    scripts (SPEC §5). `id_check`: "auth" (the outlet's PSAM authenticates,
+    scripts (docs/decisions.md §6). `id_check`: "auth" (the outlet's PSAM authenticates,
     before the holder types anything) or "pin" (VERIFY of `ssse_old_pin`
     first, P7 §5.6-§5.8, then the same authentication and read)."""
     _outlet_parameters(ssse_old_pin, ssse_new_pin, bank_pin, id_check)
@@ -314,7 +314,7 @@ def entrusted_activation(reader, psam, host, *, agent_id_number: str = "", power
                          id_check: str = "auth", date: datetime.date | None = None, on_exchange=None) -> FlowResult:
     """An agent activates for the holder: needs the agent's ID number and a power of attorney.
 
-    A terminal-side rule (SPEC §3.2): without both documents (the defaults:
+    A terminal-side rule (docs/card/lifecycle.md): without both documents (the defaults:
     none presented) the flow is refused before any APDU; with both the chip
     sees exactly the bank-activation commands (P7 §5, §6, §9)."""
     _outlet_parameters(ssse_old_pin, ssse_new_pin, bank_pin, id_check)
@@ -347,7 +347,7 @@ def service_window_activation(reader, psam, *, id_number: str = DEFAULT_ID_NUMBE
     P7 §5 (card recognition), §6 (ID check: EF06 item 08 after external
     authentication with RKSSSE; `id_check` "pin" has the holder VERIFY
     `old_pin` first), §9 (CHANGE PIN `80 5E 01 00`); GET DATA DF7E then
-    answers 01 (SPEC §3.1). The bank application is not touched."""
+    answers 01 (docs/card/lifecycle.md §1). The bank application is not touched."""
     _pin("old_pin", old_pin)
     _pin("new_pin", new_pin)
     _choice("id_check", id_check, ("auth", "pin"))
@@ -373,7 +373,7 @@ def hospital_activation(reader, psam, *, pin: str = DEFAULT_INITIAL_PIN, amount:
     VERIFY `pin`, external authentication with RK1DF04 to read items 92 (total)
     and 93 (count), with UK2DF04 to write them one settlement (`amount` fen)
     further. The first such write of an authenticated terminal activates the
-    SSSE (SPEC §3.1); GET DATA DF7E then answers 01."""
+    SSSE (docs/card/lifecycle.md §1); GET DATA DF7E then answers 01."""
     _pin("pin", pin)
     _fen("amount", amount)
     with _Flow("hospital-activation") as flow:
@@ -399,7 +399,7 @@ def pharmacy_activation(reader, psam, *, pin: str = DEFAULT_INITIAL_PIN, amount:
     PURCHASE `80 72` (the PSAM checks MAC2); the detail query (P7 §10, 6.5)
     reads the COS's newest DF04 EF08 record: this purchase, `amount` fen off
     the balance the INITIALIZE answer gave. The purchase is at 10:00 on the
-    card's date. The first purchase activates the SSSE (SPEC §3.1)."""
+    card's date. The first purchase activates the SSSE (docs/card/lifecycle.md §1)."""
     _pin("pin", pin)
     for name, value in (("amount", amount), ("self_pay", self_pay), ("fund", fund)):
         _fen(name, value)
@@ -450,7 +450,7 @@ def online_activation(reader, host, *, pan: str | None = None, bank_pin: str = D
                       date: datetime.date | None = None, on_exchange=None) -> FlowResult:
     """City-services app: the host queues the activation; the next online purchase delivers it.
 
-    Financial application only (SPEC §5; no P7 flow touches the bank
+    Financial application only (docs/decisions.md §6; no P7 flow touches the bank
     application, P7 §5.9). The card is not activated yet, so it declines that
     purchase (AAC); the host answers the AAC with the scripts. `pan` is the
     account from the issuer's records (the app knows its user, the card is not
@@ -471,8 +471,8 @@ def loss_report(reader, psam, *, id_number: str = DEFAULT_ID_NUMBER, identificat
     """HR-designated terminal: ID check, then the loss lock (APPLICATION BLOCK 84 1E 00 00 with BK).
 
     P7 §5, §6 (ID check after external authentication with RKSSSE), then the
-    maintenance pattern of P7 §13.2 with the project's temporary block (SPEC
-    §3.2): external authentication with BK, GET CHALLENGE, `84 1E 00 00 04`
+    maintenance pattern of P7 §13.2 with the project's temporary block (docs/card/lifecycle.md
+    §3): external authentication with BK, GET CHALLENGE, `84 1E 00 00 04`
     with the PSAM's MAC under the STK process key. SELECT then answers its FCI
     with 6283."""
     with _Flow("loss-report") as flow:
@@ -490,7 +490,7 @@ def loss_unlock(reader, psam, *, identification: bytes | None = None, on_exchang
     """HR-designated terminal: APPLICATION UNBLOCK 84 18 00 00 of a loss lock, with BK.
 
     The maintenance pattern of P7 §13 (external authentication with BK, GET
-    CHALLENGE, the PSAM's MAC) on the project's unblock (SPEC §3.2). A locked
+    CHALLENGE, the PSAM's MAC) on the project's unblock (docs/card/lifecycle.md §3). A locked
     SSSE refuses READ RECORD, so the card identification code (for the keys)
     comes from the issuer's records (`identification`)."""
     with _Flow("loss-unlock") as flow:
@@ -507,7 +507,7 @@ def deadline_unlock(reader, psam, host, *, bank_pin: str = DEFAULT_BANK_PIN, ide
                     date: datetime.date | None = None, on_exchange=None) -> FlowResult:
     """A card past its activation deadline: activate the financial application, then unlock the SSSE.
 
-    SPEC §3.2 (the 300-day rule, an extension). An unlock tried first (P7 §13
+    docs/card/lifecycle.md §2 (the 300-day rule, an extension). An unlock tried first (P7 §13
     pattern: BK, GET CHALLENGE, `84 18` with the PSAM's MAC), while the
     financial application is not activated, is answered 6985; the flow shows
     it, then activates at the bank outlet (scripts in a transaction) and
@@ -539,7 +539,7 @@ def pin_reset(reader, psam, *, id_number: str = DEFAULT_ID_NUMBER, new_pin: str 
     P7 §5, §6 (ID check), P7 §13.3 (PIN unblock/reset: external
     authentication with PUK, GET CHALLENGE, the command with the PSAM's MAC
     under the STK process key, P5 §6.8). `method` "reset": `84 24 00 01`
-    with `new_pin` enciphered (SPEC S2/S3), a full try counter. "unblock":
+    with `new_pin` enciphered (docs/decisions.md S2/S3), a full try counter. "unblock":
     `84 24 00 00` restores the counter only, for a holder who remembers
     `old_pin` after all; CHANGE PIN (P7 §9) then sets `new_pin`. Either way
     VERIFY of `new_pin` must then give 9000 in a new session."""

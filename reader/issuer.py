@@ -1,4 +1,4 @@
-"""The issuer host: the bank's side of an online transaction (SPEC §5.2).
+"""The issuer host: the bank's side of an online transaction (docs/decisions.md §6).
 
 It holds the issuer master keys, derives each card's ICC keys, verifies
 ARQCs, answers with an ARC and an ARPC (method 1), and builds issuer script
@@ -123,7 +123,7 @@ class IssuerHost:
     # A list of builders is one issuer script; its inputs are checked here, before anything is sent.
     @staticmethod
     def activation(new_pin: str) -> list:
-        """Set the holder's PIN and the activation flag DF7F = 01 (SPEC §3): one script, so the flag
+        """Set the holder's PIN and the activation flag DF7F = 01 (docs/decisions.md §6): one script, so the flag
         is never sent to a card that refused the PIN. ValueError for a PIN that is not 4-12 digits."""
         check_pin(new_pin, "the new bank PIN")
         return [

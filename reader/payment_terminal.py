@@ -48,7 +48,7 @@ def check_amount(amount) -> int:
 
 
 def script_name(command: bytes) -> str:
-    """What an issuer script command is, by its header (SPEC §5.2)."""
+    """What an issuer script command is, by its header (docs/decisions.md §6)."""
     head = bytes(command[:2])
     if head == b"\x84\x24":
         return "PIN CHANGE" if len(command) > 3 and command[3] == 0x02 else "PIN UNBLOCK"
@@ -179,7 +179,7 @@ class PaymentTerminal:
         return self._ok(response, "SELECT AID"), sw_of(response)
 
     def terminal_data(self, amount: int, currency: bytes, tvr: bytes = bytes(5), tx_type: int = 0x00) -> bytes:
-        """The CDOL1 data (29 bytes, SPEC §5.2 order): amount (n12), other amount, country, TVR,
+        """The CDOL1 data (29 bytes, docs/decisions.md §6 order): amount (n12), other amount, country, TVR,
         currency, date (YYMMDD), type, unpredictable number."""
         return (bytes.fromhex(f"{amount:012d}") + bytes(6) + self.country + tvr + currency
                 + bytes.fromhex(f"{self.date:%y%m%d}") + bytes((tx_type,)) + self.unpredictable.to_bytes(4, "big"))

@@ -7,7 +7,7 @@
                                                machine's own; what `make serve` uses)
     python -m reader.pcscd check               say what is missing for PC/SC, exit 1 if anything
 
-The recipe and its traps are measured in ../shared/PCSC.md: start pcscd as a
+The recipe and its traps are measured in docs/pcsc.md: start pcscd as a
 plain foreground command so its PID is ours, wait for the readers with a
 deadline (with port 35963 taken pcscd lives on with no readers), never use
 `--auto-exit`.

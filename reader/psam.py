@@ -2,10 +2,10 @@
 
 A terminal asks its PSAM (`chip.psam`, or a real one in a SAM slot) for every
 keyed computation about a user card, following the sequences of
-standard/security.md §3.3:
+the sequences of docs/card/commands.md §5 (P7, P9 §7.4):
 
 - preamble: reset, SELECT the environment of the card's algorithm (FCI flag
-  01 → `sx1.sh.社会保障`, 03 → `sx2.sh.社会保障`, SPEC S9), SELECT the ADF;
+  01 → `sx1.sh.社会保障`, 03 → `sx2.sh.社会保障`, docs/decisions.md S9), SELECT the ADF;
 - (a) external authentication data, (b) the expected internal-authentication
   answer: DELIVERY SESSION KEY with the card's challenge (or R1) as process
   factor, then CIPHER DATA P1 00 over the original data (16-byte family:
@@ -14,12 +14,12 @@ standard/security.md §3.3:
   CIPHER DATA over a zero initial block and the message padded by method 2
   (P4 §8.2: P1 05, or 07 03.. 01 when it exceeds one command); PIN reset:
   one STK process key enciphers `LD || PIN` (P4 §8.3) and MACs the command
-  (SPEC S2/S3);
+  (docs/decisions.md S2/S3);
 - the medical purchase: INIT SAM FOR PURCHASE (MAC1), CREDIT SAM FOR PURCHASE (MAC2).
 
 `factors` is always the card's (province, city, card) tuple of
 `chip.crypto.factors`; the helper sends the last `levels` of them (chip.keys:
-how far above the card the PSAM's root sits), card level first (SPEC S1).
+how far above the card the PSAM's root sits), card level first (docs/decisions.md S1).
 
 The ADF is selected by FID (`00 A4 00 00 02 DF01`, P9 table 11): both
 environments' ADFs carry the AID D15600000590, and the FID is relative to the
@@ -132,7 +132,7 @@ class Psam:
             return self._encrypt(original)
         return fold8(self._encrypt(original + bytes(8)))
 
-    # -- the sequences of standard/security.md §3.3 ---------------------------------------------------
+    # -- the sequences of docs/card/commands.md §5 -------------------------------------------------------
     def external_auth(self, spec_name: str, factors, challenge: bytes, original: bytes) -> bytes:
         """(a) The 8 authentication bytes of EXTERNAL AUTHENTICATE `00 82 00 id 10 auth || original`
         for key `spec_name` (chip.keys), from the card's current challenge (P7 §6.6)."""
@@ -157,7 +157,7 @@ class Psam:
         return self._encipher(plaintext)
 
     def pin_reset_data(self, factors, challenge: bytes, new_pin_cn: bytes, header: bytes) -> bytes:
-        """The data of PIN reset `84 24 00 01 Lc` (SPEC S2/S3): the new PIN (cn) enciphered as
+        """The data of PIN reset `84 24 00 01 Lc` (docs/decisions.md S2/S3): the new PIN (cn) enciphered as
         `LD || PIN`, then MAC4 over `header` (CLA INS P1 P2, 4 bytes) || Lc || ciphertext, both
         under one STK process key from `challenge`. Returns ciphertext || MAC. An empty PIN is
         sent as an enciphered PIN element of length zero, the MAC alone (P5 §6.8.3)."""

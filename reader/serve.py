@@ -4,7 +4,7 @@ A thin socket adapter around the sans-I/O `reader.vpcd.VpcdProtocol`. vpcd
 listens and the card connects (one TCP port per virtual reader). One thread
 runs a selector over every card's socket and the control channels:
 
-- the 48 ms trap (../shared/PCSC.md): `TCP_NODELAY`, `TCP_QUICKACK` re-armed
+- the 48 ms trap (docs/pcsc.md): `TCP_NODELAY`, `TCP_QUICKACK` re-armed
   before every `recv()`, and each reply sent in one write;
 - ATR requests are answered from the card's ATR without touching its state;
   power on/off and reset map to the card's power model, on the card's own
