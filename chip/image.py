@@ -424,15 +424,21 @@ class FileBackend:
         return cls(path, 0, owner=True, new=True)
 
 
-def snapshot(path) -> tuple[SnapshotBackend, dict]:
-    """Read an image without owning it (whoever has it may be writing it: this is its state now)."""
+def read_bytes(path) -> bytes:
+    """An image file's bytes, without owning it: regular files only (a FIFO or a device is never
+    opened), read with a bound; ImageError names what is wrong."""
     path = os.fspath(path)
     fd = _open_image(path)
     try:
-        data = _read_bounded(fd, path)
+        return _read_bounded(fd, path)
     finally:
         os.close(fd)
-    objects, generation = decode(data, path)
+
+
+def snapshot(path) -> tuple[SnapshotBackend, dict]:
+    """Read an image without owning it (whoever has it may be writing it: this is its state now)."""
+    path = os.fspath(path)
+    objects, generation = decode(read_bytes(path), path)
     return SnapshotBackend(path, generation), objects
 
 

@@ -13,7 +13,6 @@ import dataclasses
 import datetime
 import difflib
 import os
-import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from . import idnumber
 from .atr import DEFAULT_HISTORICAL, DI_TABLE, EDC_CRC, EDC_LRC, FI_TABLE, PROTOCOL_NAMES, PROTOCOLS_BY_NAME, AtrConfig
 from .crypto import SM4_FLAG, TDES_FLAG
 from .keys import FINANCIAL_KEYS, KEYS
+from .inputs import read_regular
 from .pin import valid_digits
 
 SHIPPED = Path(__file__).with_name("profiles")
@@ -194,21 +194,7 @@ def load_profile(profile: str | os.PathLike = "default") -> Profile:
 def _read_toml(path: Path) -> dict:
     """A profile file's TOML; anything that stops it (a folder, no permission, not UTF-8, nesting
     deeper than the parser goes) is one ProfileError naming the file."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise ProfileError(f"{path}: no such profile file") from None
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read profile ({exc.strerror})") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise ProfileError(f"{path}: is a folder, not a profile file (give a TOML file)")
-    if not stat.S_ISREG(info.st_mode):
-        raise ProfileError(f"{path}: is not a regular file, so not a profile (give a TOML file)")
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read profile ({exc.strerror})") from None
+    raw = read_regular(path, "profile", ProfileError, hint=" (give a TOML file)", missing="no such profile file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

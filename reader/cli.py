@@ -10,12 +10,12 @@ import io
 import math
 import os
 import random
-import stat
 import sys
 
 from chip import Card, ImageError, ProfileError
 from chip.store import StorageFailure
 from chip.fleet import image_names
+from chip.inputs import read_regular
 from chip.profile import shipped_names
 
 from chip.sw import meaning
@@ -117,19 +117,7 @@ TEXT_NUL_SCAN = 8192  # a NUL byte in the first 8 KiB: a binary file
 def _read_text(path: str, what: str) -> str:
     """A text file the user named (a trace, a scriptor script): its UTF-8 text, or one line naming the
     file and what is wrong with it."""
-    try:
-        info = os.stat(path)
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read {what} ({exc.strerror})") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise UsageError(f"{path}: is a folder, not a {what}")
-    if not stat.S_ISREG(info.st_mode):
-        raise UsageError(f"{path}: is not a regular file, so not a {what}")
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    data = read_regular(path, what, UsageError)
     if b"\0" in data[:TEXT_NUL_SCAN]:
         raise UsageError(f"{path}: a binary file (it has NUL bytes), not a {what} (UTF-8 text)")
     try:

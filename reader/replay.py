@@ -10,9 +10,7 @@ the first APDU, each one that cannot be honoured.
 """
 
 import datetime
-import os
 import random as random_module
-import stat
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,7 +28,6 @@ from .sim import SimReader
 from .report import spaced
 from .trace import Trace, TraceError, snapshot_lines
 
-IMAGE_LIMIT = 16 << 20  # bytes: far more than any card image (a few KiB)
 
 
 def seeded(seed: int):
@@ -52,31 +49,7 @@ def card_from_image(data: bytes, where: str, date: datetime.date | None = None) 
 
 def read_image(path: str) -> bytes:
     """An image file's bytes, for a replay that must not change it; ImageError names what is wrong."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such card image (make one with 'sscard personalize --state {path}')") from None
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot read card image ({exc.strerror})") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise ImageError(f"{path}: is a folder, not a card image")
-    if not stat.S_ISREG(info.st_mode):
-        raise ImageError(f"{path}: not a regular file (a card image is one)")
-    if info.st_size > IMAGE_LIMIT:
-        raise ImageError(f"{path}: {info.st_size} bytes, too large for a card image")
-    try:  # O_NONBLOCK: a FIFO swapped in after the stat does not make the open wait
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot read card image ({exc.strerror})") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ImageError(f"{path}: not a regular file (a card image is one)")
-        with os.fdopen(os.dup(fd), "rb") as f:
-            return f.read(IMAGE_LIMIT + 1)
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot read card image ({exc.strerror})") from None
-    finally:
-        os.close(fd)
+    return image_mod.read_bytes(path)
 
 
 def load_image_copy(path: str, date: datetime.date | None = None) -> Card:

@@ -255,7 +255,7 @@ def test_file_arguments_that_cannot_be_used_are_one_line(tmp_path, capsys, argv,
 
 
 def test_an_unreadable_profile_is_one_line(tmp_path, capsys, monkeypatch):
-    import chip.profile
+    import chip.inputs
 
     path = tmp_path / "mine.toml"
     path.write_text((SHIPPED / "default.toml").read_text(encoding="utf-8"), encoding="utf-8")
@@ -263,7 +263,7 @@ def test_an_unreadable_profile_is_one_line(tmp_path, capsys, monkeypatch):
     def refuse(file, *args, **kwargs):  # what chmod 000 gives a user who is not root
         raise PermissionError(13, "Permission denied", str(file))
 
-    monkeypatch.setattr(chip.profile, "open", refuse, raising=False)
+    monkeypatch.setattr(chip.inputs, "open", refuse, raising=False)
     code, out, err = run(capsys, "personalize", str(path), "--state", str(tmp_path / "new.img"))
     assert code == 2 and err == f"sscard: error: {path}: cannot read profile (Permission denied)\n"
 

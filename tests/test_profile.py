@@ -473,7 +473,7 @@ def test_every_key_the_parser_reads_is_a_known_key(monkeypatch):
 def test_profile_files_that_cannot_be_read(tmp_path, monkeypatch):
     folder = tmp_path / "folder.toml"
     folder.mkdir()
-    with pytest.raises(ProfileError, match=r"folder.toml: is a folder, not a profile file"):
+    with pytest.raises(ProfileError, match=r"folder.toml: is a folder, not a profile \(give a TOML file\)$"):
         load_profile(str(folder))
     gbk = tmp_path / "gbk.toml"
     gbk.write_bytes(DEFAULT_TOML.read_text(encoding="utf-8").encode("gbk"))
@@ -489,5 +489,5 @@ def test_profile_files_that_cannot_be_read(tmp_path, monkeypatch):
     (tmp_path / "default").mkdir()  # a folder named like a shipped profile does not hide it
     assert load_profile("default") == load_profile(DEFAULT_TOML)
     (tmp_path / "mine").mkdir()
-    with pytest.raises(ProfileError, match=r"^mine: is a folder, not a profile file"):
+    with pytest.raises(ProfileError, match=r"^mine: is a folder, not a profile \(give a TOML file\)$"):
         load_profile("mine")
