@@ -39,18 +39,18 @@ demo: $(STAMP)
 	$(BIN)/sscard demo
 
 # test and bench: a private pcscd, and everything the run starts, in private mount and network
-# namespaces (reader/pcscd.py): they never reach the machine's pcscd nor a card `make serve` serves.
+# namespaces (reader/pcsc/pcscd.py): they never reach the machine's pcscd nor a card `make serve` serves.
 # The 10,000-card fleet runs only in bench (make test runs bench_fleet.py on 100 cards).
 test: $(PCSC_STAMP)
-	$(BIN)/python -m reader.pcscd run -- $(BIN)/python -m pytest -q
+	$(BIN)/python -m reader.pcsc.pcscd run -- $(BIN)/python -m pytest -q
 
 bench: $(PCSC_STAMP)
-	$(BIN)/python -m reader.pcscd run -- $(BIN)/python -m pytest bench -q --benchmark-enable --benchmark-only \
+	$(BIN)/python -m reader.pcsc.pcscd run -- $(BIN)/python -m pytest bench -q --benchmark-enable --benchmark-only \
 	  --benchmark-columns=min,median,mean,ops,rounds
 
 # serve: the machine's own pcscd (started in the background if none answers), for the user's applications
 serve: $(PCSC_STAMP)
-	@$(BIN)/python -m reader.pcscd ensure
+	@$(BIN)/python -m reader.pcsc.pcscd ensure
 	@[ -f $(CARD) ] || $(BIN)/sscard personalize --state $(CARD)
 	@echo "The card in $(CARD) is in the PC/SC reader 'Virtual PCD 00 00'. Reach it with:"
 	@echo "  pcsc_scan                                   # watch the reader and the ATR"

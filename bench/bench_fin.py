@@ -12,8 +12,8 @@ import pytest
 
 from chip import Card
 from reader import SimReader
-from reader.issuer import IssuerHost
-from reader.payment_terminal import PaymentTerminal
+from reader.terminals.issuer import IssuerHost
+from reader.terminals.payment import PaymentTerminal
 
 DATE = datetime.date(2026, 11, 21)
 PIN = "246810"

@@ -25,7 +25,7 @@ import time
 import pytest
 
 from chip.fleet import Fleet, memory_per_card
-from reader.fleet_load import SSSE_MIX, load
+from reader.terminals.fleet_load import SSSE_MIX, load
 
 N = 10_000  # with benchmarks enabled (make bench)
 N_TEST = 100  # with benchmarks disabled (make test)

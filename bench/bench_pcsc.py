@@ -21,9 +21,9 @@ READ = bytes.fromhex("00B2012C12")  # EF05 item 01 (free), Le 18: one exchange o
 
 
 def _pcsc_or_skip():
-    """Only on `make bench`'s private pcscd (python -m reader.pcscd run: private namespaces), never on
+    """Only on `make bench`'s private pcscd (python -m reader.pcsc.pcscd run: private namespaces), never on
     the machine's, where a user's served card may sit in the same reader."""
-    from reader.pcscd import skip_reason
+    from reader.pcsc.pcscd import skip_reason
 
     reason = skip_reason()
     if reason:
@@ -35,7 +35,7 @@ def _pcsc_or_skip():
 @pytest.mark.parametrize("quickack", [True, False], ids=["quickack", "no-quickack"])
 def bench_pcsc_round_trip(benchmark, tmp_path, quickack):
     _pcsc_or_skip()
-    from reader.pcsc import PcscReader
+    from reader.pcsc.reader import PcscReader
 
     image = str(tmp_path / "card.img")
     Card.from_profile(state=image)

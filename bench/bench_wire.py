@@ -10,10 +10,10 @@ import datetime
 import pytest
 
 from chip import Card
-from chip.profile import SHIPPED
+from chip.personalization.profile import SHIPPED
 from reader.base import transmit_all
-from reader.flows import run_flow
-from reader.wire import WireReader
+from reader.terminals.flows import run_flow
+from reader.link.wire import WireReader
 
 DATE = datetime.date(2026, 11, 21)
 SELECT = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")

@@ -28,7 +28,7 @@ sys.path[:0] = [os.path.join(HERE, ".."), os.path.join(HERE, "..", "tests")]
 
 with atheris.instrument_imports():
     import chip  # noqa: F401  (instrumented: the card OS and applets)
-    from chip import image
+    from chip.kernel import image
 
 import collections  # noqa: E402
 

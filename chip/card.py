@@ -21,18 +21,18 @@ import logging
 import os
 import weakref
 
-from . import image as image_mod
-from . import lifecycle
-from .apdu import parse
-from .applet import Applet
-from .atr import LEGACY as ATR_LEGACY, AtrConfig, build
-from .fs import MF_FID, master_file, nearest
-from .directory import PpseApplet, PseApplet
-from .financial import FinancialApplet
-from .psam import PSAM
-from .ssse import SsseApplet
-from .store import PowerLoss, StorageFailure, Store, Vars
-from .sw import (
+from chip.kernel import image as image_mod
+from chip.kernel import lifecycle
+from chip.iso.apdu import parse
+from chip.kernel.applet import Applet
+from chip.contacts.atr import LEGACY as ATR_LEGACY, AtrConfig, build
+from chip.kernel.fs import MF_FID, master_file, nearest
+from chip.apps.directory import PpseApplet, PseApplet
+from chip.apps.financial import FinancialApplet
+from chip.apps.psam import PSAM
+from chip.apps.ssse import SsseApplet
+from chip.kernel.store import PowerLoss, StorageFailure, Store, Vars
+from chip.iso.sw import (
     SW_CARD_BLOCKED,
     SW_CLA_NOT_SUPPORTED,
     SW_APPLICATION_PERMANENTLY_BLOCKED,
@@ -62,7 +62,7 @@ class Kind:
 
 KINDS = {
     "sscard": Kind("sscard", (SsseApplet, PseApplet, PpseApplet, FinancialApplet)),  # the social-security card
-    "psam": PSAM,  # a terminal's secure access module (LD/T 32 P9): its MF is an environment, see chip.psam
+    "psam": PSAM,  # a terminal's secure access module (LD/T 32 P9): its MF is an environment, see chip.apps.psam
 }
 
 _EXPECTED: dict = {}  # kind -> the objects of a fresh personalisation of it (what an image must hold)
@@ -73,7 +73,7 @@ _LIFECYCLE_VALUES = {machine: frozenset(states) for machine, states in lifecycle
 def check_image(objects: dict, where: str) -> None:
     """ImageError unless `objects` hold what a card of their kind is made of: the objects (names and
     kinds) a fresh personalisation of that kind makes, the values of its Vars, lifecycle states the
-    lifecycle table knows (chip.image.check_objects)."""
+    lifecycle table knows (chip.kernel.image.check_objects)."""
     config = objects.get("card")
     if config is None:
         raise image_mod.ImageError(f"{where}: damaged card image: missing card")
@@ -83,7 +83,7 @@ def check_image(objects: dict, where: str) -> None:
                                    f"{', '.join(sorted(KINDS))}")
     expected = _EXPECTED.get(kind)
     if expected is None:
-        from .profile import load_profile
+        from chip.personalization.profile import load_profile
 
         store = Card._fresh_store(kind, load_profile("default"), datetime.date(2026, 1, 1), image_mod.MemoryBackend())
         expected = _EXPECTED[kind] = dict(store.objects)
@@ -167,7 +167,7 @@ class Card:
 
     @classmethod
     def _personalize(cls, kind: str, profile, state, date, overwrite: bool = False) -> "Card":
-        from .profile import Profile, load_profile
+        from chip.personalization.profile import Profile, load_profile
 
         if not isinstance(profile, Profile):
             profile = load_profile(profile)
@@ -192,7 +192,7 @@ class Card:
         """Reopen a personalised card image; its state keeps living in that file.
 
         The card is the image's only owner while it lives: it holds an exclusive
-        lock on the file (chip.image) until `close()` (or the end of a `with`
+        lock on the file (chip.kernel.image) until `close()` (or the end of a `with`
         block, or the card being dropped, or the process ending). Another
         opener, in this process or another, gets ImageInUse
         (`card.img is in use by pid 1234 (sscard serve)`). `read_only=True`

@@ -14,7 +14,7 @@ one of its faults fires, changes what the card does with it:
                 (the middle byte of data that is no TLV)
     delay ETU   run the command, with a simulated busy time: `card.last_delay_etu`
     write       run the command with its first persistent write failing (the backend
-                raises OSError at the next write point, `chip.image` hooks): the card
+                raises OSError at the next write point, `chip.kernel.image` hooks): the card
                 answers `6581` and keeps the old state
 
 Matching (all optional, all must hold): `ins XX`, `cla XX` (hex), `nth N` (the
@@ -59,9 +59,9 @@ import errno
 import random
 from dataclasses import dataclass
 
-from .apdu import parse
-from .ber import read_tag
-from .sw import CardError
+from chip.iso.apdu import parse
+from chip.iso.ber import read_tag
+from chip.iso.sw import CardError
 
 ACTIONS = ("sw", "mute", "chunk", "tlv", "delay", "write")
 _WITH_VALUE = {"sw": "a status word (4 hex digits)", "chunk": "a piece size (1-255)",

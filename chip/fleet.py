@@ -24,9 +24,9 @@ import datetime
 import os
 from collections import OrderedDict
 
-from . import image as image_mod
-from .card import Card
-from .profile import Profile, load_profile
+from chip.kernel import image as image_mod
+from chip.card import Card
+from chip.personalization.profile import Profile, load_profile
 
 SUFFIX = ".img"
 CARD_NUMBER_DIGITS = 8

@@ -3,7 +3,7 @@
 One guard for every such file, so a folder, a FIFO or a device given by mistake is one line
 naming the path and never a hang or a traceback. Callers give the noun for their messages
 and their own error class (ProfileError, the CLI's usage error). Card images have a stricter
-reader of their own (chip.image: bounded, never following a swapped-in FIFO).
+reader of their own (chip.kernel.image: bounded, never following a swapped-in FIFO).
 """
 
 import os

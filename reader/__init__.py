@@ -1,6 +1,6 @@
 """sscard's host side: readers, tools and the `sscard` command."""
 
-from .base import Reader
-from .sim import SimReader
+from reader.base import Reader
+from reader.sim import SimReader
 
 __all__ = ["Reader", "SimReader"]

@@ -1,6 +1,6 @@
 """Human-readable APDU exchanges, shared by `sscard apdu`, the demo and (later) traces."""
 
-from chip.sw import meaning
+from chip.iso.sw import meaning
 
 
 def spaced(data: bytes) -> str:

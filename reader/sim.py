@@ -1,9 +1,9 @@
 """`SimReader`: the card in-process, no driver, no wire."""
 
 from chip import Card
-from chip.atr import parse_atr
+from chip.contacts.atr import parse_atr
 
-from .base import Reader
+from reader.base import Reader
 
 PROTOCOLS = {"T=0": 0, "T=1": 1, 0: 0, 1: 1}
 GET_RESPONSE = bytes((0x00, 0xC0, 0x00, 0x00))

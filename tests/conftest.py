@@ -10,8 +10,8 @@ import pytest
 
 from chip import Card
 from reader import SimReader
-from reader.issuer import IssuerHost
-from reader.payment_terminal import PaymentTerminal
+from reader.terminals.issuer import IssuerHost
+from reader.terminals.payment import PaymentTerminal
 
 CARD_DATE = datetime.date(2026, 11, 21)
 

@@ -1,9 +1,9 @@
 """Shared test helpers for the social-security application (SSSE): constants and a `Session`.
 
 Every cryptogram a `Session` sends is computed with `tests/oracle.py` (the
-independent reading of LD/T 32 P4/P9), never with `chip.crypto`: the card keys
+independent reading of LD/T 32 P4/P9), never with `chip.kernel.crypto`: the card keys
 are diversified here from the default profile's root keys
-(chip/profiles/default.toml `[keys]`, SPEC §6) by the number of levels SPEC §6
+(chip/personalization/profiles/default.toml `[keys]`, SPEC §6) by the number of levels SPEC §6
 gives (IRK and the RKs 3 levels, STK/PUK/BK/UK 1 level; P9 §7.3), with the
 region code 110100 and the ATR historical bytes of SPEC §6.
 

@@ -2,7 +2,7 @@
 
 Every function below follows one recipe of the standard (社会保障（个人）卡规范) and says
 which: P4 = 第4部分 安全机制, P7 = 第7部分 应用流程, P9 = 第9部分 PSAM卡应用技术要求.
-The project's rule is that its cryptography (chip/crypto.py, chip/keys.py) is checked
+The project's rule is that its cryptography (chip/kernel/crypto.py, chip/apps/keys.py) is checked
 against code that never calls it, so this module imports nothing from `chip` and uses
 only ECB encryption of single blocks from `cryptography`; chaining, padding, folding
 and key handling are written out here, literally as the text describes them.

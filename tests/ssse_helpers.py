@@ -3,11 +3,11 @@
 `Terminal` builds the standard's authenticated and MAC-protected commands of
 the social-security application (LD/T 32 P5 §6-§7, P7 §6, §11-§13) for one
 card, with every cryptogram computed by the independent oracle
-(`tests/oracle.py`), never by `chip.crypto`:
+(`tests/oracle.py`), never by `chip.kernel.crypto`:
 
 - the card keys: `oracle.card_key(family, root, levels, region, historical)`
   with the profile's root keys (`[keys]`), the number of levels of the key
-  table (`chip.keys.KEYS`: IRK and the RKs 3, the others 1; P9 §7.3), the
+  table (`chip.apps.keys.KEYS`: IRK and the RKs 3, the others 1; P9 §7.3), the
   region code of the profile (the first 6 digits of EF05 item 01) and the ATR
   historical bytes the card answers at reset (P9 §7.3.3: bytes 6-13 are the
   card factor), parsed here from the ATR as a terminal does;
@@ -28,8 +28,8 @@ it*, so a power-cut test can install its hook between the two.
 import datetime
 
 import oracle
-from chip.keys import KEYS
-from chip.profile import Profile, load_profile
+from chip.apps.keys import KEYS
+from chip.personalization.profile import Profile, load_profile
 
 OK = b"\x90\x00"
 DDF_NAME = bytes.fromhex("7378312E73682EC9E7BBE1B1A3D5CF")  # sx1.sh.社会保障
@@ -40,7 +40,7 @@ INITIAL_PIN = "123456"
 FAMILY = {0x01: "des", 0x03: "sm4"}  # the SSSE FCI's algorithm flag (SR §10.1)
 KEY = {spec.name: spec for spec in KEYS}
 TERMINAL_NO = bytes.fromhex("110100000001")  # a PSAM terminal number (P9 0016: city code + 6 digits)
-TYPE_LOAD, TYPE_PURCHASE = 0x31, 0x32  # the EF08 transaction types (V2 table 51; chip/purse.py)
+TYPE_LOAD, TYPE_PURCHASE = 0x31, 0x32  # the EF08 transaction types (V2 table 51; chip/apps/purse.py)
 
 
 def cn(digits: str) -> bytes:
@@ -237,7 +237,7 @@ class Terminal:
         return apdu(0xB0, 0x2A, 0x00, 0x00, when + mac2, le=0x04), tac, counter
 
     def update_starting_day(self, mmdd: str) -> bytes:
-        """UPDATE STARTING DAY `B0 56 00 00 06 <mmdd> <MAC4>` under the DSK process key (chip/purse.py), not sent."""
+        """UPDATE STARTING DAY `B0 56 00 00 06 <mmdd> <MAC4>` under the DSK process key (chip/apps/purse.py), not sent."""
         challenge = self.challenge()
         header = bytes.fromhex("B056000006")
         body = bytes.fromhex(mmdd)

@@ -1,4 +1,4 @@
-"""Command APDU decoding: `chip.apdu.parse`/`build` and what `Card.transmit` makes of it.
+"""Command APDU decoding: `chip.iso.apdu.parse`/`build` and what `Card.transmit` makes of it.
 
 References: ISO/IEC 7816-4 §5.1 (cases 1-4, short and extended Lc/Le), ISO/IEC
 7816-3 §12.1; SPEC §4 for the status words.
@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chip import Card
-from chip.apdu import build, parse
-from chip.sw import CardError
+from chip.iso.apdu import build, parse
+from chip.iso.sw import CardError
 from conftest import CARD_DATE, tx
 from helpers import EF05, FCI
 
@@ -33,7 +33,7 @@ def fields(cmd):
     # case 2 short: Le = 00 means 256 (7816-4 §5.1)
     ("00B2012C00", (0x00, 0xB2, 0x01, 0x2C, b"", 256, True, 2, False)),
     ("00B2012C12", (0x00, 0xB2, 0x01, 0x2C, b"", 0x12, True, 2, False)),
-    # case 3 short: no Le; the card OS allows up to 256 bytes back (chip.apdu docstring)
+    # case 3 short: no Le; the card OS allows up to 256 bytes back (chip.iso.apdu docstring)
     ("00A4020002EF05", (0x00, 0xA4, 0x02, 0x00, b"\xEF\x05", 256, False, 3, False)),
     # case 4 short
     ("00A4020002EF0510", (0x00, 0xA4, 0x02, 0x00, b"\xEF\x05", 0x10, True, 4, False)),

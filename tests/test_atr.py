@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chip import Card, ProfileError
-from chip import image as image_mod
-from chip.atr import (
+from chip.kernel import image as image_mod
+from chip.contacts.atr import (
     DEFAULT_HISTORICAL,
     DI_TABLE,
     LEGACY_HISTORICAL,
@@ -25,8 +25,8 @@ from chip.atr import (
     build_atr,
     parse_atr,
 )
-from chip.profile import parse_profile
-from reader import atr as reader_atr
+from chip.personalization.profile import parse_profile
+from reader.link import atr as reader_atr
 
 # LD/T 32 P2 Table 7 (T=0 only, TB1 00, TC1 00, no TA1, no TD1, no TCK) + the Table 16 historical bytes
 HISTORICAL = bytes.fromhex("00815353438699110100000001")
@@ -39,7 +39,7 @@ LEGACY_ATR = bytes.fromhex("3B9C138031FE45805A5353434152442D53494D31")
 LEGACY_CONFIG = dataclasses.replace(T1_CONFIG, historical=LEGACY_HISTORICAL)
 # a real card's contact ATR (T-HSM trace, standard/interface.md §1.6.3)
 REAL_ATR = bytes.fromhex("3B6D0000 00814A4446 8660 5199 000001AC".replace(" ", ""))
-DEFAULT_TOML = Path(__file__).resolve().parents[1] / "chip" / "profiles" / "default.toml"
+DEFAULT_TOML = Path(__file__).resolve().parents[1] / "chip" / "personalization" / "profiles" / "default.toml"
 
 
 def atr(text: str) -> bytes:

@@ -2,12 +2,13 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from chip import Card
-from chip.profile import SHIPPED
-from reader.cli import main
+from chip.personalization.profile import SHIPPED
+from reader.cli.commands import main
 
 SELECT_SSSE = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
 
@@ -132,7 +133,7 @@ def test_apdu_output_is_decoded(tmp_path, capsys):
 
 
 def test_decode_command_explains_a_trace(tmp_path, capsys):
-    code, out, _ = run(capsys, "decode", str(SHIPPED.parent.parent / "apdu_traces" / "pharmacy-activation.apdu"))
+    code, out, _ = run(capsys, "decode", str(Path(__file__).resolve().parents[1] / "apdu_traces" / "pharmacy-activation.apdu"))
     assert code == 0
     assert "SELECT by DF name sx1.sh.社会保障 (SSSE)" in out
     assert "INTERNAL AUTHENTICATE with IRK (key 00)" in out
@@ -269,7 +270,7 @@ def test_an_unreadable_profile_is_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_a_link_error_on_the_simulated_contacts_is_one_line(tmp_path, capsys, monkeypatch):
-    from reader import wire
+    from reader.link import wire
 
     img = str(tmp_path / "card.img")
     run(capsys, "personalize", "--state", img)

@@ -14,10 +14,10 @@ input is checked before the first APDU.
 import pytest
 
 from chip import Card
-from chip.financial import pin_block
-from chip.profile import SHIPPED
-from chip.sw import meaning
-from reader.cli import main
+from chip.apps.financial import pin_block
+from chip.personalization.profile import SHIPPED
+from chip.iso.sw import meaning
+from reader.cli.commands import main
 
 DATE = "2026-11-21"
 AID = "A0 00 00 03 33 01 01 01"

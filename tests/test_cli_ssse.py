@@ -18,9 +18,9 @@ from conftest import activate_financial
 from ssse_helpers import TERMINAL_NO, Terminal, cn
 
 from chip import Card
-from chip.profile import SHIPPED
-from chip.sw import meaning
-from reader.cli import main
+from chip.personalization.profile import SHIPPED
+from chip.iso.sw import meaning
+from reader.cli.commands import main
 
 D = datetime.date(2026, 11, 21)
 DAY_300, DAY_301 = (str(D + datetime.timedelta(days=n)) for n in (300, 301))

@@ -1,4 +1,4 @@
-"""The card's cryptographic recipes (chip.crypto, SPEC §5) against independent oracles.
+"""The card's cryptographic recipes (chip.kernel.crypto, SPEC §5) against independent oracles.
 
 - SM4 and SM3 against the vectors published in GB/T 32907-2016 and GB/T 32905-2016.
 - 3DES MAC (ISO 9797-1 MAC algorithm 3, padding method 2) against `pyemv`.
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pyemv import kd, tools
 from pyemv.mac import mac_iso9797_3
 
-from chip.crypto import BY_FLAG, SM4, TDES, invert, pad_method2, xor
+from chip.kernel.crypto import BY_FLAG, SM4, TDES, invert, pad_method2, xor
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
@@ -31,7 +31,7 @@ def message(n: int) -> bytes:
     return bytes((7 * i + 3) & 0xFF for i in range(n))
 
 
-# -- independent building blocks (cryptography's primitives, nothing from chip.crypto) ----------
+# -- independent building blocks (cryptography's primitives, nothing from chip.kernel.crypto) ----------
 
 
 def sm4_ecb(key: bytes, data: bytes) -> bytes:

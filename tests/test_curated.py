@@ -8,11 +8,11 @@ import pathlib
 import pytest
 
 from chip import Card
-from reader.cli import main
-from reader.curate import CURATED, ISSUED, issue_date_bytes, record
-from reader.flows import FLOWS
-from reader.replay import replay, sim_reader_for
-from reader.trace import parse
+from reader.cli.commands import main
+from reader.traces.curate import CURATED, ISSUED, issue_date_bytes, record
+from reader.terminals.flows import FLOWS
+from reader.traces.replay import replay, sim_reader_for
+from reader.traces.format import parse
 
 FOLDER = pathlib.Path(__file__).resolve().parent.parent / "apdu_traces"
 

@@ -1,4 +1,4 @@
-"""The trace decoder (reader/decode.py) on real exchanges and on exchanges made by the simulator itself.
+"""The trace decoder (reader/decode/decoder.py) on real exchanges and on exchanges made by the simulator itself.
 
 Real-trace tests feed a `Decoder` the bytes of the standard's annotated traces
 (standard/security.md §4: T1 `加密机方式指令流.txt`, T2 `EgAPP-20180611.log`, the
@@ -18,17 +18,17 @@ from helpers import REGION, HISTORICAL, SELECT_DF04, SELECT_SSSE, VERIFY_OK, Ses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import chip.financial as fin
+import chip.apps.financial as fin
 import oracle
 from chip import Card, load_profile
 from chip.card import KINDS
 from reader import Reader, SimReader
-from reader.decode import CVR_BITS, Decoder, cvr_lines, explain
-from reader.issuer import IssuerHost
-from reader.payment_terminal import PaymentTerminal
-from reader.replay import sim_reader_for
+from reader.decode.decoder import CVR_BITS, Decoder, cvr_lines, explain
+from reader.terminals.issuer import IssuerHost
+from reader.terminals.payment import PaymentTerminal
+from reader.traces.replay import sim_reader_for
 from reader.report import exchange
-from reader.trace import parse as parse_trace
+from reader.traces.format import parse as parse_trace
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 

@@ -8,7 +8,7 @@ count every byte the card has to send, so they carry 1E, not 1C.
 import pytest
 
 from chip import Card
-from chip.atr import parse_atr
+from chip.contacts.atr import parse_atr
 from conftest import CARD_DATE, tx
 from reader import SimReader
 

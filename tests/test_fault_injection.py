@@ -7,11 +7,11 @@ import pytest
 from chip import Card
 from chip.faults import CardMute, Fault, FaultPlan, corrupt_tlv, inject, parse_fault
 from reader import SimReader
-from reader.replay import replay, sim_reader_for
-from reader.serve import Server, Slot
-from reader.trace import TraceError, parse, to_text
-from reader.vpcd import Apdu
-from reader.wire import Faults, WireReader
+from reader.traces.replay import replay, sim_reader_for
+from reader.pcsc.serve import Server, Slot
+from reader.traces.format import TraceError, parse, to_text
+from reader.pcsc.vpcd import Apdu
+from reader.link.wire import Faults, WireReader
 from tests.conftest import CARD_DATE
 
 SELECT = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
@@ -250,7 +250,7 @@ def test_write_failure_answers_6581_and_keeps_the_image(image):
 
 
 def test_write_failure_in_memory_and_with_a_power_cut_hook(selected, card):
-    from chip.image import cut_power_at
+    from chip.kernel.image import cut_power_at
 
     hook = cut_power_at(10**9)
     card.store.backend.write_point = hook

@@ -6,7 +6,7 @@ first GENERATE AC of a card that is not activated (AAC, ATC). The cryptograms
 themselves are checked independently in test_fin_crypto.py.
 
 Every expected value here is written out or computed in this file (PIN blocks,
-CDOL data); nothing is taken from chip.financial.
+CDOL data); nothing is taken from chip.apps.financial.
 """
 
 import re
@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from chip import Card, ber
+from chip import Card
+from chip.iso import ber
 from conftest import CARD_DATE, tx
 from reader import SimReader
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_TOML = ROOT / "chip" / "profiles" / "default.toml"
+DEFAULT_TOML = ROOT / "chip" / "personalization" / "profiles" / "default.toml"
 
 PSE = "315041592E5359532E4444463031"  # "1PAY.SYS.DDF01"
 PPSE = "325041592E5359532E4444463031"  # "2PAY.SYS.DDF01"

@@ -2,8 +2,8 @@
 
 3DES through `pyemv` (EMV Common Core Definitions: ICC master key option A,
 common session key, ISO 9797-1 MAC algorithm 3, ARPC method 1); SM4 written
-out here on `cryptography`'s SM4 per SPEC §5.2. Nothing comes from chip.crypto
-or reader.issuer: the activation scripts, the ARPC and every script MAC are
+out here on `cryptography`'s SM4 per SPEC §5.2. Nothing comes from chip.kernel.crypto
+or reader.terminals.issuer: the activation scripts, the ARPC and every script MAC are
 built in this file, and the transactions are driven APDU by APDU.
 """
 
@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pyemv import ac as emv_ac
 from pyemv import kd, mac, tools
 
-from chip import Card, ber
+from chip import Card
+from chip.iso import ber
 from conftest import CARD_DATE, activate_financial, tx
 from reader import SimReader
 

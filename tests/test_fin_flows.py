@@ -19,12 +19,12 @@ import pytest
 from conftest import CARD_DATE, activate_financial, tx
 
 from chip import Card
-from chip.financial import AAC, ARQC, TC, pin_block
+from chip.apps.financial import AAC, ARQC, TC, pin_block
 from reader import SimReader
-from reader.issuer import IssuerHost
-from reader.payment_terminal import KernelError, PaymentTerminal
-from reader.psam import Psam
-from reader.ssse_terminal import SsseTerminal
+from reader.terminals.issuer import IssuerHost
+from reader.terminals.payment import KernelError, PaymentTerminal
+from reader.terminals.psam import Psam
+from reader.terminals.ssse import SsseTerminal
 
 PAN = "6234560000000008"
 AID = "A000000333010101"

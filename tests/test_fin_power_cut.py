@@ -3,14 +3,14 @@
 On an image-backed card, cut the power at every write point of one command
 (first GENERATE AC, EXTERNAL AUTHENTICATE, each issuer script, VERIFY), then
 read the image (`Card.open(path, read_only=True)`: the cut card still owns it,
-chip.image): the card's whole persistent state equals the state before
+chip.kernel.image): the card's whole persistent state equals the state before
 the command or after one of its commits - exactly the one the landed commits
 decide - never a mix; the ATC never goes back; the powered-again in-memory
 card agrees with the image; and once the cut card is closed, the image's next
 owner goes on working from exactly what is durable.
 
 Mechanism as in test_power_cut.py: `card.store.backend.write_point =
-chip.image.cut_power_at(n)`; a file-backed commit passes five write points
+chip.kernel.image.cut_power_at(n)`; a file-backed commit passes five write points
 and only the last (fsync-folder) comes after the new image landed.
 """
 
@@ -19,7 +19,7 @@ import os
 import pytest
 
 from chip import Card, CardNotPowered, PowerLoss
-from chip.image import cut_power_at
+from chip.kernel.image import cut_power_at
 from conftest import CARD_DATE, tx
 from reader import SimReader
 from test_fin_crypto import SM4, TDES, Transaction, activate_by_hand, cdol1, pin_block

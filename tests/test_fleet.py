@@ -9,11 +9,11 @@ from ssse_helpers import Terminal
 
 from chip import Card, ImageError, load_profile
 from chip.fleet import Fleet, image_names, luhn_digit, memory_per_card, variant
-from chip.keys import KEYS
-from chip.profile import luhn_ok
-from reader.cli import UsageError, build_parser, serve_images
+from chip.apps.keys import KEYS
+from chip.personalization.profile import luhn_ok
+from reader.cli.commands import UsageError, build_parser, serve_images
 from reader.base import transmit_all
-from reader.fleet_load import HOSPITAL_AMOUNT, SSSE_COMMANDS, SSSE_MIX, load, schedule_of
+from reader.terminals.fleet_load import HOSPITAL_AMOUNT, SSSE_COMMANDS, SSSE_MIX, load, schedule_of
 from reader.sim import SimReader
 
 DATE = datetime.date(2026, 11, 21)
@@ -236,7 +236,7 @@ def test_serve_fleet_refuses_empty_and_missing_folders(tmp_path):
 
 
 def test_serve_fleet_ports_count_up(tmp_path, monkeypatch):
-    import reader.cli as cli
+    import reader.cli.commands as cli
 
     Fleet(tmp_path, date=DATE, sync=False).personalize(3)
     seen = {}

@@ -1,4 +1,4 @@
-"""Real-world terminal flows (`reader/flows.py`, `sscard flow`) on a fresh default card.
+"""Real-world terminal flows (`reader/terminals/flows.py`, `sscard flow`) on a fresh default card.
 
 The flows follow LD/T 32 part 7 (standard/interface.md §2: P7 §5 card
 recognition, §6 query, §7 update, §9 change PIN, §12 medical purchase, §13
@@ -20,14 +20,14 @@ from conftest import CARD_DATE, tx
 from ssse_helpers import TERMINAL_NO, TYPE_PURCHASE, Terminal, cn
 
 from chip import Card
-from chip.financial import pin_block
-from chip.idnumber import check_character
-from chip.profile import load_profile
+from chip.apps.financial import pin_block
+from chip.personalization.idnumber import check_character
+from chip.personalization.profile import load_profile
 from reader import SimReader
-from reader.cli import main
-from reader.issuer import IssuerHost
-from reader.payment_terminal import PaymentTerminal
-from reader.flows import (
+from reader.cli.commands import main
+from reader.terminals.issuer import IssuerHost
+from reader.terminals.payment import PaymentTerminal
+from reader.terminals.flows import (
     DEFAULT_BANK_PIN,
     DEFAULT_ID_NUMBER,
     DEFAULT_SSSE_PIN,

@@ -26,7 +26,7 @@
      external authentication in the session.
 2. Parsers: the trace parser (TraceError or a Trace), the profile loader (ProfileError
    or a Profile), vpcd framing (events, never an exception), T=1 blocks (Block or
-   Invalid), chip.ber.parse (ValueError or a list).
+   Invalid), chip.iso.ber.parse (ValueError or a list).
 
 Counts are bounded so the file runs in well under a minute; `SSCARD_FUZZ_EXAMPLES=N`
 multiplies them for long runs (N examples per property for the card). Run with
@@ -39,6 +39,7 @@ import datetime
 import functools
 import os
 import tomllib
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -46,21 +47,23 @@ from hypothesis import strategies as st
 
 import oracle
 import ssse_helpers as sh
-from chip import Card, ber, image
-from chip.directory import PPSE_NAME, PSE_NAME
-from chip.financial import AID, pin_block
-from chip.fs import TRANSPARENT
-from chip.image import MemoryBackend
-from chip.pin import pack, unpack
-from chip.profile import SHIPPED, Profile, ProfileError, parse_profile
-from chip.ssse import DDF_NAME
-from chip.store import Store
-from chip.t1 import CRC, LRC, Block, BlockReader, Invalid, edc, decode as t1_decode
+from chip import Card
+from chip.iso import ber
+from chip.kernel import image
+from chip.apps.directory import PPSE_NAME, PSE_NAME
+from chip.apps.financial import AID, pin_block
+from chip.kernel.fs import TRANSPARENT
+from chip.kernel.image import MemoryBackend
+from chip.kernel.pin import pack, unpack
+from chip.personalization.profile import SHIPPED, Profile, ProfileError, parse_profile
+from chip.apps.ssse import DDF_NAME
+from chip.kernel.store import Store
+from chip.contacts.t1 import CRC, LRC, Block, BlockReader, Invalid, edc, decode as t1_decode
 from reader import SimReader
-from reader.issuer import IssuerHost
-from reader.payment_terminal import PaymentTerminal
-from reader.trace import Trace, TraceError, parse as parse_trace
-from reader.vpcd import Apdu, GetAtr, PowerOff, PowerOn, Reset, Unknown, VpcdProtocol
+from reader.terminals.issuer import IssuerHost
+from reader.terminals.payment import PaymentTerminal
+from reader.traces.format import Trace, TraceError, parse as parse_trace
+from reader.pcsc.vpcd import Apdu, GetAtr, PowerOff, PowerOn, Reset, Unknown, VpcdProtocol
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
@@ -690,7 +693,7 @@ def test_short_le_on_generate_ac_keeps_the_answer_for_get_response():
 
 # -- parsers -------------------------------------------------------------------------------------------
 
-TRACE_SAMPLES = sorted((SHIPPED.parents[1] / "apdu_traces").glob("*.apdu"))
+TRACE_SAMPLES = sorted((Path(__file__).resolve().parents[1] / "apdu_traces").glob("*.apdu"))
 TRACE_TEXT = [p.read_text(encoding="utf-8") for p in TRACE_SAMPLES]
 TRACE_ALPHABET = st.sampled_from(list("0123456789ABCDEFabcdefXx*{}:|<>@#- \n\t") + [
     "reset", "power-off", "@date ", "@random ", "@protocol T=0", "@profile default", "@issued ", "2026-11-21",
@@ -917,7 +920,7 @@ def test_atheris_harness_runs_briefly(tmp_path):
     import subprocess
     import sys
 
-    harness = SHIPPED.parents[1] / "bench" / "fuzz_atheris.py"
+    harness = Path(__file__).resolve().parents[1] / "bench" / "fuzz_atheris.py"
     result = subprocess.run([sys.executable, str(harness), "-atheris_runs=300", "-seed=1"],
                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -13,11 +13,11 @@ The summary names the offline PIN's result and the reason for a decline.
 import pytest
 from conftest import CARD_DATE, activate_financial
 
-from chip.financial import AAC, TC
+from chip.apps.financial import AAC, TC
 from reader import SimReader
-from reader.flows import online_activation, run_flow
-from reader.issuer import IssuerHost
-from reader.payment_terminal import PaymentTerminal, script_goes_on, script_name
+from reader.terminals.flows import online_activation, run_flow
+from reader.terminals.issuer import IssuerHost
+from reader.terminals.payment import PaymentTerminal, script_goes_on, script_name
 
 PAN = "6234560000000008"
 OTHER_KEY = bytes.fromhex("00112233445566778899AABBCCDDEEFF")

@@ -8,8 +8,8 @@ import pytest
 
 import chip
 from chip import Card, ImageError, PowerLoss
-from chip.image import FORMAT_VERSION, IMAGE, MAGIC, ImageInUse, cut_power_at
-from chip.pin import pack
+from chip.kernel.image import FORMAT_VERSION, IMAGE, MAGIC, ImageInUse, cut_power_at
+from chip.kernel.pin import pack
 from reader import SimReader
 from ssse_helpers import Terminal, read_record
 
@@ -528,9 +528,9 @@ def _overfull(name):
 
 
 def _crafted_cases():
-    from chip.records import Records
-    from chip.store import Binary, Vars
-    from chip.pin import Key
+    from chip.kernel.records import Records
+    from chip.kernel.store import Binary, Vars
+    from chip.kernel.pin import Key
     return [
         ("missing-ssse-pin", _drop("ssse.pin"), "missing ssse.pin"),
         ("missing-card", _drop("card"), "missing card"),
@@ -572,7 +572,7 @@ CRAFTED = _crafted_cases()
 
 @pytest.mark.parametrize("craft, problem", [case[1:] for case in CRAFTED], ids=[case[0] for case in CRAFTED])
 def test_crafted_image_with_a_valid_crc_is_refused_in_one_line(closed, path, craft, problem):
-    from chip import image as image_mod
+    from chip.kernel import image as image_mod
 
     with open(path, "rb") as f:
         objects, gen = image_mod.decode(f.read())
@@ -587,7 +587,7 @@ def test_crafted_image_with_a_valid_crc_is_refused_in_one_line(closed, path, cra
 
 
 def test_crafted_psam_image_is_refused(tmp_path):
-    from chip import image as image_mod
+    from chip.kernel import image as image_mod
 
     path = str(tmp_path / "psam.img")
     Card.psam(state=path).close()
@@ -602,8 +602,8 @@ def test_crafted_psam_image_is_refused(tmp_path):
 
 def test_what_the_check_tolerates(closed, path):
     """An extra object of a known kind (a newer sscard's) and the ATR values an older image lacks open."""
-    from chip import image as image_mod
-    from chip.store import Binary
+    from chip.kernel import image as image_mod
+    from chip.kernel.store import Binary
 
     with open(path, "rb") as f:
         objects, gen = image_mod.decode(f.read())
@@ -616,7 +616,7 @@ def test_what_the_check_tolerates(closed, path):
     assert image_mod.decode(open(path, "rb").read())[0]["future.notes"].data == b"kept"  # nothing stored is lost
 
 
-@pytest.mark.parametrize("profile", sorted(__import__("chip.profile", fromlist=["shipped_names"]).shipped_names()))
+@pytest.mark.parametrize("profile", sorted(__import__("chip.personalization.profile", fromlist=["shipped_names"]).shipped_names()))
 def test_every_shipped_profile_makes_an_image_that_passes_the_check(tmp_path, profile):
     for make in (Card.from_profile, Card.psam):
         path = str(tmp_path / f"{make.__name__}.img")
@@ -625,8 +625,8 @@ def test_every_shipped_profile_makes_an_image_that_passes_the_check(tmp_path, pr
 
 
 def test_crafted_image_is_one_line_in_the_cli(closed, path, capsys):
-    from chip import image as image_mod
-    from reader.cli import main
+    from chip.kernel import image as image_mod
+    from reader.cli.commands import main
 
     with open(path, "rb") as f:
         objects, gen = image_mod.decode(f.read())

@@ -19,10 +19,10 @@ import time
 import pytest
 
 from chip import Card, CardNotPowered, ImageError
-from chip import image as image_mod
-from chip.image import ImageInUse, holder
+from chip.kernel import image as image_mod
+from chip.kernel.image import ImageInUse, holder
 from reader import SimReader
-from reader.cli import main
+from reader.cli.commands import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SELECT_SSSE = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
@@ -364,7 +364,7 @@ def test_a_symlink_planted_at_the_exact_temporary_name_fails_the_commit_not_the_
 
 RACER = """
     import sys
-    from chip import image
+    from chip.kernel import image
     path, rounds = sys.argv[1], int(sys.argv[2])
     objects, generation = image.decode(open(path, "rb").read())
     writer = image.FileBackend(path, generation)  # no lock: as two owners would, before issue 12
@@ -400,7 +400,7 @@ def test_two_processes_racing_commits_cannot_destroy_an_image(path):
 OPENER = """
     import sys, time
     from chip import Card, ImageError
-    from chip.image import ImageInUse
+    from chip.kernel.image import ImageInUse
     from reader import SimReader
     path, rounds = sys.argv[1], int(sys.argv[2])
     done = refused = 0

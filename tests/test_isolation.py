@@ -1,11 +1,11 @@
 """Tests never touch a card they did not create (issue 12 item 4).
 
-`python -m reader.pcscd run -- CMD` (what `make test` and `make bench` use) runs its pcscd and CMD
+`python -m reader.pcsc.pcscd run -- CMD` (what `make test` and `make bench` use) runs its pcscd and CMD
 in private mount and network namespaces: a tmpfs over /run/pcscd (pcscd's socket path is fixed)
 and a private loopback (vpcd listens on every address). The main test plays a user: a pcscd and
 `sscard serve --state user.img` in their own namespaces - the user's machine - and, from there,
 the PC/SC test file, the pytest plugin's PC/SC fixture and the PC/SC benchmark run under
-`reader.pcscd run`. The user's card gets no APDU and its image stays byte-identical.
+`reader.pcsc.pcscd run`. The user's card gets no APDU and its image stays byte-identical.
 """
 
 import hashlib
@@ -17,7 +17,7 @@ import textwrap
 
 import pytest
 
-from reader import pcscd
+from reader.pcsc import pcscd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,7 +30,7 @@ def _need(reason: str | None):
 
 
 def _clean_env() -> dict:
-    """The environment of a process outside any `reader.pcscd run`."""
+    """The environment of a process outside any `reader.pcsc.pcscd run`."""
     env = dict(os.environ)
     for name in (pcscd.NETNS_ENV, pcscd.PIDFILE_ENV, pcscd.UNAVAILABLE_ENV, "PCSCLITE_CSOCK_NAME"):
         env.pop(name, None)
@@ -55,12 +55,12 @@ def m_fstype(fields: list[str]) -> int:
 
 
 def test_two_runs_side_by_side_each_have_their_own_pcscd(tmp_path):
-    """Two `reader.pcscd run` at once (two engineers' `make test`): each its own pcscd, namespace and
+    """Two `reader.pcsc.pcscd run` at once (two engineers' `make test`): each its own pcscd, namespace and
     per-run PID file and log; nothing is written in the working folder."""
     _need(pcscd.unshare_prefix()[1] or (("missing " + "; ".join(pcscd.missing())) if pcscd.missing() else None))
-    probe = ("import os, time, json; from reader import pcscd; time.sleep(1.0); "
+    probe = ("import os, time, json; from reader.pcsc import pcscd; time.sleep(1.0); "
              "print(json.dumps([pcscd.netns(), pcscd.readers(), os.environ.get(pcscd.PIDFILE_ENV)]))")
-    runs = [subprocess.Popen([sys.executable, "-m", "reader.pcscd", "run", "--", sys.executable, "-c", probe],
+    runs = [subprocess.Popen([sys.executable, "-m", "reader.pcsc.pcscd", "run", "--", sys.executable, "-c", probe],
                              cwd=tmp_path, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True) for _ in range(2)]
     results = []
@@ -81,14 +81,14 @@ def test_without_namespaces_the_pcsc_tests_skip_and_reach_no_pcscd(monkeypatch, 
     monkeypatch.setattr(pcscd, "_tool", lambda name: None if name == "ip" else "/bin/" + name)
     prefix, why = pcscd.unshare_prefix()
     assert prefix is None and why == "no private namespaces for pcscd: missing ip (package iproute2)"
-    show = ("import os; from reader import pcscd; "
+    show = ("import os; from reader.pcsc import pcscd; "
             "print(pcscd.skip_reason()); print(os.environ['PCSCLITE_CSOCK_NAME']); print(pcscd.readers())")
     code = subprocess.run([sys.executable, "-c", show], env=dict(_clean_env(), **{
         pcscd.UNAVAILABLE_ENV: why, "PCSCLITE_CSOCK_NAME": "/nonexistent/pcscd.comm"}),
         capture_output=True, text=True, timeout=30)
     assert code.stdout.splitlines() == [why, "/nonexistent/pcscd.comm", "None"]
     monkeypatch.delenv(pcscd.NETNS_ENV, raising=False)
-    assert pcscd.skip_reason().startswith("not inside `python -m reader.pcscd run")
+    assert pcscd.skip_reason().startswith("not inside `python -m reader.pcsc.pcscd run")
 
 
 # -- a card served outside the test run --------------------------------------------------------------
@@ -98,8 +98,8 @@ USER_MACHINE = textwrap.dedent("""
     # be), a card served from user.img with stdin from /dev/null, then the PC/SC tests run as
     # `make test` runs them. Prints what happened as JSON.
     import hashlib, json, os, subprocess, sys, time
-    from reader import pcscd
-    from reader.serve import wait_for_card
+    from reader.pcsc import pcscd
+    from reader.pcsc.serve import wait_for_card
 
     image, control, log, command = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
     pcscd._make_private_world()
@@ -115,7 +115,7 @@ USER_MACHINE = textwrap.dedent("""
     try:
         present = wait_for_card("Virtual PCD 00 00", present=True, timeout=10)
         before = digest()
-        run = subprocess.run([sys.executable, "-m", "reader.pcscd", "run", "--"] + command,
+        run = subprocess.run([sys.executable, "-m", "reader.pcsc.pcscd", "run", "--"] + command,
                              capture_output=True, text=True, timeout=600)
         still = wait_for_card("Virtual PCD 00 00", present=True, timeout=2)
         after_status = status()

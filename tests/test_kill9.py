@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from chip import Card
-from chip.pin import pack
+from chip.kernel.pin import pack
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 15
@@ -64,7 +64,7 @@ while True:  # the budget is spent: wait for the SIGKILL
 
 
 def write_profile(folder: Path) -> Path:
-    text = (ROOT / "chip" / "profiles" / "default.toml").read_text(encoding="utf-8")
+    text = (ROOT / "chip" / "personalization" / "profiles" / "default.toml").read_text(encoding="utf-8")
     text, count = re.subn(r"(?m)^pin_tries = 6\b", f"pin_tries = {LIMIT}", text)
     assert count == 1
     path = folder / "fifteen.toml"

@@ -7,7 +7,7 @@ waits for GET RESPONSE, a READ RECORD with Le 00 answers `6C xx` (the SSSE's rul
 client is checked on what it does with that: pyscard and scriptor show the raw exchanges, OpenSC
 and our PcscReader fetch and re-issue as terminals do.
 
-`make test` runs these with its own pcscd (reader.pcscd run), in private mount and network
+`make test` runs these with its own pcscd (reader.pcsc.pcscd run), in private mount and network
 namespaces: they never reach the machine's pcscd, nor a card someone serves there (see
 test_isolation.py). Anywhere else - plain `pytest`, or a machine without the PC/SC pieces or
 without namespaces - they skip with the reason; in CI (`CI=true`) that fails loudly.
@@ -23,8 +23,8 @@ import time
 import pytest
 
 from chip import Card
-from chip.profile import SHIPPED
-from reader.serve import ServedProcess
+from chip.personalization.profile import SHIPPED
+from reader.pcsc.serve import ServedProcess
 
 READER = "Virtual PCD 00 00"
 READER_2 = "Virtual PCD 00 01"
@@ -37,7 +37,7 @@ EF05_07 = "0709" + b"T00000001".hex().upper()  # card number, 11 bytes
 
 @pytest.fixture(scope="module")
 def pcsc():
-    from reader.pcscd import skip_reason
+    from reader.pcsc.pcscd import skip_reason
 
     reason = skip_reason()
     if reason:
@@ -72,7 +72,7 @@ def served(pcsc, tmp_path):
 
 
 def pcsc_reader(name=READER, **kw):
-    from reader.pcsc import PcscReader
+    from reader.pcsc.reader import PcscReader
 
     return PcscReader(name, connect_timeout=10, **kw)
 
@@ -212,7 +212,7 @@ def test_sscard_apdu_and_readers_commands(served):
 # -- removal, reinsertion, switching, several cards -------------------------------------------------
 
 def test_removal_and_reinsertion_seen_by_pyscard(served):
-    from reader.pcsc import PcscError
+    from reader.pcsc.reader import PcscError
 
     reader = pcsc_reader()
     reader.reset()
@@ -274,13 +274,13 @@ def test_two_cards_in_one_process(pcsc, tmp_path):
 # -- pcscd restarts, the card process dies --------------------------------------------------------------
 
 def test_pcscd_restart_while_serving(served, tmp_path):
-    from reader import pcscd
+    from reader.pcsc import pcscd
 
     pidfile = os.environ.get(pcscd.PIDFILE_ENV)
     if not pidfile:
         if os.environ.get("CI") == "true":
-            pytest.fail("make test must run pytest under `python -m reader.pcscd run` (no pcscd PID file)")
-        pytest.skip("this pcscd was not started by `python -m reader.pcscd run`; not killing it")
+            pytest.fail("make test must run pytest under `python -m reader.pcsc.pcscd run` (no pcscd PID file)")
+        pytest.skip("this pcscd was not started by `python -m reader.pcsc.pcscd run`; not killing it")
     reader = pcsc_reader()
     reader.reset()
     assert hx(reader, SELECT) == FCI + "9000"
@@ -324,7 +324,7 @@ def test_kill_9_with_a_command_in_flight_leaves_the_image_consistent(pcsc, tmp_p
     hx(reader, SELECT)
     answered = []
     killed = False
-    from reader.pcsc import PcscError
+    from reader.pcsc.reader import PcscError
 
     try:
         for i in range(14):

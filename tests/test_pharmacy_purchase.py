@@ -1,6 +1,6 @@
 """A designated pharmacy's offline purchase, end to end (LD/T 32 P7 §12; P5 §7; P9 §9.9-9.10).
 
-Card and PSAM talk only through APDUs (reader.ssse_terminal drives both):
+Card and PSAM talk only through APDUs (reader.terminals.ssse drives both):
 INITIALIZE FOR PURCHASE on the card, INIT SAM FOR PURCHASE on the PSAM (MAC1),
 DEBIT FOR PURCHASE on the card (TAC, MAC2), CREDIT SAM FOR PURCHASE on the
 PSAM. Checked here: the balance goes down, DF04 EF08 gets the 28-byte detail
@@ -16,12 +16,12 @@ import oracle
 import pytest
 
 from chip import Card, PowerLoss
-from chip.image import cut_power_at
-from chip.profile import load_profile
+from chip.kernel.image import cut_power_at
+from chip.personalization.profile import load_profile
 from reader import SimReader
 from reader.base import transmit_all
-from reader.psam import Psam
-from reader.ssse_terminal import SsseTerminal
+from reader.terminals.psam import Psam
+from reader.terminals.ssse import SsseTerminal
 
 H = bytes.fromhex
 WHEN = datetime.datetime(2026, 12, 1, 10, 30, 0)
@@ -151,7 +151,7 @@ def test_offline_purchase_over_the_wire(profile_name, protocol):
     """The whole purchase byte by byte through the reader firmware (ISO 7816-3): on T=0 the card
     knows GET BALANCE (B0 26) and GET STARTING DAY (B0 56 01) send data, the rest of the purse
     receives it."""
-    from reader.wire import WireReader
+    from reader.link.wire import WireReader
 
     card = Card.from_profile(profile_name, date=WHEN.date())
     reader = WireReader(card, protocol=protocol)

@@ -49,10 +49,10 @@ def test_the_plugin_is_registered_as_an_entry_point():
     from importlib.metadata import entry_points
 
     names = {ep.name: ep.value for ep in entry_points(group="pytest11")}
-    assert names.get("sscard") == "reader.pytest_plugin"
+    assert names.get("sscard") == "reader.traces.pytest_plugin"
 
 
-# -- the PC/SC fixture: only on the private pcscd of `python -m reader.pcscd run` -----------------------
+# -- the PC/SC fixture: only on the private pcscd of `python -m reader.pcsc.pcscd run` -----------------------
 
 PCSC_TEST = """
     def test_pcsc(sscard_pcsc_reader):
@@ -67,7 +67,7 @@ def test_pcsc_fixture_serves_a_fresh_card_on_the_private_pcscd(pytester):
 
     import pytest
 
-    from reader.pcscd import skip_reason
+    from reader.pcsc.pcscd import skip_reason
 
     reason = skip_reason()
     if reason:
@@ -82,7 +82,7 @@ def test_pcsc_fixture_serves_a_fresh_card_on_the_private_pcscd(pytester):
 def test_pcsc_fixture_outside_the_private_pcscd_skips_with_the_reason(pytester, monkeypatch):
     """Plain `pytest` next to a user's `make serve`: the fixture does not reach the machine's pcscd
     (whose reader 'Virtual PCD 00 00' may hold the user's card); it skips and says why."""
-    from reader.pcscd import NETNS_ENV, UNAVAILABLE_ENV
+    from reader.pcsc.pcscd import NETNS_ENV, UNAVAILABLE_ENV
 
     monkeypatch.delenv(NETNS_ENV, raising=False)
     monkeypatch.delenv(UNAVAILABLE_ENV, raising=False)
@@ -90,4 +90,4 @@ def test_pcsc_fixture_outside_the_private_pcscd_skips_with_the_reason(pytester, 
     pytester.makepyfile(PCSC_TEST)
     result = pytester.runpytest("-p", "no:cacheprovider", "-rs")
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*sscard_pcsc_reader: not inside `python -m reader.pcscd run -- ...`*"])
+    result.stdout.fnmatch_lines(["*sscard_pcsc_reader: not inside `python -m reader.pcsc.pcscd run -- ...`*"])

@@ -5,7 +5,7 @@ VERIFY and CHANGE PIN, then read what is durable: its state is the old one, the
 durable anti-tearing decrement, or (for a command that succeeds) the new one;
 never a mix, never an extra try.
 
-The cut card still owns its image (chip.image: one owner per image), so what is
+The cut card still owns its image (chip.kernel.image: one owner per image), so what is
 durable is read without taking it (`Card.open(path, read_only=True)`); that it
 goes on working as a card of its own is checked on a byte copy of the image
 taken right after the cut (`twin`): both the cut card and the card powered up
@@ -13,7 +13,7 @@ from exactly what is durable verify and restore the counter. Then the cut card
 is closed and the image reopened by a new owner, which goes on working too and
 tidies the temporary file the cut left.
 
-Mechanism: `card.store.backend.write_point = chip.image.cut_power_at(n)`
+Mechanism: `card.store.backend.write_point = chip.kernel.image.cut_power_at(n)`
 makes the n-th write point raise `PowerLoss` out of `card.transmit` and leaves
 the card unpowered. A file-backed card has five write points per commit
 (open-tmp, write-half, fsync-tmp, rename, fsync-folder; only the last one comes
@@ -29,8 +29,8 @@ import shutil
 import pytest
 
 from chip import Card, CardNotPowered, PowerLoss
-from chip.image import ImageInUse, cut_power_at
-from chip.pin import pack, unpack
+from chip.kernel.image import ImageInUse, cut_power_at
+from chip.kernel.pin import pack, unpack
 from reader import SimReader
 
 SELECT_SSSE = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")

@@ -14,10 +14,10 @@ PIN CHANGE, PIN UNBLOCK, PUT DATA DF7F/9F14, APPLICATION BLOCK/UNBLOCK, CARD BLO
 image-backed default card (T=0, SM4):
 
 1. run it once through a hook that never cuts: count its write points (`hook.seen`) and keep
-   the image (`chip.image.encode(objects, 0)`) after each commit that landed;
+   the image (`chip.kernel.image.encode(objects, 0)`) after each commit that landed;
 2. for every write point n, on a fresh card brought to the same state: cut the power there
    (`cut_power_at(n)`), read the image with `Card.open(path, read_only=True)` (the cut card still
-   owns it: chip.image, one owner per image), encode its objects; the powered-again in-memory card
+   owns it: chip.kernel.image, one owner per image), encode its objects; the powered-again in-memory card
    holds the same; then the cut card is closed and the image reopened by its next owner, which
    powers up;
 3. the result must be exactly the old state or the new state, or - only for a command with
@@ -31,7 +31,7 @@ image-backed default card (T=0, SM4):
    its EF08 records and transaction proofs hold: a counter is never used twice.
 
 Every MAC, cryptogram, TAC and key of the SSSE comes from tests/oracle.py (through
-tests/ssse_helpers.py); the financial ones from reader.issuer.IssuerHost. The card's random
+tests/ssse_helpers.py); the financial ones from reader.terminals.issuer.IssuerHost. The card's random
 source is deterministic per card, so the images of two cards brought to the same state are
 byte-identical. Run with `pytest -s` for the counts.
 
@@ -51,14 +51,16 @@ import time
 import pytest
 
 import ssse_helpers as sh
-from chip import Card, CardNotPowered, PowerLoss, ber, image
-from chip.crypto import TDES
-from chip.financial import AID, pin_block
-from chip.image import cut_power_at
-from chip.profile import SHIPPED
+from chip import Card, CardNotPowered, PowerLoss
+from chip.iso import ber
+from chip.kernel import image
+from chip.kernel.crypto import TDES
+from chip.apps.financial import AID, pin_block
+from chip.kernel.image import cut_power_at
+from chip.personalization.profile import SHIPPED
 from reader import SimReader
-from reader.issuer import IssuerHost
-from reader.payment_terminal import PaymentTerminal
+from reader.terminals.issuer import IssuerHost
+from reader.terminals.payment import PaymentTerminal
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
@@ -328,7 +330,7 @@ def encoded(objects) -> bytes:
     return image.encode(objects, 0)
 
 
-TEMP = re.compile(r"\.card\.img\.\d+\.[0-9a-f]+\.tmp")  # a commit's temporary file (chip.image)
+TEMP = re.compile(r"\.card\.img\.\d+\.[0-9a-f]+\.tmp")  # a commit's temporary file (chip.kernel.image)
 
 
 def files_in(folder: str) -> list[str]:
@@ -500,9 +502,9 @@ READS = [bytes.fromhex("00B2012C12"), bytes.fromhex("00B2072C0B"), bytes.fromhex
 
 def _pcsc_missing() -> list[str]:
     """Why this machine cannot run the PC/SC test ([] if it can): like test_pcsc.py, only inside the private
-    namespaces of `python -m reader.pcscd run -- ...`, never against the machine's pcscd."""
+    namespaces of `python -m reader.pcsc.pcscd run -- ...`, never against the machine's pcscd."""
     try:
-        from reader.pcscd import skip_reason
+        from reader.pcsc.pcscd import skip_reason
     except ImportError as exc:  # pyscard absent
         return [str(exc)]
     reason = skip_reason()
@@ -513,8 +515,8 @@ def test_kill_9_serve_under_pcsc_load_many_rounds(tmp_path):
     lacks = _pcsc_missing()
     if lacks:
         pytest.skip("needs PC/SC: " + "; ".join(lacks))
-    from reader.pcsc import PcscError
-    from reader.serve import ServedProcess
+    from reader.pcsc.reader import PcscError
+    from reader.pcsc.serve import ServedProcess
 
     text = (SHIPPED / "default.toml").read_text(encoding="utf-8").replace("pin_tries = 6", "pin_tries = 15")
     profile = tmp_path / "p.toml"

@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chip import Card
-from chip.atr import DI_TABLE, FI_TABLE, AtrConfig, build, parse_atr
-from chip.pps import CardPps, pck, request_length
-from reader.pps import ReaderPps, pps_request
+from chip.contacts.atr import DI_TABLE, FI_TABLE, AtrConfig, build, parse_atr
+from chip.contacts.pps import CardPps, pck, request_length
+from reader.link.pps import ReaderPps, pps_request
 
 BASIC = build()  # the default card, P2's basic ATR: T=0 only, no TA1 (Fi/Di 372/1 only)
 T1_CONFIG = AtrConfig(fi_di=0x13, tb1=None, guard_time=None, protocols=(0, 1))

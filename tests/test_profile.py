@@ -12,12 +12,12 @@ from helpers import Session
 
 import chip
 from chip import Card, ProfileError, load_profile
-from chip.idnumber import check_character
-from chip.profile import parse_profile
+from chip.personalization.idnumber import check_character
+from chip.personalization.profile import parse_profile
 from reader import SimReader
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED_DIR = ROOT / "chip" / "profiles"
+SHIPPED_DIR = ROOT / "chip" / "personalization" / "profiles"
 DEFAULT_TOML = SHIPPED_DIR / "default.toml"
 SRC = "under-test.toml"
 
@@ -450,7 +450,7 @@ def test_unknown_keys_and_tables_are_errors_naming_the_closest(mutate, message):
 
 def test_every_key_the_parser_reads_is_a_known_key(monkeypatch):
     """PROFILE_KEYS is the format: a field parse_profile reads but the table lacks would be refused."""
-    from chip import profile as profile_module
+    from chip.personalization import profile as profile_module
 
     read = set()
     original = profile_module._Fields.get

@@ -1,11 +1,11 @@
-"""The PSAM of LD/T 32 part 9 (chip/psam.py) and the terminal's helper (reader/psam.py), by APDUs.
+"""The PSAM of LD/T 32 part 9 (chip/apps/psam.py) and the terminal's helper (reader/terminals/psam.py), by APDUs.
 
 Every cryptogram is checked against tests/oracle.py, the independent reading of P4/P7/P9
-(never chip.crypto): the PSAM's roots are the default profile's `[keys]`, diversified for
+(never chip.kernel.crypto): the PSAM's roots are the default profile's `[keys]`, diversified for
 a card of region 110100 with the ATR historical bytes of SPEC §6, by the number of levels
-chip.keys gives each key (P9 appendix B where it speaks). Status words are P9 §9's tables
+chip.apps.keys gives each key (P9 appendix B where it speaks). Status words are P9 §9's tables
 (standard/security.md §3.2) with the project's decisions (SPEC S1, S7, S9, S18 and the
-chip.psam docstring).
+chip.apps.psam docstring).
 """
 
 import collections
@@ -15,12 +15,12 @@ import pytest
 
 import oracle
 from chip import Card, CardNotPowered, PowerLoss, load_profile
-from chip.image import cut_power_at
-from chip.keys import BY_NAME, KEYS
-from chip.psam import CITY_KEYS, NATIONAL_KEYS, PROVINCIAL_KEYS, KeyRecord, key_file
+from chip.kernel.image import cut_power_at
+from chip.apps.keys import BY_NAME, KEYS
+from chip.apps.psam import CITY_KEYS, NATIONAL_KEYS, PROVINCIAL_KEYS, KeyRecord, key_file
 from conftest import CARD_DATE, tx
 from reader import SimReader
-from reader.psam import Psam, PsamError
+from reader.terminals.psam import Psam, PsamError
 
 PROFILE = load_profile()
 REGION = "110100"
@@ -34,7 +34,7 @@ FLAG = {"des": 0x01, "sm4": 0x03}  # the card's FCI algorithm flag (SR §10.1)
 ADF_FCI = "6F088406D156000005909000"
 SELECT_ADF = "00A4000002DF01"
 SHORT_DES = {"ssse_stk", "df04_stk"}  # P9 table B1 note ***: 8-byte STK keys in the DES environment
-TERMINAL = "110100000001"  # region code + 000001 (chip.psam model)
+TERMINAL = "110100000001"  # region code + 000001 (chip.apps.psam model)
 families = pytest.mark.parametrize("family", ["des", "sm4"])
 CIPHER_KEYS = [spec.name for spec in KEYS if spec.name != "df04_dpk"]
 
@@ -178,7 +178,7 @@ def test_key_files_cannot_be_read(family):
 
 
 def test_key_records_follow_p9_section_6_and_appendix_a():
-    """Every root of chip.keys sits in the key file appendix A's identifier ranges give it, as a
+    """Every root of chip.apps.keys sits in the key file appendix A's identifier ranges give it, as a
     P9 §6.1 record: usage | id | 00 | algorithm | 00 00 | 00 00 | value."""
     card, _ = new_psam()
     expected = {

@@ -1,11 +1,11 @@
-"""The DF04 medical offline purse (chip/purse.py; LD/T 32 P5 §7, P7 §11-12, §14-15).
+"""The DF04 medical offline purse (chip/apps/purse.py; LD/T 32 P5 §7, P7 §11-12, §14-15).
 
-The purse runs here over a small fake applet (the interface chip/ssse.py gives
+The purse runs here over a small fake applet (the interface chip/apps/ssse.py gives
 it: store, card.random, algorithm, card_key, pin_satisfied, medical_activation,
-challenge) on a real chip.store.Store with a MemoryBackend, and a tiny card OS
+challenge) on a real chip.kernel.store.Store with a MemoryBackend, and a tiny card OS
 that commits after a handler returns and rolls back when it raises CardError,
 as chip/card.py does. Every expected MAC1, MAC2 and TAC comes from the
-independent oracle tests/oracle.py, never from chip.crypto.
+independent oracle tests/oracle.py, never from chip.kernel.crypto.
 """
 
 import types
@@ -14,13 +14,13 @@ import pytest
 
 import oracle
 from chip import Card
-from chip.apdu import parse
-from chip.crypto import SM4, TDES
-from chip.image import MemoryBackend
-from chip.purse import Purse
-from chip.secure import Challenge
-from chip.store import PowerLoss, Store
-from chip.sw import CardError
+from chip.iso.apdu import parse
+from chip.kernel.crypto import SM4, TDES
+from chip.kernel.image import MemoryBackend
+from chip.apps.purse import Purse
+from chip.kernel.secure import Challenge
+from chip.kernel.store import PowerLoss, Store
+from chip.iso.sw import CardError
 from conftest import CARD_DATE
 from reader import SimReader
 

@@ -8,7 +8,7 @@ STK row, P7 §7.4). Cryptograms come from tests/oracle.py through `helpers.Sessi
 
 import pytest
 
-from chip.store import Binary
+from chip.kernel.store import Binary
 from helpers import SELECT_EF05, SELECT_EF07, VERIFY_OK, Session, h
 
 FINGERPRINT = bytes((i * 7 + 3) & 0xFF for i in range(0x300))  # a whole EF07

@@ -27,11 +27,11 @@ import oracle
 import pytest
 
 from chip import Card
-from chip.profile import load_profile
+from chip.personalization.profile import load_profile
 from reader import SimReader
 from reader.base import transmit_all
-from reader.psam import Psam
-from reader.ssse_terminal import SsseTerminal
+from reader.terminals.psam import Psam
+from reader.terminals.ssse import SsseTerminal
 
 H = bytes.fromhex
 

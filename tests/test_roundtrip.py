@@ -12,9 +12,9 @@ import shutil
 
 import pytest
 
-from reader import flows
-from reader.cli import build_parser, main
-from reader.trace import parse
+from reader.terminals import flows
+from reader.cli.commands import build_parser, main
+from reader.traces.format import parse
 
 DATE = "2026-11-25"  # the simulated date of every command here (the card is issued on it)
 SELECT_SSSE = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF00"

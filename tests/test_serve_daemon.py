@@ -25,7 +25,7 @@ import time
 import pytest
 
 from chip import Card
-from reader.serve import NO_STDIN, OPEN_TIMEOUT
+from reader.pcsc.serve import NO_STDIN, OPEN_TIMEOUT
 
 READER = "Virtual PCD 00 00"
 SELECT = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
@@ -43,7 +43,7 @@ def image(tmp_path):
 
 @pytest.fixture(scope="module")
 def pcsc():
-    from reader.pcscd import skip_reason
+    from reader.pcsc.pcscd import skip_reason
 
     reason = skip_reason()
     if reason:
@@ -140,7 +140,7 @@ def started():
 
 def read_card() -> str:
     """SELECT the SSSE and read EF05 07 through pcscd, as any PC/SC application would."""
-    from reader.pcsc import PcscReader
+    from reader.pcsc.reader import PcscReader
 
     reader = PcscReader(READER, connect_timeout=10)
     try:
@@ -152,7 +152,7 @@ def read_card() -> str:
 
 
 def card_gone() -> None:
-    from reader.serve import wait_for_card
+    from reader.pcsc.serve import wait_for_card
 
     wait_for_card(READER, present=False)
 
@@ -378,7 +378,7 @@ def test_an_image_that_never_opens_is_given_up_after_the_bound(image, monkeypatc
     import io
     import threading
 
-    from reader import serve
+    from reader.pcsc import serve
 
     slot = serve.Slot(0, image, "127.0.0.1", free_port())
     gate = threading.Event()

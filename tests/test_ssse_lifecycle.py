@@ -13,7 +13,7 @@ import datetime
 import pytest
 
 from chip import Card, load_profile
-from chip.pin import pack
+from chip.kernel.pin import pack
 from conftest import activate_financial
 from helpers import (
     CARD_DATE,

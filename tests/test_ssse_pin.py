@@ -1,5 +1,5 @@
 """The SSSE PIN: VERIFY (P5 §6.14), CHANGE PIN (P5 §6.3), PIN CHANGE/UNBLOCK `84 24` (P5 §6.8,
-P7 §13.3), its lifetime (P7 §5.6-5.8), and chip.pin's coding helpers (cn, P5 §6.3.1).
+P7 §13.3), its lifetime (P7 §5.6-5.8), and chip.kernel.pin's coding helpers (cn, P5 §6.3.1).
 
 SPEC §2: S10 (6 PIN tries, PUK tries 3), S11 (VERIFY without data), S2/S3/S4 (reset and
 unblock after external authentication with PUK, enciphered LD||PIN cn and MAC under the
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chip.pin import pack, unpack, valid_digits, well_formed
+from chip.kernel.pin import pack, unpack, valid_digits, well_formed
 from helpers import (
     SELECT_DF04,
     SELECT_EF05,
@@ -446,7 +446,7 @@ def test_select_ssse_again_keeps_the_pin(s):
     assert s.tx(READ_DF04_REGION) == DF04_EF05_REGION + "9000"
 
 
-# -- chip.pin unit tests (cn coding, P5 §6.3.1) -------------------------------------------------------------
+# -- chip.kernel.pin unit tests (cn coding, P5 §6.3.1) -------------------------------------------------------------
 
 
 @pytest.mark.parametrize("digits, packed", [

@@ -14,7 +14,7 @@ UPDATE STARTING DAY; on an image-backed card of the SM4 profile and of the 3DES 
    terminal's cryptogram come first, before the hook is installed), install
    `cut_power_at(n)`, transmit; the cut raises `PowerLoss` out of transmit;
 3. read what is durable with `Card.open(path, read_only=True)` (the cut card still owns its
-   image: chip.image, one owner per image): the whole SSSE state (card state, lifecycle, lock and
+   image: chip.kernel.image, one owner per image): the whole SSSE state (card state, lifecycle, lock and
    its reason, PIN value and tries, every counted key's tries, the DF04 settlement records,
    the purse's amounts, counters and start day, the EF08 detail records) is exactly the old
    one or the new one (or, for an anti-tearing success, the durable decrement in between):
@@ -39,8 +39,8 @@ import pytest
 
 import ssse_helpers as sh
 from chip import Card, CardNotPowered, PowerLoss
-from chip.image import cut_power_at
-from chip.pin import unpack
+from chip.kernel.image import cut_power_at
+from chip.kernel.pin import unpack
 from reader import SimReader
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")

@@ -1,4 +1,4 @@
-"""The project's LD/T 32 cryptography (chip/crypto.py, chip/keys.py) against tests/oracle.py.
+"""The project's LD/T 32 cryptography (chip/kernel/crypto.py, chip/apps/keys.py) against tests/oracle.py.
 
 tests/oracle.py is written from the standard's text (P4 安全机制, P7 应用流程, P9 PSAM) on
 single-block ECB from `cryptography` and never calls `chip`. This file
@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import oracle
-from chip import crypto
-from chip.keys import BY_NAME, KEYS, card_key
+from chip.kernel import crypto
+from chip.apps.keys import BY_NAME, KEYS, card_key
 
 ALGORITHMS = {"des": crypto.TDES, "sm4": crypto.SM4}
 families = pytest.mark.parametrize("family", sorted(ALGORITHMS))
@@ -259,7 +259,7 @@ def test_purse_process_keys(family, data, random4, counter, terminal_tx):
 @pytest.mark.parametrize("spec", KEYS, ids=lambda spec: spec.name)
 @given(data=st.data(), region=regions, historical=historicals)
 def test_card_key_every_spec(family, spec, data, region, historical):
-    """chip.keys.card_key for every key of the table: the root diversified by the spec's number
+    """chip.apps.keys.card_key for every key of the table: the root diversified by the spec's number
     of levels (P9 §7.3); the DES family's short keys (STK, STKDFxx) have 8-byte roots."""
     short = family == "des" and spec.short_des
     root = data.draw(bytes8 if short else bytes16)
@@ -276,7 +276,7 @@ def test_key_table_levels_match_usage_byte(spec):
 
 # -- 4. worked example: SM4 external authentication with the default RKSSSE root ---------------
 
-ROOT_RK = bytes.fromhex("404142434445464748494A4B4C4D4E4F")  # chip/profiles/default.toml ssse_rk
+ROOT_RK = bytes.fromhex("404142434445464748494A4B4C4D4E4F")  # chip/personalization/profiles/default.toml ssse_rk
 REGION = "110100"
 HISTORICAL = bytes.fromhex("00 81 53 53 43 86 99 11 01 00 00 00 01")
 CHALLENGE = bytes.fromhex("0102030405060708")  # the card's GET CHALLENGE answer

@@ -23,10 +23,10 @@ import textwrap
 import pytest
 
 from chip import Card, ImageError
-from chip import image as image_mod
-from chip.store import StorageFailure
+from chip.kernel import image as image_mod
+from chip.kernel.store import StorageFailure
 from reader import SimReader
-from reader.cli import main
+from reader.cli.commands import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CARD_DATE = datetime.date(2026, 11, 21)
@@ -171,7 +171,7 @@ def test_a_file_that_grows_while_read_is_cut_at_the_bound(tmp_path, monkeypatch)
 
 
 def test_serve_switch_to_a_fifo_fails_at_once(image, tmp_path, alarm):
-    from reader.serve import Slot
+    from reader.pcsc.serve import Slot
 
     fifo = str(tmp_path / "other.img")
     os.mkfifo(fifo)
@@ -280,7 +280,7 @@ def test_a_failed_folder_fsync_answers_6581_and_keeps_memory_equal_to_the_file(i
 
 
 def test_storage_failure_outside_a_command_is_one_line_in_the_cli(image, capsys, monkeypatch):
-    import reader.cli as cli_mod
+    import reader.cli.commands as cli_mod
 
     def broken(args):
         raise StorageFailure(f"{image}: cannot write the card image: no space left in /x (free some space)")
@@ -329,7 +329,7 @@ PATCHED_CLI = """
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
         return real(path, flags, *args, **kwargs)
     os.open = refuse  # this process's storage is read-only
-    from reader.cli import main
+    from reader.cli.commands import main
     sys.exit(main(sys.argv[1:]))
 """
 

@@ -1,4 +1,4 @@
-"""T=0 byte by byte (ISO/IEC 7816-3 §10, §12.2): `reader.t0.ReaderT0` against `chip.t0.CardT0`.
+"""T=0 byte by byte (ISO/IEC 7816-3 §10, §12.2): `reader.link.t0.ReaderT0` against `chip.contacts.t0.CardT0`.
 
 A tiny loop stands in for the wire: each end's output() goes to the other's
 receive() until the reader is done, and timeout() is called when nothing
@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 
 import oracle
 from chip import Card, CardNotPowered
-from chip.ssse_files import EF08
-from chip.t0 import CardT0, envelope_complete, nulls_for, wwt_etu
+from chip.apps.ssse_files import EF08
+from chip.contacts.t0 import CardT0, envelope_complete, nulls_for, wwt_etu
 from reader.base import transmit_all
 from reader.sim import SimReader
-from reader.t0 import ReaderT0
-from reader.t0 import envelope_complete as reader_envelope_complete
+from reader.link.t0 import ReaderT0
+from reader.link.t0 import envelope_complete as reader_envelope_complete
 
 from helpers import EF05, EF06, FCI, KEY_ID, card_key
 

@@ -1,4 +1,4 @@
-"""ISO/IEC 7816-3 T=1 (§11): the block codec, the card's end (chip/t1.py) and the reader's (reader/t1.py).
+"""ISO/IEC 7816-3 T=1 (§11): the block codec, the card's end (chip/contacts/t1.py) and the reader's (reader/link/t1.py).
 
 The two ends are joined by `Link`, a tiny loop that moves bytes between them, can
 drop, flip or inject bytes on the way, lets the card's character waiting time run
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import oracle
 from chip import Card
-from chip.t1 import (
+from chip.contacts.t1 import (
     ABORT,
     IFS,
     RESYNCH,
@@ -36,7 +36,7 @@ from chip.t1 import (
     s_block,
 )
 from reader import SimReader
-from reader.t1 import ReaderT1
+from reader.link.t1 import ReaderT1
 
 from helpers import FCI, KEY_ID, card_key
 

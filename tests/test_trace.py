@@ -1,4 +1,4 @@
-"""The .apdu trace format, replay, recording and scriptor conversion (reader.trace, reader.replay)."""
+"""The .apdu trace format, replay, recording and scriptor conversion (reader.traces.format, reader.traces.replay)."""
 
 import datetime
 import io
@@ -7,9 +7,9 @@ import pytest
 
 from chip import Card
 from reader import SimReader
-from reader.replay import RecordingReader, fresh_card, image_bytes, junit_xml, replay, replay_notes, seeded, \
+from reader.traces.replay import RecordingReader, fresh_card, image_bytes, junit_xml, replay, replay_notes, seeded, \
     sim_reader_for
-from reader.trace import TraceError, expectation, from_scriptor, parse, to_scriptor, to_text
+from reader.traces.format import TraceError, expectation, from_scriptor, parse, to_scriptor, to_text
 
 SELECT = "00 A4 04 00 0F 73 78 31 2E 73 68 2E C9 E7 BB E1 B1 A3 D5 CF"
 # the SSSE's FCI: DF name, DIR SFI 88 01 1E, algorithm 9F0C 86 01 03 (P5 table 36, SPEC S9/S19)
@@ -187,7 +187,7 @@ def test_scriptor_export_refuses_captures():
 # -- the CLI ----------------------------------------------------------------------------------------------
 
 def test_cli_replay_record_and_scriptor(tmp_path, capsys):
-    from reader.cli import main
+    from reader.cli.commands import main
 
     image = str(tmp_path / "card.img")
     assert main(["--date", "2026-11-21", "personalize", "--state", image]) == 0

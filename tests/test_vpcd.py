@@ -1,10 +1,10 @@
-"""The vpcd framing layer, byte by byte, without sockets (reader.vpcd)."""
+"""The vpcd framing layer, byte by byte, without sockets (reader.pcsc.vpcd)."""
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reader.vpcd import Apdu, GetAtr, PowerOff, PowerOn, Reset, Unknown, VpcdProtocol
+from reader.pcsc.vpcd import Apdu, GetAtr, PowerOff, PowerOn, Reset, Unknown, VpcdProtocol
 
 SELECT = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
 # what pcscd's vpcd driver sends when a client connects and selects: power on, ATR, APDU, reset, power off
@@ -93,7 +93,7 @@ def test_slot_answers_atr_without_touching_state(tmp_path):
     """ATR requests are answered from the ATR; power events drive the card's power model, on the
     card's own protocol: T=0 on the default card, so a client sees 61xx and fetches the data."""
     from chip import Card
-    from reader.serve import Slot
+    from reader.pcsc.serve import Slot
 
     image = str(tmp_path / "card.img")
     Card.from_profile(state=image)
@@ -123,8 +123,8 @@ def test_slot_protocol_forced_or_the_cards_own(tmp_path):
     """`--t1` (protocol 1) answers as on T=1 whatever the ATR; by default each card gets the protocol
     its ATR runs without PPS, and a switched image brings its own."""
     from chip import Card
-    from chip.profile import SHIPPED
-    from reader.serve import Slot
+    from chip.personalization.profile import SHIPPED
+    from reader.pcsc.serve import Slot
 
     default = str(tmp_path / "card.img")
     Card.from_profile(state=default)

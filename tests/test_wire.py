@@ -15,14 +15,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chip import Card
-from chip.atr import AtrConfig, parse_atr
-from chip.profile import SHIPPED
+from chip.contacts.atr import AtrConfig, parse_atr
+from chip.personalization.profile import SHIPPED
 from reader import SimReader
 from reader.base import transmit_all
-from reader.flows import FLOWS, run_flow
-from reader.replay import replay, sim_reader_for
-from reader.trace import parse
-from reader.wire import Faults, LinkError, WireReader, explain_log
+from reader.terminals.flows import FLOWS, run_flow
+from reader.traces.replay import replay, sim_reader_for
+from reader.traces.format import parse
+from reader.link.wire import Faults, LinkError, WireReader, explain_log
 
 DATE = datetime.date(2026, 11, 21)
 SELECT = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
@@ -295,7 +295,7 @@ def select_response() -> bytes:
 
 
 def test_cli_apdu_replay_and_wire_log(tmp_path, capsys):
-    from reader.cli import main
+    from reader.cli.commands import main
 
     image = str(tmp_path / "card.img")
     assert main(["--date", "2026-11-21", "personalize", "--state", image]) == 0
@@ -320,7 +320,7 @@ def test_wire_log_defaults_to_the_cards_protocol(tmp_path, capsys):
     """`sscard wire-log` without --wire runs the card's own protocol: T=0 at 372/1 with no PPS on the
     default card (61xx then GET RESPONSE on the contacts, 6Cxx re-issued), T=0 after a PPS to TA1 13
     on the t1 profile; `--wire t1` still overrides."""
-    from reader.cli import main
+    from reader.cli.commands import main
 
     fci = select_response()
     image = str(tmp_path / "card.img")

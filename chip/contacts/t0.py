@@ -1,0 +1,290 @@
+"""The card's side of T=0 (ISO/IEC 7816-3 §10): headers in, procedure bytes, data and SW out.
+
+`CardT0` is a sans-I/O end (docs/wire.md): `receive(bytes)` feeds it what the
+reader sent, `output()` drains what it answers, `busy_etu` tells the wire how
+long the command it just processed took. The APDU level is `chip.Card`
+(powered with protocol 0 by whoever activated it), so every status word and
+every `61xx`/GET RESPONSE rule is the card OS's own.
+
+A TPDU is a 5-byte header `CLA INS P1 P2 P3`. T=0 does not say which way the
+data flows: the card knows it from INS. The INS values in `OUTGOING` send data
+to the reader (P3 is Le, 00 = 256); every other INS receives P3 data bytes
+(P3 = 00: no data, case 1). The card answers with procedure bytes:
+
+- ACK = INS: the rest of the data follows (reader → card), or follows now
+  (card → reader), then SW1 SW2;
+- ~INS (INS XOR FF): one data byte only (`one_byte=True` uses it for every byte);
+- NULL `60`: more time needed (one per WWT of processing, before the answer);
+- SW1 SW2 (`6X`/`9X`): the end. INS `6X`/`9X` are invalid on T=0 (their ACK
+  would read as SW1): `6D00` at once (`6E00` when the class is unknown too).
+
+Before it ACKs a header that would bring data, the card asks the card OS
+whether it takes that CLA and INS (`Card.knows`, a side-effect-free lookup in
+the selected applet's table and the OS classes). One it refuses whatever the
+data (unknown class `6E00`, unknown INS `6D00`, a blocked card `6A81`) is
+answered right after the header, as a real card does: a reader that meant a
+case 2 command (`08 E0 01 81 08`, `00 12 00 00 08`) would otherwise wait for
+data the card waits for too, until the work waiting time ends the link. The
+header still goes through `Card.transmit` (so an injected fault, the delay
+model and the OS's own status word apply); in-process a malformed APDU gets
+the same class-then-INS-then-length order, so both sides give one SW.
+
+An outgoing command processes at once; when the card OS has fewer bytes than
+P3 asks for (P3 = 00 asks for 256), the card answers `6C La` and keeps the
+response, which it sends without processing the command again when the reader
+re-issues the same header with P3 = La (7816-3 §12.2.3 case 2S.3).
+
+ENVELOPE (`00 C2 00 00 Lc data`, 7816-4) carries a command APDU that no short
+TPDU can carry (extended lengths): the pieces are reassembled and answered
+`9000` until the command is complete - an ENVELOPE with P3 = 00, or a buffer
+whose length fields say it cannot grow (`envelope_complete`) - then the command
+runs; its response data come back through `61xx` and GET RESPONSE.
+"""
+
+import logging
+
+from chip.card import Card, CardNotPowered
+from chip.kernel.store import PowerLoss
+
+log = logging.getLogger("sscard.chip")
+
+# INS whose data flow card → reader on T=0: READ BINARY, READ RECORD, GET RESPONSE, GET CHALLENGE, GET DATA
+OUTGOING = frozenset((0xB0, 0xB2, 0xC0, 0x84, 0xCA))
+PURSE_CLA = 0xB0  # the medical purse (LD/T 32 P5 §7): GET BALANCE B0 26 and GET STARTING DAY B0 56 01 send data
+
+
+def sends_data(cla: int, ins: int, p1: int) -> bool:
+    """Whether a T=0 command's P3 is Le (data card → reader) rather than Lc."""
+    if cla == PURSE_CLA:
+        return ins == 0x26 or ins == 0x56 and p1 == 0x01
+    return ins in OUTGOING
+ENVELOPE = 0xC2
+NULL = 0x60
+MAX_ENVELOPE = 4 + 3 + 65535 + 2  # the longest command APDU (case 4E)
+
+_SW_OK = b"\x90\x00"
+_SW_INS_INVALID = b"\x6D\x00"
+_SW_WRONG_P1P2 = b"\x6A\x86"
+_SW_WRONG_LENGTH = b"\x67\x00"
+_SW_UNKNOWN = b"\x6F\x00"
+
+
+def wwt_etu(wi: int = 10, di: int = 1) -> int:
+    """The T=0 work waiting time in etu: 960 × WI × Di (7816-3 §10.2); 9600 on the default card
+    (WI 10, Di 1: P2 §9.2.2.1)."""
+    return 960 * wi * di
+
+
+def nulls_for(busy_etu: int, wwt: int) -> int:
+    """NULL bytes a card sends while busy for `busy_etu`: one per WWT it would otherwise stay silent."""
+    return (busy_etu - 1) // wwt if busy_etu > wwt else 0
+
+
+def envelope_complete(buffer: bytes) -> bool:
+    """Whether a reassembled command APDU's own length fields say it cannot grow any more.
+
+    Short with Lc: complete at 5 + Lc + 1 bytes (case 4S). Extended: complete
+    at 7 + Lc + 2 bytes (case 4E), or at once when Lc = 0000 (malformed either
+    way). A header, a case 2 or a case 3 command could still be the start of a
+    longer one: those end with an empty ENVELOPE. Reader and card apply the
+    same rule (reader/link/t0.py imports this one).
+    """
+    n = len(buffer)
+    if n < 5:
+        return False
+    b4 = buffer[4]
+    if b4:
+        return n >= 6 + b4
+    if n < 8:
+        return False
+    lc = buffer[5] << 8 | buffer[6]
+    return lc == 0 or n >= 9 + lc
+
+
+class CardT0:
+    """The card's T=0 protocol handler (after ATR/PPS) on a powered `chip.Card`.
+
+    `wi`, `di`: WI (TC2) and Di, for WWT = 960 × WI × Di etu. `one_byte`:
+    answer `~INS` before every data byte instead of one ACK. `delay_etu`:
+    callable(apdu) -> etu, the simulated processing time of each command
+    (None: 0). `busy_etu` is that time for the command just processed (the
+    wire may set it back to 0 once it has counted it).
+    """
+
+    def __init__(self, card: Card, wi: int = 10, di: int = 1, one_byte: bool = False, delay_etu=None):
+        self.card = card
+        self.wi, self.di = wi, di
+        self.wwt = wwt_etu(wi, di)
+        self.one_byte = one_byte
+        self.delay_etu = delay_etu
+        self.busy_etu = 0
+        self._out = bytearray()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget any half-received TPDU, held response and ENVELOPE buffer (after a reset)."""
+        self._header = bytearray()
+        self._data = bytearray()
+        self._expect = 0
+        self._receiving = False
+        self._header_in = b""
+        self._held = None  # (CLA INS P1 P2, data, SW) answered 6C La, sent on the same header with P3 = La
+        self._envelope = bytearray()
+
+    # -- the sans-I/O surface -------------------------------------------------
+    def receive(self, data: bytes) -> None:
+        for byte in bytes(data):
+            try:
+                self._byte(byte)
+            except (PowerLoss, CardNotPowered):  # the power went: the harness's business, as in-process
+                raise
+            except Exception:  # noqa: BLE001 - a card never crashes on what it hears
+                log.exception("T=0: internal error")
+                self.reset()
+                self._answer(_SW_UNKNOWN)
+
+    def output(self) -> bytes:
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    @property
+    def has_output(self) -> bool:
+        """Bytes wait to be sent (looked at without taking them)."""
+        return bool(self._out)
+
+    # -- receiving --------------------------------------------------------------
+    def _byte(self, byte: int) -> None:
+        if self._receiving:
+            self._data.append(byte)
+            if len(self._data) < self._expect:
+                if self.one_byte:
+                    self._out.append(self._header_in[1] ^ 0xFF)
+                return
+            self._receiving = False
+            self._incoming_complete()
+            return
+        self._header.append(byte)
+        if len(self._header) == 5:
+            self._on_header()
+
+    def _on_header(self) -> None:
+        header = bytes(self._header)
+        self._header.clear()
+        self._data.clear()
+        self.busy_etu = 0
+        cla, ins, p1, p2, p3 = header
+        held, self._held = self._held, None
+        if ins & 0xF0 in (0x60, 0x90):  # would be read as SW1 (7816-3 §10.3.3)
+            self._envelope.clear()
+            if self.card.knows(cla, ins):  # the class is checked first: 6E00 for an unknown one
+                self._no_transfer(self._transmit(header))
+            else:
+                self._answer(_SW_INS_INVALID)
+            return
+        if ins == ENVELOPE and cla == 0x00:
+            if p1 or p2:
+                self._envelope.clear()
+                self._answer(_SW_WRONG_P1P2)
+            elif p3 == 0:  # the empty ENVELOPE: the command is complete
+                self._run_envelope()
+            else:
+                self._start_receiving(header)
+            return
+        self._envelope.clear()  # any other command ends an unfinished ENVELOPE sequence
+        if sends_data(cla, ins, header[2]):
+            if held is not None and held[0] == header[:4] and len(held[1]) == (p3 or 256):
+                self._send_data(ins, held[1], held[2])
+                return
+            self._outgoing(header)
+        elif p3 == 0:  # case 1
+            self._no_transfer(self._transmit(header[:4]))
+        elif self.card.knows(cla, ins):  # a command the OS refuses whatever its data: no ACK
+            self._no_transfer(self._transmit(header))
+        else:
+            self._start_receiving(header)
+
+    def _start_receiving(self, header: bytes) -> None:
+        self._header_in = header
+        self._expect = header[4]
+        self._receiving = True
+        ins = header[1]
+        self._out.append(ins ^ 0xFF if self.one_byte else ins)
+
+    def _incoming_complete(self) -> None:
+        header = self._header_in
+        data = bytes(self._data)
+        self._data.clear()
+        if header[1] == ENVELOPE and header[0] == 0x00:
+            self._envelope += data
+            if len(self._envelope) > MAX_ENVELOPE:
+                self._envelope.clear()
+                self._answer(_SW_WRONG_LENGTH)
+            elif envelope_complete(self._envelope):
+                self._run_envelope()
+            else:
+                self._answer(_SW_OK)
+            return
+        self._no_transfer(self._transmit(header + data))  # case 3: CLA INS P1 P2 Lc data
+
+    def _run_envelope(self) -> None:
+        apdu = bytes(self._envelope)
+        self._envelope.clear()
+        self._no_transfer(self._transmit(apdu))
+
+    # -- answering ----------------------------------------------------------------
+    def _transmit(self, apdu: bytes) -> bytes:
+        """The card OS's answer to `apdu`; sets `busy_etu` from `delay_etu`."""
+        busy = 0
+        if self.delay_etu is not None:
+            try:
+                busy = max(0, int(self.delay_etu(apdu)))
+            except Exception:  # noqa: BLE001 - a broken delay model costs no time
+                log.exception("T=0: delay_etu failed")
+        self.busy_etu = busy
+        try:
+            response = self.card.transmit(apdu)
+        except BaseException:
+            self.reset()
+            raise
+        if len(response) < 2:
+            return _SW_UNKNOWN
+        return response
+
+    def _outgoing(self, header: bytes) -> None:
+        """Case 2: P3 is Le. Send exactly P3 bytes (00 = 256), or only SW1 SW2."""
+        response = self._transmit(header)
+        data, sw = response[:-2], response[-2:]
+        if not data:
+            self._answer(sw)
+            return
+        wanted = header[4] or 256
+        if len(data) == wanted:
+            self._send_data(header[1], data, sw)
+        elif len(data) < wanted:  # T=0 cannot send fewer bytes than P3: 6C La, keep the answer
+            self._held = (header[:4], data, sw)
+            self._answer(bytes((0x6C, len(data))))
+        else:  # more than a short Le can take (not made by the card OS): through GET RESPONSE
+            self._answer(self._keep(data, sw))
+
+    def _no_transfer(self, response: bytes) -> None:
+        """Case 1/3 (and ENVELOPE): no data can go back in this TPDU, only SW1 SW2."""
+        data, sw = response[:-2], response[-2:]
+        self._answer(self._keep(data, sw) if data else sw)
+
+    def _keep(self, data: bytes, sw: bytes) -> bytes:
+        """Leave `data` (and any rest the card OS already holds) for GET RESPONSE; answer 61xx."""
+        return self.card.hold_response(data, sw)
+
+    def _send_data(self, ins: int, data: bytes, sw: bytes) -> None:
+        if self.one_byte:
+            not_ins = ins ^ 0xFF
+            body = bytearray()
+            for byte in data:
+                body += bytes((not_ins, byte))
+            self._answer(bytes(body) + sw)
+        else:
+            self._answer(bytes((ins,)) + data + sw)
+
+    def _answer(self, answer: bytes) -> None:
+        self._out += bytes((NULL,)) * nulls_for(self.busy_etu, self.wwt) + answer

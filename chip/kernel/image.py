@@ -1,0 +1,682 @@
+"""The card image: all persistent state in one file, and the backends that commit it.
+
+Layout (declared with construct): a magic, a format version, a generation
+counter that grows with every commit, the objects (name, kind, body), and a
+CRC-32 over all of that; nothing may follow. A file that fails any of these checks is refused with a
+one-line reason instead of being half-used; so is a file that is not a regular
+file (a folder, a FIFO, a device: checked with stat before it is opened) or
+larger than `MAX_IMAGE_BYTES`.
+
+Atomicity: a commit writes the whole image to a temporary file of its own in
+the image's folder (`.<image>.<pid>.<random>.tmp`, created with
+O_CREAT|O_EXCL|O_NOFOLLOW: a planted file or symlink of that name makes the
+commit fail, it is never followed nor shared with another writer), fsyncs it,
+renames it over the image and fsyncs the folder. A crash before the rename
+leaves the old image, after it the new one; never a mix. Every step is a
+named *write point* where tests (and the fault-injection API) can cut the
+power. A temporary file a crash left behind is removed by the image's next
+owner before its first commit.
+
+One owner: a card made or opened on an image holds an exclusive advisory lock
+(`flock`, LOCK_EX|LOCK_NB) on the image file itself for as long as the card
+lives (`Card.close()`, the end of a `with` block, the card being dropped, or
+the process ending release it). A commit locks its new file before renaming it
+into place, so the lock moves with the image from inode to inode; an opener
+checks, once locked, that the file it locked is still the one at the path.
+Locking the image itself (not a sidecar `.lock` file) works in a read-only
+folder (flock needs no write access), leaves no extra file to be deleted or
+copied apart from the image, and cannot be lost by deleting a lock file. A
+second opener, in the same process or another, gets `ImageInUse` naming the
+holder (`card.img is in use by pid 1234 (sscard serve)`, from /proc/locks).
+"""
+
+import errno
+import fcntl
+import gc
+import os
+import re
+import secrets
+import stat
+import zlib
+
+from construct import (
+    Checksum,
+    Const,
+    ConstructError,
+    Enum,
+    GreedyBytes,
+    Int8ub,
+    Int16ub,
+    Int32ub,
+    Int64sb,
+    Int64ub,
+    PascalString,
+    Prefixed,
+    PrefixedArray,
+    RawCopy,
+    Struct,
+    Switch,
+    Terminated,
+    this,
+)
+
+from chip.kernel.store import KINDS, PowerLoss, StorageFailure
+
+MAGIC = b"SSCARDIM"
+FORMAT_VERSION = 1
+MAX_IMAGE_BYTES = 16 * 1024 * 1024  # a default card's image is about 10 KiB; anything this large is not one
+
+_Value = Struct(
+    "type" / Enum(Int8ub, int=1, bytes=2, str=3),
+    "value" / Switch(this.type, {
+        "int": Int64sb,
+        "bytes": Prefixed(Int32ub, GreedyBytes),
+        "str": PascalString(Int16ub, "utf8"),
+    }),
+)
+
+_Vars = PrefixedArray(Int16ub, Struct("key" / PascalString(Int8ub, "ascii"), "value" / _Value))
+
+_BODIES = {
+    "vars": _Vars,
+    "binary": Prefixed(Int32ub, GreedyBytes),
+    "records": PrefixedArray(Int16ub, Prefixed(Int16ub, GreedyBytes)),
+    "pin": Struct("value" / Prefixed(Int8ub, GreedyBytes), "limit" / Int8ub, "tries" / Int8ub),
+}
+_BODIES["key"] = _BODIES["pin"]
+_BODIES["cyclic"] = Struct("capacity" / Int16ub, "records" / _BODIES["records"])
+
+_Object = Struct(
+    "name" / PascalString(Int8ub, "ascii"),
+    "kind" / PascalString(Int8ub, "ascii"),
+    "body" / Prefixed(Int32ub, Switch(this.kind, _BODIES, default=GreedyBytes)),
+)
+
+IMAGE = Struct(
+    "body" / RawCopy(Struct(
+        "magic" / Const(MAGIC),
+        "version" / Const(FORMAT_VERSION, Int16ub),
+        "generation" / Int64ub,
+        "objects" / PrefixedArray(Int32ub, _Object),
+    )),
+    "crc32" / Checksum(Int32ub, lambda data: zlib.crc32(data), this.body.data),
+    Terminated,
+)
+
+_TYPE_OF = {int: "int", bool: "int", bytes: "bytes", str: "str"}
+
+
+class ImageError(Exception):
+    """A card image that cannot be used; the message says which and why, in one line."""
+
+
+class ImageInUse(ImageError):
+    """The image is owned by another card, in this process or another: `pid` and `program` (None: unknown)."""
+
+    def __init__(self, path: str, pid: int | None = None, program: str | None = None):
+        self.path, self.pid, self.program = path, pid, program
+        super().__init__(f"{path} is in use by {describe_holder(pid, program)}")
+
+
+def describe_holder(pid: int | None, program: str | None) -> str:
+    if pid is None:
+        return "another process"
+    return f"pid {pid} ({program})" if program else f"pid {pid}"
+
+
+def _dump_value(obj):
+    if obj.KIND != "vars":
+        return obj.dump()
+    return [{"key": k, "value": {"type": _TYPE_OF[type(v)], "value": v}} for k, v in obj.dump().items()]
+
+
+def _load_value(kind, body):
+    if kind == "vars":
+        return {item.key: item.value.value for item in body}
+    if kind in ("pin", "key"):
+        return {"value": body.value, "limit": body.limit, "tries": body.tries}
+    if kind == "records":
+        return list(body)
+    if kind == "cyclic":
+        return {"records": list(body.records), "capacity": body.capacity}
+    return body
+
+
+def encode(objects: dict, generation: int) -> bytes:
+    items = [{"name": name, "kind": obj.KIND, "body": _dump_value(obj)} for name, obj in objects.items()]
+    return IMAGE.build({"body": {"value": {"generation": generation, "objects": items}}})
+
+
+def decode(data: bytes, where: str = "card image") -> tuple[dict, int]:
+    """Parse an image into fresh persistent objects; ImageError names what is wrong.
+
+    The envelope (magic, version, ..., a CRC-32 of everything before it in the
+    last 4 bytes) is what every format version keeps: an intact file of a
+    higher version was written by a newer sscard, a broken one is damaged.
+    """
+    if not data.startswith(MAGIC):
+        raise ImageError(f"{where}: not an sscard card image (bad magic)")
+    version = int.from_bytes(data[8:10], "big") if len(data) >= 14 else FORMAT_VERSION
+    if version > FORMAT_VERSION and zlib.crc32(data[:-4]).to_bytes(4, "big") == data[-4:]:
+        raise ImageError(f"{where} was written by a newer sscard (format {version}; this one reads "
+                         f"{FORMAT_VERSION}): open it with that sscard")
+    try:
+        parsed = IMAGE.parse(data)
+    except ConstructError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImageError(f"{where}: damaged card image ({reason})") from None
+    body = parsed.body.value
+    objects = {}
+    for item in body.objects:
+        cls = KINDS.get(item.kind)
+        if cls is None:
+            raise ImageError(f"{where}: object {item.name!r} has unknown kind {item.kind!r} (newer sscard?)")
+        if item.name in objects:
+            raise ImageError(f"{where}: damaged card image: {item.name} stored twice")
+        objects[item.name] = cls.load(_load_value(item.kind, item.body))
+    return objects, body.generation
+
+
+# -- what a card needs: checked when an image is opened ----------------------------------------------
+
+_TYPE_NAMES = {bool: "int", int: "int", bytes: "bytes", str: "str"}
+
+
+def check_objects(objects: dict, expected: dict, where: str, *, optional=frozenset(), allowed=None) -> None:
+    """Refuse (ImageError) an image whose objects are not what a card of its kind is made of.
+
+    `expected`: the objects of a fresh personalisation of that kind ({name: Persistent}): each must be
+    there with the same kind; a Vars object has each of the fresh one's values with the same type
+    (except `optional` (name, key) pairs, which an older image may lack); a key is not empty, a PIN
+    1 to 8 bytes; a counter is within its limit; a cyclic file within its capacity; no record is
+    empty. `allowed`: {(name, key): the values it may take} (the lifecycle machines). Objects the
+    fresh card does not have are left alone.
+    """
+    for name, model in expected.items():
+        obj = objects.get(name)
+        if obj is None:
+            raise ImageError(f"{where}: damaged card image: missing {name}")
+        if obj.KIND != model.KIND:
+            raise ImageError(f"{where}: damaged card image: {name} is {obj.KIND}, expected {model.KIND}")
+        problem = _mismatch(name, obj, model, optional)
+        if problem:
+            raise ImageError(f"{where}: damaged card image: {problem}")
+    for (name, key), values in (allowed or {}).items():
+        value = getattr(objects.get(name), key, None)
+        if value is not None and value not in values:
+            raise ImageError(f"{where}: damaged card image: {name}.{key} is {value!r}, expected one of "
+                             f"{', '.join(sorted(values))}")
+
+
+def _mismatch(name: str, obj, model, optional) -> str | None:
+    kind = model.KIND
+    if kind == "vars":
+        values = obj.dump()
+        for key, fresh in model.dump().items():
+            if key not in values:
+                if (name, key) in optional:
+                    continue
+                return f"missing {name}.{key}"
+            got, want = _TYPE_NAMES[type(values[key])], _TYPE_NAMES[type(fresh)]
+            if got != want:
+                return f"{name}.{key} is {got}, expected {want}"
+    elif kind in ("pin", "key"):
+        if kind == "key" and not obj.value:
+            return f"{name} is an empty key"
+        if kind == "pin" and not 1 <= len(obj.value) <= 8:
+            return f"{name} holds a {len(obj.value)}-byte PIN, expected 1 to 8 bytes"
+        if obj.tries > obj.limit:
+            return f"{name} has {obj.tries} tries left, more than its limit {obj.limit}"
+    elif kind == "cyclic":
+        if len(obj.records) > obj.capacity:
+            return f"{name} has {len(obj.records)} records, more than its capacity {obj.capacity}"
+    if kind in ("records", "cyclic"):
+        for number, record in enumerate(obj.records, 1):
+            if not record:
+                return f"{name} record {number} is empty"
+    return None
+
+
+# -- the backends ---------------------------------------------------------------------------------------
+
+class MemoryBackend:
+    """No image path: commits only pass one write point (so power cuts can be tested in memory)."""
+
+    path = None
+
+    def __init__(self):
+        self.write_point = None  # callable(point) that may raise PowerLoss, for fault injection
+        self.generation = 0
+
+    def commit(self, objects: dict) -> None:
+        if self.write_point is not None:
+            self.write_point("commit", False)
+        self.generation += 1
+
+    def close(self) -> None:
+        pass
+
+
+class SnapshotBackend(MemoryBackend):
+    """A card image read without taking it (`Card.open(path, read_only=True)`): nothing is ever written."""
+
+    def __init__(self, path: str, generation: int = 0):
+        super().__init__()
+        self.path = path
+        self.generation = generation
+
+    def commit(self, objects: dict) -> None:
+        raise StorageFailure(f"{self.path}: opened read-only (a snapshot): nothing is written")
+
+
+class FileBackend:
+    """Atomic commits of the whole image to `path` (write a new file, fsync, rename, fsync folder).
+
+    `FileBackend.open(path)` and `FileBackend.create(path)` make the owner of the image (it holds the
+    image's lock until `close()`); `FileBackend(path)` alone writes without owning (a fleet writing
+    images nobody has opened yet).
+    """
+
+    def __init__(self, path, generation: int = 0, *, lock_fd: int | None = None, owner: bool = False,
+                 new: bool = False):
+        self.path = os.fspath(path)
+        self.target = os.path.realpath(self.path)  # an image reached by a symlink is written where it is
+        self.folder = os.path.dirname(self.target)
+        self.generation = generation
+        self.write_point = None
+        self.sync = True
+        self.owner = owner
+        self.closed = False
+        self._fd = lock_fd  # the locked descriptor of the image's current file
+        self._new = new  # the image does not exist yet: the first commit must not replace anything
+        self._mode = None
+        self._tidy = owner  # an owner removes the temporary files a crash left, before its first write
+        if lock_fd is not None:
+            self._mode = stat.S_IMODE(os.fstat(lock_fd).st_mode)
+
+    def _point(self, name: str, landed: bool) -> None:
+        if self.write_point is not None:
+            self.write_point(name, landed)
+
+    def temp_name(self) -> str:
+        """A new temporary file name of this writer, next to the image."""
+        base = os.path.basename(self.target)
+        return os.path.join(self.folder, f".{base}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+
+    def commit(self, objects: dict) -> None:
+        if self.closed:
+            raise StorageFailure(f"{self.path}: this card was closed: its image is no longer written by it")
+        data = encode(objects, self.generation + 1)
+        if self._tidy:  # once per owner, and only when it writes: opening many images stays one stat each
+            self._tidy = False
+            _remove_stale_temps(self.target)
+        self._point("open-tmp", False)
+        tmp = self.temp_name()
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StorageFailure(write_error(self.path, exc)) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file nobody else has: the lock to move in
+            if self._mode is not None:
+                os.fchmod(fd, self._mode)
+            half = len(data) // 2
+            _write_all(fd, data[:half])
+            self._point("write-half", False)
+            _write_all(fd, data[half:])
+            self._point("fsync-tmp", False)
+            if self.sync:
+                os.fsync(fd)
+            self._point("rename", False)
+            self._place(tmp)
+        except PowerLoss:
+            os.close(fd)  # the power went: what was written stays, as on a real disk (the next owner tidies)
+            raise
+        except OSError as exc:
+            os.close(fd)
+            _unlink_quietly(tmp)
+            raise StorageFailure(write_error(self.path, exc)) from exc
+        old, self._new = self._fd, False
+        if self.owner:
+            self._fd = fd  # the lock moved in with the new file
+        else:
+            os.close(fd)
+        if old is not None:
+            os.close(old)
+        self.generation += 1  # the new image is in place, whatever happens next
+        self._point("fsync-folder", True)
+        if self.sync:
+            try:
+                dfd = os.open(self.folder, os.O_RDONLY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+            except OSError as exc:  # the new image is in place but perhaps not durable: 6581, memory kept new
+                raise StorageFailure(write_error(self.path, exc), landed=True) from exc
+
+    def _place(self, tmp: str) -> None:
+        """Rename the new file over the image; a new image must not replace one made meanwhile."""
+        if not self._new:
+            os.replace(tmp, self.target)
+            return
+        try:
+            os.link(tmp, self.target)
+        except FileExistsError:
+            _unlink_quietly(tmp)
+            raise FileExistsError(errno.EEXIST, "made by another program meanwhile") from None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK):
+                raise
+            if os.path.lexists(self.target):  # a file system without hard links: check, then rename
+                raise FileExistsError(errno.EEXIST, "made by another program meanwhile") from None
+            os.replace(tmp, self.target)
+            return
+        _unlink_quietly(tmp)  # the image is in place (linked): a leftover name is tidied by the next owner
+
+    def close(self) -> None:
+        """Give the image up: its lock is released (other programs may open it now)."""
+        self.closed = self.owner
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __del__(self):
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            self._fd = None
+            os.close(fd)
+
+    @classmethod
+    def open(cls, path) -> tuple["FileBackend", dict]:
+        """Open an image as its owner: lock it (ImageInUse if another card has it), read and decode it."""
+        path = os.fspath(path)
+        fd = _lock_image(path)
+        try:
+            data = _read_bounded(fd, path)
+            objects, generation = decode(data, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path, generation, lock_fd=fd, owner=True), objects
+
+    @classmethod
+    def create(cls, path, *, overwrite: bool = False) -> "FileBackend":
+        """The owner of a new image at `path` (written by the first commit); an existing file is replaced
+        only with `overwrite` and once locked (never while another card has it)."""
+        path = os.fspath(path)
+        target = os.path.realpath(path)
+        if os.path.lexists(path) or os.path.lexists(target):
+            if not overwrite:
+                raise ImageError(f"{path} already exists: personalising would replace that card "
+                                 f"(sscard personalize --force, or Card.from_profile(..., overwrite=True))")
+            return cls(path, 0, lock_fd=_lock_image(path), owner=True)
+        folder = os.path.dirname(target)
+        try:
+            is_folder = stat.S_ISDIR(os.stat(folder).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            raise ImageError(f"{path}: cannot make a card image there: the folder {folder} does not exist "
+                             f"(create it first)") from None
+        except OSError:
+            is_folder = True  # not even searchable: the first commit says why, in one line
+        if not is_folder:
+            raise ImageError(f"{path}: cannot make a card image there: {folder} is not a folder")
+        return cls(path, 0, owner=True, new=True)
+
+
+def read_bytes(path) -> bytes:
+    """An image file's bytes, without owning it: regular files only (a FIFO or a device is never
+    opened), read with a bound; ImageError names what is wrong."""
+    path = os.fspath(path)
+    fd = _open_image(path)
+    try:
+        return _read_bounded(fd, path)
+    finally:
+        os.close(fd)
+
+
+def snapshot(path) -> tuple[SnapshotBackend, dict]:
+    """Read an image without owning it (whoever has it may be writing it: this is its state now)."""
+    path = os.fspath(path)
+    objects, generation = decode(read_bytes(path), path)
+    return SnapshotBackend(path, generation), objects
+
+
+# -- opening, locking, reading -------------------------------------------------------------------------
+
+_FILE_TYPES = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a device"),
+               (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _not_regular(path: str, mode: int) -> ImageError:
+    what = next((name for test, name in _FILE_TYPES if test(mode)), "not a regular file")
+    return ImageError(f"{path}: is {what}, not a card image file (give the path of a card image)")
+
+
+def _open_image(path: str) -> int:
+    """A read-only descriptor of the regular file at `path` (stat first: a FIFO or a device is never opened)."""
+    target = os.path.realpath(path)
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such card image (make one with 'sscard personalize --state {path}')") from None
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read card image ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_regular(path, st.st_mode)
+    if st.st_size > MAX_IMAGE_BYTES:
+        raise ImageError(f"{path}: {st.st_size} bytes is too large for a card image (at most {MAX_IMAGE_BYTES})")
+    try:
+        # O_NONBLOCK: should a FIFO be swapped in after the stat, the open does not wait for a writer
+        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such card image (make one with 'sscard personalize --state {path}')") from None
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read card image ({exc.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise _not_regular(path, mode)
+    return fd
+
+
+def _lock_image(path: str) -> int:
+    """Open and lock the image's current file; retried when a commit replaced it between open and lock."""
+    target = os.path.realpath(path)
+    for _ in range(20):
+        fd = _open_image(path)
+        try:
+            locked = _try_lock(fd, path)
+            if not locked:
+                gc.collect()  # a card of this process that nobody can reach any more owns nothing
+                locked = _try_lock(fd, path)
+            if not locked:
+                raise ImageInUse(path, *holder_of(os.fstat(fd)))
+            mine = os.fstat(fd)
+            try:
+                now = os.stat(target)
+            except FileNotFoundError:
+                now = None
+            if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # the file we locked was replaced meanwhile: lock the new one
+    raise ImageError(f"{path}: the card image keeps being replaced while it is opened: another program is "
+                     f"writing it without sscard's lock")
+
+
+def _try_lock(fd: int, path: str) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot lock the card image ({exc.strerror}): its file system does not "
+                         f"support flock") from None
+    return True
+
+
+def _read_bounded(fd: int, path: str) -> bytes:
+    chunks, size = [], 0
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except OSError as exc:
+            raise ImageError(f"{path}: cannot read card image ({exc.strerror})") from None
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_IMAGE_BYTES:
+            raise ImageError(f"{path}: too large for a card image (more than {MAX_IMAGE_BYTES} bytes)")
+        chunks.append(chunk)
+
+
+def _remove_stale_temps(target: str) -> None:
+    """Remove the temporary files of this image a crash left (only its owner, who holds the lock, calls this:
+    no other writer of this image can be using one)."""
+    folder, base = os.path.split(target)
+    prefix = f".{base}."
+    pattern = re.compile(rf"\.{re.escape(base)}\.\d+\.[0-9a-f]+\.tmp")
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(prefix) and pattern.fullmatch(name):
+            _unlink_quietly(os.path.join(folder, name))  # unlink never follows a symlink
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def holder(path) -> tuple[int | None, str | None] | None:
+    """Who holds the image's lock now: (pid, program) ((None, None): someone unknown), or None if nobody.
+
+    Read from /proc/locks without taking any lock (so it never disturbs an owner that is starting)."""
+    try:
+        st = os.stat(os.path.realpath(os.fspath(path)))
+    except OSError:
+        return None
+    pid, program = holder_of(st)
+    if pid is not None:
+        return pid, program
+    if os.path.exists("/proc/locks"):
+        return None
+    fd = _open_image(os.fspath(path))  # no /proc/locks: ask the lock itself
+    try:
+        if _try_lock(fd, os.fspath(path)):
+            return None
+        return None, None
+    finally:
+        os.close(fd)
+
+
+def holder_of(st) -> tuple[int | None, str | None]:
+    """The pid holding the flock on the file of `st` (from /proc/locks) and its program, or (None, None)."""
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None, None
+    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}"
+    same_inode = []
+    for line in lines:
+        fields = line.split()
+        if "FLOCK" not in fields or "->" in fields:
+            continue
+        i = fields.index("FLOCK")
+        try:
+            pid = int(fields[i + 3])
+            major_minor, inode = fields[i + 4].rsplit(":", 1)
+            inode = int(inode)
+        except (IndexError, ValueError):
+            continue
+        if inode != st.st_ino or pid <= 0:
+            continue
+        if major_minor == dev:
+            return pid, program_of(pid)
+        same_inode.append(pid)
+    if len(same_inode) == 1:  # file systems that show another device number (overlays)
+        return same_inode[0], program_of(same_inode[0])
+    return None, None
+
+
+_PYTHON_VALUE_OPTIONS = {"-W", "-X", "--check-hash-based-pycs"}
+_COMMAND_WORD = re.compile(r"[a-z][a-z0-9-]*")
+
+
+def program_of(pid: int) -> str | None:
+    """A short name of what process `pid` runs, from /proc/PID/cmdline: `sscard serve`, `pytest`, `python`."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    args = [arg.decode(errors="replace") for arg in raw.split(b"\0") if arg]
+    if not args:
+        return None
+    name, rest = os.path.basename(args[0]), args[1:]
+    if name.startswith("python"):
+        i = 0
+        while i < len(rest) and rest[i].startswith("-") and rest[i] not in ("-m", "-c", "-"):
+            i += 2 if rest[i] in _PYTHON_VALUE_OPTIONS else 1
+        if i < len(rest) and rest[i] == "-m" and i + 1 < len(rest):
+            name, rest = rest[i + 1], rest[i + 2:]
+        elif i < len(rest) and rest[i] == "-c":
+            return f"{name} -c"
+        elif i < len(rest):
+            name, rest = os.path.basename(rest[i]), rest[i + 1:]
+    if name in ("sscard", "reader.cli"):
+        command = next((arg for arg in rest if _COMMAND_WORD.fullmatch(arg)), None)
+        return f"sscard {command}" if command else "sscard"
+    if name.endswith(".__main__"):
+        name = name[:-len(".__main__")]
+    return name
+
+
+def write_error(path: str, exc: OSError) -> str:
+    """One line: the image, what failed, what to do."""
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    code = exc.errno
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return f"{path}: cannot write the card image: no space left in {folder} (free some space)"
+    if code == errno.EROFS:
+        return f"{path}: cannot write the card image: {folder} is on a read-only file system (use a writable folder)"
+    if code in (errno.EACCES, errno.EPERM):
+        return f"{path}: cannot write the card image: permission denied in {folder} (use a folder you can write)"
+    if code == errno.ENOENT:
+        return f"{path}: cannot write the card image: the folder {folder} does not exist (create it first)"
+    if code == errno.EEXIST:
+        return f"{path}: cannot write the card image: {exc.strerror or 'a file is in the way'}"
+    if code == errno.ELOOP:
+        return f"{path}: cannot write the card image: a symlink is in the way in {folder}"
+    return f"{path}: cannot write the card image ({exc.strerror or exc})"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def cut_power_at(n: int):
+    """A write-point hook that loses power at the n-th write point it sees (1-based).
+
+    Returns the hook; its `.seen` list records the points passed, so a sweep
+    knows how many points a command has.
+    """
+    seen = []
+
+    def hook(point: str, landed: bool) -> None:
+        seen.append(point)
+        if len(seen) == n:
+            raise PowerLoss(point, landed)
+
+    hook.seen = seen
+    return hook

@@ -1,0 +1,1 @@
+"""The shipped profiles (`NAME.toml`), installed as package data."""

@@ -1,0 +1,5 @@
+"""The `sscard` command line."""
+
+from reader.cli.commands import main
+
+__all__ = ["main"]

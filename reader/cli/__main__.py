@@ -1,0 +1,7 @@
+"""`python -m reader.cli`: the same as `sscard`."""
+
+import sys
+
+from reader.cli.commands import main
+
+sys.exit(main())

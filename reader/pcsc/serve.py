@@ -1,0 +1,773 @@
+"""`sscard serve`: cards on vsmartcard's vpcd, so pcscd shows each as a reader.
+
+A thin socket adapter around the sans-I/O `reader.pcsc.vpcd.VpcdProtocol`. vpcd
+listens and the card connects (one TCP port per virtual reader). One thread
+runs a selector over every card's socket and the control channels:
+
+- the 48 ms trap (docs/pcsc.md): `TCP_NODELAY`, `TCP_QUICKACK` re-armed
+  before every `recv()`, and each reply sent in one write;
+- ATR requests are answered from the card's ATR without touching its state;
+  power on/off and reset map to the card's power model, on the card's own
+  protocol (the first its ATR offers: T=0 on the default card, whose 61xx
+  and 6Cxx answers reach the PC/SC client as they do from a real T=0 card)
+  unless `--t0`/`--t1` says otherwise;
+- when pcscd goes away the card reconnects with backoff;
+- images are opened off the event loop, with a bound (`OPEN_TIMEOUT`): a
+  `switch` to a FIFO or to a file on a hung file system answers an error on
+  the control channel while the other cards keep being served;
+- control lines (on stdin when it can be polled - a terminal, a pipe, a
+  socket - and on an optional Unix control socket; a stdin from /dev/null or
+  a regular file, as under `nohup` or `&` in a script, is no control input):
+  `remove [N]`, `insert [N]`, `switch [N] IMAGE`, `status`, `quit`, and
+  `fault [N] TEXT` / `fault [N] clear` / `fault [N]` to inject, clear or list
+  faults on a card (the text form of `chip.faults.parse_fault`, e.g.
+  `fault sw 6581 ins B2 once`; a `mute` fault sends no reply; `switch` drops
+  the faults with the old card; `switch` to the card's own image reopens it,
+  the card closing first, as an image has one owner); a control socket that
+  cannot accept (EMFILE) is logged once and retried, the cards are still served;
+- SIGINT/SIGTERM end the loop between two commands: a command in progress
+  finishes and its state is committed (commits are atomic anyway).
+"""
+
+import errno
+import os
+import selectors
+import signal
+import socket
+import stat
+import sys
+import threading
+import time
+
+from chip import Card, CardNotPowered, ImageError
+from chip.faults import CardMute, FaultPlan, parse_fault
+
+from reader.pcsc.vpcd import Apdu, GetAtr, PowerOff, PowerOn, Reset, VpcdProtocol
+
+DEFAULT_PORT = 35963
+BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
+SWAP_DELAY = 0.6  # a switched card stays out long enough for pcscd (polling every 0.4 s) to see a new card
+TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+OPEN_TIMEOUT = 3.0  # an image that takes longer to open is a FIFO, a device or a hung file system
+ACCEPT_PAUSE = 0.5  # after a failed accept() (EMFILE): stop watching the control socket this long
+NO_STDIN = "stdin is not a terminal or pipe: control with --control SOCKET"
+
+
+def _close_card(card) -> None:
+    close = getattr(card, "close", None)  # release what the image layer holds (a lock), where it can
+    if close is not None:
+        try:
+            close()
+        except Exception:  # noqa: BLE001 - closing a card we drop must not stop the server
+            pass
+
+
+class PendingOpen:
+    """`Card.open(image)` in a daemon thread, so that an image that blocks (a FIFO with no writer,
+    a hung file system) never blocks the server: the loop looks at `done` and gives up after
+    `timeout` seconds (the thread is abandoned; a card it opens later is closed at once)."""
+
+    def __init__(self, image: str, date=None, timeout: float | None = None):
+        self.image = image
+        self.timeout = timeout = OPEN_TIMEOUT if timeout is None else timeout
+        self.deadline = time.monotonic() + timeout
+        self.card = None
+        self.exc = None
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._abandoned = False
+        threading.Thread(target=self._open, args=(date,), name=f"open {image}", daemon=True).start()
+
+    def _open(self, date) -> None:
+        try:
+            card = Card.open(self.image, date=date)
+        except BaseException as exc:  # noqa: BLE001 - reported to whoever asked, never lost in a thread
+            self.exc = exc
+            card = None
+        with self._lock:
+            if self._abandoned:
+                _close_card(card)
+                card = None
+            self.card = card
+            self.done.set()
+
+    def expired(self) -> bool:
+        return not self.done.is_set() and time.monotonic() >= self.deadline
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._abandoned = True
+            card, self.card = self.card, None
+        _close_card(card)
+
+    def error(self) -> str:
+        """The one line for a failed or timed-out open."""
+        if not self.done.is_set():
+            return (f"{self.image}: not opened within {self.timeout:g} s (a FIFO, a device or a hung file system?)")
+        exc = self.exc
+        if isinstance(exc, ImageError):
+            return str(exc)
+        if isinstance(exc, OSError):
+            return f"{self.image}: cannot read card image ({exc.strerror or exc})"
+        return f"{self.image}: cannot open card image ({type(exc).__name__}: {exc})"
+
+    def result(self) -> Card:
+        """Wait for the card (at most the bound); raise the open's own error, or ImageError on timeout."""
+        if not self.done.wait(max(0.0, self.deadline - time.monotonic())):
+            self.abandon()
+            raise ImageError(self.error())
+        if self.exc is not None:
+            raise self.exc
+        return self.card
+
+
+def open_card(image: str, date=None, timeout: float | None = None) -> Card:
+    """`Card.open` with a bound: an image that does not open within `timeout` s is an ImageError."""
+    return PendingOpen(image, date, timeout).result()
+
+
+class Slot:
+    """One card on one vpcd port: its connection, and whether it is inserted."""
+
+    def __init__(self, index: int, image: str, host: str, port: int, protocol: int | None = None,
+                 quickack: bool = True, date=None, log=None, on_apdu=None):
+        self.index = index
+        self.image = image
+        self.host = host
+        self.port = port
+        self.requested_protocol = protocol  # 0, 1, or None: the card's own (followed across `switch`)
+        self.quickack = quickack and TCP_QUICKACK is not None
+        self.date = date
+        self.log = log or (lambda text: None)
+        self.on_apdu = on_apdu
+        self.card = open_card(image, date)
+        self.closed = False  # the card gave its image up to have it reopened (`switch` to its own image)
+        self.sock = None
+        self.vpcd = VpcdProtocol()
+        self.inserted = True
+        self.backoff = BACKOFF_MIN
+        self.next_attempt = 0.0
+        self.apdus = 0
+        self.on_close = None  # called with the socket before it is closed (the server unregisters it)
+
+    @property
+    def protocol(self) -> int:
+        """What the card is told at power-on: the one asked for, else the card's own (no PPS on vpcd)."""
+        if self.requested_protocol is not None:
+            return self.requested_protocol
+        config = self.card.atr_config
+        return config.protocols[0] if config.specific is None else config.specific
+
+    # -- connection ------------------------------------------------------------------------
+    def connect(self) -> bool:
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=1.0)
+        except OSError:
+            self.next_attempt = time.monotonic() + self.backoff
+            self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+            return False
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(None)
+        self.sock = sock
+        self.vpcd = VpcdProtocol()
+        self.backoff = BACKOFF_MIN
+        self.log(f"card {self.index} ({self.image}) inserted in vpcd {self.host}:{self.port}")
+        return True
+
+    def disconnect(self, why: str) -> None:
+        if self.sock is not None:
+            if self.on_close is not None:
+                self.on_close(self.sock)
+            try:
+                self.sock.close()
+            finally:
+                self.sock = None
+            self.card.power_off()
+            self.log(f"card {self.index} {why}")
+        self.next_attempt = time.monotonic() + self.backoff
+
+    # -- traffic ----------------------------------------------------------------------------
+    def readable(self) -> None:
+        """Read what vpcd sent, answer every complete message, one write per reply."""
+        sock = self.sock
+        if self.quickack:
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_QUICKACK, 1)
+        try:
+            data = sock.recv(65538)
+        except OSError as exc:
+            self.disconnect(f"lost its connection ({exc.strerror})")
+            return
+        if not data:
+            self.disconnect("disconnected: vpcd closed the connection (pcscd stopped?); reconnecting")
+            return
+        self.vpcd.receive_data(data)
+        for event in self.vpcd.events():
+            reply = self.handle(event)
+            if reply is not None:
+                try:
+                    sock.sendall(VpcdProtocol.send(reply))
+                except OSError as exc:
+                    self.disconnect(f"lost its connection ({exc.strerror})")
+                    return
+
+    def handle(self, event) -> bytes | None:
+        card = self.card
+        if isinstance(event, Apdu):
+            if not card.powered:  # vpcd powers on first; be lenient if it did not
+                card.power_on(self.protocol)
+            start = time.perf_counter()
+            try:
+                response = card.transmit(event.data)
+            except (CardNotPowered, CardMute):  # a mute fault: no answer at all
+                return None
+            self.apdus += 1
+            if self.on_apdu is not None:
+                self.on_apdu(self, event.data, response, time.perf_counter() - start)
+            return response
+        if isinstance(event, GetAtr):
+            return card.atr
+        if isinstance(event, PowerOn):
+            card.power_on(self.protocol)
+        elif isinstance(event, Reset):
+            card.reset(self.protocol)
+        elif isinstance(event, PowerOff):
+            card.power_off()
+        return None
+
+    def switch(self, image: str) -> None:
+        """Switch at once (blocking; the server uses `Switch`, which opens off its loop). Another image
+        that fails to open changes nothing; the card's own image is reopened, the card giving it up
+        first (an image has one owner): should that fail, the slot is left removed."""
+        inserted = self.inserted
+        if self.holds(image):
+            self.give_up()
+        self.swap(open_card(image, self.date), image)
+        self.inserted = inserted
+
+    def holds(self, image: str) -> bool:
+        """Whether `image` names this slot's own image (compared as paths: no file system call, which
+        could hang; another spelling of it through a symlink gets ImageInUse from the open)."""
+        return os.path.abspath(image) == os.path.abspath(self.image)
+
+    def give_up(self) -> None:
+        """Remove the card and close it (its image's lock released) so that its image can be opened
+        again; the slot stays removed until a card is swapped in."""
+        self.inserted = False
+        self.disconnect("removed to reopen its image")
+        _close_card(self.card)
+        self.closed = True
+
+    def swap(self, card: Card, image: str) -> None:
+        self.disconnect("removed to switch images")
+        old, self.card, self.image = self.card, card, image
+        self.closed = False
+        _close_card(old)
+
+    def status(self) -> str:
+        where = "inserted, connected" if self.sock else ("inserted, waiting for vpcd" if self.inserted else "removed")
+        return f"card {self.index}: {self.image} on {self.host}:{self.port}, {where}, {self.apdus} APDUs"
+
+
+class Switch:
+    """A `switch [N] IMAGE` in progress: the image opens in a thread, the loop finishes it."""
+
+    def __init__(self, slot: Slot, image: str, timeout: float | None = None):
+        self.slot = slot
+        self.image = image
+        self.reopening = slot.holds(image)
+        if self.reopening:  # its own image: the card gives it up first (one owner), then it is reopened
+            slot.give_up()
+        self.opening = PendingOpen(image, slot.date, timeout)
+        self.text = None  # the reply, once finished
+
+    def _left(self) -> str:
+        """What the slot has after a switch that did not happen."""
+        slot = self.slot
+        if self.reopening:
+            return f"card {slot.index} is removed (closed to reopen {slot.image}: switch {slot.index} IMAGE)"
+        return f"card {slot.index} stays {slot.image}"
+
+    def poll(self) -> bool:
+        """Finish the switch if the image has opened, failed or timed out; True once finished."""
+        if self.text is not None:
+            return True
+        opening, slot = self.opening, self.slot
+        if opening.done.is_set() and opening.exc is None and opening.card is not None:
+            slot.swap(opening.card, self.image)
+            slot.inserted = True
+            slot.next_attempt = time.monotonic() + SWAP_DELAY
+            self.text = f"ok card {slot.index} is now {self.image}"
+        elif opening.done.is_set() or opening.expired():
+            if not opening.done.is_set():
+                opening.abandon()
+            self.text = f"error: {opening.error()}; {self._left()}"
+        return self.text is not None
+
+    def cancel(self) -> None:
+        if self.text is None:
+            self.opening.abandon()
+            self.text = f"error: serve stopped before {self.image} opened; {self._left()}"
+
+
+class _Line:
+    """A control line waiting its turn (see Server._submit)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+class Server:
+    def __init__(self, slots: list[Slot], control_path: str | None = None, stdin=None, out=None, log=None):
+        self.slots = slots
+        self.control_path = control_path
+        self.stdin = stdin
+        self.out = out or sys.stdout
+        self.log = log or (lambda text: None)
+        self.stopping = False
+        self.selector = selectors.DefaultSelector()
+        self.control = None
+        self.clients = {}
+        self.outbox = []  # [destination, reply text or Switch], in order (None: stdout)
+        self.switches = {}  # slot index -> its Switch in progress
+        self.hanging_up = set()  # clients that closed their side while a reply was still due
+        self.accept_failing = False
+        self.control_paused_until = None  # the control socket is not watched until then (accept failed)
+        for slot in slots:
+            slot.on_close = self._unregister
+
+    def stop(self, *_):
+        self.stopping = True
+
+    # -- control channel -------------------------------------------------------------------
+    def command(self, line: str) -> str:
+        words = line.split()
+        if not words:
+            return ""
+        verb, args = words[0].lower(), words[1:]
+        try:
+            if verb == "quit":
+                self.stopping = True
+                return "ok quit"
+            if verb == "status":
+                return self.status()
+            index = 0
+            if args and args[0].isdigit():
+                index = int(args.pop(0))
+            if not 0 <= index < len(self.slots):
+                return f"error: no card {index} (cards 0-{len(self.slots) - 1})"
+            slot = self.slots[index]
+            if verb == "remove":
+                slot.inserted = False
+                slot.disconnect("removed")
+                return f"ok removed card {index}"
+            if verb == "insert":
+                if slot.closed:  # a switch to its own image closed the card and could not reopen it
+                    return f"error: card {index} was closed to reopen {slot.image}: switch {index} IMAGE"
+                slot.inserted = True
+                slot.next_attempt = 0.0
+                return f"ok inserting card {index}"
+            if verb == "switch":
+                if len(args) != 1:
+                    return "error: switch [N] IMAGE"
+                if index in self.switches:
+                    return f"error: card {index} is already switching to {self.switches[index].image}"
+                switch = self.switches[index] = Switch(slot, args[0])  # opens off the loop: answered later
+                return switch
+            if verb == "fault":
+                return self._fault(index, slot.card, args)
+        except (ImageError, ValueError) as exc:
+            return f"error: {exc}"
+        return f"error: unknown command {verb!r} (remove, insert, switch, fault, status, quit)"
+
+    def status(self) -> str:
+        lines = []
+        for slot in self.slots:
+            line = slot.status()
+            if slot.index in self.switches:
+                line += f", switching to {self.switches[slot.index].image}"
+            lines.append(line)
+        if self.accept_failing:
+            lines.append("control socket: not accepting connections (see the log)")
+        return "\n".join(lines)
+
+    @staticmethod
+    def _fault(index: int, card: Card, args: list[str]) -> str:
+        plan = card.faults
+        if not args:
+            faults = plan.faults if plan is not None else []
+            return f"card {index}: " + ("; ".join(map(str, faults)) if faults else "no faults")
+        if len(args) == 1 and args[0].lower() == "clear":
+            card.faults = None
+            return f"ok card {index}: faults cleared"
+        fault = parse_fault(" ".join(args))
+        if plan is None:
+            card.faults = plan = FaultPlan()
+        plan.add(fault)
+        return f"ok card {index} fault {fault}"
+
+    def open_control(self) -> None:
+        """Listen on the control socket (a one-line ValueError when that cannot be) and watch stdin."""
+        if self.control_path and self.control is None:
+            self.control = listen_control(self.control_path)
+            self.selector.register(self.control, selectors.EVENT_READ, "control")
+        if self.stdin is not None and self.stdin not in self._watched():
+            self.selector.register(self.stdin, selectors.EVENT_READ, "stdin")
+
+    def _watched(self):
+        return [key.fileobj for key in self.selector.get_map().values()]
+
+    def _submit(self, line: str, to=None) -> None:
+        """Run a control line from `to` (None: stdin) and send its reply. Lines from one destination
+        run and are answered in order: behind a `switch` still opening its image, the next lines
+        wait (the other destinations and the cards do not)."""
+        self.outbox.append([to, _Line(line)])
+        self._flush()
+
+    def _flush(self, final: bool = False) -> None:
+        """Send what is ready, in order per destination; `final` (stopping): run no more lines."""
+        blocked, kept = set(), []
+        for entry in self.outbox:
+            to, item = entry
+            if id(to) in blocked:
+                kept.append(entry)
+                continue
+            if isinstance(item, _Line):
+                if final:
+                    continue
+                item = entry[1] = self.command(item.text)
+                if not item:
+                    continue
+            if isinstance(item, Switch) and item.text is None:
+                blocked.add(id(to))
+                kept.append(entry)
+                continue
+            self._send(item.text if isinstance(item, Switch) else item, to)
+        self.outbox = kept
+        waiting = {id(entry[0]) for entry in kept}
+        for client in [c for c in self.hanging_up if id(c) not in waiting]:  # their last reply is sent
+            self._hang_up(client)
+
+    def _send(self, text: str, to) -> None:
+        if to is None:
+            try:
+                print(text, file=self.out, flush=True)
+            except (OSError, ValueError):  # stdout gone (a daemon's closed terminal): keep serving
+                pass
+        else:
+            try:
+                to.sendall(text.encode() + b"\n")
+            except OSError:
+                pass
+
+    def _poll_switches(self) -> None:
+        finished = [index for index, switch in self.switches.items() if switch.poll()]
+        for index in finished:
+            del self.switches[index]
+        if finished:
+            self._flush()
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self.open_control()
+            while not self.stopping:
+                now = time.monotonic()
+                for slot in self.slots:
+                    if slot.inserted and slot.sock is None and now >= slot.next_attempt:
+                        if slot.connect():
+                            self.selector.register(slot.sock, selectors.EVENT_READ, slot)
+                if self.control_paused_until is not None and now >= self.control_paused_until:
+                    self.control_paused_until = None
+                    self.selector.register(self.control, selectors.EVENT_READ, "control")
+                timeout = 0.02 if self.switches else 0.1
+                for key, _ in self.selector.select(timeout=timeout):
+                    self._dispatch(key)
+                if self.switches:
+                    self._poll_switches()
+        finally:
+            self.close()
+
+    def _dispatch(self, key) -> None:
+        data = key.data
+        if isinstance(data, Slot):
+            if data.sock is key.fileobj:
+                data.readable()
+        elif data == "control":
+            self._accept()
+        elif data == "client":
+            self._client_readable(key.fileobj)
+        elif data == "stdin":
+            line = self.stdin.readline()
+            if not line:  # stdin closed: stop listening to it, keep serving
+                self.selector.unregister(self.stdin)
+                return
+            self._submit(line)
+
+    def _accept(self) -> None:
+        try:
+            client, _ = self.control.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # EMFILE, ENFILE, ENOBUFS...: the cards go on; the connection waits in the backlog
+            if not self.accept_failing:
+                self.accept_failing = True
+                self.log(f"control socket {self.control_path}: cannot accept a connection "
+                         f"({exc.strerror or exc}); still serving, retrying every {ACCEPT_PAUSE:g} s")
+            self._unregister(self.control)  # no busy loop on a socket that stays readable
+            self.control_paused_until = time.monotonic() + ACCEPT_PAUSE
+            return
+        if self.accept_failing:
+            self.accept_failing = False
+            self.log(f"control socket {self.control_path}: accepting connections again")
+        client.setblocking(False)
+        self.clients[client] = b""
+        self.selector.register(client, selectors.EVENT_READ, "client")
+
+    def _client_readable(self, client) -> None:
+        try:
+            chunk = client.recv(4096)
+        except OSError:
+            chunk = b""
+        if not chunk:  # the client is done sending; it still gets the replies it is owed
+            self._unregister(client)
+            if any(entry[0] is client for entry in self.outbox):
+                self.hanging_up.add(client)
+            else:
+                self._hang_up(client)
+            return
+        buffered = self.clients[client] + chunk
+        *lines, rest = buffered.split(b"\n")
+        self.clients[client] = rest
+        for line in lines:
+            self._submit(line.decode(errors="replace"), to=client)
+
+    def _hang_up(self, client) -> None:
+        self.hanging_up.discard(client)
+        self.clients.pop(client, None)
+        self.outbox = [entry for entry in self.outbox if entry[0] is not client]
+        client.close()
+
+    def _unregister(self, sock) -> None:
+        try:
+            self.selector.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+
+    def close(self) -> None:
+        for switch in self.switches.values():
+            switch.cancel()
+        self.switches.clear()
+        self._flush(final=True)
+        for slot in self.slots:
+            slot.disconnect("stopped")
+            slot.on_close = None
+        for client in list(self.clients):
+            client.close()
+        if self.control is not None:
+            self.control.close()
+            try:
+                os.unlink(self.control_path)
+            except FileNotFoundError:
+                pass
+            self.control = None
+        self.selector.close()
+
+
+def listen_control(path: str) -> socket.socket:
+    """The control socket, listening; a ValueError (one line) when it cannot be: a missing or
+    unwritable folder, a path too long, a file there that is not a socket, another serve on it."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise ValueError(f"--control {path}: {exc.strerror}") from None
+    if mode is not None:
+        if not stat.S_ISSOCK(mode):
+            raise ValueError(f"--control {path}: exists and is not a socket (not replacing it)")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(path)
+            except OSError:
+                pass  # a socket nobody listens on: left by a serve that was killed
+            else:
+                raise ValueError(f"--control {path}: another process listens there")
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            raise ValueError(f"--control {path}: cannot replace the old socket ({exc.strerror})") from None
+    control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        control.bind(path)
+        control.listen(16)
+    except OSError as exc:
+        control.close()
+        folder = os.path.dirname(os.path.abspath(path))
+        if exc.errno == errno.ENOENT and not os.path.isdir(folder):
+            raise ValueError(f"--control {path}: no such folder {folder}") from None
+        raise ValueError(f"--control {path}: cannot listen there ({exc.strerror or exc})") from None
+    control.setblocking(False)
+    return control
+
+
+def stdin_pollable(stdin) -> bool:
+    """Whether the loop can watch `stdin`: a terminal, a pipe or a socket can; /dev/null and a regular
+    file (what `nohup`, `&` in a script or `< file` give) cannot (epoll refuses them)."""
+    if stdin is None:
+        return False
+    try:
+        with selectors.DefaultSelector() as probe:
+            probe.register(stdin, selectors.EVENT_READ)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def check_ports(ports: list[int], count: int) -> list[int]:
+    """One vpcd port per card (missing ones count up from the last given); a ValueError outside 1-65535."""
+    ports = list(ports) or [DEFAULT_PORT]
+    for port in ports:
+        if not 1 <= port <= 65535:
+            raise ValueError(f"--port {port}: not a TCP port (1-65535)")
+    while len(ports) < count:
+        ports.append(ports[-1] + 1)
+    if ports[-1] > 65535:
+        raise ValueError(f"--port: {count} cards need vpcd ports up to {ports[-1]}, past 65535")
+    return ports
+
+
+def serve(images: list[str], ports: list[int], host: str = "127.0.0.1", control: str | None = None,
+          protocol: int | None = None, quickack: bool = True, date=None, use_stdin: bool = True, log=None,
+          on_apdu=None) -> int:
+    """Serve every image on its port until SIGINT/SIGTERM or `quit`; `protocol` 0/1 forces T=0/T=1
+    behaviour, None (default) gives each card its own."""
+    ports = check_ports(list(ports), len(images))
+    log = log or (lambda text: print(f"sscard serve: {text}", file=sys.stderr, flush=True))
+    stdin = sys.stdin if use_stdin else None
+    if use_stdin and not stdin_pollable(stdin):
+        log(NO_STDIN + (f" (here: {control})" if control else ""))
+        stdin = None
+    slots = []
+    try:
+        for i, (image, port) in enumerate(zip(images, ports)):
+            slots.append(Slot(i, image, host, port, protocol, quickack, date, log, on_apdu))
+        server = Server(slots, control, stdin, log=log)
+        server.open_control()
+    except BaseException:
+        for slot in slots:
+            _close_card(slot.card)
+        raise
+    previous = {sig: signal.signal(sig, server.stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    channels = " and ".join((["stdin"] if stdin is not None else []) + ([control] if control else []))
+    for slot in slots:
+        log(f"serving {slot.image} on vpcd {host}:{slot.port} "
+            + (f"(commands on {channels}: remove, insert, switch IMAGE, fault, status, quit)" if channels
+               else "(no control channel; SIGTERM or SIGINT stops it)"))
+    try:
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+class ServedProcess:
+    """`sscard serve` in a child process, for tests and fixtures: start, control, reach, stop.
+
+    With the default vpcd configuration port 35963 is the reader `Virtual PCD 00 00`
+    and 35964 `Virtual PCD 00 01`. It runs only inside the private namespaces of
+    `python -m reader.pcsc.pcscd run` (`make test`, `make bench`): on the machine's own pcscd the
+    reader names and ports are those of the user's cards (`make serve`), and a test would
+    send its APDUs to them. `machine_pcscd=True` lifts that guard.
+    """
+
+    VPCD_READERS = {35963: "Virtual PCD 00 00", 35964: "Virtual PCD 00 01"}
+
+    def __init__(self, images: list[str], ports=(DEFAULT_PORT,), control: str | None = None, extra=(),
+                 machine_pcscd: bool = False):
+        import subprocess
+        import tempfile
+
+        from reader.pcsc.pcscd import private
+
+        if not machine_pcscd and not private():
+            raise RuntimeError("ServedProcess serves on vpcd only inside `python -m reader.pcsc.pcscd run -- ...` (a private "
+                               "pcscd in private namespaces): here it would reach the machine's pcscd and its cards")
+
+        self.images = list(images)
+        self.ports = list(ports) + [ports[-1] + i for i in range(1, len(images) - len(ports) + 1)]
+        self.control = control or os.path.join(tempfile.mkdtemp(prefix="sscard-"), "control.sock")
+        argv = [sys.executable, "-m", "reader.cli", "serve", "--no-stdin", "--control", self.control]
+        for image in self.images:
+            argv += ["--state", image]
+        for port in self.ports[:len(self.images)]:
+            argv += ["--port", str(port)]
+        self.process = subprocess.Popen(argv + list(extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(self.control):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                raise RuntimeError(f"sscard serve did not start: {self.process.stderr.read().strip()}")
+            time.sleep(0.02)
+        for index in range(len(self.images)):  # pcscd has seen every card go in
+            wait_for_card(self.reader_name(index), present=True, timeout=5)
+
+    def reader_name(self, index: int = 0) -> str:
+        return self.VPCD_READERS[self.ports[index]]
+
+    def reader(self, index: int = 0, **kw):
+        from reader.pcsc.reader import PcscReader
+
+        return PcscReader(self.reader_name(index), **{"connect_timeout": 10, **kw})
+
+    def command(self, line: str) -> str:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(self.control)
+            s.sendall(line.encode() + b"\n")
+            reply = b""
+            while not reply.endswith(b"\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        return reply.decode().strip()
+
+    def stop(self, sig=signal.SIGTERM) -> int:
+        """Stop it and wait until pcscd has seen each card leave (so the next card starts clean)."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=10)
+        for index in range(len(self.images)):
+            wait_for_card(self.reader_name(index), present=False)
+        return code
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def wait_for_card(name: str, present: bool, timeout: float = 3.0) -> bool:
+    """Wait until pcscd reports a card in reader `name` (or none); False on timeout."""
+    from smartcard import scard
+
+    hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
+    if hresult != scard.SCARD_S_SUCCESS:
+        return False
+    try:
+        states = [(name, scard.SCARD_STATE_UNAWARE)]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            hresult, states = scard.SCardGetStatusChange(context, 100, states)
+            if hresult == scard.SCARD_S_SUCCESS:
+                if bool(states[0][1] & scard.SCARD_STATE_PRESENT) == present:
+                    return True
+            elif hresult != scard.SCARD_E_TIMEOUT:
+                return False
+            states = [(n, e & ~scard.SCARD_STATE_CHANGED) for n, e, *_ in states]
+        return False
+    finally:
+        scard.SCardReleaseContext(context)
