@@ -76,6 +76,11 @@ _EXACT = {
 }
 
 
+def sw_of(response: bytes) -> int:
+    """The status word SW1 SW2 that ends a response APDU."""
+    return response[-2] << 8 | response[-1]
+
+
 def meaning(sw: int) -> str:
     """Return the human meaning of a status word, covering the parametrised ones."""
     text = _EXACT.get(sw)
