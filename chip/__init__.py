@@ -4,9 +4,9 @@
 `Card.from_profile(...)`, reopen with `Card.open(path)`.
 """
 
-from chip.card import Card, CardNotPowered
+from chip.card import Card
 from chip.kernel.image import ImageError
+from chip.kernel.power import CardNotPowered, PowerLoss
 from chip.personalization.profile import ProfileError, load_profile
-from chip.kernel.store import PowerLoss
 
 __all__ = ["Card", "CardNotPowered", "ImageError", "PowerLoss", "ProfileError", "load_profile"]

@@ -5,15 +5,10 @@ up in the selected applet's table, run it, commit its writes, shape the
 response for the active protocol. Everything else (personalisation, opening
 an image) happens off that path.
 
-Response delivery follows the protocol chosen at power-up:
-- T=1 (and in-process by default): data + SW in one response. A case 2
-  command whose Le is shorter than the data gets `6Cxx` (xx = the right
-  length); a case 4 command gets the first Le bytes and `61xx` (it has run:
-  the rest waits for GET RESPONSE); Le = 00 or a longer Le gets all the data.
-- T=0: a case 2 command follows the same Le rule; a command that carried data
-  (case 3/4) or had no Le cannot receive data in the same exchange, so the
-  card answers `61xx` and keeps the data for GET RESPONSE (`00 C0 00 00 Le`),
-  which answers `6Cxx` to an Le longer than what is left (Le = 00: all of it).
+Response delivery follows the protocol chosen at power-up (T=1 or in-process:
+data + SW at once; T=0: `61xx` and GET RESPONSE for a command that carried
+data), under the Le rules of chip.kernel.delivery: the card's `Delivery` keeps
+what GET RESPONSE fetches.
 """
 
 import datetime
@@ -26,12 +21,15 @@ from chip.kernel import lifecycle
 from chip.iso.apdu import parse
 from chip.kernel.applet import Applet
 from chip.contacts.atr import LEGACY as ATR_LEGACY, AtrConfig, build
-from chip.kernel.fs import MF_FID, master_file, nearest
+from chip.kernel.fs import master_file, select_by_fid, select_by_name, select_by_path, select_child, select_parent
 from chip.apps.directory import PpseApplet, PseApplet
 from chip.apps.financial import FinancialApplet
 from chip.apps.psam import PSAM
 from chip.apps.ssse import SsseApplet
-from chip.kernel.store import PowerLoss, StorageFailure, Store, Vars
+from chip.kernel.delivery import SW_OK_BYTES, Delivery, status
+from chip.kernel.power import CardNotPowered, PowerLoss
+from chip.kernel.store import StorageFailure, Store, Vars
+from chip.iso.ins import GET_RESPONSE, SELECT
 from chip.iso.sw import (
     SW_CARD_BLOCKED,
     SW_CLA_NOT_SUPPORTED,
@@ -91,18 +89,7 @@ def check_image(objects: dict, where: str) -> None:
     image_mod.check_objects(objects, expected, where, optional=_OPTIONAL_VARS, allowed=allowed)
 
 
-_SW_9000 = b"\x90\x00"
-_SELECT = 0xA4
 OS_CLASSES = frozenset((0x00, 0x04, 0x80, 0x84))  # ISO, ISO with SM, proprietary, proprietary with SM
-_GET_RESPONSE = 0xC0
-
-
-class CardNotPowered(Exception):
-    """A command was sent to a card that is not powered (call reset() first)."""
-
-
-def _sw(sw: int) -> bytes:
-    return bytes((sw >> 8, sw & 0xFF))
 
 
 class Card:
@@ -132,6 +119,7 @@ class Card:
         self.protocol = None  # set at power-up (None: the card's own protocol)
         self.faults = None  # a chip.faults.FaultPlan, for tests that want a card to misbehave
         self.last_delay_etu = 0  # the simulated busy time a `delay` fault gave the last command
+        self.delivery = Delivery()  # what GET RESPONSE fetches
         self._clear_volatile()
 
     # -- making and opening cards ------------------------------------------
@@ -307,7 +295,7 @@ class Card:
         self.current_df = self.mf
         self.current_ef = None
         self.record_pointer = 0  # the current record of the current EF (P3 §5.3.1)
-        self._pending = None  # (remaining data, final SW) for GET RESPONSE
+        self.delivery.pending = None
 
     # -- the hot path -----------------------------------------------------------
     def transmit(self, apdu: bytes) -> bytes:
@@ -317,52 +305,52 @@ class Card:
         if not self.powered:
             raise CardNotPowered("the card is not powered: call reset() (or power_on()) first")
         store = self.store
-        if self.config.state == "blocked":  # CARD BLOCK is final: nothing answers any more
-            self._pending = None
-            return _sw(SW_CARD_BLOCKED)
+        delivery = self.delivery
+        if self.config.state == lifecycle.BLOCKED:  # CARD BLOCK is final: nothing answers any more
+            delivery.pending = None
+            return status(SW_CARD_BLOCKED)
         try:
             cmd = parse(apdu)
-            ins = cmd.ins
-            if ins == _GET_RESPONSE and cmd.cla == 0:
-                return self._get_response(cmd)
-            self._pending = None
-            if ins == _SELECT and cmd.cla == 0:
+            command = cmd.cla << 8 | cmd.ins
+            if command == GET_RESPONSE:
+                return delivery.get_response(cmd, self.applet)
+            delivery.pending = None
+            if command == SELECT:
                 data, sw = self._select(cmd)
             else:
-                handler = self.applet.commands.get(cmd.cla << 8 | ins)
+                handler = self.applet.commands.get(command)
                 if handler is None:
-                    raise CardError(self._unsupported(cmd))
+                    raise CardError(self._unsupported(cmd.cla))
                 data, sw = handler(self.applet, cmd)
             if store.journal:
                 store.commit()
         except CardError as error:
             if store.journal:
                 store.abort()
-            self._pending = None  # a malformed command discards GET RESPONSE data too
+            delivery.pending = None  # a malformed command discards GET RESPONSE data too
             sw = error.sw
             if sw == SW_WRONG_LENGTH and len(apdu) >= 4:  # malformed: its class and INS are checked first
                 sw = self.knows(apdu[0], apdu[1]) or sw
-            return _sw(sw)
+            return status(sw)
         except PowerLoss:
             self.power_off()
             raise
         except StorageFailure as failure:
             log.error("persistent write failed: %s", failure)
             self.applet.end_session()  # a command that did not land grants nothing (e.g. a verified PIN)
-            self._pending = None
-            return _sw(SW_MEMORY_FAILURE)
+            delivery.pending = None
+            return status(SW_MEMORY_FAILURE)
         except Exception:  # a bug must not crash the card nor leave half a command behind
             log.exception("internal error on %s", bytes(apdu).hex().upper())
             if store.journal:
                 store.abort()
-            return _sw(SW_UNKNOWN)
+            return status(SW_UNKNOWN)
         if not data:
-            return _SW_9000 if sw == SW_OK else _sw(sw)
-        return self._deliver(cmd, data, sw)
+            return SW_OK_BYTES if sw == SW_OK else status(sw)
+        return delivery.deliver(cmd, data, sw, self.protocol == 0)
 
-    def _unsupported(self, cmd) -> int:
+    def _unsupported(self, cla: int) -> int:
         """6D00 for an unknown INS in a class the OS speaks, 6E00 for any other class."""
-        cla = cmd.cla
         return SW_INS_NOT_SUPPORTED if cla in self.applet.classes or cla in OS_CLASSES else SW_CLA_NOT_SUPPORTED
 
     def knows(self, cla: int, ins: int) -> int:
@@ -376,74 +364,22 @@ class Card:
         the procedure byte). The same order decides a malformed APDU in `transmit`: class, then
         INS, then the length rules (6700), so the wire and in-process agree.
         """
-        if self.config.state == "blocked":
+        if self.config.state == lifecycle.BLOCKED:
             return SW_CARD_BLOCKED
-        if cla == 0 and (ins == _SELECT or ins == _GET_RESPONSE):
+        command = cla << 8 | ins
+        if command == SELECT or command == GET_RESPONSE or command in self.applet.commands:
             return 0
-        applet = self.applet
-        if (cla << 8 | ins) in applet.commands:
-            return 0
-        return SW_INS_NOT_SUPPORTED if cla in applet.classes or cla in OS_CLASSES else SW_CLA_NOT_SUPPORTED
-
-    def _deliver(self, cmd, data: bytes, sw: int) -> bytes:
-        n = len(data)
-        if self.protocol == 0 and cmd.case != 2:
-            self._pending = (data, sw)
-            return bytes((0x61, n & 0xFF if n < 256 else 0))
-        ne = cmd.ne
-        if n <= ne:
-            return data + (_SW_9000 if sw == SW_OK else _sw(sw))
-        if cmd.le_present and n <= 256 and cmd.case == 2:
-            # 6Cxx asks for the same command again: only for a command without data (READ RECORD,
-            # GET DATA), which reads. A command with data may have changed state (GENERATE AC
-            # moved the ATC): its answer is not thrown away but served by GET RESPONSE.
-            return bytes((0x6C, n & 0xFF))
-        self._pending = (data[ne:], sw)
-        left = n - ne
-        return data[:ne] + bytes((0x61, left if left < 256 else 0))
+        return self._unsupported(cla)
 
     def hold_response(self, data: bytes, sw: bytes) -> bytes:
         """Keep `data` for GET RESPONSE, before what the OS already holds when `sw` is 61xx
         (a T=0 transport that could not send it in this exchange); return the 61xx to answer."""
-        pending = self._pending
-        if sw[0] == 0x61 and pending is not None:
-            data, final = data + pending[0], pending[1]
-        else:
-            final = sw[0] << 8 | sw[1]
-        self._pending = (bytes(data), final)
-        n = len(data)
-        return bytes((0x61, n if n < 256 else 0))
-
-    def _get_response(self, cmd) -> bytes:
-        pending = self._pending
-        if cmd.p1 or cmd.p2:
-            return _sw(SW_WRONG_P1P2)
-        if cmd.data:
-            return _sw(SW_WRONG_LENGTH)
-        refusal = self.applet.refusal()
-        if refusal:
-            return _sw(refusal)
-        if pending is None:
-            return _sw(SW_UNKNOWN)  # nothing waiting (LD/T 32 P5 §6.6.4)
-        data, sw = pending
-        n = len(data)
-        ne = cmd.ne
-        if self.applet.LE_00_ASKS_LENGTH and ne == 256 and n < 256 and cmd.case == 2 and not cmd.extended:
-            return bytes((0x6C, n))  # Le 00 with data waiting: the length (P5 §6.6.4)
-        if ne > n:
-            if cmd.case == 2 and ne != (65536 if cmd.extended else 256):
-                return bytes((0x6C, n if n < 256 else 0))
-            ne = n
-        if ne < n:
-            self._pending = (data[ne:], sw)
-            left = n - ne
-            return data[:ne] + bytes((0x61, left if left < 256 else 0))
-        self._pending = None
-        return data + _sw(sw)
+        return self.delivery.hold(data, sw)
 
     # -- SELECT ---------------------------------------------------------------
     def _select(self, cmd):
-        """SELECT (00 A4) by FID (P1 00/01/02/03), DF name (04) or path (08/09).
+        """SELECT (00 A4) by FID (P1 00/01/02/03), DF name (04) or path (08/09): the file
+        chip.kernel.fs resolves from the current DF (ISO/IEC 7816-4 §7.1.1, LD/T 32 P5 §6.11).
 
         P2: 00 FCI, 04 FCP, 0C no data; occurrence bits first (00) or next (02).
         """
@@ -451,24 +387,28 @@ class Card:
         if p2 & 0xF1 or p2 & 0x0C == 0x08:
             raise CardError(SW_WRONG_P1P2)
         data = cmd.data
+        mf, current = self.mf, self.current_df
         if p1 == 0x04:
-            node = self._by_name(data, p2 & 0x02)
-        elif p1 == 0x00:
-            node = self._by_fid(data)
-        elif p1 in (0x01, 0x02):
+            node = select_by_name(mf, self.kind.by_name, data, p2 & 0x02, current)
+        elif p1 == 0x00 and not data:
+            node = mf
+        elif p1 <= 0x02:
             if len(data) != 2:
                 raise CardError(SW_WRONG_LENGTH)
-            node = self.current_df.by_fid.get(int.from_bytes(data, "big"))
-            if node is None or node.is_df != (p1 == 0x01):
-                raise CardError(SW_FILE_NOT_FOUND)
+            fid = data[0] << 8 | data[1]
+            node = select_by_fid(mf, current, fid) if p1 == 0x00 else select_child(current, fid, p1 == 0x01)
         elif p1 == 0x03:
             if data:
                 raise CardError(SW_WRONG_LENGTH)
-            node = self.current_df.parent or self.mf
+            node = select_parent(mf, current)
         elif p1 in (0x08, 0x09):
-            node = self._by_path(data, self.mf if p1 == 0x08 else self.current_df)
+            if not data or len(data) % 2:
+                raise CardError(SW_WRONG_LENGTH)
+            node = select_by_path(mf, mf if p1 == 0x08 else current, data)
         else:
             raise CardError(SW_WRONG_P1P2)
+        if node is None:
+            raise CardError(SW_FILE_NOT_FOUND)
         sw = self._enter(node, by_name=p1 == 0x04)
         response = p2 & 0x0C
         if response == 0x0C or sw == SW_APPLICATION_PERMANENTLY_BLOCKED:
@@ -478,53 +418,6 @@ class Card:
         if not node.is_df:
             return b"", sw  # an AEF has no FCI: the status word only (LD/T 32 P5 §6.11.1)
         return self.applet.fci(node), sw
-
-    def _by_name(self, name: bytes, next_occurrence: int):
-        if not name:
-            return self.mf
-        by_name = self.kind.by_name
-        node = by_name.get(bytes(name))
-        if node is not None and not next_occurrence:
-            return nearest(node, self.current_df)
-        # right-truncated DF name (ISO 7816-4): first match, or the one after the current DF
-        matches = [n for n in by_name.values() if n.name.startswith(name)]
-        if next_occurrence and self.current_df in matches:
-            matches = matches[matches.index(self.current_df) + 1:]
-        if not matches:
-            raise CardError(SW_FILE_NOT_FOUND)
-        return matches[0]
-
-    def _by_fid(self, data: bytes):
-        if not data:
-            return self.mf
-        if len(data) != 2:
-            raise CardError(SW_WRONG_LENGTH)
-        fid = data[0] << 8 | data[1]
-        if fid == MF_FID:
-            return self.mf
-        df = self.current_df
-        node = df.by_fid.get(fid)
-        if node is None and df.parent is not None:
-            node = df.parent.by_fid.get(fid)  # a sibling, or the parent's other files
-            if node is None and df.parent.fid == fid:
-                node = df.parent
-        if node is None:
-            raise CardError(SW_FILE_NOT_FOUND)
-        return node
-
-    def _by_path(self, data: bytes, start):
-        if not data or len(data) % 2:
-            raise CardError(SW_WRONG_LENGTH)
-        node = start
-        for i in range(0, len(data), 2):
-            fid = data[i] << 8 | data[i + 1]
-            if i == 0 and fid == MF_FID and start is self.mf:
-                continue
-            child = node.by_fid.get(fid) if node.is_df else None
-            if child is None:
-                raise CardError(SW_FILE_NOT_FOUND)
-            node = child
-        return node
 
     def _enter(self, node, by_name: bool) -> int:
         """Make `node` current; switch applets when it belongs to another one.

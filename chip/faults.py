@@ -62,11 +62,12 @@ from dataclasses import dataclass
 from chip.iso.apdu import parse
 from chip.iso.ber import read_tag
 from chip.iso.sw import CardError
+from chip.kernel.delivery import GET_RESPONSE_HEADER, SW1_MORE_DATA, get_response, more_data
 
 ACTIONS = ("sw", "mute", "chunk", "tlv", "delay", "write")
 _WITH_VALUE = {"sw": "a status word (4 hex digits)", "chunk": "a piece size (1-255)",
                "delay": "a busy time in etu"}
-_GET_RESPONSE = b"\x00\xC0"
+_GET_RESPONSE = GET_RESPONSE_HEADER[:2]
 
 
 class CardMute(Exception):
@@ -302,8 +303,8 @@ class FaultPlan:
         if "chunk" in actions:
             n = actions["chunk"].value
             self._held = (data, sw, n)
-            return bytes((0x61, min(n, len(data))))
-        if response[-2] == 0x61:  # T=0: the data stays behind 61xx as it was
+            return more_data(min(n, len(data)))
+        if response[-2] == SW1_MORE_DATA:  # T=0: the data stays behind 61xx as it was
             return card.hold_response(data, sw)
         return data + sw
 
@@ -320,7 +321,7 @@ class FaultPlan:
         piece, left = data[:k], data[k:]
         if left:
             self._held = (left, sw, n)
-            return piece + bytes((0x61, min(n, len(left))))
+            return piece + more_data(min(n, len(left)))
         self._held = None
         return piece + sw
 
@@ -350,8 +351,8 @@ def _with_failed_write(card, apdu: bytes) -> bytes:
 def _collect(card, response: bytes) -> tuple[bytes, bytes]:
     """All the response data (fetching what the card holds behind `61xx`) and the final SW."""
     data, sw = response[:-2], response[-2:]
-    while sw[0] == 0x61:
-        more = card.transmit(bytes((0x00, 0xC0, 0x00, 0x00, sw[1])))
+    while sw[0] == SW1_MORE_DATA:
+        more = card.transmit(get_response(sw[1]))
         data, sw = data + more[:-2], more[-2:]
     return data, sw
 

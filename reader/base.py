@@ -6,6 +6,8 @@ script runs on the simulator and on a real card in a real reader.
 
 from abc import ABC, abstractmethod
 
+from chip.kernel.delivery import SW1_MORE_DATA, SW1_WRONG_LE, get_response
+
 
 class Reader(ABC):
     @abstractmethod
@@ -32,10 +34,10 @@ def transmit_all(reader: Reader, apdu: bytes, on_exchange=None) -> bytes:
         return response
 
     response = send(apdu)
-    if len(response) == 2 and response[0] == 0x6C and len(apdu) >= 5:
+    if len(response) == 2 and response[0] == SW1_WRONG_LE and len(apdu) >= 5:
         response = send(apdu[:4] + (apdu[4:-1] + bytes((response[1],)) if len(apdu) > 5 else bytes((response[1],))))
     data = b""
-    while len(response) >= 2 and response[-2] == 0x61:
+    while len(response) >= 2 and response[-2] == SW1_MORE_DATA:
         data += response[:-2]
-        response = send(bytes((0x00, 0xC0, 0x00, 0x00, response[-1])))
+        response = send(get_response(response[-1]))
     return data + response

@@ -2,11 +2,11 @@
 
 from chip import Card
 from chip.contacts.atr import parse_atr
+from chip.kernel.delivery import SW1_MORE_DATA, get_response
 
 from reader.base import Reader
 
 PROTOCOLS = {"T=0": 0, "T=1": 1, 0: 0, 1: 1}
-GET_RESPONSE = bytes((0x00, 0xC0, 0x00, 0x00))
 
 
 class SimReader(Reader):
@@ -43,9 +43,9 @@ class SimReader(Reader):
         if not self.get_response or card.protocol != 0:
             return response
         data = b""
-        while len(response) >= 2 and response[-2] == 0x61:  # T=0: the data waits for GET RESPONSE
+        while len(response) >= 2 and response[-2] == SW1_MORE_DATA:  # T=0: the data waits for GET RESPONSE
             data += response[:-2]
-            response = card.transmit(GET_RESPONSE + response[-1:])
+            response = card.transmit(get_response(response[-1]))
         return data + response
 
     def power_off(self) -> None:

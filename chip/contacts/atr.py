@@ -22,7 +22,8 @@ A profile may offer T=1 and a faster TA1 (the shipped `t1` profile:
 `parse_atr(data)` reads any ATR into an `Atr` (the values the contacts need:
 protocols, Fi/Di, N, WI, IFSC, BWI/CWI, EDC, specific mode) or refuses a
 malformed one with `AtrError` and the reason. It is pure, so the reader side
-(reader/link/atr.py) re-exports it; chip/ never imports reader/.
+(reader/link/atr.py) re-exports it; chip/ never imports reader/. The Fi/Di tables and the
+times the parameters give (character, WWT, BWT, CWT) are chip/contacts/timing.py's.
 """
 
 from __future__ import annotations
@@ -49,6 +50,24 @@ from construct import (
     this,
 )
 
+from chip.contacts.t1 import IFS_DEFAULT
+from chip.contacts.timing import (
+    CARD_CHARACTER_ETU,
+    DEFAULT_BWI,
+    DEFAULT_CWI,
+    DEFAULT_FI_DI,
+    DEFAULT_WI,
+    DI_TABLE,
+    EDC_CRC,
+    EDC_KINDS,
+    EDC_LRC,
+    FI_TABLE,
+    bwt_etu,
+    character_etu,
+    cwt_etu,
+    wwt_etu,
+)
+
 # P2 Table 16 (the default profile, docs/card/README.md): chip supplier 00 81, COS 53 53 43, manufacturer 86 99, region 11 01, serial 00 00 00 01
 DEFAULT_HISTORICAL = bytes.fromhex("00815353438699110100000001")
 # What the card said before its ATR followed P2 (an image made then, without the newer values, keeps it)
@@ -56,21 +75,7 @@ LEGACY_HISTORICAL = bytes.fromhex("805A") + b"SSCARD-SIM"  # category 80, issuer
 
 MAX_LENGTH = 33  # TS and at most 32 further characters (ISO 7816-3 §8.2.1; PC/SC MAX_ATR_SIZE)
 
-# ISO 7816-3 Table 7/8: Fi index -> (Fi, f_max in Hz); Di index -> Di. Missing indices are RFU.
-FI_TABLE = {0x0: (372, 4_000_000), 0x1: (372, 5_000_000), 0x2: (558, 6_000_000), 0x3: (744, 8_000_000),
-            0x4: (1116, 12_000_000), 0x5: (1488, 16_000_000), 0x6: (1860, 20_000_000),
-            0x9: (512, 5_000_000), 0xA: (768, 7_500_000), 0xB: (1024, 10_000_000),
-            0xC: (1536, 15_000_000), 0xD: (2048, 20_000_000)}
-DI_TABLE = {0x1: 1, 0x2: 2, 0x3: 4, 0x4: 8, 0x5: 16, 0x6: 32, 0x7: 64, 0x8: 12, 0x9: 20}
-
 TABLE16_LENGTH = 13  # P2 §8.4: the social-security card's historical bytes, first byte 00 (chip supplier 00 81)
-CARD_CHARACTER_ETU = 12  # start-to-start of the card's characters (TC1 binds the reader only)
-
-DEFAULT_FI_DI = 0x11  # Fd = 372, Dd = 1: the values before (and without) TA1 or PPS
-FD, DD = 372, 1
-DEFAULT_WI = 10
-DEFAULT_IFSC, DEFAULT_BWI, DEFAULT_CWI = 32, 4, 13  # ISO defaults when TA3/TB3 are absent
-EDC_LRC, EDC_CRC = "lrc", "crc"
 
 
 class AtrError(ValueError):
@@ -164,7 +169,7 @@ class AtrConfig:
             return f"bwi: must be 0-9, got {self.bwi}"
         if not 0 <= self.cwi <= 15:
             return f"cwi: must be 0-15, got {self.cwi}"
-        if self.edc not in (EDC_LRC, EDC_CRC):
+        if self.edc not in EDC_KINDS:
             return f"edc: must be 'lrc' or 'crc', got {self.edc!r}"
         if self.specific is not None and self.specific not in self.protocols:
             return f"specific: T={self.specific} is not among the offered protocols {self.protocols}"
@@ -298,25 +303,20 @@ class Atr:
         """Start-to-start of two characters the reader sends, in etu (ISO 7816-3 §8.3, P2 §9.2.2.1):
         12 + N; N = 255 means the minimum, 12 on T=0 and 11 on T=1. TC1 binds the reader only:
         the card's own characters are `CARD_CHARACTER_ETU` apart."""
-        protocol = self.default_protocol if protocol is None else protocol
-        if self.n == 255:
-            return 11 if protocol == 1 else 12
-        return 12 + self.n
+        return character_etu(self.n, self.default_protocol if protocol is None else protocol)
 
     def wwt_etu(self, di: int | None = None) -> int:
         """T=0 work waiting time in etu: 960 x WI x Di."""
-        return 960 * self.wi * (self.di if di is None else di)
+        return wwt_etu(self.wi, self.di if di is None else di)
 
     @property
     def cwt_etu(self) -> int:
         """T=1 character waiting time: 11 + 2^CWI etu."""
-        return 11 + 2 ** self.cwi
+        return cwt_etu(self.cwi)
 
     def bwt_etu(self, fi: int | None = None, di: int | None = None) -> int:
         """T=1 block waiting time in etu: 11 + 2^BWI x 960 x 372 x Di / Fi (rounded up)."""
-        fi = self.fi if fi is None else fi
-        di = self.di if di is None else di
-        return 11 + -(-(2 ** self.bwi) * 960 * 372 * di // fi)
+        return bwt_etu(self.bwi, self.fi if fi is None else fi, self.di if di is None else di)
 
     def config(self) -> AtrConfig:
         """The AtrConfig that builds an ATR with these parameters (for ATRs `build` can make)."""
@@ -477,7 +477,7 @@ def parse_atr(data: bytes) -> Atr:
     lines.append(_line("T0", data[1:2], f"Y1={y0 >> 4:X}: {_follow(y0, 1)}; K={y0 & 0xF} historical bytes"))
     interface: dict[str, int] = {}
     protocols: list[int] = []
-    values = {"fi_di": DEFAULT_FI_DI, "n": 0, "wi": DEFAULT_WI, "ifsc": DEFAULT_IFSC, "cwi": DEFAULT_CWI,
+    values = {"fi_di": DEFAULT_FI_DI, "n": 0, "wi": DEFAULT_WI, "ifsc": IFS_DEFAULT, "cwi": DEFAULT_CWI,
               "bwi": DEFAULT_BWI, "edc": EDC_LRC, "specific": None, "specific_changeable": False}
     seen_t1 = set()  # which of TA/TB/TC for T=1 have been met (the first of each counts)
     seen_t15 = set()
@@ -536,8 +536,10 @@ def _interface_text(name, byte, protocol, values, seen_t1, seen_t15, problems) -
     if name == "TC1":
         values["n"] = byte
         if byte == 255:
-            return "N=255: minimum guard time (12 etu per character on T=0, 11 on T=1)"
-        return f"extra guard time N={byte}: {12 + byte} etu per character to the card (the card's: 12)"
+            return (f"N=255: minimum guard time ({character_etu(255, 0)} etu per character on T=0, "
+                    f"{character_etu(255, 1)} on T=1)")
+        return (f"extra guard time N={byte}: {character_etu(byte, 0)} etu per character to the card "
+                f"(the card's: {CARD_CHARACTER_ETU})")
     if name == "TA2":
         values["specific"] = byte & 0xF
         values["specific_changeable"] = not byte & 0x80
@@ -565,7 +567,7 @@ def _interface_text(name, byte, protocol, values, seen_t1, seen_t15, problems) -
                 problems.append(f"{name} {byte:02X}: BWI {bwi} is RFU")
                 return "BWI RFU"
             values["bwi"], values["cwi"] = bwi, cwi
-            return f"T=1 BWI {bwi}, CWI {cwi}: BWT = 11 + {2 ** bwi} x 960 x 372 x Di / Fi etu, CWT = {11 + 2 ** cwi} etu"
+            return f"T=1 BWI {bwi}, CWI {cwi}: BWT = 11 + {2 ** bwi} x 960 x 372 x Di / Fi etu, CWT = {cwt_etu(cwi)} etu"
         values["edc"] = EDC_CRC if byte & 1 else EDC_LRC
         return f"T=1 EDC: {'CRC' if byte & 1 else 'LRC'}"
     if protocol == 15 and letter not in seen_t15:

@@ -30,6 +30,9 @@ What this card does (its answer follows §9.3):
 `done` is set once the request is complete; `accepted`, `protocol`, `fi`,
 `di` are the outcome (protocol/fi/di None when refused), `answer` the bytes
 sent back (b"" for silence), `leftover` any bytes received after PCK.
+
+`PpsEnd` is what both ends share: collecting one PPS message from the bytes
+as they arrive (the reader's end, reader/link/pps.py, collects the answer).
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ from __future__ import annotations
 from functools import reduce
 from operator import xor
 
-from chip.contacts.atr import DD, DEFAULT_FI_DI, DI_TABLE, FD, FI_TABLE, Atr, parse_atr
+from chip.contacts.atr import Atr, parse_atr
+from chip.contacts.end import Outbox
+from chip.contacts.timing import DD, DEFAULT_FI_DI, FD, fi_di_values
 
 PPSS = 0xFF
 
@@ -74,31 +79,15 @@ def split(message: bytes) -> dict:
     return fields
 
 
-def fi_di_values(fi_di: int) -> tuple[int, int, int] | None:
-    """(Fi, Di, f_max) for a TA1/PPS1 byte, None if either index is RFU."""
-    if fi_di >> 4 not in FI_TABLE or fi_di & 0xF not in DI_TABLE:
-        return None
-    fi, f_max = FI_TABLE[fi_di >> 4]
-    return fi, DI_TABLE[fi_di & 0xF], f_max
+class PpsEnd(Outbox):
+    """Either end of the PPS exchange: `receive()` collects the other end's message (PPSS first,
+    then as many bytes as its PPS0 announces) and hands it to `_message`, or a first byte other
+    than PPSS to `_not_pps`; bytes after the message, or after the end is done, are `leftover`."""
 
-
-class CardPps:
-    """The card's end of the PPS exchange: receive() the request, output() the answer."""
-
-    busy_etu = 0
-
-    def __init__(self, atr: Atr | bytes):
-        self.atr = atr if isinstance(atr, Atr) else parse_atr(atr)
+    def __init__(self) -> None:
+        super().__init__()
         self._buffer = bytearray()
-        self._out = b""
         self.done = False
-        self.accepted = False
-        self.protocol: int | None = None
-        self.fi: int | None = None
-        self.di: int | None = None
-        self.error: str | None = None  # why the card stayed silent
-        self.request = b""
-        self.answer = b""
         self.leftover = b""
 
     def receive(self, data: bytes) -> None:
@@ -110,17 +99,43 @@ class CardPps:
         if not buf:
             return
         if buf[0] != PPSS:
-            self._finish(f"not a PPS request: first byte {buf[0]:02X}, PPSS must be FF")
+            self._not_pps(buf[0])
             return
         length = whole_message(buf)
         if length is None:
             return
-        self.request, self.leftover = bytes(buf[:length]), bytes(buf[length:])
-        self._decide(self.request)
+        message, self.leftover = bytes(buf[:length]), bytes(buf[length:])
+        self._message(message)
 
-    def output(self) -> bytes:
-        out, self._out = self._out, b""
-        return out
+    def _not_pps(self, first: int) -> None:
+        raise NotImplementedError
+
+    def _message(self, message: bytes) -> None:
+        raise NotImplementedError
+
+
+class CardPps(PpsEnd):
+    """The card's end of the PPS exchange: receive() the request, output() the answer."""
+
+    busy_etu = 0
+
+    def __init__(self, atr: Atr | bytes):
+        super().__init__()
+        self.atr = atr if isinstance(atr, Atr) else parse_atr(atr)
+        self.accepted = False
+        self.protocol: int | None = None
+        self.fi: int | None = None
+        self.di: int | None = None
+        self.error: str | None = None  # why the card stayed silent
+        self.request = b""
+        self.answer = b""
+
+    def _not_pps(self, first: int) -> None:
+        self._finish(f"not a PPS request: first byte {first:02X}, PPSS must be FF")
+
+    def _message(self, message: bytes) -> None:
+        self.request = message
+        self._decide(message)
 
     # -- the decision ---------------------------------------------------------------
     def _finish(self, error: str | None, answer: bytes = b"", protocol=None, fi=None, di=None) -> None:

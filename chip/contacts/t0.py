@@ -2,12 +2,14 @@
 
 `CardT0` is a sans-I/O end (docs/wire.md): `receive(bytes)` feeds it what the
 reader sent, `output()` drains what it answers, `busy_etu` tells the wire how
-long the command it just processed took. The APDU level is `chip.Card`
-(powered with protocol 0 by whoever activated it), so every status word and
-every `61xx`/GET RESPONSE rule is the card OS's own.
+long the command it just processed took. The APDU level is the card OS
+(`chip.Card`, reached through `chip.contacts.end.CardOS` and powered with
+protocol 0 by whoever activated it), so every status word and every
+`61xx`/GET RESPONSE rule is the card OS's own (chip.kernel.delivery). WWT and
+the NULLs it calls for are chip.contacts.timing's.
 
 A TPDU is a 5-byte header `CLA INS P1 P2 P3`. T=0 does not say which way the
-data flows: the card knows it from INS. The INS values in `OUTGOING` send data
+data flows: the card knows it from INS. The INS values in `OUTGOING_INS` send data
 to the reader (P3 is Le, 00 = 256); every other INS receives P3 data bytes
 (P3 = 00: no data, case 1). The card answers with procedure bytes:
 
@@ -43,41 +45,54 @@ runs; its response data come back through `61xx` and GET RESPONSE.
 
 import logging
 
-from chip.card import Card, CardNotPowered
-from chip.kernel.store import PowerLoss
+from chip.contacts.end import CardOS, Outbox
+from chip.contacts.timing import DD, DEFAULT_WI, nulls_for, wwt_etu
+from chip.iso.ins import (
+    ENVELOPE,
+    GET_BALANCE,
+    GET_CHALLENGE,
+    GET_DATA_ISO,
+    GET_RESPONSE,
+    GET_STARTING_DAY,
+    READ_BINARY,
+    READ_RECORD,
+    cla_ins,
+    code,
+)
+from chip.iso.sw import SW_INS_NOT_SUPPORTED, SW_UNKNOWN, SW_WRONG_LENGTH, SW_WRONG_P1P2
+from chip.kernel.delivery import SW_OK_BYTES, status, wrong_le
+from chip.kernel.power import CardNotPowered, PowerLoss
 
 log = logging.getLogger("sscard.chip")
 
-# INS whose data flow card → reader on T=0: READ BINARY, READ RECORD, GET RESPONSE, GET CHALLENGE, GET DATA
-OUTGOING = frozenset((0xB0, 0xB2, 0xC0, 0x84, 0xCA))
-PURSE_CLA = 0xB0  # the medical purse (LD/T 32 P5 §7): GET BALANCE B0 26 and GET STARTING DAY B0 56 01 send data
+# INS whose data flow card → reader on T=0, in any class
+OUTGOING_INS = frozenset(cla_ins(command)[1] for command in
+                         (READ_BINARY, READ_RECORD, GET_RESPONSE, GET_CHALLENGE, GET_DATA_ISO))
+# the medical purse (LD/T 32 P5 §7): GET BALANCE B0 26 and GET STARTING DAY B0 56 01 send data
+PURSE_CLA = cla_ins(GET_BALANCE)[0]
+
+NULL = 0x60  # the procedure byte that asks for more time (7816-3 §10.3.3)
+ENVELOPE_HEADER = bytes((*cla_ins(ENVELOPE), 0x00, 0x00))  # CLA INS P1 P2 of every ENVELOPE piece
+MAX_ENVELOPE = 4 + 3 + 65535 + 2  # the longest command APDU (case 4E)
+
+_SW_INS_INVALID = status(SW_INS_NOT_SUPPORTED)
+_SW_WRONG_P1P2 = status(SW_WRONG_P1P2)
+_SW_WRONG_LENGTH = status(SW_WRONG_LENGTH)
+_SW_UNKNOWN = status(SW_UNKNOWN)
 
 
 def sends_data(cla: int, ins: int, p1: int) -> bool:
     """Whether a T=0 command's P3 is Le (data card → reader) rather than Lc."""
     if cla == PURSE_CLA:
-        return ins == 0x26 or ins == 0x56 and p1 == 0x01
-    return ins in OUTGOING
-ENVELOPE = 0xC2
-NULL = 0x60
-MAX_ENVELOPE = 4 + 3 + 65535 + 2  # the longest command APDU (case 4E)
-
-_SW_OK = b"\x90\x00"
-_SW_INS_INVALID = b"\x6D\x00"
-_SW_WRONG_P1P2 = b"\x6A\x86"
-_SW_WRONG_LENGTH = b"\x67\x00"
-_SW_UNKNOWN = b"\x6F\x00"
+        command = code(cla, ins)
+        return command == GET_BALANCE or command == GET_STARTING_DAY and p1 == 0x01
+    return ins in OUTGOING_INS
 
 
-def wwt_etu(wi: int = 10, di: int = 1) -> int:
-    """The T=0 work waiting time in etu: 960 × WI × Di (7816-3 §10.2); 9600 on the default card
-    (WI 10, Di 1: P2 §9.2.2.1)."""
-    return 960 * wi * di
-
-
-def nulls_for(busy_etu: int, wwt: int) -> int:
-    """NULL bytes a card sends while busy for `busy_etu`: one per WWT it would otherwise stay silent."""
-    return (busy_etu - 1) // wwt if busy_etu > wwt else 0
+def in_sw1_range(byte: int) -> bool:
+    """Whether `byte` is 6X or 9X (7816-3 §10.3.3): 60 is NULL, the others SW1, so an INS there is
+    invalid on T=0 (its ACK would read as SW1)."""
+    return byte & 0xF0 in (0x60, 0x90)
 
 
 def envelope_complete(buffer: bytes) -> bool:
@@ -101,8 +116,8 @@ def envelope_complete(buffer: bytes) -> bool:
     return lc == 0 or n >= 9 + lc
 
 
-class CardT0:
-    """The card's T=0 protocol handler (after ATR/PPS) on a powered `chip.Card`.
+class CardT0(Outbox):
+    """The card's T=0 protocol handler (after ATR/PPS) on a powered card OS (`chip.Card`).
 
     `wi`, `di`: WI (TC2) and Di, for WWT = 960 × WI × Di etu. `one_byte`:
     answer `~INS` before every data byte instead of one ACK. `delay_etu`:
@@ -111,14 +126,14 @@ class CardT0:
     wire may set it back to 0 once it has counted it).
     """
 
-    def __init__(self, card: Card, wi: int = 10, di: int = 1, one_byte: bool = False, delay_etu=None):
+    def __init__(self, card: CardOS, wi: int = DEFAULT_WI, di: int = DD, one_byte: bool = False, delay_etu=None):
+        super().__init__()
         self.card = card
         self.wi, self.di = wi, di
         self.wwt = wwt_etu(wi, di)
         self.one_byte = one_byte
         self.delay_etu = delay_etu
         self.busy_etu = 0
-        self._out = bytearray()
         self.reset()
 
     def reset(self) -> None:
@@ -143,16 +158,6 @@ class CardT0:
                 self.reset()
                 self._answer(_SW_UNKNOWN)
 
-    def output(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
-
-    @property
-    def has_output(self) -> bool:
-        """Bytes wait to be sent (looked at without taking them)."""
-        return bool(self._out)
-
     # -- receiving --------------------------------------------------------------
     def _byte(self, byte: int) -> None:
         if self._receiving:
@@ -175,14 +180,14 @@ class CardT0:
         self.busy_etu = 0
         cla, ins, p1, p2, p3 = header
         held, self._held = self._held, None
-        if ins & 0xF0 in (0x60, 0x90):  # would be read as SW1 (7816-3 §10.3.3)
+        if in_sw1_range(ins):
             self._envelope.clear()
             if self.card.knows(cla, ins):  # the class is checked first: 6E00 for an unknown one
                 self._no_transfer(self._transmit(header))
             else:
                 self._answer(_SW_INS_INVALID)
             return
-        if ins == ENVELOPE and cla == 0x00:
+        if code(cla, ins) == ENVELOPE:
             if p1 or p2:
                 self._envelope.clear()
                 self._answer(_SW_WRONG_P1P2)
@@ -215,7 +220,7 @@ class CardT0:
         header = self._header_in
         data = bytes(self._data)
         self._data.clear()
-        if header[1] == ENVELOPE and header[0] == 0x00:
+        if code(header[0], header[1]) == ENVELOPE:
             self._envelope += data
             if len(self._envelope) > MAX_ENVELOPE:
                 self._envelope.clear()
@@ -223,7 +228,7 @@ class CardT0:
             elif envelope_complete(self._envelope):
                 self._run_envelope()
             else:
-                self._answer(_SW_OK)
+                self._answer(SW_OK_BYTES)
             return
         self._no_transfer(self._transmit(header + data))  # case 3: CLA INS P1 P2 Lc data
 
@@ -263,7 +268,7 @@ class CardT0:
             self._send_data(header[1], data, sw)
         elif len(data) < wanted:  # T=0 cannot send fewer bytes than P3: 6C La, keep the answer
             self._held = (header[:4], data, sw)
-            self._answer(bytes((0x6C, len(data))))
+            self._answer(wrong_le(len(data)))
         else:  # more than a short Le can take (not made by the card OS): through GET RESPONSE
             self._answer(self._keep(data, sw))
 

@@ -7,9 +7,8 @@ A block is NAD PCB LEN [INF] EDC:
   error, 10 other error); S-block `11 r ttttt` (r: response; type 0 RESYNCH, 1 IFS,
   2 ABORT, 3 WTX).
 - LEN: 0-254 bytes of INF (FF is RFU: such a block is invalid).
-- EDC: LRC (one byte, XOR of NAD..INF) or CRC (two bytes, ISO 3309 / CCITT
-  x^16 + x^12 + x^5 + 1, initial FFFF, computed LSB-first, sent high byte first: what
-  the CCID driver computes).
+- EDC: LRC (one byte, XOR of NAD..INF) or CRC (two bytes), as chip.contacts.timing
+  computes them with the waiting times BWT and CWT.
 
 `BlockReader` is sans-I/O: it is fed bytes and yields one `Block` or one `Invalid`
 per block (a block shorter than LEN says waits for more bytes; bytes beyond the end
@@ -25,11 +24,8 @@ sends S(RESYNCH request): that is the reader's privilege.
 
 import math
 
-from chip.card import Card
-
-LRC = "lrc"
-CRC = "crc"
-EDC_KINDS = (LRC, CRC)
+from chip.contacts.end import CardOS, Outbox
+from chip.contacts.timing import EDC_CRC, EDC_LRC, FD, bwt_etu, check_edc_kind, cwt_etu, edc, edc_size
 
 # S-block types
 RESYNCH, IFS, ABORT, WTX = 0, 1, 2, 3
@@ -41,67 +37,6 @@ R_ERRORS = {R_OK: "", R_EDC: "EDC error", R_OTHER: "other error"}
 
 IFS_DEFAULT = 32  # IFSC and IFSD before anything says otherwise (7816-3 §11.4.2)
 IFS_MAX = 254
-
-
-# -- timing ------------------------------------------------------------------------------------------
-
-
-def bwt_etu(bwi: int = 4, fi: int = 372, di: int = 4) -> int:
-    """Block waiting time in etu: 11 + 2^BWI × 960 × 372 × Di / Fi (7816-3 §11.4.3), rounded up."""
-    return 11 + -(-((1 << bwi) * 960 * 372 * di) // fi)
-
-
-def cwt_etu(cwi: int = 5) -> int:
-    """Character waiting time in etu: 11 + 2^CWI."""
-    return 11 + (1 << cwi)
-
-
-# -- error detection codes ------------------------------------------------------------------------------
-
-
-def _crc_table():
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
-        table.append(crc)
-    return tuple(table)
-
-
-_CRC_TABLE = _crc_table()
-
-
-def lrc(data: bytes) -> bytes:
-    """The one-byte LRC: XOR of every byte."""
-    value = 0
-    for byte in data:
-        value ^= byte
-    return bytes((value,))
-
-
-def crc(data: bytes) -> bytes:
-    """The two-byte CRC (ISO 3309 polynomial 1021 reflected, initial FFFF), high byte first."""
-    value = 0xFFFF
-    table = _CRC_TABLE
-    for byte in data:
-        value = (value >> 8) ^ table[(value ^ byte) & 0xFF]
-    return bytes((value >> 8, value & 0xFF))
-
-
-def edc(data: bytes, kind: str = LRC) -> bytes:
-    """The epilogue of a block whose prologue + INF is `data`."""
-    return crc(data) if kind == CRC else lrc(data)
-
-
-def edc_size(kind: str) -> int:
-    return 2 if kind == CRC else 1
-
-
-def check_edc_kind(kind: str) -> str:
-    if kind not in EDC_KINDS:
-        raise ValueError(f"edc must be 'lrc' or 'crc', not {kind!r}")
-    return kind
 
 
 def reply_nad(nad: int) -> int:
@@ -168,7 +103,7 @@ class Block:
         """The one-byte INF of S(IFS) and S(WTX)."""
         return self.inf[0] if len(self.inf) == 1 else None
 
-    def encode(self, kind: str = LRC) -> bytes:
+    def encode(self, kind: str = EDC_LRC) -> bytes:
         body = bytes((self.nad, self.pcb, len(self.inf))) + self.inf
         return body + edc(body, kind)
 
@@ -243,7 +178,7 @@ def _structure_fault(pcb: int, inf: bytes) -> str | None:
     return None
 
 
-def decode(data: bytes, kind: str = LRC) -> "Block | Invalid":
+def decode(data: bytes, kind: str = EDC_LRC) -> "Block | Invalid":
     """One complete block's bytes → `Block`, or `Invalid` with the reason (never raises)."""
     data = bytes(data)
     n_edc = edc_size(kind)
@@ -274,7 +209,7 @@ class BlockReader:
     becomes `Invalid` (None if nothing was pending).
     """
 
-    def __init__(self, kind: str = LRC):
+    def __init__(self, kind: str = EDC_LRC):
         self.kind = check_edc_kind(kind)
         self._buf = bytearray()
         self._parity = False  # a character of the block being collected failed its parity check
@@ -322,8 +257,8 @@ class BlockReader:
 def _decode_either(data: bytes) -> "Block | Invalid":
     """Decode with whichever EDC the framing says: 3 + LEN + 1 bytes is LRC, 3 + LEN + 2 is CRC."""
     if len(data) >= 3 and len(data) == 3 + data[2] + 2:
-        return decode(data, CRC)
-    return decode(data, LRC)
+        return decode(data, EDC_CRC)
+    return decode(data, EDC_LRC)
 
 
 def describe(block, kind: str | None = None) -> str:
@@ -351,7 +286,7 @@ def describe(block, kind: str | None = None) -> str:
 # -- the card's end ---------------------------------------------------------------------------------------
 
 
-class CardT1:
+class CardT1(Outbox):
     """The card's T=1 end (sans-I/O): `receive(bytes)`, `output() -> bytes`, `busy_etu`.
 
     `ifsc` is the largest INF the card accepts (its ATR's TA3), `edc` the link's
@@ -370,10 +305,11 @@ class CardT1:
     warm reset of the card).
     """
 
-    def __init__(self, card: Card, ifsc: int = IFS_MAX, edc: str = LRC, bwi: int = 4, cwi: int = 5,
-                 fi: int = 372, di: int = 4, delay_etu=None):
+    def __init__(self, card: CardOS, ifsc: int = IFS_MAX, edc: str = EDC_LRC, bwi: int = 4, cwi: int = 5,
+                 fi: int = FD, di: int = 4, delay_etu=None):
         if not 1 <= ifsc <= IFS_MAX:
             raise ValueError(f"IFSC must be 1-254, not {ifsc}")
+        super().__init__()
         self.card = card
         self.ifsc = ifsc
         self.edc = check_edc_kind(edc)
@@ -382,7 +318,6 @@ class CardT1:
         self.delay_etu = delay_etu
         self.busy_etu = 0
         self._rx = BlockReader(edc)
-        self._out = bytearray()
         if not card.powered or card.protocol != 1:
             card.power_on(1)  # T=1 behaviour: data + SW in one response
         self.reset()
@@ -412,16 +347,6 @@ class CardT1:
         result = self._rx.feed(bytes(data), parity_error)
         if result is not None:
             self._handle(result)
-
-    def output(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
-
-    @property
-    def has_output(self) -> bool:
-        """Bytes wait to be sent (looked at without taking them)."""
-        return bool(self._out)
 
     @property
     def wait_etu(self) -> int:

@@ -10,9 +10,11 @@ Mechanisms every application shares (READ RECORD over declared record files,
 the FCI, access checks) live here once.
 """
 
+from chip.kernel.delivery import SW_WRONG_LE, le_00_asks_length, le_names_length
 from chip.kernel.fs import CYCLIC, TRANSPARENT
-from chip.iso.apdu import EXTENDED_MAX, SHORT_MAX
+from chip.iso.apdu import SHORT_MAX
 from chip.iso.ber import ber_tlv
+from chip.iso.ins import READ_BINARY, READ_RECORD, VERIFY
 from chip.iso.sw import (
     SW_COMMAND_NOT_ALLOWED_NO_EF,
     SW_END_OF_FILE,
@@ -30,12 +32,6 @@ from chip.iso.sw import (
     SW_WRONG_P1P2,
     CardError,
 )
-
-READ_BINARY = 0x00B0
-READ_RECORD = 0x00B2
-UPDATE_BINARY = 0x00D6
-UPDATE_RECORD = 0x00DC
-VERIFY = 0x0020
 
 
 class Applet:
@@ -163,8 +159,9 @@ class Applet:
         else:
             number = self._find(records, p1, mode)
             data = records[number - 1]
-        if self.LE_00_ASKS_LENGTH and cmd.le_present and cmd.ne == 256 and not cmd.extended and len(data) < 256:
-            raise CardError(0x6C00 | len(data))  # Le 00: the terminal asks again (the pointer stays)
+        # Le 00 (ne = 256) may ask the length: testing ne first keeps the call off the hot path
+        if self.LE_00_ASKS_LENGTH and cmd.ne == SHORT_MAX and le_00_asks_length(cmd, len(data)):
+            raise CardError(SW_WRONG_LE | len(data))  # the terminal asks again (the pointer stays)
         if not mode & 4:
             card.record_pointer = number
         return data, SW_OK
@@ -317,10 +314,10 @@ class Applet:
             raise CardError(SW_OFFSET_OUTSIDE_EF)
         ne = cmd.ne
         chunk = data[offset:offset + ne]
-        if len(chunk) < ne and cmd.le_present and ne != (EXTENDED_MAX if cmd.extended else SHORT_MAX):
+        if len(chunk) < ne and le_names_length(cmd):
             if len(chunk) > 0xFF:  # an extended Le past the end: 6Cxx cannot name it (ISO 7816-4: 6282)
                 return chunk, SW_END_OF_FILE
-            raise CardError(0x6C00 | len(chunk))
+            raise CardError(SW_WRONG_LE | len(chunk))
         return chunk, SW_OK
 
     def update_binary(self, cmd):

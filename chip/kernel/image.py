@@ -38,6 +38,7 @@ import re
 import secrets
 import stat
 import zlib
+from collections.abc import Callable
 
 from construct import (
     Checksum,
@@ -60,7 +61,8 @@ from construct import (
     this,
 )
 
-from chip.kernel.store import KINDS, PowerLoss, StorageFailure
+from chip.kernel.power import PowerLoss
+from chip.kernel.store import KINDS, StorageFailure
 
 MAGIC = b"SSCARDIM"
 FORMAT_VERSION = 1
@@ -242,10 +244,10 @@ def _mismatch(name: str, obj, model, optional) -> str | None:
 class MemoryBackend:
     """No image path: commits only pass one write point (so power cuts can be tested in memory)."""
 
-    path = None
+    path: str | None = None
 
     def __init__(self):
-        self.write_point = None  # callable(point) that may raise PowerLoss, for fault injection
+        self.write_point: Callable[[str, bool], None] | None = None  # may raise PowerLoss: fault injection
         self.generation = 0
 
     def commit(self, objects: dict) -> None:
@@ -519,7 +521,8 @@ def _try_lock(fd: int, path: str) -> bool:
 
 
 def _read_bounded(fd: int, path: str) -> bytes:
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         try:
             chunk = os.read(fd, 1 << 16)
@@ -593,8 +596,8 @@ def holder_of(st) -> tuple[int | None, str | None]:
         i = fields.index("FLOCK")
         try:
             pid = int(fields[i + 3])
-            major_minor, inode = fields[i + 4].rsplit(":", 1)
-            inode = int(inode)
+            major_minor, inode_text = fields[i + 4].rsplit(":", 1)
+            inode = int(inode_text)
         except (IndexError, ValueError):
             continue
         if inode != st.st_ino or pid <= 0:
@@ -665,18 +668,23 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def cut_power_at(n: int):
+class PowerCut:
     """A write-point hook that loses power at the n-th write point it sees (1-based).
 
-    Returns the hook; its `.seen` list records the points passed, so a sweep
-    knows how many points a command has.
+    Its `seen` list records the points passed, so a sweep knows how many points a
+    command has.
     """
-    seen = []
 
-    def hook(point: str, landed: bool) -> None:
-        seen.append(point)
-        if len(seen) == n:
+    def __init__(self, n: int):
+        self.n = n
+        self.seen: list[str] = []
+
+    def __call__(self, point: str, landed: bool) -> None:
+        self.seen.append(point)
+        if len(self.seen) == self.n:
             raise PowerLoss(point, landed)
 
-    hook.seen = seen
-    return hook
+
+def cut_power_at(n: int) -> PowerCut:
+    """The hook to set as a backend's `write_point`: power goes at the n-th write point."""
+    return PowerCut(n)

@@ -13,19 +13,7 @@ Where the state goes when committed is the backend's business (see
 `chip.kernel.image`): memory, or a card image file written atomically.
 """
 
-
-class PowerLoss(Exception):
-    """Simulated loss of power during a persistent write.
-
-    `landed` tells whether the new state had already become durable when the
-    power went (a cut after the atomic rename); the store keeps its in-memory
-    copy equal to what is durable either way.
-    """
-
-    def __init__(self, point: str, landed: bool):
-        super().__init__(f"power lost at {point}")
-        self.point = point
-        self.landed = landed
+from chip.kernel.power import PowerLoss
 
 
 class StorageFailure(Exception):

@@ -14,11 +14,13 @@ import datetime
 import difflib
 import os
 import tomllib
+from typing import NoReturn, overload
 from dataclasses import dataclass
 from pathlib import Path
 
 from chip.personalization import idnumber
-from chip.contacts.atr import DEFAULT_HISTORICAL, DI_TABLE, EDC_CRC, EDC_LRC, FI_TABLE, PROTOCOL_NAMES, PROTOCOLS_BY_NAME, AtrConfig
+from chip.contacts.atr import DEFAULT_HISTORICAL, PROTOCOL_NAMES, PROTOCOLS_BY_NAME, AtrConfig
+from chip.contacts.timing import DI_TABLE, EDC_CRC, EDC_LRC, FI_TABLE
 from chip.kernel.crypto import SM4_FLAG, TDES_FLAG
 from chip.apps.keys import FINANCIAL_KEYS, KEYS
 from chip.inputs import read_regular
@@ -215,7 +217,7 @@ class _Fields:
         self.data = data
         self.source = source
 
-    def fail(self, field: str, why: str):
+    def fail(self, field: str, why: str) -> NoReturn:
         raise ProfileError(f"{self.source}: {field}: {why}")
 
     def get(self, field: str, kind, default=...):
@@ -249,14 +251,24 @@ class _Fields:
             self.fail(field, f"must be {count} bytes ({2 * count} hex digits), got {len(raw)}")
         return raw
 
-    def number(self, field: str, low: int, high: int, default=..., why: str = "") -> int | None:
+    @overload
+    def number(self, field: str, low: int, high: int, default: int = ..., why: str = "") -> int: ...
+    @overload
+    def number(self, field: str, low: int, high: int, default: None, why: str = "") -> int | None: ...
+
+    def number(self, field, low, high, default=..., why=""):
         """A whole number in low..high (None allowed as a default: the field is optional)."""
         value = self.get(field, int, default)
         if value is not None and not low <= value <= high:
             self.fail(field, f"must be {low}-{high}{why}, got {value}")
         return value
 
-    def date(self, field: str, default=...) -> datetime.date | None:
+    @overload
+    def date(self, field: str) -> datetime.date: ...
+    @overload
+    def date(self, field: str, default: None) -> datetime.date | None: ...
+
+    def date(self, field, default=...):
         value = self.get(field, (datetime.date, str), default)
         if value is None or isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
             return value

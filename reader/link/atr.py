@@ -7,7 +7,8 @@ tool prints: every byte, then the parameters the contacts will use.
 
 from __future__ import annotations
 
-from chip.contacts.atr import CARD_CHARACTER_ETU, DD, FD, Atr, AtrError, parse_atr
+from chip.contacts.atr import Atr, AtrError, parse_atr
+from chip.contacts.timing import CARD_CHARACTER_ETU, DD, FD
 
 __all__ = ["Atr", "AtrError", "explain", "parse_atr"]
 

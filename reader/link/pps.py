@@ -17,8 +17,8 @@ exchange: `error` says why and the reader should deactivate the card.
 
 from __future__ import annotations
 
-from chip.contacts.atr import DD, DEFAULT_WI, FD
-from chip.contacts.pps import PPSS, fi_di_values, pck, split, whole_message
+from chip.contacts.pps import PPSS, PpsEnd, pck, split
+from chip.contacts.timing import DD, DEFAULT_WI, FD, fi_di_values, wwt_etu
 
 
 def pps_request(protocol: int, fi_di: int | None = None, pps2: int | None = None, pps3: int | None = None) -> bytes:
@@ -37,49 +37,34 @@ def pps_request(protocol: int, fi_di: int | None = None, pps2: int | None = None
     return message + bytes((pck(message),))
 
 
-class ReaderPps:
+class ReaderPps(PpsEnd):
     """The reader's end of the PPS exchange."""
 
     def __init__(self, protocol: int, fi_di: int | None = None, *, pps2: int | None = None,
                  pps3: int | None = None, wi: int = DEFAULT_WI):
+        super().__init__()
         self.request = pps_request(protocol, fi_di, pps2, pps3)
         self._request_fields = split(self.request)
-        self._out = self.request
-        self._buffer = bytearray()
-        self.wait_etu = 960 * wi  # the initial waiting time WT, at Fd/Dd (D = 1) during PPS
-        self.done = False
+        self._out += self.request
+        self.wait_etu = wwt_etu(wi)  # the waiting time WT at Fd/Dd (D = 1) during PPS
         self.accepted = False
         self.error: str | None = None
         self.protocol: int | None = None
         self.fi: int | None = None
         self.di: int | None = None
         self.answer = b""
-        self.leftover = b""
-
-    def output(self) -> bytes:
-        out, self._out = self._out, b""
-        return out
 
     def timeout(self) -> None:
         if not self.done:
             got = f" (only {self._buffer.hex(' ').upper()} arrived)" if self._buffer else ""
             self._fail(f"no PPS answer within {self.wait_etu} etu{got}: the card refused")
 
-    def receive(self, data: bytes) -> None:
-        if self.done:
-            self.leftover += bytes(data)
-            return
-        self._buffer += data
-        buf = self._buffer
-        if not buf:
-            return
-        if buf[0] != PPSS:
-            return self._fail(f"answer starts {buf[0]:02X}, PPSS must be FF")
-        length = whole_message(buf)
-        if length is None:
-            return
-        self.answer, self.leftover = bytes(buf[:length]), bytes(buf[length:])
-        self._check(self.answer)
+    def _not_pps(self, first: int) -> None:
+        self._fail(f"answer starts {first:02X}, PPSS must be FF")
+
+    def _message(self, message: bytes) -> None:
+        self.answer = message
+        self._check(message)
 
     def _fail(self, why: str) -> None:
         self.done, self.accepted, self.error = True, False, why

@@ -28,11 +28,11 @@ all remaining data), INS XOR FF (one byte); anything else is an error.
 received), for logging.
 """
 
-from chip.contacts.t0 import envelope_complete, wwt_etu
+from chip.contacts.end import Outbox
+from chip.contacts.t0 import ENVELOPE_HEADER, NULL, envelope_complete, in_sw1_range
+from chip.contacts.timing import DD, DEFAULT_WI, wwt_etu
+from chip.kernel.delivery import SW1_MORE_DATA, SW1_WRONG_LE, SW_OK_BYTES, get_response
 
-NULL = 0x60
-GET_RESPONSE = 0xC0
-ENVELOPE = 0xC2
 PIECE = 255
 MAX_TPDUS = 1024  # GET RESPONSE and ENVELOPE rounds for the longest APDUs, with room to spare
 
@@ -53,10 +53,11 @@ def short_tpdu(apdu: bytes):
     return None
 
 
-class ReaderT0:
+class ReaderT0(Outbox):
     """Reader-side T=0: maps each command APDU to TPDUs and follows the card's procedure bytes."""
 
-    def __init__(self, wi: int = 10, di: int = 1, max_tpdus: int = MAX_TPDUS):
+    def __init__(self, wi: int = DEFAULT_WI, di: int = DD, max_tpdus: int = MAX_TPDUS):
+        super().__init__()
         self.wi, self.di = wi, di
         self.wait_etu = wwt_etu(wi, di)
         self.max_tpdus = max_tpdus
@@ -64,7 +65,6 @@ class ReaderT0:
         self.response = None
         self.error = None
         self.exchanges = []
-        self._out = bytearray()
         self._active = False
 
     # -- the sans-I/O surface -------------------------------------------------
@@ -93,18 +93,13 @@ class ReaderT0:
         if pieces:
             self._next_piece()
         else:  # not even one byte: the empty ENVELOPE alone (the card answers 6700)
-            self._send(bytes((0x00, ENVELOPE, 0x00, 0x00, 0x00)), b"", "end")
+            self._send(ENVELOPE_HEADER + b"\x00", b"", "end")
 
     def receive(self, data: bytes) -> None:
         for byte in bytes(data):
             if not self._active:
                 return  # nothing expected: a late or stray byte
             self._byte(byte)
-
-    def output(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
 
     def timeout(self) -> None:
         if self._active:
@@ -140,7 +135,7 @@ class ReaderT0:
         ins = self._header[1]
         if byte == NULL:
             return  # the card needs more time: the wait starts again
-        if byte & 0xF0 in (0x60, 0x90):  # SW1 (checked before ACK: INS 6X/9X is invalid, 6D00 comes back)
+        if in_sw1_range(byte):  # SW1 (checked before ACK: INS 6X/9X is invalid, 6D00 comes back)
             self._sw1 = byte
             return
         if byte == ins:
@@ -173,18 +168,18 @@ class ReaderT0:
         sw = bytes((sw1, sw2))
         if kind == "piece":
             complete = envelope_complete(self._envelope_sent)
-            if not complete and not data and sw == b"\x90\x00":
+            if not complete and not data and sw == SW_OK_BYTES:
                 if self._pieces:
                     self._next_piece()
                     return
                 if self._terminate:
-                    self._send(bytes((0x00, ENVELOPE, 0x00, 0x00, 0x00)), b"", "end")
+                    self._send(ENVELOPE_HEADER + b"\x00", b"", "end")
                     return
-        if sw1 == 0x61:
+        if sw1 == SW1_MORE_DATA:
             self._data += data
-            self._send(bytes((0x00, GET_RESPONSE, 0x00, 0x00, sw2)), b"", "get response")
+            self._send(get_response(sw2), b"", "get response")
             return
-        if sw1 == 0x6C and not data and not self._payload and kind in ("command", "get response") \
+        if sw1 == SW1_WRONG_LE and not data and not self._payload and kind in ("command", "get response") \
                 and sw2 != self._header[4]:
             self._send(self._header[:4] + bytes((sw2,)), b"", kind)
             return
@@ -193,7 +188,7 @@ class ReaderT0:
     def _next_piece(self) -> None:
         piece = self._pieces.pop(0)
         self._envelope_sent += piece
-        self._send(bytes((0x00, ENVELOPE, 0x00, 0x00, len(piece))), piece, "piece")
+        self._send(ENVELOPE_HEADER + bytes((len(piece),)), piece, "piece")
 
     # -- the end ---------------------------------------------------------------------
     def _finish(self, response: bytes) -> None:

@@ -31,26 +31,24 @@ from I-blocks with valid EDC, the expected N(S) and the card's NAD, in order, so
 link that fails gives an error, never a wrong response.
 """
 
+from chip.contacts.end import Outbox
 from chip.contacts.t1 import (
     ABORT,
     IFS,
     IFS_MAX,
-    LRC,
     R_OTHER,
     RESYNCH,
     WTX,
     Block,
     BlockReader,
     Invalid,
-    bwt_etu,
-    check_edc_kind,
-    cwt_etu,
     describe as describe_block,
     i_block,
     r_block,
     reply_nad,
     s_block,
 )
+from chip.contacts.timing import EDC_LRC, FD, bwt_etu, check_edc_kind, cwt_etu
 
 __all__ = ["ReaderT1", "describe"]
 
@@ -68,7 +66,7 @@ def describe(block, edc: str | None = None) -> str:
     return describe_block(block, edc)
 
 
-class ReaderT1:
+class ReaderT1(Outbox):
     """The reader's T=1 protocol end.
 
     `ifsc`: the card's information field size (ATR TA3); `ifsd`: the reader's own,
@@ -80,13 +78,14 @@ class ReaderT1:
     received (invalid ones included). `describe(block)` explains one.
     """
 
-    def __init__(self, ifsc: int = IFS_MAX, ifsd: int = IFS_MAX, edc: str = LRC, bwi: int = 4, cwi: int = 5,
-                 fi: int = 372, di: int = 4, nad: int = 0):
+    def __init__(self, ifsc: int = IFS_MAX, ifsd: int = IFS_MAX, edc: str = EDC_LRC, bwi: int = 4, cwi: int = 5,
+                 fi: int = FD, di: int = 4, nad: int = 0):
         for name, value in (("IFSC", ifsc), ("IFSD", ifsd)):
             if not 1 <= value <= IFS_MAX:
                 raise ValueError(f"{name} must be 1-254, not {value}")
         if not 0 <= nad <= 0xFF or nad & 0x88:
             raise ValueError(f"NAD {nad!r}: one byte with b8 and b4 (VPP control) 0")
+        super().__init__()
         self.initial_ifsc = ifsc
         self.ifsd = ifsd
         self.edc = check_edc_kind(edc)
@@ -96,7 +95,6 @@ class ReaderT1:
         self.exchanges: list[tuple[str, bytes]] = []
         self.resynchs = 0  # S(RESYNCH response)s received since construction (a statistic)
         self._rx = BlockReader(edc)
-        self._out = bytearray()
         self.reset()
 
     # -- session ---------------------------------------------------------------------------------------
@@ -135,11 +133,6 @@ class ReaderT1:
         self._retries = 0
         self._resyncs = 0
         self._begin()
-
-    def output(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
 
     @property
     def wait_etu(self) -> int:

@@ -8,6 +8,10 @@ seed, dropped or extra bytes, parity errors (a T=0 character repeated after
 the receiver's error signal; for T=1 the block's EDC then fails), a mute card,
 a slow card.
 
+`Pump` is the loop that feeds bytes between a reader end and a card end until
+the reader end is done; `Wire` is that loop with a line: time, faults, a log.
+A test harness that wants the ends alone, without time, runs a `Pump`.
+
 `WireReader` is a `Reader`: reset() runs the ATR (and a PPS when the ATR
 calls for one), then every transmit() goes through the reader firmware, the
 wire and the card's protocol handler over T=0 or T=1, so every test and trace
@@ -16,27 +20,33 @@ can run at the byte level.
 Character timing (ISO 7816-3 §8.3, LD/T 32 P2 §9.2.2.1): the reader's
 characters are 12 + N etu apart, N from TC1 (N = 255: the minimum, 12 etu on
 T=0 and 11 on T=1); TC1 binds the reader only, so the card's characters are
-12 etu apart whatever N is.
+12 etu apart whatever N is. The values are chip.contacts.timing's.
 """
 
 import random
 from dataclasses import dataclass, field
 
 from chip import Card
-from chip.contacts.atr import CARD_CHARACTER_ETU, DD, DEFAULT_FI_DI, FD, parse_atr
+from chip.contacts.atr import parse_atr
 from chip.contacts.pps import CardPps
-from chip.contacts.t0 import CardT0
-from chip.contacts.t1 import CardT1
+from chip.contacts.t0 import NULL, CardT0, in_sw1_range
+from chip.contacts.t1 import IFS_MAX, CardT1
+from chip.contacts.timing import (
+    CARD_CHARACTER_ETU,
+    DD,
+    DEFAULT_CLOCK,
+    DEFAULT_FI_DI,
+    FD,
+    MIN_CHARACTER_ETU,
+    REPEATED_CHARACTER_ETU,
+    etu_seconds,
+)
 
 from reader.base import Reader
 from reader.link.pps import ReaderPps
 from reader.link.t0 import ReaderT0
 from reader.link.t1 import ReaderT1, describe as describe_t1
 
-CHARACTER_ETU = 10  # start bit, 8 data bits, parity
-MIN_CHARACTER_ETU = 12  # start-to-start of characters with no extra guard time (10 etu + 2 etu guard time)
-DEFAULT_CLOCK = 4_000_000  # Hz
-ERROR_SIGNAL_ETU = 2  # a T=0 receiver holds I/O low after a parity error; the sender repeats the character
 MAX_ROUNDS = 100_000
 
 
@@ -95,7 +105,7 @@ class Faults:
             if bad:
                 self.injected += 1
                 if protocol == 0:
-                    extra_etu += ERROR_SIGNAL_ETU + CHARACTER_ETU + 2
+                    extra_etu += REPEATED_CHARACTER_ETU
                     notes.append(f"parity error on {byte:02X}: error signal, character repeated")
                 else:
                     bit = 1 << rng.randrange(8)
@@ -120,15 +130,73 @@ class Event:
     note: str = ""
 
 
-class Wire:
+class Pump:
+    """Feeds bytes between a reader end and a card end (docs/wire.md) until the reader end is done.
+
+    Each round carries what the reader end sends to the card end, then what the card end answers
+    back. A round in which nothing moves is silence: a card end waiting for the rest of a T=1
+    block gives up first (its character waiting time is the shorter) and may answer at once;
+    else the reader end's wait runs out (`timeout()`). The line is the four hooks, which here
+    deliver every byte as sent and count no time; `Wire` makes them a line with time and faults.
+    """
+
+    def __init__(self, reader_end, card_end):
+        self.reader_end = reader_end
+        self.card_end = card_end
+
+    def run(self, apdu: bytes):
+        """One command APDU through both ends; returns the reader end, done (`response` or `error`).
+        LinkError when the ends never finish (a protocol loop)."""
+        reader, card = self.reader_end, self.card_end
+        reader.start(apdu)
+        for _ in range(MAX_ROUNDS):
+            moved = False
+            sent = reader.output()
+            if sent:
+                moved = True
+                self.to_card(sent)
+            self.card_busy()
+            answer = card.output()
+            if answer and self.to_reader(answer):
+                moved = True
+            if reader.done:
+                return reader
+            if not moved:
+                if getattr(card, "wait_etu", 0) and hasattr(card, "timeout"):
+                    card.timeout()
+                    if card.has_output:  # it may answer at once (an R-block): the next round delivers it
+                        continue
+                self.silence(reader.wait_etu)
+                reader.timeout()
+                if reader.done:
+                    return reader
+        raise LinkError("the exchange did not finish (a protocol loop)")
+
+    # -- the line ---------------------------------------------------------------------------
+    def to_card(self, data: bytes) -> None:
+        """Bytes the reader end sent, to the card end."""
+        self.card_end.receive(data)
+
+    def to_reader(self, data: bytes) -> bool:
+        """Bytes the card end sent, to the reader end; False when they never reach it."""
+        self.reader_end.receive(data)
+        return True
+
+    def card_busy(self) -> None:
+        """The card end has processed what it received (its `busy_etu`, if any, is the time it took)."""
+
+    def silence(self, wait_etu: int) -> None:
+        """Nothing moved: the reader end's wait of `wait_etu` passes."""
+
+
+class Wire(Pump):
     """Moves bytes between a reader end and a card end, counting etu."""
 
-    def __init__(self, reader_end, card_end, protocol: int, fi: int = 372, di: int = 4,
+    def __init__(self, reader_end, card_end, protocol: int, fi: int = FD, di: int = 4,
                  clock: int = DEFAULT_CLOCK, to_card_etu: int = MIN_CHARACTER_ETU,
                  to_reader_etu: int = CARD_CHARACTER_ETU, faults: Faults | None = None, log=None,
                  log_offset: float = 0.0):
-        self.reader_end = reader_end
-        self.card_end = card_end
+        super().__init__(reader_end, card_end)
         self.protocol = protocol
         self.fi, self.di, self.clock = fi, di, clock
         self.to_card_etu = to_card_etu  # start-to-start of the reader's characters: 12 + N (TC1)
@@ -141,7 +209,7 @@ class Wire:
     @property
     def seconds(self) -> float:
         """Simulated time: one etu is Fi / Di clock cycles."""
-        return self.etu * self.fi / (self.di * self.clock)
+        return etu_seconds(self.etu, self.fi, self.di, self.clock)
 
     def _note(self, direction: str, data: bytes, note: str = "") -> None:
         if self.log is not None:
@@ -160,41 +228,31 @@ class Wire:
         else:
             end.receive(arrived)
 
+    def to_card(self, data: bytes) -> None:
+        self._note(">", data)
+        self._carry(data, self.card_end, to_card=True)
+
+    def to_reader(self, data: bytes) -> bool:
+        if self.faults.mute:
+            return False
+        self._note("<", data)
+        self._carry(data, self.reader_end, to_card=False)
+        return True
+
+    def card_busy(self) -> None:
+        card = self.card_end
+        busy = getattr(card, "busy_etu", 0)
+        if busy:
+            self.etu += busy
+            card.busy_etu = 0  # the wire consumes the processing time once
+
+    def silence(self, wait_etu: int) -> None:
+        self.etu += wait_etu
+        self._note("!", b"", f"timeout after {wait_etu} etu")
+
     def exchange(self, apdu: bytes) -> bytes:
         """One command APDU through the reader firmware and the card; LinkError when it gives up."""
-        reader, card = self.reader_end, self.card_end
-        reader.start(apdu)
-        for _ in range(MAX_ROUNDS):
-            moved = False
-            sent = reader.output()
-            if sent:
-                moved = True
-                self._note(">", sent)
-                self._carry(sent, card, to_card=True)
-            busy = getattr(card, "busy_etu", 0)
-            if busy:
-                self.etu += busy
-                card.busy_etu = 0  # the wire consumes the processing time once
-            answer = card.output()
-            if answer and not self.faults.mute:
-                moved = True
-                self._note("<", answer)
-                self._carry(answer, reader, to_card=False)
-            if reader.done:
-                break
-            if not moved:
-                card_wait = getattr(card, "wait_etu", 0)
-                if card_wait and hasattr(card, "timeout"):  # a card waiting for the rest of a block gives up
-                    card.timeout()
-                    if card.has_output:  # it may answer at once (an R-block): the loop delivers it
-                        continue
-                self.etu += reader.wait_etu
-                self._note("!", b"", f"timeout after {reader.wait_etu} etu")
-                reader.timeout()
-                if reader.done:
-                    break
-        else:
-            raise LinkError("the exchange did not finish (a protocol loop)")
+        reader = self.run(apdu)
         if reader.error:
             raise LinkError(reader.error)
         return reader.response
@@ -212,7 +270,7 @@ class WireReader(Reader):
 
     def __init__(self, card: Card, protocol: str | None = None, pps: int | None = None,
                  faults: Faults | None = None, clock: int = DEFAULT_CLOCK, log: list | None = None,
-                 ifsd: int = 254, one_byte: bool = False):
+                 ifsd: int = IFS_MAX, one_byte: bool = False):
         if protocol not in (None, "T=0", "T=1"):
             raise ValueError(f"protocol must be 'T=0' or 'T=1', not {protocol!r}")
         self.card = card
@@ -326,9 +384,9 @@ def describe_t0(data: bytes, direction: str, ins: int | None) -> str:
         return "ACK" + (f", data ({len(data) - 3} bytes), SW" if len(data) > 3 else "")
     if ins is not None and first == ins ^ 0xFF:
         return "~INS (one byte)"
-    if first == 0x60:
+    if first == NULL:
         return "NULL (the card needs more time)" + (", ..." if len(data) > 1 else "")
-    if len(data) == 2 and first & 0xF0 in (0x60, 0x90):
+    if len(data) == 2 and in_sw1_range(first):
         return "SW1 SW2"
     return ""
 
@@ -351,7 +409,7 @@ def explain_log(events: list, protocol: int) -> list[str]:
             else:
                 note = describe_t0(event.data, event.direction, ins)
                 if event.direction == "<" and event.data[-2:][:1] and len(event.data) >= 2 \
-                        and event.data[-2] & 0xF0 in (0x60, 0x90) and event.data[-2] != 0x60:
+                        and in_sw1_range(event.data[-2]) and event.data[-2] != NULL:
                     expect_header = True  # SW1 SW2 end the command
         lines.append(f"{stamp}  {event.direction} {event.data.hex(' ').upper()}" + (f"    {note}" if note else ""))
     return lines
