@@ -6,9 +6,9 @@ EF (SFI 1) whose record lists the application. PPSE `2PAY.SYS.DDF01`
 is listed: this card is debit only.
 """
 
-from chip.kernel.applet import Applet
-from chip.iso.ber import ber_tlv
 from chip.apps.financial import AID
+from chip.iso.ber import ber_tlv
+from chip.kernel.applet import Applet
 from chip.kernel.fs import DF, LinearEF
 from chip.kernel.records import Records
 

@@ -13,16 +13,19 @@ shared ones of `chip/`.
 
 from hmac import compare_digest
 
-from chip.kernel import lifecycle
-from chip.kernel.applet import VERIFY, Applet
 from chip.iso.ber import ber_tlv, parse_dol
-from chip.kernel.crypto import SM4, TDES
-from chip.kernel.fs import DF, LinearEF
-from chip.kernel.lifecycle import ACTIVATE, CARD, CARD_BLOCK, DEACTIVATE, FIN_ACTIVATION, FIN_LOCK, LOCK, UNLOCK
-from chip.kernel.pin import Key, Pin
-from chip.kernel.records import Records
-from chip.kernel.secure import check_mac4, split_mac
-from chip.kernel.store import Vars
+from chip.iso.ins import (
+    APPLICATION_BLOCK,
+    APPLICATION_UNBLOCK,
+    CARD_BLOCK,
+    EXTERNAL_AUTHENTICATE,
+    GENERATE_AC,
+    GET_DATA,
+    GET_PROCESSING_OPTIONS,
+    PIN_CHANGE_UNBLOCK,
+    PUT_DATA_SCRIPT,
+    VERIFY,
+)
 from chip.iso.sw import (
     SW_AUTHENTICATION_FAILED,
     SW_CONDITIONS_NOT_SATISFIED,
@@ -34,6 +37,15 @@ from chip.iso.sw import (
     SW_WRONG_P1P2,
     CardError,
 )
+from chip.kernel import lifecycle
+from chip.kernel.applet import Applet
+from chip.kernel.crypto import SM4, TDES
+from chip.kernel.cryptograms import cryptogram_input, script_mac_input
+from chip.kernel.fs import DF, LinearEF
+from chip.kernel.pin import Key, Pin
+from chip.kernel.records import Records
+from chip.kernel.secure import check_mac4, split_mac
+from chip.kernel.store import Vars
 
 AID = bytes.fromhex("A000000333010101")
 CNY = b"\x01\x56"  # ISO 4217 / 3166 numeric 156
@@ -43,9 +55,21 @@ LANGUAGE = b"zh"
 PDOL = bytes.fromhex("9F0206" "5F2A02" "DF6901")  # amount, transaction currency, SM-algorithm indicator
 CDOL1 = bytes.fromhex("9F0206" "9F0306" "9F1A02" "9505" "5F2A02" "9A03" "9C01" "9F3704")
 CDOL2 = bytes.fromhex("8A02") + CDOL1  # authorisation response code, then the CDOL1 data again
+
+
+def _offset(dol: bytes, tag: int) -> int:
+    """Where the value of `tag` starts in the data a terminal sends for `dol` (EMV Book 3 §5.4)."""
+    offset = 0
+    for listed, length in parse_dol(dol):
+        if listed == tag:
+            return offset
+        offset += length
+    raise ValueError(f"{tag:X} is not in the data object list")
+
+
 PDOL_LENGTH = sum(n for _, n in parse_dol(PDOL))
 CDOL1_LENGTH = sum(n for _, n in parse_dol(CDOL1))  # 29: exactly the cryptogram's terminal data (docs/decisions.md §6)
-CURRENCY_IN_CDOL = 6 + 6 + 2 + 5  # offset of 5F2A in the CDOL1 data
+CURRENCY_IN_CDOL = _offset(CDOL1, 0x5F2A)  # the transaction currency in the CDOL1 data
 
 AIP = bytes.fromhex("1C00")  # cardholder verification, terminal risk management, issuer authentication
 AFL = bytes.fromhex("08010300")  # SFI 1, records 1-3, none for offline data authentication
@@ -82,16 +106,6 @@ ALGORITHM_ID = {TDES: 0x01, SM4: 0x04}
 
 RECORDS_EF = LinearEF(None, 1, "fin.records", "application records")
 ADF = DF(None, "PBOC debit", name=AID, children=[RECORDS_EF])
-
-GET_PROCESSING_OPTIONS = 0x80A8
-GENERATE_AC = 0x80AE
-GET_DATA = 0x80CA
-EXTERNAL_AUTHENTICATE = 0x0082
-SCRIPT_APPLICATION_BLOCK = 0x841E
-SCRIPT_APPLICATION_UNBLOCK = 0x8418
-SCRIPT_CARD_BLOCK = 0x8416
-SCRIPT_PIN_CHANGE_UNBLOCK = 0x8424
-SCRIPT_PUT_DATA = 0x04DA
 
 ACTIVATION_TAG = 0xDF7F
 LOWER_OFFLINE_LIMIT_TAG = 0x9F14
@@ -147,11 +161,11 @@ class FinancialApplet(Applet):
         GENERATE_AC: "generate_ac",
         GET_DATA: "get_data",
         EXTERNAL_AUTHENTICATE: "external_authenticate",
-        SCRIPT_APPLICATION_BLOCK: "script_application_block",
-        SCRIPT_APPLICATION_UNBLOCK: "script_application_unblock",
-        SCRIPT_CARD_BLOCK: "script_card_block",
-        SCRIPT_PIN_CHANGE_UNBLOCK: "script_pin_change_unblock",
-        SCRIPT_PUT_DATA: "script_put_data",
+        APPLICATION_BLOCK: "script_application_block",  # the issuer scripts (docs/decisions.md §6)
+        APPLICATION_UNBLOCK: "script_application_unblock",
+        CARD_BLOCK: "script_card_block",
+        PIN_CHANGE_UNBLOCK: "script_pin_change_unblock",
+        PUT_DATA_SCRIPT: "script_put_data",
     }
 
     def __init__(self, card, store):
@@ -187,8 +201,7 @@ class FinancialApplet(Applet):
                 store.add(f"fin.{algorithm.name.lower()}.{name}",
                           Key(algorithm.icc_master_key(imk, fin.pan, fin.psn), 0))
         store.add("fin.state", Vars(
-            activation=lifecycle.INITIAL[FIN_ACTIVATION],
-            lock=lifecycle.INITIAL[FIN_LOCK],
+            **lifecycle.initial("fin.state"),
             atc=0,
             last_online_atc=0,
             atc_limit=fin.atc_limit,
@@ -199,7 +212,7 @@ class FinancialApplet(Applet):
 
     # -- selection --------------------------------------------------------------------------
     def select(self, node) -> int:
-        return SW_OK if self.state.lock == "none" else SW_WARNING_SELECTED_FILE_INVALIDATED
+        return SW_OK if self.state.lock == lifecycle.NONE else SW_WARNING_SELECTED_FILE_INVALIDATED
 
     reselect = select
 
@@ -214,7 +227,7 @@ class FinancialApplet(Applet):
                 + ber_tlv(0x9F11, b"\x01") + ber_tlv(0x9F12, label))
 
     def activated(self) -> bool:
-        return self.state.activation == "activated"
+        return self.state.activation == lifecycle.ACTIVATED
 
     def describe(self) -> dict:
         return {
@@ -323,7 +336,7 @@ class FinancialApplet(Applet):
         if not self.activated():
             self._flag(cvr, CVR_NOT_ACTIVATED)
             decline = True
-        if state.lock != "none":
+        if state.lock != lifecycle.NONE:
             self._flag(cvr, CVR_APPLICATION_BLOCKED)
             decline = True
         if state.last_online_atc == 0:
@@ -370,17 +383,21 @@ class FinancialApplet(Applet):
         if tx.issuer_auth is None:
             self._flag(cvr, CVR_ISSUER_AUTH_NOT_PERFORMED)
         approve = (requested == TC and arc in ARC_APPROVED and tx.issuer_auth is not False
-                   and self.activated() and self.state.lock == "none")
+                   and self.activated() and self.state.lock == lifecycle.NONE)
         cid = TC if approve else AAC
         if approve:
             self._flag(cvr, CVR_SECOND_AC_TC)
         tx.second_done = True
         return self._ac_response(tx, cid, self._cryptogram(tx, terminal_data)), SW_OK
 
-    def _cryptogram(self, tx, terminal_data: bytes) -> bytes:
+    def _session_key(self, tx, kind: str) -> bytes:
+        """The transaction's session key from the ICC key `kind` (ac, smi, smc) and its ATC."""
         algorithm = tx.algorithm
-        sk = algorithm.session_key(self.keys[algorithm, "ac"].value, tx.atc)
-        return algorithm.cryptogram(sk, terminal_data + AIP + tx.atc.to_bytes(2, "big") + bytes(tx.cvr))
+        return algorithm.session_key(self.keys[algorithm, kind].value, tx.atc)
+
+    def _cryptogram(self, tx, terminal_data: bytes) -> bytes:
+        message = cryptogram_input(terminal_data, AIP, tx.atc, bytes(tx.cvr))
+        return tx.algorithm.cryptogram(self._session_key(tx, "ac"), message)
 
     def _ac_response(self, tx, cid: int, ac: bytes | None = None) -> bytes:
         algorithm = tx.algorithm
@@ -398,9 +415,7 @@ class FinancialApplet(Applet):
         if tx is None or tx.first_cid != ARQC or tx.second_done or tx.issuer_auth is not None:
             raise CardError(SW_CONDITIONS_NOT_SATISFIED)
         arpc, arc = cmd.data[:8], cmd.data[8:]
-        algorithm = tx.algorithm
-        sk = algorithm.session_key(self.keys[algorithm, "ac"].value, tx.atc)
-        if not compare_digest(arpc, algorithm.arpc(sk, tx.ac, arc)):
+        if not compare_digest(arpc, tx.algorithm.arpc(self._session_key(tx, "ac"), tx.ac, arc)):
             tx.issuer_auth = False
             self._flag(tx.cvr, CVR_ISSUER_AUTH_FAILED)
             raise CardError(SW_AUTHENTICATION_FAILED)
@@ -420,11 +435,9 @@ class FinancialApplet(Applet):
         if tx is None or tx.ac is None:
             raise CardError(SW_CONDITIONS_NOT_SATISFIED)
         tx.scripts += 1
-        algorithm = tx.algorithm
-        sk = algorithm.session_key(self.keys[algorithm, "smi"].value, tx.atc)
-        message = bytes((cmd.cla, cmd.ins, cmd.p1, cmd.p2, len(cmd.data))) + tx.atc.to_bytes(2, "big") + tx.ac + body
+        message = script_mac_input(cmd.cla, cmd.ins, cmd.p1, cmd.p2, tx.atc, tx.ac, body)
         try:
-            check_mac4(algorithm, sk, None, message, mac4)
+            check_mac4(tx.algorithm, self._session_key(tx, "smi"), None, message, mac4)
         except CardError:
             self._flag(tx.cvr, CVR_SCRIPT_FAILED)
             raise
@@ -439,19 +452,19 @@ class FinancialApplet(Applet):
     def script_application_block(self, cmd):
         """APPLICATION BLOCK (84 1E 00 00 04 <MAC4>): SELECT then answers 6283, GENERATE AC only AAC."""
         self._no_params_script(cmd)
-        lifecycle.fire(self.store, FIN_LOCK, LOCK)
+        lifecycle.fire(self.store, lifecycle.FIN_LOCK, lifecycle.LOCK)
         return b"", SW_OK
 
     def script_application_unblock(self, cmd):
         """APPLICATION UNBLOCK (84 18 00 00 04 <MAC4>)."""
         self._no_params_script(cmd)
-        lifecycle.fire(self.store, FIN_LOCK, UNLOCK)
+        lifecycle.fire(self.store, lifecycle.FIN_LOCK, lifecycle.UNLOCK)
         return b"", SW_OK
 
     def script_card_block(self, cmd):
         """CARD BLOCK (84 16 00 00 04 <MAC4>): final, every SELECT then answers 6A81."""
         self._no_params_script(cmd)
-        lifecycle.fire(self.store, CARD, CARD_BLOCK)
+        lifecycle.fire(self.store, lifecycle.CARD, lifecycle.CARD_BLOCK)
         return b"", SW_OK
 
     def script_pin_change_unblock(self, cmd):
@@ -466,9 +479,7 @@ class FinancialApplet(Applet):
             self.pin.reset_and_unblock(self.store)
             return b"", SW_OK
         tx = self.tx
-        algorithm = tx.algorithm
-        sk = algorithm.session_key(self.keys[algorithm, "smc"].value, tx.atc)
-        block = algorithm.decipher_pin_block(sk, body)
+        block = tx.algorithm.decipher_pin_block(self._session_key(tx, "smc"), body)
         if block is None or not pin_block_ok(block):
             raise CardError(SW_WRONG_DATA)
         self.pin.update(self.store, block)
@@ -485,7 +496,7 @@ class FinancialApplet(Applet):
         if field == "activation":
             if value[0] > 1:
                 raise CardError(SW_WRONG_DATA)
-            lifecycle.fire(self.store, FIN_ACTIVATION, ACTIVATE if value[0] else DEACTIVATE)
+            lifecycle.fire(self.store, lifecycle.FIN_ACTIVATION, lifecycle.ACTIVATE if value[0] else lifecycle.DEACTIVATE)
         else:
             self.store.write(self.state, field, value[0])
         return b"", SW_OK

@@ -82,6 +82,12 @@ def root_length(spec: KeySpec, block: int) -> int:
     return 8 if spec.short_des and block == 8 else 16
 
 
+def key_factors(spec: KeySpec, factors) -> tuple:
+    """What the key is diversified by: the last `spec.levels` of a card's (province, city, card)
+    factors, root level first (P9 §7.3)."""
+    return factors[3 - spec.levels:]
+
+
 def card_key(algorithm, spec: KeySpec, root: bytes, factors) -> bytes:
-    """The card key: `root` diversified by the last `spec.levels` of (province, city, card) factors."""
-    return algorithm.diversify_levels(root[:root_length(spec, algorithm.block)], factors[3 - spec.levels:])
+    """The card key: `root` diversified by its `key_factors`."""
+    return algorithm.diversify_levels(root[:root_length(spec, algorithm.block)], key_factors(spec, factors))

@@ -74,13 +74,18 @@ Decisions where P9 is silent or ambiguous (docs/decisions.md):
 from hmac import compare_digest
 from typing import NamedTuple
 
-from chip.kernel.applet import READ_BINARY, READ_RECORD, Applet
+from chip.apps.keys import KEYS, PURCHASE, key_factors, root_length
 from chip.iso.ber import ber_tlv
-from chip.kernel.crypto import SM4, TDES, fold4, xor
-from chip.kernel.fs import DF, NEVER, LinearEF, TransparentEF
-from chip.apps.keys import KEYS, PURCHASE, root_length
-from chip.kernel.records import Records
-from chip.kernel.store import Binary
+from chip.iso.ins import (
+    CIPHER_DATA,
+    CREDIT_SAM_FOR_PURCHASE,
+    DELIVERY_SESSION_KEY,
+    GET_CHALLENGE,
+    INIT_SAM_FOR_PURCHASE,
+    INITIALIZE_ENVIRONMENT,
+    READ_BINARY,
+    READ_RECORD,
+)
 from chip.iso.sw import (
     SW_COMMAND_NOT_ACCEPTED,
     SW_CONDITIONS_NOT_SATISFIED,
@@ -92,19 +97,18 @@ from chip.iso.sw import (
     SW_WRONG_P1P2,
     CardError,
 )
+from chip.kernel.applet import Applet
+from chip.kernel.crypto import SM4, TDES
+from chip.kernel.cryptograms import purchase_mac1_input, purchase_mac2_input, purchase_session_input
+from chip.kernel.fs import DF, NEVER, LinearEF, TransparentEF
+from chip.kernel.records import Records
+from chip.kernel.store import Binary
 
 DES_ENVIRONMENT_NAME = b"sx1.sh." + "社会保障".encode("gbk")  # 7378312E73682EC9E7BBE1B1A3D5CF
 SM4_ENVIRONMENT_NAME = b"sx2.sh." + "社会保障".encode("gbk")  # 7378322E73682EC9E7BBE1B1A3D5CF
 ADF_AID = bytes.fromhex("D15600000590")
 ADF_FID = 0xDF01
 LABEL = "社会保障".encode("gbk")
-
-GET_CHALLENGE = 0x0084
-INITIALIZE_ENVIRONMENT = 0xBFEC
-DELIVERY_SESSION_KEY = 0xBFDE
-CIPHER_DATA = 0x80FA
-INIT_SAM_FOR_PURCHASE = 0x8070
-CREDIT_SAM_FOR_PURCHASE = 0x8072
 
 # -- key records (P9 §6) -------------------------------------------------------------------------
 
@@ -154,6 +158,18 @@ def key_file(spec) -> int:
         if any(spec.psam_id in r for r in ranges):
             return fid
     raise ValueError(f"{spec.label}: PSAM key identifier {spec.psam_id:02X} is reserved (P9 appendix A)")
+
+
+def factor_data(spec, factors) -> bytes:
+    """A key's diversification factors as DELIVERY SESSION KEY and INIT SAM FOR PURCHASE carry
+    them (P9 §9.7, §9.9.3): its `key_factors` of the card's (province, city, card), card level
+    first (docs/decisions.md S1)."""
+    return b"".join(reversed(key_factors(spec, factors)))
+
+
+def _root_first(data: bytes) -> list:
+    """The 8-byte factors of `factor_data`, root level first: the order the PSAM applies them."""
+    return [data[i:i + 8] for i in range(0, len(data), 8)][::-1]
 
 
 # -- the file system (P9 §5, figure 1) ------------------------------------------------------------
@@ -298,21 +314,9 @@ class Environment(Applet):
         raise CardError(SW_REFERENCED_DATA_NOT_FOUND)
 
     def _card_key(self, record: KeyRecord, factors: bytes) -> bytes:
-        """The root diversified by the 8-byte factors, sent card level first and applied from
-        the root down (P9 §7.3, docs/decisions.md S1)."""
-        chunks = [factors[i:i + 8] for i in range(0, len(factors), 8)]
-        return self.ALGORITHM.diversify_levels(record.value, reversed(chunks))
-
-    @staticmethod
-    def _ecb_key(process_key: bytes) -> bytes:
-        """The process key as `encrypt` takes it: a DES-family process key is single length
-        (P4 §8.4.1), and 3DES-EDE2 with equal halves is single DES."""
-        return process_key * 2 if len(process_key) == 8 else process_key
-
-    @staticmethod
-    def _mac4(last: bytes) -> bytes:
-        """The 4 MAC bytes of a last CBC block (P4 §8.2.4): DES the left 4, the 16-byte family folded."""
-        return fold4(last) if len(last) == 16 else last[:4]
+        """The root diversified by the factors of `factor_data`, applied from the root down
+        (P9 §7.3, docs/decisions.md S1)."""
+        return self.ALGORITHM.diversify_levels(record.value, _root_first(factors))
 
     # -- commands --------------------------------------------------------------------------------
     def get_challenge(self, cmd):
@@ -356,7 +360,7 @@ class Environment(Applet):
         if record.levels != n:
             raise CardError(SW_WRONG_DATA)
         card_key = self._card_key(record, data[:8 * n])
-        self.register = _Register(self._ecb_key(self.ALGORITHM.process_key(card_key, data[8 * n:])))
+        self.register = _Register(self.ALGORITHM.process_key(card_key, data[8 * n:]))
         return b"", SW_OK
 
     def cipher_data(self, cmd):
@@ -386,10 +390,9 @@ class Environment(Applet):
                 raise CardError(SW_CONDITIONS_NOT_SATISFIED)
             else:
                 chain = register.chain
-            for i in range(0, len(data), block):
-                chain = self.ALGORITHM.encrypt(register.key, xor(chain, data[i:i + block]))
+            chain = self.ALGORITHM.cbc(register.key, data, chain)
             register.chain = None if mode.last else chain
-            answer = self._mac4(chain) if mode.last else b""
+            answer = self.ALGORITHM.mac_result(chain) if mode.last else b""
         if mode.last:
             register.done.add(mode.kind)
             if len(register.done) == 2:
@@ -415,7 +418,7 @@ class Environment(Applet):
         if odd or not 1 <= n <= 3:
             raise CardError(SW_WRONG_LENGTH)
         self._in_adf()
-        random, counter, amounts, kind, when = data[0:4], data[4:6], data[6:18], data[18:19], data[19:26]
+        random, counter, amounts, kind, when = data[0:4], data[4:6], data[6:18], data[18], data[19:26]
         version, algorithm = data[26], data[27]
         record = self._root(PURCHASE, version)
         if algorithm != self.ALGORITHM.flag:
@@ -424,9 +427,9 @@ class Environment(Applet):
             raise CardError(SW_WRONG_LENGTH)
         number = self._next_transaction_number()
         dpk = self._card_key(record, data[PURCHASE_FIELDS:])
-        sespk = self.ALGORITHM.process_key(dpk, random + counter + number[2:])
+        sespk = self.ALGORITHM.process_key(dpk, purchase_session_input(random, counter, number))
         terminal = self.store[TERMINAL_NUMBER].data
-        mac1 = self.ALGORITHM.command_mac(sespk, amounts + kind + terminal + when)
+        mac1 = self.ALGORITHM.command_mac(sespk, purchase_mac1_input(amounts, kind, terminal, when))
         self.purchase = _Purchase(sespk, amounts)
         return number + mac1, SW_OK
 
@@ -450,7 +453,8 @@ class Environment(Applet):
         purchase, self.purchase = self.purchase, None
         if purchase is None:
             raise CardError(SW_COMMAND_NOT_ACCEPTED)
-        if not compare_digest(self.ALGORITHM.command_mac(purchase.sespk, purchase.amounts), cmd.data):
+        if not compare_digest(self.ALGORITHM.command_mac(purchase.sespk, purchase_mac2_input(purchase.amounts)),
+                              cmd.data):
             raise CardError(SW_MAC_INVALID)
         return b"", SW_OK
 

@@ -26,7 +26,8 @@ every failed command leaves the purse idle (P5 §7). Table 49 wins over the
 S22): a GET BALANCE between INITIALIZE and DEBIT keeps the purchase state.
 
 Cryptography (docs/card/security.md; every MAC is the P4 §8.2 MAC over
-the listed fields only, no header, P4 §8.2.4, P7 §15):
+the listed fields only, no header, P4 §8.2.4, P7 §15; each input's layout is
+chip.kernel.cryptograms, which the PSAM uses too):
 
   SESLK = process_key(DLK, random 4 || load counter 2 || 80 00)     P7 §11.2
   SESPK = process_key(DPK, random 4 || purchase counter 2 || terminal tx no[2:4])
@@ -85,10 +86,16 @@ Decisions where the standard is silent (also in the handlers' docstrings):
 import datetime
 from hmac import compare_digest
 
-from chip.iso.apdu import EXTENDED_MAX, SHORT_MAX
 from chip.apps.keys import KEY_VERSION
-from chip.kernel.records import CyclicRecords
-from chip.kernel.store import Vars
+from chip.iso.apdu import EXTENDED_MAX, SHORT_MAX
+from chip.iso.ins import (
+    CREDIT_FOR_LOAD,
+    DEBIT_FOR_PURCHASE,
+    GET_BALANCE,
+    GET_STARTING_DAY,
+    GET_TRANSACTION_PROOF,
+    INITIALIZE,
+)
 from chip.iso.sw import (
     SW_COMMAND_NOT_ACCEPTED,
     SW_CONDITIONS_NOT_SATISFIED,
@@ -104,6 +111,19 @@ from chip.iso.sw import (
     SW_WRONG_P1P2,
     CardError,
 )
+from chip.kernel.cryptograms import (
+    command_mac_input,
+    load_mac1_input,
+    load_mac2_input,
+    load_session_input,
+    load_tac_input,
+    purchase_mac1_input,
+    purchase_mac2_input,
+    purchase_session_input,
+    purchase_tac_input,
+)
+from chip.kernel.records import CyclicRecords
+from chip.kernel.store import Vars
 
 TYPE_LOAD = 0x31  # V2 table 51 '1' account load
 TYPE_PURCHASE = 0x32  # V2 table 51 '2' medical settlement
@@ -205,8 +225,9 @@ class _Session:
 class Purse:
     """The DF04 purse of one card: volatile session state over the persistent `df04.purse`."""
 
-    COMMANDS = {0xB028: "initialize", 0xB02A: "credit_for_load", 0xB02C: "debit_for_purchase",
-                0xB026: "get_balance", 0xB02E: "get_transaction_proof", 0xB056: "starting_day"}
+    COMMANDS = {INITIALIZE: "initialize", CREDIT_FOR_LOAD: "credit_for_load", DEBIT_FOR_PURCHASE: "debit_for_purchase",
+                GET_BALANCE: "get_balance", GET_TRANSACTION_PROOF: "get_transaction_proof",
+                GET_STARTING_DAY: "starting_day"}  # B0 56: UPDATE (P1 00) and GET (P1 01) STARTING DAY
 
     def __init__(self, applet):
         self.applet = applet
@@ -256,6 +277,16 @@ class Purse:
         if not self.applet.pin_satisfied():
             raise CardError(SW_SECURITY_STATUS_NOT_SATISFIED)
 
+    def _initialize_checks(self, cmd, lc: int, le: int, counter: int) -> None:
+        """What both INITIALIZE commands check first, in this order (P5 §7.5, §7.6): the lengths,
+        the PIN (6982, P7 §11, §12), the key index (9403), room in their `counter` (9402)."""
+        _lengths(cmd, lc, le)
+        self._require_pin()
+        if cmd.data[0] != KEY_INDEX:
+            raise CardError(SW_KEY_INDEX_NOT_SUPPORTED)
+        if counter >= COUNTER_MAX:
+            raise CardError(SW_COUNTER_AT_MAXIMUM)
+
     def _tac(self, message: bytes) -> bytes:
         algorithm = self.applet.algorithm
         return algorithm.command_mac(algorithm.tac_key(self.applet.card_key("df04_dtk")), message)
@@ -291,14 +322,9 @@ class Purse:
         balance 4 || load counter 2 || key version 1 || algorithm id 1 ||
         pseudo-random 4 || MAC1 4, MAC1 = MAC_SESLK(balance || amount || type || terminal no).
         """
-        _lengths(cmd, 0x0B, 0x10)
-        self._require_pin()
-        data = cmd.data
-        if data[0] != KEY_INDEX:
-            raise CardError(SW_KEY_INDEX_NOT_SUPPORTED)
         v = self.vars
-        if v.online >= COUNTER_MAX:
-            raise CardError(SW_COUNTER_AT_MAXIMUM)
+        self._initialize_checks(cmd, 0x0B, 0x10, v.online)
+        data = cmd.data
         amount, terminal = data[1:5], data[5:11]
         if v.balance + int.from_bytes(amount, "big") > AMOUNT_MAX:
             raise CardError(SW_CONDITIONS_NOT_SATISFIED)
@@ -306,9 +332,9 @@ class Purse:
         algorithm = applet.algorithm
         random = bytes(applet.card.random(4))
         counter = _u16(v.online)
-        seslk = algorithm.process_key(applet.card_key("df04_dlk"), random + counter + b"\x80\x00")
+        seslk = algorithm.process_key(applet.card_key("df04_dlk"), load_session_input(random, counter))
         balance = _u32(v.balance)
-        mac1 = algorithm.command_mac(seslk, balance + amount + bytes((TYPE_LOAD,)) + terminal)
+        mac1 = algorithm.command_mac(seslk, load_mac1_input(balance, amount, TYPE_LOAD, terminal))
         self._session = _Session(random, v.online, amount, terminal, seslk)
         self.state = LOAD
         return balance + counter + bytes((KEY_VERSION, algorithm.flag)) + random + mac1, SW_OK
@@ -322,14 +348,9 @@ class Purse:
         payment year 2 || purchase counter 2 || key version 1 || algorithm id 1 ||
         pseudo-random 4. SESPK waits for DEBIT (docs/decisions.md S21).
         """
-        _lengths(cmd, 0x13, 0x16)
-        self._require_pin()
-        data = cmd.data
-        if data[0] != KEY_INDEX:
-            raise CardError(SW_KEY_INDEX_NOT_SUPPORTED)
         v = self.vars
-        if v.offline >= COUNTER_MAX:
-            raise CardError(SW_COUNTER_AT_MAXIMUM)
+        self._initialize_checks(cmd, 0x13, 0x16, v.offline)
+        data = cmd.data
         amounts, terminal = data[1:13], data[13:19]
         if int.from_bytes(amounts[:4], "big") > v.balance:
             raise CardError(SW_INSUFFICIENT_FUNDS)
@@ -358,8 +379,8 @@ class Purse:
         _lengths(cmd, 0x0B, 0x04)
         host_time, mac2 = cmd.data[:7], cmd.data[7:]
         algorithm = self.applet.algorithm
-        kind = bytes((TYPE_LOAD,))
-        expected = algorithm.command_mac(session.key, session.amounts + kind + session.terminal + host_time)
+        expected = algorithm.command_mac(session.key, load_mac2_input(session.amounts, TYPE_LOAD, session.terminal,
+                                                                      host_time))
         if not compare_digest(expected, mac2):
             raise CardError(SW_MAC_INVALID)
         _timestamp(host_time)
@@ -370,7 +391,8 @@ class Purse:
             raise CardError(SW_COUNTER_AT_MAXIMUM)
         if counter != v.online or balance > AMOUNT_MAX:
             raise CardError(SW_CONDITIONS_NOT_SATISFIED)
-        tac = self._tac(_u32(balance) + _u16(counter) + session.amounts + kind + session.terminal + host_time)
+        tac = self._tac(load_tac_input(_u32(balance), _u16(counter), session.amounts, TYPE_LOAD, session.terminal,
+                                       host_time))
         store = self.applet.store
         store.write(v, "balance", balance)
         store.write(v, "online", counter + 1)
@@ -402,9 +424,11 @@ class Purse:
         applet = self.applet
         algorithm = applet.algorithm
         counter = session.counter
-        sespk = algorithm.process_key(applet.card_key("df04_dpk"), session.random + _u16(counter) + tx_no[2:])
-        amounts, kind, terminal = session.amounts, bytes((TYPE_PURCHASE,)), session.terminal
-        if not compare_digest(algorithm.command_mac(sespk, amounts + kind + terminal + time), mac1):
+        sespk = algorithm.process_key(applet.card_key("df04_dpk"),
+                                      purchase_session_input(session.random, _u16(counter), tx_no))
+        amounts, terminal = session.amounts, session.terminal
+        if not compare_digest(algorithm.command_mac(sespk, purchase_mac1_input(amounts, TYPE_PURCHASE, terminal, time)),
+                              mac1):
             raise CardError(SW_MAC_INVALID)
         today = _timestamp(time)
         v = self.vars
@@ -418,8 +442,8 @@ class Purse:
         year, spip, spfp = self.year_rule(v.year, v.start_day, today, v.spip, v.spfp, self_pay, fund)
         if spip > AMOUNT_MAX or spfp > AMOUNT_MAX:
             raise CardError(SW_CONDITIONS_NOT_SATISFIED)
-        mac2 = algorithm.command_mac(sespk, amounts)
-        tac = self._tac(amounts + kind + terminal + tx_no + time)
+        mac2 = algorithm.command_mac(sespk, purchase_mac2_input(amounts))
+        tac = self._tac(purchase_tac_input(amounts, TYPE_PURCHASE, terminal, tx_no, time))
         applet.medical_activation()
         store = applet.store
         store.write(v, "balance", v.balance - account)
@@ -514,8 +538,8 @@ class Purse:
             raise CardError(SW_SECURITY_STATUS_NOT_SATISFIED) from None
         algorithm = applet.algorithm
         ks = algorithm.process_key(applet.card_key("df04_dsk"), challenge)
-        header = bytes((cmd.cla, cmd.ins, cmd.p1, cmd.p2, len(data)))
-        if not compare_digest(algorithm.command_mac(ks, header + data[:2]), data[2:]):
+        message = command_mac_input(cmd.cla, cmd.ins, cmd.p1, cmd.p2, data[:2])
+        if not compare_digest(algorithm.command_mac(ks, message), data[2:]):
             raise CardError(SW_SECURITY_STATUS_NOT_SATISFIED)
         mmdd = data[:2].hex()
         if not valid_start_day(mmdd):

@@ -9,7 +9,8 @@ and `chip.kernel.pin` plus the SSSE's own commands of P5 §6:
 - PIN: VERIFY, CHANGE PIN `80 5E 01 00`, PIN CHANGE/UNBLOCK `84 24 00 00|01`;
 - security: GET CHALLENGE, EXTERNAL AUTHENTICATE with the key named by P2
   (per-key try counters), INTERNAL AUTHENTICATE (8-byte answer), MACs under the
-  STK process key of the last challenge (P4 §8, §9; recipes in chip.kernel.crypto);
+  STK process key of the last challenge (P4 §8, §9; recipes in chip.kernel.crypto, the
+  MAC input in chip.kernel.cryptograms);
 - maintenance: APPLICATION BLOCK `84 1E 00 01` (permanent, `9303` after) and
   CARD BLOCK `84 16`, after external authentication with BK;
 - updates: UPDATE RECORD / UPDATE BINARY, CLA `00` after external
@@ -26,18 +27,27 @@ GET DATA `80 CA DF 7E` / `DF 7D` for the activation state and lock reason.
 import datetime
 from hmac import compare_digest
 
-from chip.kernel import lifecycle
-from chip.kernel.applet import UPDATE_BINARY, UPDATE_RECORD, VERIFY, Applet
-from chip.iso.ber import ber_tlv
-from chip.kernel.crypto import BY_FLAG, NAMES, factors
-from chip.kernel.fs import PIN
 from chip.apps.keys import BY_CARD_ID, EXTERNAL_AUTH_TRIES, KEY_VERSION, KEYS, card_key
-from chip.kernel.lifecycle import ACTIVATE, CARD, CARD_BLOCK, LOCK, LOCK_PERMANENT, SSSE_LIFECYCLE, SSSE_LOCK, UNLOCK
-from chip.kernel.pin import Key, Pin, pack, well_formed
 from chip.apps.purse import Purse
-from chip.kernel.secure import Challenge, split_mac
 from chip.apps.ssse_files import DDF, DDF_NAME, DF04, DF_TAGS, EF05_ITEMS, ITEMS, RID, personalize_files
-from chip.kernel.store import Vars
+from chip.iso.ber import ber_tlv
+from chip.iso.ins import (
+    APPLICATION_BLOCK,
+    APPLICATION_UNBLOCK,
+    CARD_BLOCK,
+    CHANGE_PIN,
+    EXTERNAL_AUTHENTICATE,
+    GET_CHALLENGE,
+    GET_DATA,
+    INTERNAL_AUTHENTICATE,
+    PIN_CHANGE_UNBLOCK,
+    SM_UPDATE_BINARY,
+    SM_UPDATE_RECORD,
+    UPDATE_BINARY,
+    UPDATE_RECORD,
+    VERIFY,
+    code,
+)
 from chip.iso.sw import (
     SW_APPLICATION_PERMANENTLY_BLOCKED,
     SW_AUTHENTICATION_METHOD_BLOCKED,
@@ -52,28 +62,26 @@ from chip.iso.sw import (
     SW_WRONG_P1P2,
     CardError,
 )
+from chip.kernel import lifecycle
+from chip.kernel.applet import Applet
+from chip.kernel.crypto import BY_FLAG, NAMES, factors
+from chip.kernel.cryptograms import command_mac_input
+from chip.kernel.fs import PIN
+from chip.kernel.pin import Key, Pin, pack, well_formed
+from chip.kernel.secure import Challenge, split_mac
+from chip.kernel.store import Vars
 
 __all__ = ["DDF", "DDF_NAME", "RID", "SsseApplet", "identification_code"]
 
-GET_CHALLENGE = 0x0084
-EXTERNAL_AUTHENTICATE = 0x0082
-INTERNAL_AUTHENTICATE = 0x0088
-CHANGE_PIN = 0x805E
-GET_DATA = 0x80CA
-APPLICATION_BLOCK = 0x841E
-APPLICATION_UNBLOCK = 0x8418
-CARD_BLOCK_INS = 0x8416
-PIN_CHANGE_UNBLOCK = 0x8424
-SM_UPDATE_BINARY = 0x0400 | UPDATE_BINARY & 0xFF
-SM_UPDATE_RECORD = 0x0400 | UPDATE_RECORD & 0xFF
-
-# GET DATA objects of the project's extensions (readable lifecycle state)
-ACTIVATION_TAG = 0xDF7E  # 00 issued, 01 active
-LOCK_REASON_TAG = 0xDF7D  # 00 none, 01 reported, 02 deadline
-LOCK_REASONS = {"": 0x00, "reported": 0x01, "deadline": 0x02, "permanent": 0x00}
+# GET DATA objects of the project's extensions (readable lifecycle state) and their one-byte codes
+ACTIVATION_TAG = 0xDF7E
+ACTIVATION_CODES = {lifecycle.ISSUED: 0x00, lifecycle.ACTIVE: 0x01}
+LOCK_REASON_TAG = 0xDF7D
+LOCK_REASONS = {lifecycle.NO_REASON: 0x00, lifecycle.REPORTED: 0x01, lifecycle.DEADLINE: 0x02,
+                lifecycle.PERMANENT: 0x00}  # a permanent block answers 9303 before any GET DATA
 
 # What a loss-locked SSSE still answers; every other command gets 6985 (the extension's rule).
-WHILE_LOCKED = frozenset((GET_CHALLENGE, EXTERNAL_AUTHENTICATE, GET_DATA, APPLICATION_UNBLOCK, CARD_BLOCK_INS))
+WHILE_LOCKED = frozenset((GET_CHALLENGE, EXTERNAL_AUTHENTICATE, GET_DATA, APPLICATION_UNBLOCK, CARD_BLOCK))
 
 GENERATION_GRANTS = {"2.00": "gen2", "3.00": "gen3"}  # access alternatives that depend on the generation
 
@@ -103,7 +111,7 @@ class SsseApplet(Applet):
         GET_DATA: "get_data",
         APPLICATION_BLOCK: "application_block",
         APPLICATION_UNBLOCK: "application_unblock",
-        CARD_BLOCK_INS: "card_block",
+        CARD_BLOCK: "card_block",
         **{key: "medical" for key in Purse.COMMANDS},
     }
 
@@ -141,9 +149,7 @@ class SsseApplet(Applet):
             limit = EXTERNAL_AUTH_TRIES if spec.card_id is not None and spec.external else 0
             store.add(spec.store_key, Key(card_key(algorithm, spec, profile.keys[spec.name], levels), limit))
         store.add("ssse.state", Vars(
-            lifecycle=lifecycle.INITIAL[SSSE_LIFECYCLE],
-            lock=lifecycle.INITIAL[SSSE_LOCK],
-            lock_reason="",
+            **lifecycle.initial("ssse.state"),
             algorithm=profile.algorithm_flag,
             generation=profile.spec_version,
             initial_pin=pack(profile.initial_pin),
@@ -157,11 +163,11 @@ class SsseApplet(Applet):
         open_commands = cls.commands
         locked = {key: (handler if key in WHILE_LOCKED else cls._refuse_locked) for key, handler in open_commands.items()}
         blocked = dict.fromkeys(open_commands, cls._refuse_blocked)
-        tables = {"none": open_commands, "locked": locked, "blocked": blocked}
+        tables = {lifecycle.NONE: open_commands, lifecycle.LOCKED: locked, lifecycle.BLOCKED: blocked}
         cls.commands = property(lambda self: tables[self.state.lock])
 
     def refusal(self) -> int:
-        return SW_APPLICATION_PERMANENTLY_BLOCKED if self.state.lock == "blocked" else 0
+        return SW_APPLICATION_PERMANENTLY_BLOCKED if self.state.lock == lifecycle.BLOCKED else 0
 
     def _refuse_locked(self, cmd):
         raise CardError(SW_CONDITIONS_NOT_SATISFIED)
@@ -181,9 +187,9 @@ class SsseApplet(Applet):
     def select(self, node) -> int:
         """9303 on a permanently blocked SSSE (P5 §6.1.1, P7 §13.2); FCI + 6283 while loss-locked (extension)."""
         lock = self.state.lock
-        if lock == "none":
+        if lock == lifecycle.NONE:
             return SW_OK
-        return SW_APPLICATION_PERMANENTLY_BLOCKED if lock == "blocked" else SW_WARNING_SELECTED_FILE_INVALIDATED
+        return SW_APPLICATION_PERMANENTLY_BLOCKED if lock == lifecycle.BLOCKED else SW_WARNING_SELECTED_FILE_INVALIDATED
 
     def reselect(self, node) -> int:
         """Moving inside the SSSE: the security states of the current DF hold until the DF changes (P5 §6.11.1)."""
@@ -235,7 +241,7 @@ class SsseApplet(Applet):
         """The file's update condition; before activation a medical write without it is 6985 (extension)."""
         if ef.update and not self.satisfies(ef.update):
             medical = ef.parent is DF04
-            issued = self.state.lifecycle == "issued"
+            issued = self.state.lifecycle == lifecycle.ISSUED
             raise CardError(SW_CONDITIONS_NOT_SATISFIED if medical and issued else SW_SECURITY_STATUS_NOT_SATISFIED)
 
     def after_write(self, ef) -> None:
@@ -244,7 +250,7 @@ class SsseApplet(Applet):
             self.medical_activation()
 
     def medical_activation(self) -> None:
-        lifecycle.fire(self.store, SSSE_LIFECYCLE, ACTIVATE)
+        lifecycle.fire(self.store, lifecycle.SSSE_LIFECYCLE, lifecycle.ACTIVATE)
 
     def fci_proprietary(self, node) -> bytes:
         """`A5` of the SSSE: DIR SFI `88 01 1E` and the algorithm `9F0C 03 86 01 xx` (P5 table 36, as real cards)."""
@@ -260,7 +266,8 @@ class SsseApplet(Applet):
                 if item is not None:
                     value = item.value(record)
                     fields[item.name] = value.hex().upper() if isinstance(value, bytes) else value
-        lock = self.state.lock + (f" ({self.state.lock_reason})" if self.state.lock_reason else "")
+        reason = lifecycle.reason_of(self.store, lifecycle.SSSE_LOCK)
+        lock = self.state.lock + (f" ({reason})" if reason else "")
         deadline = self.issue_date() + datetime.timedelta(days=self.state.deadline_days)
         if self.card.financial_activated():
             deadline_text = f"{deadline} (met: financial application activated)"
@@ -329,7 +336,7 @@ class SsseApplet(Applet):
         self.pin.check(self.store, old)
         self.pin.update(self.store, new)
         if not compare_digest(new, self.state.initial_pin):  # a secret: constant time, like every PIN compare
-            lifecycle.fire(self.store, SSSE_LIFECYCLE, ACTIVATE)
+            lifecycle.fire(self.store, lifecycle.SSSE_LIFECYCLE, lifecycle.ACTIVATE)
         return b"", SW_OK
 
     def pin_change_unblock(self, cmd):
@@ -363,10 +370,22 @@ class SsseApplet(Applet):
             raise CardError(SW_WRONG_LENGTH)
         return self.challenge.issue(self.card.random, cmd.ne), SW_OK
 
-    def _key_version(self, data: bytes) -> None:
-        """Byte 17 of INTERNAL/EXTERNAL AUTHENTICATE names the key version (absent: 01)."""
+    def _authentication_key(self, cmd, internal: bool):
+        """The key an EXTERNAL (`internal` False) or INTERNAL AUTHENTICATE names, after what both
+        check, in this order: P1 00 (6A86), 16 or 17 data bytes (6700), P2 a key of the current DF
+        for that command (6A88: IRK, the one key EXTERNAL AUTHENTICATE may not name, serves INTERNAL
+        AUTHENTICATE only, P5 §6.7), byte 17 the key version, absent 01 (6A88; P5 §6.4.3, §6.7.3)."""
+        if cmd.p1:
+            raise CardError(SW_WRONG_P1P2)
+        data = cmd.data
+        if len(data) not in (16, 17):
+            raise CardError(SW_WRONG_LENGTH)
+        spec = BY_CARD_ID.get((self._df_tag(), cmd.p2))
+        if spec is None or spec.external == internal:
+            raise CardError(SW_REFERENCED_DATA_NOT_FOUND)
         if len(data) == 17 and data[16] != KEY_VERSION:
             raise CardError(SW_REFERENCED_DATA_NOT_FOUND)
+        return spec
 
     def external_authenticate(self, cmd):
         """EXTERNAL AUTHENTICATE (00 82 00 <key id> 10|11 <auth 8> <original 8> [version]), P7 §6.6.
@@ -375,15 +394,8 @@ class SsseApplet(Applet):
         challenge; auth must equal the authentication data of the original.
         A counted key loses a try per failure (63Cx, 6983 at zero); BK never does.
         """
-        if cmd.p1:
-            raise CardError(SW_WRONG_P1P2)
+        spec = self._authentication_key(cmd, internal=False)
         data = cmd.data
-        if len(data) not in (16, 17):
-            raise CardError(SW_WRONG_LENGTH)
-        spec = BY_CARD_ID.get((self._df_tag(), cmd.p2))
-        if spec is None or not spec.external:  # IRK serves INTERNAL AUTHENTICATE only
-            raise CardError(SW_REFERENCED_DATA_NOT_FOUND)
-        self._key_version(data)
         key = self.keys[spec.name]
         if key.blocked:
             raise CardError(SW_AUTHENTICATION_METHOD_BLOCKED)
@@ -401,15 +413,8 @@ class SsseApplet(Applet):
     def internal_authenticate(self, cmd):
         """INTERNAL AUTHENTICATE (00 88 00 00 10|11 <R1 8> <R2 8> [version]), P5 §6.7:
         8 bytes of authentication data of R2 under the IRK process key of R1."""
-        if cmd.p1:
-            raise CardError(SW_WRONG_P1P2)
+        spec = self._authentication_key(cmd, internal=True)
         data = cmd.data
-        if len(data) not in (16, 17):
-            raise CardError(SW_WRONG_LENGTH)
-        spec = BY_CARD_ID.get((self._df_tag(), cmd.p2))
-        if spec is None or spec.name != "ssse_irk":
-            raise CardError(SW_REFERENCED_DATA_NOT_FOUND)
-        self._key_version(data)
         algorithm = self.algorithm
         return algorithm.auth_data(algorithm.process_key(self.keys[spec.name].value, data[:8]), data[8:16]), SW_OK
 
@@ -429,7 +434,7 @@ class SsseApplet(Applet):
         challenge = self.challenge.take()
         algorithm = self.algorithm
         process_key = algorithm.process_key(self.keys[f"{self._df_tag() or 'ssse'}_stk"].value, challenge)
-        message = bytes((cmd.cla, cmd.ins, cmd.p1, cmd.p2, len(cmd.data))) + body
+        message = command_mac_input(cmd.cla, cmd.ins, cmd.p1, cmd.p2, body)
         if not compare_digest(algorithm.command_mac(process_key, message), mac4):
             raise CardError(SW_SM_INCORRECT)
         return body, process_key
@@ -447,9 +452,9 @@ class SsseApplet(Applet):
             raise CardError(SW_WRONG_LENGTH)
         tag = cmd.p1 << 8 | cmd.p2
         if tag == ACTIVATION_TAG:
-            value = 0x01 if self.state.lifecycle == "active" else 0x00
+            value = ACTIVATION_CODES[self.state.lifecycle]
         elif tag == LOCK_REASON_TAG:
-            value = LOCK_REASONS[self.state.lock_reason]
+            value = LOCK_REASONS[lifecycle.reason_of(self.store, lifecycle.SSSE_LOCK)]
         else:
             raise CardError(SW_REFERENCED_DATA_NOT_FOUND)
         return ber_tlv(tag, bytes((value,))), SW_OK
@@ -466,8 +471,10 @@ class SsseApplet(Applet):
         if cmd.p1 or cmd.p2 > 1:
             raise CardError(SW_WRONG_P1P2)
         self._maintenance(cmd)
-        lifecycle.fire(self.store, SSSE_LOCK, LOCK_PERMANENT if cmd.p2 else LOCK)
-        self.store.write(self.state, "lock_reason", "permanent" if cmd.p2 else "reported")
+        if cmd.p2:
+            lifecycle.fire(self.store, lifecycle.SSSE_LOCK, lifecycle.LOCK_PERMANENT, reason=lifecycle.PERMANENT)
+        else:
+            lifecycle.fire(self.store, lifecycle.SSSE_LOCK, lifecycle.LOCK, reason=lifecycle.REPORTED)
         return b"", SW_OK
 
     def application_unblock(self, cmd):
@@ -476,11 +483,7 @@ class SsseApplet(Applet):
         if cmd.p1 or cmd.p2:
             raise CardError(SW_WRONG_P1P2)
         self._maintenance(cmd)
-        if self.state.lock_reason == "deadline" and not self.card.financial_activated():
-            raise CardError(SW_CONDITIONS_NOT_SATISFIED)
-        lifecycle.fire(self.store, SSSE_LOCK, UNLOCK)
-        if self.state.lock_reason:
-            self.store.write(self.state, "lock_reason", "")
+        lifecycle.lift_loss_lock(self.store, self.card.financial_activated())
         return b"", SW_OK
 
     def card_block(self, cmd):
@@ -488,11 +491,11 @@ class SsseApplet(Applet):
         if cmd.p1 or cmd.p2:
             raise CardError(SW_WRONG_P1P2)
         self._maintenance(cmd)
-        lifecycle.fire(self.store, CARD, CARD_BLOCK)
+        lifecycle.fire(self.store, lifecycle.CARD, lifecycle.CARD_BLOCK)
         return b"", SW_OK
 
     # -- the medical offline purse (P5 §7), in DF04 only ------------------------------------------------
     def medical(self, cmd):
         if self.card.current_df is not DF04:
             raise CardError(SW_CONDITIONS_NOT_SATISFIED)
-        return getattr(self.purse, Purse.COMMANDS[cmd.cla << 8 | cmd.ins])(cmd)
+        return getattr(self.purse, Purse.COMMANDS[code(cmd.cla, cmd.ins)])(cmd)

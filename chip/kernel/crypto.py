@@ -16,11 +16,15 @@ Two families of recipes live here:
   master key, session key from the ATC, ISO 9797-1 MAC algorithm 3 (`mac`,
   `mac4`), application cryptogram, ARPC, enciphered PIN block.
 
+What each MAC, cryptogram and session key is computed over (the message
+layouts) is `chip.kernel.cryptograms`; this module is how.
+
 Notation: `E_K(x)` is ECB encryption under K: single DES for an 8-byte key,
 3DES-EDE2 for a 16-byte key (DES family), SM4 (16-byte family).
 """
 
-from functools import lru_cache
+from collections.abc import Callable
+from functools import lru_cache, partial
 from hmac import compare_digest
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
@@ -58,10 +62,13 @@ def pad_method2(data: bytes, block: int) -> bytes:
 
 @lru_cache(maxsize=512)
 def _ecb(cipher: str, key: bytes):
+    """The cached (encryptor, decryptor) pair of ECB under `key`: SM4, or in the DES family by the
+    key's length single DES (8 bytes, as 3DES with K1 = K2 = K3), 3DES-EDE2 (16 bytes, as the
+    three-key form K1 K2 K1: cryptography deprecates the short forms) or three-key 3DES (24)."""
     if cipher == "sm4":
         algorithm = algorithms.SM4(key)
-    else:  # 3DES-EDE2 as the three-key form K1 K2 K1 (cryptography deprecates 16-byte keys)
-        algorithm = TripleDES(key + key[:8] if len(key) == 16 else key)
+    else:
+        algorithm = TripleDES(key * 3 if len(key) == 8 else key + key[:8] if len(key) == 16 else key)
     c = Cipher(algorithm, modes.ECB())
     return c.encryptor(), c.decryptor()
 
@@ -81,11 +88,6 @@ def _cbc_last(encryptor, data: bytes, iv: bytes, block: int) -> bytes:
     for i in range(0, len(data), block):
         h = int.from_bytes(encryptor.update((h ^ int.from_bytes(data[i:i + block], "big")).to_bytes(block, "big")), "big")
     return h.to_bytes(block, "big")
-
-
-def _des(key8: bytes):
-    """Single DES as 3DES with K1 = K2 = K3."""
-    return _ecb("des", key8 * 3)
 
 
 def fold4(block: bytes) -> bytes:
@@ -139,17 +141,31 @@ def factors(region: str, historical: bytes) -> tuple[bytes, bytes, bytes]:
 
 
 class Algorithm:
-    """One of the card's two block ciphers with the LD/T 32 and EMV recipes on top."""
+    """One of the card's two block ciphers with the LD/T 32 and EMV recipes on top.
+
+    Each recipe is written once, here, in terms of what the two families differ
+    in (`_contexts`, `auth_input`, `auth_output`, `mac_result`, the key
+    schedules); the card's applets call it and the host side (the PSAM helper,
+    the issuer host) builds its inputs with the same methods.
+    """
 
     name = ""
     flag = 0
     block = 8
+    mac_iv = b""  # the initial value of every CBC MAC: one zero block (P4 §8.2.4 step 1)
+
+    _contexts: Callable[[bytes], tuple]  # key -> the cached (encryptor, decryptor) of ECB under it: `_ecb` of the family
 
     def encrypt(self, key: bytes, data: bytes) -> bytes:
-        raise NotImplementedError
+        """`E_K` over whole blocks, ECB."""
+        return self._contexts(key)[0].update(_blocks(data, self.block))
 
     def decrypt(self, key: bytes, data: bytes) -> bytes:
-        raise NotImplementedError
+        return self._contexts(key)[1].update(_blocks(data, self.block))
+
+    def cbc(self, key: bytes, data: bytes, iv: bytes) -> bytes:
+        """The last block of CBC encryption of whole blocks `data` from `iv` (P4 figures 1, 2)."""
+        return _cbc_last(self._contexts(key)[0], data, iv, self.block)
 
     def mac(self, key: bytes, data: bytes, iv: bytes | None = None) -> bytes:
         """The full MAC block of `data` (padded by method 2)."""
@@ -172,34 +188,61 @@ class Algorithm:
         return key
 
     # -- LD/T 32 part 4: secure messaging and authentication ----------------------------------
-    def process_key(self, key: bytes, data: bytes) -> bytes:
-        """Process (session) key from a card key and its input (P4 §8.4): `E_K(I)`.
+    def process_input(self, data: bytes) -> bytes:
+        """The input I of a process key (P4 §8.4): one block, `data` cut to it or right-padded
+        with 00. DES family: an 8-byte random as it is, a 4-byte one || 00*4, of a longer one
+        the first 8 bytes (P4 §8.4.1); 16-byte family: a 4- or 8-byte random || 00.., a 16-byte
+        one as it is (P4 §8.4.2). The PSAM takes I as the process factor of DELIVERY SESSION KEY."""
+        block = self.block
+        return data[:block].ljust(block, b"\x00")
 
-        DES family: I is 8 bytes (a 4-byte random is right-padded with 00; of a
-        longer one the first 8 bytes are taken), KS is 8 bytes, single DES after.
-        16-byte family: I is 16 bytes (shorter inputs right-padded with 00).
-        """
+    def process_key(self, key: bytes, data: bytes) -> bytes:
+        """Process (session) key KS = `E_K(I)` of a card key and its input (P4 §8.4): 8 bytes in the
+        DES family (every later use is single DES), 16 bytes in the 16-byte family."""
+        return self._contexts(key)[0].update(self.process_input(data))  # one whole block
+
+    def mac_blocks(self, message: bytes) -> bytes:
+        """What the P4 §8.2 MAC chains: `message` padded by method 2 (80 00.., a full last
+        block gets a whole extra block; P4 §8.2.4 steps 3-4)."""
+        return pad_method2(message, self.block)
+
+    def mac_result(self, last: bytes) -> bytes:
+        """MAC4 from the last CBC block (P4 §8.2.4): DES family its left 4 bytes, 16-byte family
+        its four words XORed."""
         raise NotImplementedError
 
     def command_mac(self, process_key: bytes, message: bytes) -> bytes:
-        """MAC4 of P4 §8.2: `message` padded by method 2, CBC from a zero IV under the
-        process key; DES family: the left 4 bytes, 16-byte family: the last block folded."""
+        """MAC4 of P4 §8.2: `mac_blocks(message)` chained by CBC from `mac_iv` under the process
+        key, the last block cut by `mac_result`."""
+        return self.mac_result(_cbc_last(self._contexts(process_key)[0], self.mac_blocks(message), self.mac_iv, self.block))
+
+    def auth_input(self, original: bytes) -> bytes:
+        """What the process key enciphers for authentication data (P4 §9.3): the 8-byte original
+        data D (DES family, §9.3.1), `D || 00*8` (16-byte family, §9.3.2)."""
+        raise NotImplementedError
+
+    def auth_output(self, enciphered: bytes) -> bytes:
+        """The 8 authentication bytes from `E_KS(auth_input(D))` (P4 §9.3): as it is (DES
+        family), its halves XORed (16-byte family)."""
         raise NotImplementedError
 
     def auth_data(self, process_key: bytes, original: bytes) -> bytes:
-        """8-byte authentication data of internal/external authentication (P4 §9.3):
-        `E_KS(D)` (DES family) or `fold8(E_KS(D || 00*8))` (16-byte family)."""
-        raise NotImplementedError
+        """8-byte authentication data of internal/external authentication (P4 §9.3)."""
+        return self.auth_output(self._contexts(process_key)[0].update(_blocks(self.auth_input(original), self.block)))
+
+    def encipher_input(self, plaintext: bytes) -> bytes:
+        """P4 §8.3: `LD || plaintext`, padded with 80 00.. only when the last block is not full."""
+        return pad_encipher(bytes((len(plaintext),)) + plaintext, self.block)
 
     def encipher(self, process_key: bytes, plaintext: bytes) -> bytes:
-        """P4 §8.3: `LD || plaintext` padded (80 00.. only when not a whole block), ECB."""
-        return self._ecb_encrypt(process_key, pad_encipher(bytes((len(plaintext),)) + plaintext, self.block))
+        """P4 §8.3: `encipher_input(plaintext)` enciphered block by block (ECB) under the process key."""
+        return self.encrypt(process_key, self.encipher_input(plaintext))
 
     def decipher(self, process_key: bytes, data: bytes) -> bytes | None:
         """Inverse of `encipher`; None when the length, LD or padding is wrong (P4 §8.3.4)."""
         if not data or len(data) % self.block:
             return None
-        plain = self._ecb_decrypt(process_key, data)
+        plain = self.decrypt(process_key, data)
         ld = plain[0]
         if ld == 0 and self.block == 16:
             return None  # P4 §8.3.3.2: LD is at least 1 in the 16-byte family
@@ -212,12 +255,6 @@ class Algorithm:
 
     def tac_key(self, dtk: bytes) -> bytes:
         """The TAC key from DTK (P7 §15): `DTK_L xor DTK_R` (DES family), DTK itself (16-byte family)."""
-        raise NotImplementedError
-
-    def _ecb_encrypt(self, key: bytes, data: bytes) -> bytes:
-        raise NotImplementedError
-
-    def _ecb_decrypt(self, key: bytes, data: bytes) -> bytes:
         raise NotImplementedError
 
     # -- EMV / PBOC (docs/decisions.md §6) ---------------------------------------------------------
@@ -258,43 +295,35 @@ class Tdes(Algorithm):
     name = "3DES"
     flag = TDES_FLAG
     block = 8
+    mac_iv = bytes(8)
 
-    def encrypt(self, key, data):
-        return _ecb("3des", key)[0].update(_blocks(data, 8))
-
-    def decrypt(self, key, data):
-        return _ecb("3des", key)[1].update(_blocks(data, 8))
+    # single DES under an 8-byte key (the DES family's process keys, P4 §8.4.1; the short STK keys),
+    # 3DES-EDE2 under a 16-byte one
+    _contexts = partial(_ecb, "des")
 
     def mac(self, key, data, iv=None):
         """ISO 9797-1 MAC algorithm 3: DES-CBC under K1, then decrypt K2 and encrypt K1 on the last block."""
         k1, k2 = key[:8], key[8:16]
-        des1 = _des(k1)[0]
-        h = _cbc_last(des1, pad_method2(data, 8), iv or bytes(8), 8)
-        return des1.update(_des(k2)[1].update(h))
+        des1 = _ecb("des", k1)[0]
+        h = _cbc_last(des1, pad_method2(data, 8), iv or self.mac_iv, 8)
+        return des1.update(_ecb("des", k2)[1].update(h))
 
     def diversify(self, master, d):
         if len(master) == 8:
-            return self._ecb_encrypt(master, d)
+            return self.encrypt(master, d)
         return self.encrypt(master, d) + self.encrypt(master, invert(d))
 
-    def process_key(self, key, data):
-        return self._ecb_encrypt(key, data[:8].ljust(8, b"\x00"))
+    def mac_result(self, last):
+        return last[:4]
 
-    def command_mac(self, process_key, message):
-        return _cbc_last(_des(process_key)[0], pad_method2(message, 8), bytes(8), 8)[:4]
+    def auth_input(self, original):
+        return original
 
-    def auth_data(self, process_key, original):
-        return _des(process_key)[0].update(_blocks(original, 8))
+    def auth_output(self, enciphered):
+        return enciphered
 
     def tac_key(self, dtk):
         return xor(dtk[:8], dtk[8:16])
-
-    def _ecb_encrypt(self, key, data):
-        """Single DES under an 8-byte key, 3DES-EDE2 under a 16-byte one."""
-        return (_des(key) if len(key) == 8 else _ecb("3des", key))[0].update(_blocks(data, 8))
-
-    def _ecb_decrypt(self, key, data):
-        return (_des(key) if len(key) == 8 else _ecb("3des", key))[1].update(_blocks(data, 8))
 
     def _from_halves(self, key, a, b):
         return adjust_parity(self.encrypt(key, a + b))
@@ -312,34 +341,26 @@ class Sm4(Algorithm):
     name = "SM4"
     flag = SM4_FLAG
     block = 16
+    mac_iv = bytes(16)
 
-    def encrypt(self, key, data):
-        return _ecb("sm4", key)[0].update(_blocks(data, 16))
-
-    def decrypt(self, key, data):
-        return _ecb("sm4", key)[1].update(_blocks(data, 16))
+    _contexts = partial(_ecb, "sm4")
 
     def mac(self, key, data, iv=None):
         """SM4 CBC-MAC: the last block of SM4-CBC over the padded data."""
-        return _cbc_last(_ecb("sm4", key)[0], pad_method2(data, 16), iv or bytes(16), 16)
+        return self.cbc(key, pad_method2(data, 16), iv or self.mac_iv)
 
     def diversify(self, master, d):
         return self.encrypt(master, d + invert(d))
 
-    def process_key(self, key, data):
-        return self.encrypt(key, data[:16].ljust(16, b"\x00"))
+    mac_result = staticmethod(fold4)
 
-    def command_mac(self, process_key, message):
-        return fold4(_cbc_last(_ecb("sm4", process_key)[0], pad_method2(message, 16), bytes(16), 16))
+    def auth_input(self, original):
+        return original + bytes(8)
 
-    def auth_data(self, process_key, original):
-        return fold8(self.encrypt(process_key, original + bytes(8)))
+    auth_output = staticmethod(fold8)
 
     def tac_key(self, dtk):
         return dtk
-
-    _ecb_encrypt = encrypt
-    _ecb_decrypt = decrypt
 
     def _from_halves(self, key, a, b):
         return self.encrypt(key, a + b)

@@ -7,8 +7,8 @@ the power at any instant can lose a try but never give one back.
 
 from hmac import compare_digest
 
-from chip.kernel.store import Persistent, register
 from chip.iso.sw import SW_AUTHENTICATION_METHOD_BLOCKED, CardError
+from chip.kernel.store import Persistent, register
 
 _DIGITS = frozenset("0123456789")
 

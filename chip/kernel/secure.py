@@ -8,6 +8,7 @@ challenge. MACs are compared in constant time.
 from hmac import compare_digest
 
 from chip.iso.sw import SW_REFERENCED_DATA_INVALID, SW_SM_INCORRECT, SW_SM_MISSING, SW_WRONG_LENGTH, CardError
+from chip.kernel.cryptograms import MAC_LENGTH
 
 
 class Challenge:
@@ -43,9 +44,9 @@ def split_mac(data: bytes) -> tuple[bytes, bytes]:
     """
     if not data:
         raise CardError(SW_SM_MISSING)
-    if not 4 <= len(data) <= 255:
+    if not MAC_LENGTH <= len(data) <= 255:
         raise CardError(SW_WRONG_LENGTH)
-    return data[:-4], data[-4:]
+    return data[:-MAC_LENGTH], data[-MAC_LENGTH:]
 
 
 def check_mac4(algorithm, key: bytes, iv: bytes, message: bytes, mac4: bytes) -> None:

@@ -18,8 +18,10 @@ any APDU is sent: a bad input is a ValueError, never a half-applied script.
 from dataclasses import dataclass, field
 from hmac import compare_digest
 
+from chip.apps.financial import ACTIVATION_TAG, AIP, ARQC, CDOL1_LENGTH, pin_block
 from chip.iso.apdu import build
-from chip.apps.financial import AIP, CDOL1_LENGTH, pin_block
+from chip.iso.ins import PIN_CHANGE_UNBLOCK, PUT_DATA_SCRIPT, cla_ins
+from chip.kernel.cryptograms import MAC_LENGTH, cryptogram_input, script_mac_input
 from chip.personalization.profile import Profile, load_profile
 
 APPROVED = b"00"
@@ -39,7 +41,7 @@ def _byte(name: str, value) -> int:
     return value
 
 
-MAX_SCRIPT_DATA = 255 - 4  # Lc is one byte and the MAC4 takes 4 of it
+MAX_SCRIPT_DATA = 255 - MAC_LENGTH  # Lc is one byte and the MAC4 takes 4 of it
 
 
 @dataclass
@@ -73,10 +75,10 @@ class IssuerHost:
     # -- authorisation ---------------------------------------------------------------------------------
     def expected_cryptogram(self, pan, psn, algorithm, atc: int, terminal_data: bytes, cvr: bytes) -> bytes:
         sk = self.session_key("ac", pan, psn, algorithm, atc)
-        return algorithm.cryptogram(sk, terminal_data + AIP + atc.to_bytes(2, "big") + cvr)
+        return algorithm.cryptogram(sk, cryptogram_input(terminal_data, AIP, atc, cvr))
 
     def authorise(self, pan: str, psn: str, algorithm, atc: int, terminal_data: bytes, cvr: bytes,
-                  cryptogram: bytes, amount: int = 0, cid: int = 0x80) -> Authorisation:
+                  cryptogram: bytes, amount: int = 0, cid: int = ARQC) -> Authorisation:
         """Check the card's cryptogram; approve an ARQC if the account covers the amount.
 
         An AAC (a card that declined, e.g. one not yet activated) is checked the
@@ -87,9 +89,9 @@ class IssuerHost:
             raise ValueError(f"an amount is a whole number of fen, not {amount!r}")
         valid = compare_digest(cryptogram, self.expected_cryptogram(pan, psn, algorithm, atc, terminal_data, cvr))
         funds = self.balances.get(pan, 10**12) >= amount
-        arc = APPROVED if valid and cid == 0x80 and funds else DECLINED
+        arc = APPROVED if valid and cid == ARQC and funds else DECLINED
         arpc = None
-        if valid and cid == 0x80:
+        if valid and cid == ARQC:
             arpc = algorithm.arpc(self.session_key("ac", pan, psn, algorithm, atc), cryptogram, arc)
         scripts = []
         if valid:
@@ -106,18 +108,17 @@ class IssuerHost:
         if len(data) > MAX_SCRIPT_DATA:
             raise ValueError(f"issuer script data is at most {MAX_SCRIPT_DATA} bytes, not {len(data)}")
         sk = self.session_key("smi", pan, psn, algorithm, atc)
-        lc = len(data) + 4
-        mac = algorithm.mac4(sk, bytes((cla, ins, p1, p2, lc)) + atc.to_bytes(2, "big") + ac + data)
+        mac = algorithm.mac4(sk, script_mac_input(cla, ins, p1, p2, atc, ac, data))
         return build(cla, ins, p1, p2, data + mac)
 
     def pin_change(self, pan, psn, algorithm, atc, ac, new_pin: str) -> bytes:
         check_pin(new_pin, "the new bank PIN")
         sk = self.session_key("smc", pan, psn, algorithm, atc)
         enciphered = algorithm.encipher_pin_block(sk, pin_block(new_pin))
-        return self.script(pan, psn, algorithm, atc, ac, 0x84, 0x24, 0x00, 0x02, enciphered)
+        return self.script(pan, psn, algorithm, atc, ac, *cla_ins(PIN_CHANGE_UNBLOCK), 0x00, 0x02, enciphered)
 
     def put_data(self, pan, psn, algorithm, atc, ac, tag: int, value: bytes) -> bytes:
-        return self.script(pan, psn, algorithm, atc, ac, 0x04, 0xDA, tag >> 8, tag & 0xFF, value)
+        return self.script(pan, psn, algorithm, atc, ac, *cla_ins(PUT_DATA_SCRIPT), tag >> 8, tag & 0xFF, value)
 
     # Script builders: each takes (host, pan, psn, algorithm, atc, ac) and returns one command APDU.
     # A list of builders is one issuer script; its inputs are checked here, before anything is sent.
@@ -128,7 +129,7 @@ class IssuerHost:
         check_pin(new_pin, "the new bank PIN")
         return [
             lambda host, pan, psn, alg, atc, ac: host.pin_change(pan, psn, alg, atc, ac, new_pin),
-            lambda host, pan, psn, alg, atc, ac: host.put_data(pan, psn, alg, atc, ac, 0xDF7F, b"\x01"),
+            lambda host, pan, psn, alg, atc, ac: host.put_data(pan, psn, alg, atc, ac, ACTIVATION_TAG, b"\x01"),
         ]
 
     @staticmethod

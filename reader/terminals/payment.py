@@ -22,22 +22,51 @@ the issuer), `declined (AAC, ...): the financial application is not activated`.
 import datetime
 from dataclasses import dataclass, field
 
+from chip.apps.directory import PSE_NAME
+from chip.apps.financial import (
+    AAC,
+    ALGORITHMS,
+    ARQC,
+    CDOL1,
+    CNY,
+    CVR_APPLICATION_BLOCKED,
+    CVR_FOREIGN_CURRENCY,
+    CVR_NOT_ACTIVATED,
+    PDOL,
+    TC,
+    pin_block,
+)
 from chip.iso import ber
 from chip.iso.apdu import build
+from chip.iso.ins import (
+    APPLICATION_BLOCK,
+    APPLICATION_UNBLOCK,
+    CARD_BLOCK,
+    EXTERNAL_AUTHENTICATE,
+    GENERATE_AC,
+    GET_PROCESSING_OPTIONS,
+    NAMES,
+    PIN_CHANGE_UNBLOCK,
+    PUT_DATA_SCRIPT,
+    READ_RECORD,
+    SELECT,
+    VERIFY,
+    cla_ins,
+    code,
+)
+from chip.iso.sw import SW_AUTHENTICATION_METHOD_BLOCKED, SW_OK, SW_WARNING_SELECTED_FILE_INVALIDATED, sw_of
 from chip.kernel.crypto import SM4, TDES
-from chip.apps.directory import PSE_NAME
-from chip.apps.financial import AAC, ARQC, TC, pin_block
-
 from reader.base import Reader, transmit_all
-from reader.terminals.issuer import IssuerHost, check_pin
+from reader.terminals.issuer import APPROVED, IssuerHost, check_pin
 
-CNY = b"\x01\x56"
 CID_NAMES = {AAC: "AAC", TC: "TC", ARQC: "ARQC"}
+SM_INDICATOR = {algorithm: value for value, algorithm in ALGORITHMS.items()}  # the PDOL's DF69 for an algorithm
 MAX_AMOUNT = 999_999_999_999  # fen: the amount is n12 (9F02)
 # why a card answered an AAC, from its CVR (byte, bit) as chip.apps.financial sets them
-AAC_REASONS = (((3, 0x04), "the financial application is not activated"),
-               ((3, 0x02), "the financial application is blocked"),
-               ((3, 0x01), "a foreign currency, declined offline"))
+AAC_REASONS = ((CVR_NOT_ACTIVATED, "the financial application is not activated"),
+               (CVR_APPLICATION_BLOCKED, "the financial application is blocked"),
+               (CVR_FOREIGN_CURRENCY, "a foreign currency, declined offline"))
+NAMED_SCRIPTS = frozenset((APPLICATION_BLOCK, APPLICATION_UNBLOCK, CARD_BLOCK))  # named as chip.iso.ins names them
 
 
 def check_amount(amount) -> int:
@@ -50,12 +79,12 @@ def check_amount(amount) -> int:
 def script_name(command: bytes) -> str:
     """What an issuer script command is, by its header (docs/decisions.md §6)."""
     head = bytes(command[:2])
-    if head == b"\x84\x24":
+    kind = code(*head) if len(head) == 2 else None
+    if kind == PIN_CHANGE_UNBLOCK:
         return "PIN CHANGE" if len(command) > 3 and command[3] == 0x02 else "PIN UNBLOCK"
-    if head == b"\x04\xDA" and len(command) >= 4:
+    if kind == PUT_DATA_SCRIPT and len(command) >= 4:
         return f"PUT DATA {command[2]:02X}{command[3]:02X}"
-    return {b"\x84\x1E": "APPLICATION BLOCK", b"\x84\x18": "APPLICATION UNBLOCK",
-            b"\x84\x16": "CARD BLOCK"}.get(head, f"{head.hex().upper()}")
+    return NAMES[kind] if kind in NAMED_SCRIPTS else f"{head.hex().upper()}"
 
 
 def script_goes_on(sw: int) -> bool:
@@ -67,8 +96,17 @@ class KernelError(Exception):
     """The card answered something a terminal cannot go on with."""
 
 
-def sw_of(response: bytes) -> int:
-    return int.from_bytes(response[-2:], "big")
+def _dol_tags(dol: bytes) -> tuple[int, ...]:
+    """The tags of a card's data object list, in its order (EMV Book 3 §5.4)."""
+    return tuple(tag for tag, _ in ber.parse_dol(dol))
+
+
+PDOL_TAGS, CDOL1_TAGS = _dol_tags(PDOL), _dol_tags(CDOL1)  # what the card asks for, parsed once
+
+
+def _dol_data(tags: tuple[int, ...], values: dict) -> bytes:
+    """The data a terminal sends for a data object list: the value of each listed object, in order."""
+    return b"".join([values[tag] for tag in tags])
 
 
 def find(data: bytes, tag: int) -> bytes | None:
@@ -110,9 +148,9 @@ class Outcome:
         sw = self.pin_sw
         if sw is None:
             return None
-        if sw == 0x9000:
+        if sw == SW_OK:
             return "PIN verified"
-        return f"PIN blocked ({sw:04X})" if sw == 0x6983 else f"PIN refused ({sw:04X})"
+        return f"PIN blocked ({sw:04X})" if sw == SW_AUTHENTICATION_METHOD_BLOCKED else f"PIN refused ({sw:04X})"
 
     @property
     def reason(self) -> str:
@@ -124,11 +162,11 @@ class Outcome:
                 if len(self.first_cvr) > index and self.first_cvr[index] & bit:
                     return why
             return ""
-        if self.second_ac_sw is not None and self.second_ac_sw != 0x9000:
+        if self.second_ac_sw is not None and self.second_ac_sw != SW_OK:
             return f"the second GENERATE AC answered {self.second_ac_sw:04X}"
         if self.host_verified is False:
             return "the issuer host did not verify the card's cryptogram"
-        if self.arc is not None and self.arc != b"00":
+        if self.arc is not None and self.arc != APPROVED:
             return f"the issuer declined (ARC {self.arc.decode('ascii', 'replace')})"
         if self.first_cid == ARQC and self.cid == AAC:
             return "the card declined at the second GENERATE AC"
@@ -144,7 +182,7 @@ class Outcome:
         pin = self.pin_text
         if pin is None:
             return text
-        if self.pin_sw == 0x9000:
+        if self.pin_sw == SW_OK:
             return f"{pin}, purchase {text}"
         if self.approved:  # the kernel went on without a verified PIN: say so
             return f"{pin}, purchase approved offline-PIN-failed {core}"
@@ -163,26 +201,29 @@ class PaymentTerminal:
         return transmit_all(self.reader, apdu, self.on_exchange)
 
     def _ok(self, response: bytes, what: str) -> bytes:
-        if sw_of(response) not in (0x9000, 0x6283):
+        if sw_of(response) not in (SW_OK, SW_WARNING_SELECTED_FILE_INVALIDATED):
             raise KernelError(f"{what} answered {sw_of(response):04X}")
         return response[:-2]
 
     def select_application(self) -> tuple[bytes, int]:
         """Power up, read the PSE directory, select the application it lists."""
         self.reader.reset()
-        self._ok(self.send(build(0x00, 0xA4, 0x04, 0x00, PSE_NAME, le=256)), "SELECT PSE")
-        record = self._ok(self.send(build(0x00, 0xB2, 0x01, (1 << 3) | 4, le=256)), "READ RECORD PSE")
+        self._ok(self.send(build(*cla_ins(SELECT), 0x04, 0x00, PSE_NAME, le=256)), "SELECT PSE")
+        record = self._ok(self.send(build(*cla_ins(READ_RECORD), 0x01, (1 << 3) | 4, le=256)), "READ RECORD PSE")
         aid = find(record, 0x4F)
         if aid is None:
             raise KernelError("the PSE lists no application")
-        response = self.send(build(0x00, 0xA4, 0x04, 0x00, aid, le=256))
+        response = self.send(build(*cla_ins(SELECT), 0x04, 0x00, aid, le=256))
         return self._ok(response, "SELECT AID"), sw_of(response)
 
     def terminal_data(self, amount: int, currency: bytes, tvr: bytes = bytes(5), tx_type: int = 0x00) -> bytes:
-        """The CDOL1 data (29 bytes, docs/decisions.md §6 order): amount (n12), other amount, country, TVR,
-        currency, date (YYMMDD), type, unpredictable number."""
-        return (bytes.fromhex(f"{amount:012d}") + bytes(6) + self.country + tvr + currency
-                + bytes.fromhex(f"{self.date:%y%m%d}") + bytes((tx_type,)) + self.unpredictable.to_bytes(4, "big"))
+        """The CDOL1 data (29 bytes, in the card's CDOL1 order, docs/decisions.md §6): amount (n12), other
+        amount, country, TVR, currency, date (YYMMDD), type, unpredictable number."""
+        return _dol_data(CDOL1_TAGS, {
+            0x9F02: bytes.fromhex(f"{amount:012d}"), 0x9F03: bytes(6), 0x9F1A: self.country, 0x95: tvr,
+            0x5F2A: currency, 0x9A: bytes.fromhex(f"{self.date:%y%m%d}"), 0x9C: bytes((tx_type,)),
+            0x9F37: self.unpredictable.to_bytes(4, "big"),
+        })
 
     def purchase(self, amount: int, pin: str | None = None, sm4: bool = False, currency: bytes = CNY,
                  host: IssuerHost | None = None, request: int = ARQC) -> Outcome:
@@ -198,24 +239,27 @@ class PaymentTerminal:
             raise ValueError(f"the first GENERATE AC asks for an AAC, a TC or an ARQC, not {request!r}")
         fci, select_sw = self.select_application()
         outcome = Outcome(False, select_sw=select_sw)
-        pdol_data = bytes.fromhex(f"{amount:012d}") + currency + (b"\x01" if sm4 else b"\x00")
-        gpo = self._ok(self.send(build(0x80, 0xA8, 0x00, 0x00, ber.ber_tlv(0x83, pdol_data), le=256)), "GPO")
+        algorithm = SM4 if sm4 else TDES
+        pdol_data = _dol_data(PDOL_TAGS, {0x9F02: bytes.fromhex(f"{amount:012d}"), 0x5F2A: currency,
+                                    0xDF69: bytes((SM_INDICATOR[algorithm],))})
+        gpo = self._ok(self.send(build(*cla_ins(GET_PROCESSING_OPTIONS), 0x00, 0x00, ber.ber_tlv(0x83, pdol_data),
+                                       le=256)), "GPO")
         afl = find(gpo, 0x94) or b""
         records = b""
         for i in range(0, len(afl), 4):
             sfi, first, last = afl[i] >> 3, afl[i + 1], afl[i + 2]
             for number in range(first, last + 1):
-                records += self._ok(self.send(build(0x00, 0xB2, number, (sfi << 3) | 4, le=256)), "READ RECORD")
+                records += self._ok(self.send(build(*cla_ins(READ_RECORD), number, (sfi << 3) | 4, le=256)),
+                                    "READ RECORD")
         pan = find(records, 0x5A).hex().upper().rstrip("F")
         psn = find(records, 0x5F34).hex()
         if pin is not None:
-            outcome.pin_sw = sw_of(self.send(build(0x00, 0x20, 0x00, 0x80, pin_block(pin))))
+            outcome.pin_sw = sw_of(self.send(build(*cla_ins(VERIFY), 0x00, 0x80, pin_block(pin))))
         data = self.terminal_data(amount, currency)
-        first = self._ok(self.send(build(0x80, 0xAE, request, 0x00, data, le=256)), "GENERATE AC")
+        first = self._ok(self.send(build(*cla_ins(GENERATE_AC), request, 0x00, data, le=256)), "GENERATE AC")
         cid, atc, ac, iad = self._ac_fields(first)
         outcome.cid, outcome.atc, outcome.cvr = cid, atc, iad[3:7]
         outcome.first_cid, outcome.first_cvr = cid, iad[3:7]
-        algorithm = SM4 if sm4 else TDES
         if host is None or cid == TC:
             outcome.approved = cid == TC
             return outcome
@@ -223,7 +267,8 @@ class PaymentTerminal:
         answer = host.authorise(pan, psn, algorithm, atc, data, iad[3:7], ac, amount, cid)
         outcome.arc, outcome.host_verified = answer.arc, answer.arqc_valid
         if cid == ARQC and answer.arpc is not None:
-            outcome.issuer_auth_sw = sw_of(self.send(build(0x00, 0x82, 0x00, 0x00, answer.arpc + answer.arc)))
+            outcome.issuer_auth_sw = sw_of(self.send(build(*cla_ins(EXTERNAL_AUTHENTICATE), 0x00, 0x00,
+                                                           answer.arpc + answer.arc)))
         for script in answer.scripts:
             for i, command in enumerate(script):
                 sw = sw_of(self.send(command))
@@ -233,9 +278,9 @@ class PaymentTerminal:
                     break
         if cid == ARQC:
             decision = TC if answer.approved else AAC
-            second = self.send(build(0x80, 0xAE, decision, 0x00, answer.arc + data, le=256))
+            second = self.send(build(*cla_ins(GENERATE_AC), decision, 0x00, answer.arc + data, le=256))
             outcome.second_ac_sw = sw_of(second)
-            if outcome.second_ac_sw != 0x9000:  # e.g. 6A81 after a CARD BLOCK script: declined
+            if outcome.second_ac_sw != SW_OK:  # e.g. 6A81 after a CARD BLOCK script: declined
                 outcome.cid = None
                 return outcome
             cid, atc, _, iad = self._ac_fields(second[:-2])

@@ -2,7 +2,9 @@
 
 A terminal asks its PSAM (`chip.apps.psam`, or a real one in a SAM slot) for every
 keyed computation about a user card, following the sequences of
-the sequences of docs/card/commands.md §5 (P7, P9 §7.4):
+docs/card/commands.md §5 (P7, P9 §7.4). What it sends is built with the card's own
+recipes (`chip.kernel.crypto`, `chip.kernel.cryptograms`), so both sides compute over
+the same bytes:
 
 - preamble: reset, SELECT the environment of the card's algorithm (FCI flag
   01 → `sx1.sh.社会保障`, 03 → `sx2.sh.社会保障`, docs/decisions.md S9), SELECT the ADF;
@@ -18,16 +20,14 @@ the sequences of docs/card/commands.md §5 (P7, P9 §7.4):
 - the medical purchase: INIT SAM FOR PURCHASE (MAC1), CREDIT SAM FOR PURCHASE (MAC2).
 
 `factors` is always the card's (province, city, card) tuple of
-`chip.kernel.crypto.factors`; the helper sends the last `levels` of them (chip.apps.keys:
-how far above the card the PSAM's root sits), card level first (docs/decisions.md S1).
+`chip.kernel.crypto.factors`; the helper sends the key's share of them, card level first
+(`chip.apps.psam.factor_data`, docs/decisions.md S1).
 
 The ADF is selected by FID (`00 A4 00 00 02 DF01`, P9 table 11): both
 environments' ADFs carry the AID D15600000590, and the FID is relative to the
 environment just selected.
 """
 
-from chip.iso.apdu import build
-from chip.kernel.crypto import BY_FLAG, SM4_FLAG, TDES_FLAG, fold8, pad_encipher, pad_method2
 from chip.apps.keys import BY_NAME
 from chip.apps.psam import (
     ADF_FID,
@@ -40,9 +40,21 @@ from chip.apps.psam import (
     MAC_ONLY,
     MAX_BLOCKS,
     SM4_ENVIRONMENT_NAME,
+    factor_data,
 )
-from chip.iso.sw import SW_OK, meaning
-
+from chip.iso.apdu import build
+from chip.iso.ins import (
+    CIPHER_DATA,
+    CREDIT_SAM_FOR_PURCHASE,
+    DELIVERY_SESSION_KEY,
+    INIT_SAM_FOR_PURCHASE,
+    READ_BINARY,
+    SELECT,
+    cla_ins,
+)
+from chip.iso.sw import SW_OK, meaning, sw_of
+from chip.kernel.crypto import BY_FLAG, SM4_FLAG, TDES_FLAG
+from chip.kernel.cryptograms import command_mac_input
 from reader.base import Reader, transmit_all
 
 ENVIRONMENTS = {TDES_FLAG: DES_ENVIRONMENT_NAME, SM4_FLAG: SM4_ENVIRONMENT_NAME}  # by the card's FCI flag
@@ -68,7 +80,7 @@ class Psam:
 
     def _send(self, apdu: bytes) -> bytes:
         response = transmit_all(self.reader, apdu)
-        sw = int.from_bytes(response[-2:], "big")
+        sw = sw_of(response)
         if sw != SW_OK:
             raise PsamError(sw, apdu)
         return response[:-2]
@@ -80,25 +92,29 @@ class Psam:
         if name is None:
             raise ValueError(f"no PSAM environment for algorithm flag {algorithm_flag:02X} (01 DES, 03 SM4)")
         self.algorithm = None
-        self._send(build(0x00, 0xA4, 0x04, 0x00, name))
-        self.terminal_number = self._send(build(0x00, 0xB0, 0x80 | 0x16, 0x00, le=6))
-        self._send(build(0x00, 0xA4, 0x00, 0x00, ADF_FID.to_bytes(2, "big")))
+        self._send(build(*cla_ins(SELECT), 0x04, 0x00, name))
+        self.terminal_number = self._send(build(*cla_ins(READ_BINARY), 0x80 | 0x16, 0x00, le=6))
+        self._send(build(*cla_ins(SELECT), 0x00, 0x00, ADF_FID.to_bytes(2, "big")))
         self.algorithm = BY_FLAG[algorithm_flag]
 
     # -- DELIVERY SESSION KEY and CIPHER DATA (P9 §7.4) -----------------------------------------------
     @property
-    def block(self) -> int:
+    def selected(self):
+        """The algorithm of the selected environment, whose recipes the PSAM's computations follow."""
         if self.algorithm is None:
             raise ValueError("select a PSAM environment first (Psam.select)")
-        return self.algorithm.block
+        return self.algorithm
+
+    @property
+    def block(self) -> int:
+        return self.selected.block
 
     def _deliver(self, spec_name: str, factors, process_factor: bytes) -> None:
-        """BF DE usage id Lc, the key's last `levels` factors card level first || the process factor
-        (M = the block: 8 bytes DES, a 4-byte challenge + 00*4, P4 §8.4.1; 16 SM4, P4 §8.4.2)."""
+        """BF DE usage id Lc, the key's factors card level first (chip.apps.psam.factor_data) || the
+        process factor: the process key's input I, one block (P4 §8.4)."""
         spec = BY_NAME[spec_name]
-        m = self.block
-        sent = b"".join(reversed(factors[3 - spec.levels:]))
-        self._send(build(0xBF, 0xDE, spec.usage, spec.psam_id, sent + process_factor[:m].ljust(m, b"\x00")))
+        self._send(build(*cla_ins(DELIVERY_SESSION_KEY), spec.usage, spec.psam_id,
+                         factor_data(spec, factors) + self.selected.process_input(process_factor)))
 
     def _chunks(self, data: bytes):
         most = MAX_BLOCKS * self.block
@@ -107,30 +123,31 @@ class Psam:
     def _encrypt(self, data: bytes) -> bytes:
         """CIPHER DATA 02 .. 00 over whole blocks: ECB under the temporary key."""
         chunks = self._chunks(data)
-        return b"".join(self._send(build(0x80, 0xFA, ENCRYPT_LAST if i == len(chunks) - 1 else ENCRYPT_MORE, 0x00,
-                                         chunk, le=len(chunk)))
+        return b"".join(self._send(build(*cla_ins(CIPHER_DATA), ENCRYPT_LAST if i == len(chunks) - 1 else ENCRYPT_MORE,
+                                         0x00, chunk, le=len(chunk)))
                         for i, chunk in enumerate(chunks))
 
     def _mac(self, message: bytes) -> bytes:
-        """MAC4 of P4 §8.2 under the temporary key: a zero initial block, `message` padded by
-        method 2; CIPHER DATA 05 when that fits one command, else 07, 03.., 01."""
-        chunks = self._chunks(bytes(self.block) + pad_method2(message, self.block))
+        """MAC4 of P4 §8.2 under the temporary key: the MAC's initial value, then `message` padded
+        (the card's recipe, chip.kernel.crypto); CIPHER DATA 05 when that fits one command, else
+        07, 03.., 01."""
+        algorithm = self.selected
+        chunks = self._chunks(algorithm.mac_iv + algorithm.mac_blocks(message))
         if len(chunks) == 1:
-            return self._send(build(0x80, 0xFA, MAC_ONLY, 0x00, chunks[0], le=4))
+            return self._send(build(*cla_ins(CIPHER_DATA), MAC_ONLY, 0x00, chunks[0], le=4))
         for i, chunk in enumerate(chunks[:-1]):
-            self._send(build(0x80, 0xFA, MAC_NEXT if i else MAC_FIRST, 0x00, chunk))
-        return self._send(build(0x80, 0xFA, MAC_LAST, 0x00, chunks[-1], le=4))
+            self._send(build(*cla_ins(CIPHER_DATA), MAC_NEXT if i else MAC_FIRST, 0x00, chunk))
+        return self._send(build(*cla_ins(CIPHER_DATA), MAC_LAST, 0x00, chunks[-1], le=4))
 
     def _encipher(self, plaintext: bytes) -> bytes:
-        """`LD || plaintext`, padded only when the last block is not full (P4 §8.3), enciphered."""
-        return self._encrypt(pad_encipher(bytes((len(plaintext),)) + plaintext, self.block))
+        """P4 §8.3 encipherment under the temporary key: the card's `encipher_input`, enciphered."""
+        return self._encrypt(self.selected.encipher_input(plaintext))
 
     def _auth(self, original: bytes) -> bytes:
-        """Authentication data of P4 §9.3 from the temporary key: E(original) (DES) or the
-        halves of E(original || 00*8) XORed (16-byte family)."""
-        if self.block == 8:
-            return self._encrypt(original)
-        return fold8(self._encrypt(original + bytes(8)))
+        """Authentication data of P4 §9.3 from the temporary key: the PSAM enciphers the card's
+        `auth_input`, `auth_output` makes the 8 bytes of it."""
+        algorithm = self.selected
+        return algorithm.auth_output(self._encrypt(algorithm.auth_input(original)))
 
     # -- the sequences of docs/card/commands.md §5 -------------------------------------------------------
     def external_auth(self, spec_name: str, factors, challenge: bytes, original: bytes) -> bytes:
@@ -163,7 +180,7 @@ class Psam:
         sent as an enciphered PIN element of length zero, the MAC alone (P5 §6.8.3)."""
         self._deliver("ssse_stk", factors, challenge)
         ciphertext = self._encipher(new_pin_cn) if new_pin_cn else b""
-        return ciphertext + self._mac(header + bytes((len(ciphertext) + 4,)) + ciphertext)
+        return ciphertext + self._mac(command_mac_input(*header, ciphertext))
 
     def init_purchase(self, *, random: bytes, counter: bytes, amounts: bytes, kind: int, when: bytes,
                       key_version: int, key_algorithm: int, factors) -> tuple[bytes, bytes]:
@@ -172,10 +189,10 @@ class Psam:
         transaction type `kind`, `when` = date 4 || time 3 (cn YYYYMMDDhhmmss), the DPK's
         `key_version` and `key_algorithm`. Returns (terminal transaction number 4, MAC1 4)."""
         data = (random + counter + amounts + bytes((kind,)) + when + bytes((key_version, key_algorithm))
-                + b"".join(reversed(factors[3 - DPK.levels:])))
-        answer = self._send(build(0x80, 0x70, 0x01, 0x00, data, le=8))
+                + factor_data(DPK, factors))
+        answer = self._send(build(*cla_ins(INIT_SAM_FOR_PURCHASE), 0x01, 0x00, data, le=8))
         return answer[:4], answer[4:8]
 
     def credit_purchase(self, mac2: bytes) -> None:
         """CREDIT SAM FOR PURCHASE (P9 §9.10): the PSAM checks the card's MAC2 (PsamError 9302 if wrong)."""
-        self._send(build(0x80, 0x72, 0x00, 0x00, mac2))
+        self._send(build(*cla_ins(CREDIT_SAM_FOR_PURCHASE), 0x00, 0x00, mac2))
