@@ -1,6 +1,6 @@
 """Human-readable APDU exchanges, shared by `sscard apdu`, the demo and (later) traces."""
 
-from chip.iso.sw import meaning
+from chip.iso.sw import meaning, sw_of
 
 
 def spaced(data: bytes) -> str:
@@ -16,10 +16,6 @@ def parse_hex(text: str) -> bytes:
         raise ValueError(f"not hexadecimal: {text!r}") from None
 
 
-def status_word(response: bytes) -> int:
-    return int.from_bytes(response[-2:], "big") if len(response) >= 2 else 0
-
-
 def exchange(command: bytes, response: bytes, note: str = "", decoder=None) -> str:
     """Three lines: the command, the response data (if any), the SW and its meaning.
 
@@ -27,7 +23,7 @@ def exchange(command: bytes, response: bytes, note: str = "", decoder=None) -> s
     spaces: the command's name and fields, then the decoded response data (the
     SW and its meaning are already on the line above, so they are not repeated).
     """
-    sw = status_word(response)
+    sw = sw_of(response) if len(response) >= 2 else 0  # a reader's short answer has no status word
     lines = [f"> {spaced(command)}" + (f"    # {note}" if note else "")]
     if len(response) > 2:
         lines.append(f"< {spaced(response[:-2])}")

@@ -89,6 +89,14 @@ NAMES = {
     INITIALIZE_ENVIRONMENT: "INITIALIZE ENVIRONMENT",
 }
 
+# Commands LD/T 32 P5 §7 names by their P1 as well: (code, P1) -> name.
+P1_NAMES = {
+    (INITIALIZE, 0x00): "INITIALIZE FOR LOAD",  # P5 §7.5
+    (INITIALIZE, 0x01): "INITIALIZE FOR PURCHASE",  # P5 §7.6
+    (GET_STARTING_DAY, 0x00): "UPDATE STARTING DAY",  # P5 §7.7
+    (GET_STARTING_DAY, 0x01): "GET STARTING DAY",  # P5 §7.8
+}
+
 
 def code(cla: int, ins: int) -> int:
     """The command code of an APDU's CLA and INS, as the card's dispatch looks it up."""

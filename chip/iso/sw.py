@@ -1,79 +1,66 @@
-"""Status words, named as ISO/IEC 7816-4 names them, with one meaning table.
+"""Status words: one table of code, name and meaning, as ISO/IEC 7816-4 and LD/T 32 P5 define them.
 
-The table is the single source of the text that `sscard apdu`, the demo and the
-trace decoder print, so a status word is explained the same way everywhere.
+Each row `SW_NAME = _sw(code, meaning)` declares the constant the card and the terminals use
+and the text that `sscard apdu`, the demo and the trace decoder print, so a status word is
+explained the same way everywhere. `meaning()` adds the parametrised ones (61xx, 6Cxx, 63Cx).
+
+Sources: ISO/IEC 7816-4 §5.1.3 (the interindustry status bytes); LD/T 32 P5 §5.4 table 5
+lists those the standard's commands answer, and each command's error table (§6.x the SSSE,
+§7.x the medical purse) says when; EMV 4.3 Book 3 §6.5 for the financial application.
+docs/card/status-words.md says which command answers which on this card.
 """
 
-SW_OK = 0x9000
-SW_WARNING_SELECTED_FILE_INVALIDATED = 0x6283
-SW_END_OF_FILE = 0x6282
-SW_MEMORY_FAILURE = 0x6581
-SW_WRONG_LENGTH = 0x6700
-SW_SECURITY_STATUS_NOT_SATISFIED = 0x6982
-SW_INCOMPATIBLE_FILE_STRUCTURE = 0x6981
-SW_AUTHENTICATION_METHOD_BLOCKED = 0x6983
-SW_REFERENCED_DATA_INVALID = 0x6984
-SW_CONDITIONS_NOT_SATISFIED = 0x6985
-SW_COMMAND_NOT_ALLOWED_NO_EF = 0x6986
-SW_SM_MISSING = 0x6987
-SW_SM_INCORRECT = 0x6988
-SW_AUTHENTICATION_FAILED = 0x6300
-SW_WRONG_DATA = 0x6A80
-SW_FUNCTION_NOT_SUPPORTED = 0x6A81
-SW_CARD_BLOCKED = SW_FUNCTION_NOT_SUPPORTED  # 6A81 is what a blocked card answers
-SW_FILE_NOT_FOUND = 0x6A82
-SW_RECORD_NOT_FOUND = 0x6A83
-SW_NOT_ENOUGH_MEMORY = 0x6A84
-SW_WRONG_P1P2 = 0x6A86
-SW_OFFSET_OUTSIDE_EF = 0x6B00
-SW_REFERENCED_DATA_NOT_FOUND = 0x6A88
-SW_INS_NOT_SUPPORTED = 0x6D00
-SW_CLA_NOT_SUPPORTED = 0x6E00
-SW_UNKNOWN = 0x6F00
-SW_APPLICATION_PERMANENTLY_BLOCKED = 0x9303
-SW_LC_INCONSISTENT_WITH_TLV = 0x6A85
-SW_COMMAND_NOT_ACCEPTED = 0x6901  # medical purse: not allowed in the current state (P5 table 49)
-SW_MAC_INVALID = 0x9302
-SW_INSUFFICIENT_FUNDS = 0x9401
-SW_COUNTER_AT_MAXIMUM = 0x9402
-SW_KEY_INDEX_NOT_SUPPORTED = 0x9403
-SW_MAC_NOT_AVAILABLE = 0x9406
+MEANINGS: dict[int, str] = {}  # status word -> what it means, filled by the table below
 
-_EXACT = {
-    0x9000: "OK",
-    0x6282: "end of file reached before Le bytes",
-    0x6283: "selected application invalidated (locked)",
-    0x6300: "authentication failed",
-    0x6581: "memory failure",
-    0x6700: "wrong length",
-    0x6981: "command incompatible with file structure",
-    0x6982: "security status not satisfied",
-    0x6983: "authentication method blocked",
-    0x6984: "referenced data invalid (no fresh challenge)",
-    0x6985: "conditions of use not satisfied",
-    0x6986: "command not allowed (no current EF)",
-    0x6987: "secure messaging data object missing",
-    0x6988: "secure messaging data object incorrect (bad MAC)",
-    0x6A80: "wrong data",
-    0x6A81: "function not supported / card blocked",
-    0x6A82: "file not found",
-    0x6A83: "record not found",
-    0x6A84: "not enough memory space in the file",
-    0x6A86: "wrong P1/P2",
-    0x6A88: "referenced data not found",
-    0x6B00: "wrong parameters (offset outside the EF)",
-    0x6D00: "instruction not supported",
-    0x6E00: "class not supported",
-    0x6A85: "Lc inconsistent with the TLV structure",
-    0x6901: "command not accepted (medical purse state)",
-    0x6F00: "data invalid / nothing to fetch",
-    0x9302: "MAC invalid",
-    0x9303: "application permanently blocked",
-    0x9401: "insufficient funds",
-    0x9402: "transaction counter at its maximum",
-    0x9403: "key index not supported",
-    0x9406: "required MAC not available",
-}
+
+def _sw(code: int, text: str) -> int:
+    MEANINGS[code] = text
+    return code
+
+
+# -- interindustry (ISO/IEC 7816-4 §5.1.3) ----------------------------------------------------------------------
+SW_OK = _sw(0x9000, "OK")
+SW_END_OF_FILE = _sw(0x6282, "end of file reached before Le bytes")
+SW_WARNING_SELECTED_FILE_INVALIDATED = _sw(0x6283, "selected application invalidated (locked)")  # the loss lock
+SW_AUTHENTICATION_FAILED = _sw(0x6300, "authentication failed")  # issuer authentication, EMV Book 3 §6.5
+SW_MEMORY_FAILURE = _sw(0x6581, "memory failure")
+SW_WRONG_LENGTH = _sw(0x6700, "wrong length")
+SW_INCOMPATIBLE_FILE_STRUCTURE = _sw(0x6981, "command incompatible with file structure")
+SW_SECURITY_STATUS_NOT_SATISFIED = _sw(0x6982, "security status not satisfied")
+SW_AUTHENTICATION_METHOD_BLOCKED = _sw(0x6983, "authentication method blocked")
+SW_REFERENCED_DATA_INVALID = _sw(0x6984, "referenced data invalid (no fresh challenge)")
+SW_CONDITIONS_NOT_SATISFIED = _sw(0x6985, "conditions of use not satisfied")
+SW_COMMAND_NOT_ALLOWED_NO_EF = _sw(0x6986, "command not allowed (no current EF)")
+SW_SM_MISSING = _sw(0x6987, "secure messaging data object missing")
+SW_SM_INCORRECT = _sw(0x6988, "secure messaging data object incorrect (bad MAC)")
+SW_WRONG_DATA = _sw(0x6A80, "wrong data")
+SW_FUNCTION_NOT_SUPPORTED = _sw(0x6A81, "function not supported / card blocked")
+SW_CARD_BLOCKED = SW_FUNCTION_NOT_SUPPORTED  # what a blocked card answers (P5 §6.2)
+SW_FILE_NOT_FOUND = _sw(0x6A82, "file not found")
+SW_RECORD_NOT_FOUND = _sw(0x6A83, "record not found")
+SW_NOT_ENOUGH_MEMORY = _sw(0x6A84, "not enough memory space in the file")
+SW_LC_INCONSISTENT_WITH_TLV = _sw(0x6A85, "Lc inconsistent with the TLV structure")
+SW_WRONG_P1P2 = _sw(0x6A86, "wrong P1/P2")
+SW_REFERENCED_DATA_NOT_FOUND = _sw(0x6A88, "referenced data not found")
+SW_OFFSET_OUTSIDE_EF = _sw(0x6B00, "wrong parameters (offset outside the EF)")
+SW_INS_NOT_SUPPORTED = _sw(0x6D00, "instruction not supported")
+SW_CLA_NOT_SUPPORTED = _sw(0x6E00, "class not supported")
+SW_UNKNOWN = _sw(0x6F00, "data invalid / nothing to fetch")  # GET RESPONSE with nothing waiting: P5 §6.6.4
+
+# -- proprietary (LD/T 32 P5 §5.4 table 5) --------------------------------------------------------------------
+SW_COMMAND_NOT_ACCEPTED = _sw(0x6901, "command not accepted (medical purse state)")  # P5 §7 table 49
+SW_MAC_INVALID = _sw(0x9302, "MAC invalid")  # MAC1/MAC2: P5 §7.1, §7.2
+SW_APPLICATION_PERMANENTLY_BLOCKED = _sw(0x9303, "application permanently blocked")  # P5 §6.1
+SW_INSUFFICIENT_FUNDS = _sw(0x9401, "insufficient funds")  # P5 §7.6
+SW_COUNTER_AT_MAXIMUM = _sw(0x9402, "transaction counter at its maximum")  # P5 §7.5, §7.6
+SW_KEY_INDEX_NOT_SUPPORTED = _sw(0x9403, "key index not supported")  # P5 §7.5, §7.6
+SW_MAC_NOT_AVAILABLE = _sw(0x9406, "required MAC not available")  # GET TRANSACTION PROOF: P5 §7.4
+
+# -- parametrised: SW1 with a count in SW2 (ISO/IEC 7816-4 §5.1.3) -------------------------------------------
+SW1_MORE_DATA = 0x61  # SW2 bytes still available: GET RESPONSE fetches them
+SW1_WARNING = 0x62  # a warning: the non-volatile memory is unchanged
+SW1_WRONG_LE = 0x6C  # wrong Le: SW2 is the exact number of bytes available
+SW1_VERIFICATION_FAILED = 0x63  # with SW2 Cx: verification failed, x tries left (P5 §5.4 table 5)
 
 
 def sw_of(response: bytes) -> int:
@@ -83,15 +70,15 @@ def sw_of(response: bytes) -> int:
 
 def meaning(sw: int) -> str:
     """Return the human meaning of a status word, covering the parametrised ones."""
-    text = _EXACT.get(sw)
+    text = MEANINGS.get(sw)
     if text is not None:
         return text
     sw1, sw2 = sw >> 8, sw & 0xFF
-    if sw1 == 0x61:
+    if sw1 == SW1_MORE_DATA:
         return f"{sw2 or 256} more bytes available (GET RESPONSE)"
-    if sw1 == 0x6C:
+    if sw1 == SW1_WRONG_LE:
         return f"wrong Le: {sw2 or 256} bytes available"
-    if sw1 == 0x63 and sw2 & 0xF0 == 0xC0:
+    if sw1 == SW1_VERIFICATION_FAILED and sw2 & 0xF0 == 0xC0:
         left = sw2 & 0x0F
         return f"verification failed, {left} {'try' if left == 1 else 'tries'} left"
     return "unknown status word"

@@ -134,7 +134,14 @@ class DF(Node):
                 yield child
 
 
-def nearest(node, current):
+MF_FID = 0x3F00
+
+
+# -- SELECT: which file a selection names from the current DF (ISO/IEC 7816-4 §7.1.1, LD/T 32 P5 §6.11) --
+# Pure functions over the declared tree, shared by the card OS (chip.card) and the trace decoder: None
+# when no file answers (the card says 6A82). `current` is the current DF; None when it is not known
+# (a decoder that has not seen it), which only a DF name or the MF's FID can then resolve.
+def _nearest(node, current):
     """Of the DFs sharing `node`'s name (the PSAM's two ADFs, P9 §5), the one next to the DF
     `current`: a child of it or of its parent; else `node`."""
     if current is None or node.parent is current or node is current:
@@ -146,7 +153,60 @@ def nearest(node, current):
     return node
 
 
-MF_FID = 0x3F00
+def select_by_name(mf, names: dict, name: bytes, next_occurrence, current):
+    """P1 04: the DF of DF name `name` among `names` (name -> DF); empty, the MF. Without an exact
+    match, or asked for the next occurrence (P2 02), a right-truncated name: the first DF whose
+    name starts with it, or the one after `current` among them."""
+    if not name:
+        return mf
+    node = names.get(bytes(name))  # the APDU's data may be a bytearray
+    if node is not None and not next_occurrence:
+        return _nearest(node, current)
+    matches = [n for n in names.values() if n.name.startswith(name)]
+    if next_occurrence and current in matches:
+        matches = matches[matches.index(current) + 1:]
+    return matches[0] if matches else None
+
+
+def select_by_fid(mf, current, fid: int):
+    """P1 00: the MF (3F00), else a file of `current`, else one of its parent's (a sibling DF
+    or EF), else the parent itself."""
+    if fid == MF_FID:
+        return mf
+    if current is None:
+        return None
+    node = current.by_fid.get(fid)
+    up = current.parent
+    if node is None and up is not None:
+        node = up.by_fid.get(fid)
+        if node is None and up.fid == fid:
+            node = up
+    return node
+
+
+def select_child(current, fid: int, is_df: bool):
+    """P1 01 (a DF) / 02 (an EF): the file `fid` of `current`, if it is of that kind."""
+    node = current.by_fid.get(fid)
+    return node if node is not None and node.is_df == is_df else None
+
+
+def select_parent(mf, current):
+    """P1 03: the parent of `current` (the MF's is the MF)."""
+    return current.parent or mf
+
+
+def select_by_path(mf, start, path: bytes):
+    """P1 08 (`start` the MF) / 09 (`start` the current DF): the file at the end of the path of
+    2-byte FIDs, each a child of the one before; a path from the MF may open with 3F00."""
+    node = start
+    for i in range(0, len(path), 2):
+        fid = path[i] << 8 | path[i + 1]
+        if i == 0 and fid == MF_FID and start is mf:
+            continue
+        node = node.by_fid.get(fid) if node.is_df else None
+        if node is None:
+            return None
+    return node
 
 
 def master_file(applications) -> DF:

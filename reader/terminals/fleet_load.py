@@ -32,31 +32,32 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from chip import Card
-from chip.iso.apdu import build
-from chip.contacts.atr import parse_atr
 from chip.apps.ssse import DDF_NAME
-
+from chip.apps.ssse_files import EF05_ITEMS
+from chip.contacts.atr import parse_atr
+from chip.iso.apdu import build
+from chip.iso.ins import GET_RESPONSE, READ_RECORD, SELECT, VERIFY, cla_ins
+from chip.iso.sw import SW1_MORE_DATA, SW_OK, sw_of
+from reader.sim import SimReader
 from reader.terminals.issuer import IssuerHost
 from reader.terminals.payment import KernelError, PaymentTerminal
 from reader.terminals.psam import Psam, PsamError
-from reader.sim import SimReader
 from reader.terminals.ssse import SsseTerminal, TerminalError
 
-OK = 0x9000
 SSSE_PIN = "123456"  # the initial SSSE PIN of the shipped profiles
 BANK_PIN = "135790"  # the bank PIN the load generator sets when it activates a card
-SELECT_SSSE = build(0x00, 0xA4, 0x04, 0x00, DDF_NAME)
-VERIFY_SSSE = bytes.fromhex("0020000003") + bytes.fromhex(SSSE_PIN)
-# EF05 records 1-7 by number (SFI 5), each with its exact length as Le: Le 00 would be answered
-# 6Cxx (P5 §6.10.4). EF06 is not in the mix: a 3.00 card opens it to RKSSSE only.
-EF05_LENGTHS = (0x12, 0x03, 0x06, 0x0E, 0x06, 0x06, 0x0B)
-READS = tuple(bytes((0x00, 0xB2, number, 5 << 3 | 4, le)) for number, le in enumerate(EF05_LENGTHS, 1))
+SELECT_SSSE = build(*cla_ins(SELECT), 0x04, 0x00, DDF_NAME)
+VERIFY_SSSE = build(*cla_ins(VERIFY), 0x00, 0x00, bytes.fromhex(SSSE_PIN))
+# EF05 records 1-7 by number (SFI 5), each with its exact length as Le (tag, length, the item's value):
+# Le 00 would be answered 6Cxx (P5 §6.10.4). EF06 is not in the mix: a 3.00 card opens it to RKSSSE only.
+READS = tuple(build(*cla_ins(READ_RECORD), number, 5 << 3 | 4, le=2 + item.length)
+              for number, item in enumerate(EF05_ITEMS, 1))
 SSSE_COMMANDS = (SELECT_SSSE, VERIFY_SSSE) + READS  # the mix as a terminal's application sends it
-GET_RESPONSE = bytes((0x00, 0xC0, 0x00, 0x00))
+FETCH = bytes((*cla_ins(GET_RESPONSE), 0x00, 0x00))  # GET RESPONSE without its Le
 FCI_LENGTH = 0x1E  # the SSSE's FCI, 6F 1C ... (P5 table 36 as real cards answer it)
 # The same mix as the default card (T=0, P2) sees it on its contacts: the SELECT answers 61 1E and the
 # reader fetches the FCI with GET RESPONSE (P2 §9.3, P7 §5 step 1.2) - every exchange answers 9000.
-SSSE_MIX = (SELECT_SSSE, GET_RESPONSE + bytes((FCI_LENGTH,)), VERIFY_SSSE) + READS
+SSSE_MIX = (SELECT_SSSE, FETCH + bytes((FCI_LENGTH,)), VERIFY_SSSE) + READS
 HOSPITAL_AMOUNT = 500  # fen per hospital settlement
 DEFAULT_MIX = {"ssse": 8, "purchase": 1, "hospital": 1}
 
@@ -124,10 +125,10 @@ class _Worker:
         for apdu in SSSE_COMMANDS:
             response = transmit(apdu)
             sent += 1
-            while response[-2] == 0x61:  # T=0: the SELECT's FCI waits for GET RESPONSE (P2 §9.3)
-                response = transmit(GET_RESPONSE + response[-1:])
+            while response[-2] == SW1_MORE_DATA:  # T=0: the SELECT's FCI waits for GET RESPONSE (P2 §9.3)
+                response = transmit(FETCH + response[-1:])
                 sent += 1
-            if response[-2:] != b"\x90\x00":
+            if sw_of(response) != SW_OK:
                 self.counter[0] += sent
                 raise FlowFailed(f"{apdu[:4].hex().upper()} answered {response[-2:].hex().upper()}")
         self.counter[0] += sent
@@ -138,20 +139,20 @@ class _Worker:
         if not card.financial_activated():  # the issuer's records say so: activate online first
             self.host.queue(_pan(card), IssuerHost.activation(BANK_PIN))
             outcome = pos.purchase(0, host=self.host)
-            if not outcome.script_results or any(sw != OK for _, sw in outcome.script_results):
+            if not outcome.script_results or any(sw != SW_OK for _, sw in outcome.script_results):
                 raise FlowFailed(f"online activation: scripts answered {outcome.script_results}")
         outcome = pos.purchase(self.amount, pin=BANK_PIN, host=self.host)
-        if not outcome.approved or outcome.pin_sw != OK:
+        if not outcome.approved or outcome.pin_sw != SW_OK:
             raise FlowFailed(f"purchase declined: {outcome.summary}, VERIFY {outcome.pin_sw:04X}")
 
     def hospital(self, card: Card) -> None:
         reader = CountingReader(card, self.counter)
         terminal = SsseTerminal(reader, self.psam)
         sw = terminal.start()
-        if sw != OK:
+        if sw != SW_OK:
             raise FlowFailed(f"SELECT SSSE answered {sw:04X}")
         sw = terminal.register(SSSE_PIN, HOSPITAL_AMOUNT)
-        if sw != OK:
+        if sw != SW_OK:
             raise FlowFailed(f"hospital settlement answered {sw:04X}")
 
     # -- the loop --------------------------------------------------------------------------------

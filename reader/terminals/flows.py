@@ -26,31 +26,49 @@ import inspect
 from dataclasses import dataclass, field
 
 from chip import Card
-from chip.personalization import idnumber
+from chip.apps import financial
+from chip.apps.ssse import ACTIVATION_TAG
+from chip.apps.ssse_files import DF04_EF08, ITEMS
 from chip.iso.apdu import build
-from chip.apps.financial import AAC
+from chip.iso.ins import (
+    APPLICATION_BLOCK,
+    APPLICATION_UNBLOCK,
+    CARD_BLOCK,
+    GET_DATA,
+    NAMES,
+    PIN_CHANGE_UNBLOCK,
+    PUT_DATA_SCRIPT,
+    READ_RECORD,
+    VERIFY,
+    cla_ins,
+    code,
+)
+from chip.iso.sw import (
+    SW_APPLICATION_PERMANENTLY_BLOCKED,
+    SW_CONDITIONS_NOT_SATISFIED,
+    SW_OK,
+    SW_WARNING_SELECTED_FILE_INVALIDATED,
+    meaning,
+    sw_of,
+)
+from chip.personalization import idnumber
 from chip.personalization.profile import shipped_names
-from chip.iso.sw import meaning
-
+from reader.sim import SimReader
 from reader.terminals.issuer import IssuerHost
 from reader.terminals.payment import KernelError, PaymentTerminal, find, script_name
 from reader.terminals.psam import Psam, PsamError
-from reader.sim import SimReader
-from reader.terminals.ssse import SsseTerminal, TerminalError, sw_of
+from reader.terminals.ssse import SsseTerminal, TerminalError
 
-OK = 0x9000
-INVALIDATED = 0x6283  # SELECT of a loss-locked SSSE (docs/card/lifecycle.md §3) / a blocked financial application
-PERMANENTLY_BLOCKED = 0x9303  # SELECT of a permanently blocked SSSE (P5 §6.1, P7 §13.2)
 DEFAULT_ID_NUMBER = "110101199003071233"  # the default profile's holder
 DEFAULT_INITIAL_PIN = "123456"  # the default profile's initial SSSE PIN (docs/card/lifecycle.md §1)
 DEFAULT_SSSE_PIN = "246810"  # the holder's new SSSE PIN (anything but the initial PIN)
 DEFAULT_BANK_PIN = "135790"  # the holder's new bank PIN
 PHARMACY_TIME = datetime.time(10, 0)  # a pharmacy purchase happens at 10:00 on the card's date
-SCRIPT_NAMES = {b"\x84\x24": "issuer script PIN CHANGE", b"\x04\xDA": "issuer script PUT DATA",
-                b"\x84\x1E": "issuer script APPLICATION BLOCK", b"\x84\x18": "issuer script APPLICATION UNBLOCK",
-                b"\x84\x16": "issuer script CARD BLOCK"}
-ID_RECORD_LENGTH = 0x14  # EF06 item 08: tag 08, length 12, 18 characters (V2 table 9)
-EF08_SFI, EF08_RECORD = 0x08, 28  # DF04 EF08 medical transaction detail, 28-byte records (V2 table 9, P7 §12)
+# A flow's step for each issuer script command, by its code (the PIN's script changes the PIN).
+SCRIPT_STEPS = {PIN_CHANGE_UNBLOCK: "PIN CHANGE"} | {
+    command: NAMES[command] for command in (PUT_DATA_SCRIPT, APPLICATION_BLOCK, APPLICATION_UNBLOCK, CARD_BLOCK)}
+ID_ITEM = 0x08  # EF06 item 08: the citizen ID number (V2 table 9)
+ID_RECORD_LENGTH = 2 + ITEMS[ID_ITEM].length  # the whole record: tag, length, value
 # Parameters run_flow supplies (readers, host, the issuer's records, the simulated date): not user parameters.
 SUPPLIED = ("reader", "psam", "host", "on_exchange", "date", "identification", "pan")
 # Parameters the flows had before they followed LD/T 32, and why they are gone (one-line ValueErrors).
@@ -102,7 +120,7 @@ class _Flow:
     def expect(self, description: str, sw: int, *accepted: int) -> int:
         """Record the step; refuse unless `sw` is one of `accepted` (default 9000)."""
         self.step(description, sw)
-        if sw not in (accepted or (OK,)):
+        if sw not in (accepted or (SW_OK,)):
             raise Refused(f"{description} answered {sw:04X} ({meaning(sw)})")
         return sw
 
@@ -159,13 +177,15 @@ def check_removed(name: str, params) -> None:
 def _start_ssse(flow: _Flow, ssse: SsseTerminal, locked_ok: bool = False) -> int:
     """Card recognition (P7 §5.1-§5.3): reset, SELECT the SSSE, the algorithm, EF05 item 01."""
     sw = ssse.start()
-    if sw == INVALIDATED and not locked_ok:
+    if sw == SW_WARNING_SELECTED_FILE_INVALIDATED and not locked_ok:
         flow.step("SELECT SSSE", sw)
         raise Refused("the SSSE application is locked (SELECT answered 6283): unlock it first")
-    if sw == PERMANENTLY_BLOCKED:
+    if sw == SW_APPLICATION_PERMANENTLY_BLOCKED:
         flow.step("SELECT SSSE", sw)
         raise Refused("the SSSE application is permanently blocked (SELECT answered 9303)")
-    return flow.expect("SELECT SSSE", sw, OK, INVALIDATED) if locked_ok else flow.expect("SELECT SSSE", sw)
+    if locked_ok:
+        return flow.expect("SELECT SSSE", sw, SW_OK, SW_WARNING_SELECTED_FILE_INVALIDATED)
+    return flow.expect("SELECT SSSE", sw)
 
 
 def _id_check(flow: _Flow, ssse: SsseTerminal, id_number: str, via: str, pin: str = "") -> None:
@@ -181,7 +201,7 @@ def _id_check(flow: _Flow, ssse: SsseTerminal, id_number: str, via: str, pin: st
         flow.expect("VERIFY SSSE PIN (the holder types it)", ssse.verify(pin))
     flow.expect("EXTERNAL AUTHENTICATE (PSAM, to read the holder's ID)", ssse.external_authenticate())
     # READ RECORD of EF06 by SFI 6, first record with identifier 08 (P5 §6.10; P2 = SFI << 3 | 000)
-    response = ssse.send(build(0x00, 0xB2, 0x08, 6 << 3, le=ID_RECORD_LENGTH))
+    response = ssse.send(build(*cla_ins(READ_RECORD), ID_ITEM, 6 << 3, le=ID_RECORD_LENGTH))
     flow.expect("READ RECORD EF06 item 08 (ID number)", sw_of(response))
     on_card = response[2:-2].rstrip(b"\x00").decode("ascii", "replace")
     if on_card.upper() != id_number.upper():
@@ -192,8 +212,8 @@ def _id_check(flow: _Flow, ssse: SsseTerminal, id_number: str, via: str, pin: st
 
 def _activation_state(flow: _Flow, ssse: SsseTerminal) -> int | None:
     """GET DATA DF7E in the SSSE (docs/card/lifecycle.md §1): 1 active, 0 issued; None when the card does not answer it."""
-    response = ssse.send(build(0x80, 0xCA, 0xDF, 0x7E, le=256))
-    ok = sw_of(response) == OK and response[:3] == b"\xDF\x7E\x01"
+    response = ssse.send(build(*cla_ins(GET_DATA), ACTIVATION_TAG >> 8, ACTIVATION_TAG & 0xFF, le=256))
+    ok = sw_of(response) == SW_OK and response[:3] == ACTIVATION_TAG.to_bytes(2, "big") + b"\x01"
     flow.step("GET DATA DF7E (SSSE activation state)", f"{response[3]:02X}" if ok else sw_of(response))
     return response[3] if ok else None
 
@@ -211,8 +231,8 @@ def _read_pan(flow: _Flow, pos: PaymentTerminal) -> str:
     _, select_sw = pos.select_application()
     flow.step("SELECT financial application (PSE, AID)", select_sw)
     for number in (1, 2, 3):
-        response = pos.send(build(0x00, 0xB2, number, (1 << 3) | 4, le=256))
-        pan = find(response[:-2], 0x5A) if sw_of(response) == OK else None
+        response = pos.send(build(*cla_ins(READ_RECORD), number, (1 << 3) | 4, le=256))
+        pan = find(response[:-2], 0x5A) if sw_of(response) == SW_OK else None
         if pan is not None:
             pan = pan.hex().upper().rstrip("F")
             flow.step("READ RECORD financial application (PAN)", pan)
@@ -223,14 +243,15 @@ def _read_pan(flow: _Flow, pos: PaymentTerminal) -> str:
 def _activation_flag(flow: _Flow, pos: PaymentTerminal) -> int | None:
     """GET DATA DF7F: 1 activated, 0 not; None when the card does not answer it."""
     pos.select_application()
-    response = pos.send(build(0x80, 0xCA, 0xDF, 0x7F, le=256))
-    value = find(response[:-2], 0xDF7F) if sw_of(response) == OK else None
+    response = pos.send(build(*cla_ins(GET_DATA), financial.ACTIVATION_TAG >> 8, financial.ACTIVATION_TAG & 0xFF, le=256))
+    value = find(response[:-2], financial.ACTIVATION_TAG) if sw_of(response) == SW_OK else None
     flow.step("GET DATA DF7F (activation flag)", value.hex().upper() if value else sw_of(response))
     return value[0] if value else None
 
 
 def _script_step(command: bytes) -> str:
-    return SCRIPT_NAMES.get(command[:2], f"issuer script {command[:2].hex().upper()}")
+    kind = code(command[0], command[1]) if len(command) >= 2 else None
+    return f"issuer script {SCRIPT_STEPS[kind] if kind in SCRIPT_STEPS else command[:2].hex().upper()}"
 
 
 def _deliver_activation(flow: _Flow, pos: PaymentTerminal, host: IssuerHost, amount: int = 0) -> None:
@@ -239,7 +260,7 @@ def _deliver_activation(flow: _Flow, pos: PaymentTerminal, host: IssuerHost, amo
     A card not yet activated declines that transaction (AAC), as expected: the scripts follow the AAC."""
     outcome = pos.purchase(amount, host=host)
     summary = outcome.summary
-    if outcome.first_cid == AAC and outcome.script_results:
+    if outcome.first_cid == financial.AAC and outcome.script_results:
         summary += " (expected before activation: the issuer's scripts ran after this AAC)"
     flow.step(f"transaction of {amount / 100:.2f} yuan, online to the issuer host", summary)
     for command, sw in outcome.script_results:
@@ -248,7 +269,7 @@ def _deliver_activation(flow: _Flow, pos: PaymentTerminal, host: IssuerHost, amo
         flow.step(_script_step(command), "not sent (an earlier command of its script failed)")
     if not outcome.script_results:
         raise Refused("the transaction delivered no issuer scripts (the host did not accept the cryptogram)")
-    failed = [(command, sw) for command, sw in outcome.script_results if sw != OK]
+    failed = [(command, sw) for command, sw in outcome.script_results if sw != SW_OK]
     if failed:
         command, sw = failed[0]
         ran = ", ".join(f"{script_name(c)} {s:04X}" for c, s in outcome.script_results)
@@ -424,16 +445,16 @@ def pharmacy_activation(reader, psam, *, pin: str = DEFAULT_INITIAL_PIN, amount:
         balance = int.from_bytes(init[:4], "big") if len(init) >= 4 else None
         if balance is not None:
             flow.step("INITIALIZE FOR PURCHASE (personal account balance)", _yuan(balance))
-        if outcome["sw"] != OK or "tac" not in outcome:
+        if outcome["sw"] != SW_OK or "tac" not in outcome:
             flow.step("medical purchase (SELECT DF04, VERIFY, B0 28, 80 70, B0 2C, 80 72)", outcome["sw"])
             raise Refused(f"the medical purchase answered {outcome['sw']:04X} ({meaning(outcome['sw'])})")
         tx_number, tac = outcome["terminal_tx"].hex().upper(), outcome["tac"].hex().upper()
         flow.step(f"DEBIT FOR PURCHASE of {_yuan(amount)} (terminal transaction number, TAC)",
                   f"{tx_number}, TAC {tac}")
-        flow.step("CREDIT SAM FOR PURCHASE (the PSAM checked MAC2)", OK)
+        flow.step("CREDIT SAM FOR PURCHASE (the PSAM checked MAC2)", SW_OK)
         # the detail query of P7 §10 (6.5): the COS's newest EF08 record is this purchase (seq, type, amounts)
-        detail = ssse.send(build(0x00, 0xB2, 0x01, EF08_SFI << 3 | 4, le=EF08_RECORD))
-        if sw_of(detail) != OK:
+        detail = ssse.send(build(*cla_ins(READ_RECORD), 0x01, DF04_EF08.sfi << 3 | 4, le=DF04_EF08.size))
+        if sw_of(detail) != SW_OK:
             flow.expect("READ RECORD DF04 EF08 record 1 (newest transaction detail)", sw_of(detail))
         seq, account = int.from_bytes(detail[0:2], "big"), int.from_bytes(detail[16:20], "big")
         flow.step("READ RECORD DF04 EF08 record 1 (newest transaction detail)",
@@ -478,11 +499,11 @@ def loss_report(reader, psam, *, id_number: str = DEFAULT_ID_NUMBER, identificat
     with 6283."""
     with _Flow("loss-report") as flow:
         ssse = SsseTerminal(reader, Psam(psam), on_exchange, identification=identification)
-        if _start_ssse(flow, ssse, locked_ok=True) == INVALIDATED:
+        if _start_ssse(flow, ssse, locked_ok=True) == SW_WARNING_SELECTED_FILE_INVALIDATED:
             raise Refused("the SSSE application is already locked")
         _id_check(flow, ssse, id_number, "auth")
         flow.expect("APPLICATION BLOCK (loss lock, temporary)", ssse.lock())
-        flow.expect("SELECT SSSE (locked: 6283)", ssse.start(), INVALIDATED)
+        flow.expect("SELECT SSSE (locked: 6283)", ssse.start(), SW_WARNING_SELECTED_FILE_INVALIDATED)
         flow.done("SSSE loss-locked")
     return flow.result
 
@@ -496,7 +517,7 @@ def loss_unlock(reader, psam, *, identification: bytes | None = None, on_exchang
     comes from the issuer's records (`identification`)."""
     with _Flow("loss-unlock") as flow:
         ssse = SsseTerminal(reader, Psam(psam), on_exchange, identification=identification)
-        if _start_ssse(flow, ssse, locked_ok=True) == OK:
+        if _start_ssse(flow, ssse, locked_ok=True) == SW_OK:
             raise Refused("the SSSE application is not locked")
         flow.expect("APPLICATION UNBLOCK", ssse.unlock())
         flow.expect("SELECT SSSE (unlocked: 9000)", ssse.start())
@@ -516,17 +537,18 @@ def deadline_unlock(reader, psam, host, *, bank_pin: str = DEFAULT_BANK_PIN, ide
     _pin("bank_pin", bank_pin)
     with _Flow("deadline-unlock") as flow:
         ssse = SsseTerminal(reader, Psam(psam), on_exchange, identification=identification)
-        if _start_ssse(flow, ssse, locked_ok=True) == OK:
+        if _start_ssse(flow, ssse, locked_ok=True) == SW_OK:
             raise Refused("the SSSE application is not locked")
         pos = PaymentTerminal(reader, on_exchange, date=date)
         if _activation_flag(flow, pos) != 1:
             flow.step("SELECT SSSE", ssse.start())
             sw = ssse.unlock()
             flow.step("APPLICATION UNBLOCK before the financial activation", sw)
-            if sw not in (0x6985, OK):  # OK: a holder's loss lock; the deadline still needs the activation
+            # 9000: a holder's loss lock; the deadline still needs the activation
+            if sw not in (SW_CONDITIONS_NOT_SATISFIED, SW_OK):
                 raise Refused(f"APPLICATION UNBLOCK answered {sw:04X} ({meaning(sw)})")
             _bank_outlet_activation(flow, pos, host, bank_pin)
-        if _start_ssse(flow, ssse, locked_ok=True) == INVALIDATED:
+        if _start_ssse(flow, ssse, locked_ok=True) == SW_WARNING_SELECTED_FILE_INVALIDATED:
             flow.expect("APPLICATION UNBLOCK (HR terminal)", ssse.unlock())
             flow.expect("SELECT SSSE (unlocked: 9000)", ssse.start())
         flow.done("financial application activated and SSSE unlocked")
@@ -553,7 +575,7 @@ def pin_reset(reader, psam, *, id_number: str = DEFAULT_ID_NUMBER, new_pin: str 
         ssse = SsseTerminal(reader, Psam(psam), on_exchange)
         _start_ssse(flow, ssse)
         _id_check(flow, ssse, id_number, "auth")
-        flow.step("VERIFY without data (PIN state)", sw_of(ssse.send(build(0x00, 0x20, 0x00, 0x00))))
+        flow.step("VERIFY without data (PIN state)", sw_of(ssse.send(build(*cla_ins(VERIFY), 0x00, 0x00))))
         if method == "reset":
             flow.expect("PIN RESET 84 24 00 01 (PUK, new PIN enciphered, PSAM MAC)", ssse.reset_pin(new_pin))
         else:

@@ -23,12 +23,14 @@ import sys
 from dataclasses import dataclass
 
 from chip import Card
+from chip.apps.ssse_files import DDF_NAME
+from chip.iso.apdu import build
 from chip.iso.ber import read_length, read_tag
-
-from reader.terminals import flows
-from reader.traces.replay import RecordingReader, TraceWriter, seeded
+from chip.iso.ins import SELECT, VERIFY, cla_ins
 from reader.sim import SimReader
+from reader.terminals import flows
 from reader.terminals.ssse import SsseTerminal
+from reader.traces.replay import RecordingReader, TraceWriter, seeded
 
 ISSUED = datetime.date(2026, 11, 21)
 SEED = 20261121
@@ -39,7 +41,7 @@ AGENT_ID = "110105198506150022"  # a fictional agent, valid GB 11643
 class Curated:
     name: str
     situation: list[str]
-    runs: list  # (flow name, parameters), or ("apdu", hex) for a raw command before the flows
+    runs: list  # (flow name, parameters), or ("apdu", command) for a raw command before the flows
     age: int = 0  # the card's date: this many days after its issue date (`@date issued+N`)
     issued: datetime.date = ISSUED
 
@@ -113,7 +115,8 @@ CURATED = [
         "tries (63C5 ... 63C0, then 6983). After an ID check the window resets the PIN (P7 §13.3):",
         "external authentication with PUK, GET CHALLENGE, PIN reset 84 24 00 01 with the new PIN",
         "enciphered and MACed under the STK process key by its PSAM; VERIFY with the new PIN works."],
-        [("apdu", "00A404000F7378312E73682EC9E7BBE1B1A3D5CF00")] + [("apdu", "0020000003000000")] * 7
+        [("apdu", build(*cla_ins(SELECT), 0x04, 0x00, DDF_NAME, le=256))]
+        + [("apdu", build(*cla_ins(VERIFY), 0x00, 0x00, bytes(3)))] * 7  # PIN 000000
         + [("pin-reset", {})]),
 ]
 
@@ -197,7 +200,7 @@ def _run(entry: Curated, card: Card, wrap) -> None:
             if reader is None:
                 reader = wrap(SimReader(card))
                 reader.reset()
-            reader.transmit(bytes.fromhex(params))
+            reader.transmit(params)
             continue
         reader = None
         result = flows.run_flow(flow, card, wrap=wrap, **params)
