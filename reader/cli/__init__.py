@@ -1,5 +1,5 @@
 """The `sscard` command line."""
 
-from reader.cli.commands import main
+from reader.cli.parser import main
 
 __all__ = ["main"]

@@ -2,6 +2,6 @@
 
 import sys
 
-from reader.cli.commands import main
+from reader.cli import main
 
 sys.exit(main())

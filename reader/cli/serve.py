@@ -1,0 +1,43 @@
+"""`sscard serve`: card images on vpcd, so PC/SC applications see each in a reader of their own."""
+
+from chip import Card
+from chip.fleet import image_names
+from reader.cli.errors import UsageError, usage_error_from_value_error
+from reader.cli.files import check_output
+from reader.pcsc.serve import serve
+from reader.traces.replay import TraceWriter
+
+
+def serve_images(args) -> list[str]:
+    """The images `sscard serve` puts on vpcd: every --state, then every DIR/*.img of --fleet DIR (sorted)."""
+    images = list(args.state or [])
+    if args.fleet:
+        fleet = image_names(args.fleet)
+        if not fleet:
+            raise UsageError(f"{args.fleet}: no card images (NAME.img) in this fleet folder")
+        images += fleet
+    if not images:
+        raise UsageError("give --state CARD.img (repeatable) or --fleet DIR")
+    return images
+
+
+def cmd_serve(args) -> int:
+    images = serve_images(args)
+    for image in images:
+        Card.open(image, read_only=True)  # a bad or busy image is a one-line error before anything starts
+    on_apdu = None
+    if args.record:
+        check_output(args.record, "trace")
+    record = open(args.record, "w", encoding="utf-8") if args.record else None
+    if record is not None:
+        writer = TraceWriter(record, header=[f"every APDU the served card(s) answered: {', '.join(images)}"])
+        on_apdu = lambda slot, apdu, response, seconds: writer.exchange(apdu, response, seconds)  # noqa: E731
+    try:
+        with usage_error_from_value_error():  # a --port outside 1-65535, a --control socket it cannot listen on
+            return serve(images, list(args.port or []), host=args.host, control=args.control,
+                         protocol=0 if args.t0 else 1 if args.t1 else None,  # None: each card's own
+                         quickack=not args.no_quickack, date=args.date, use_stdin=not args.no_stdin,
+                         on_apdu=on_apdu)
+    finally:
+        if record is not None:
+            record.close()
