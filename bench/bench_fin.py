@@ -6,24 +6,22 @@ ARQC check and ARPC in between, 3DES and SM4, in memory and with a card image.
 Run with `make bench`; figures in bench/README.md.
 """
 
-import datetime
-
 import pytest
 
 from chip import Card
+from helpers import CARD_DATE
 from reader import SimReader
 from reader.terminals.issuer import IssuerHost
 from reader.terminals.payment import PaymentTerminal
 
-DATE = datetime.date(2026, 11, 21)
 PIN = "246810"
 
 
 def activated(state=None):
-    card = Card.from_profile(state=state, date=DATE)
+    card = Card.from_profile(state=state, date=CARD_DATE)
     host = IssuerHost()
     host.queue(host.profile.financial.pan, IssuerHost.activation(PIN))
-    PaymentTerminal(SimReader(card), date=DATE).purchase(0, host=host)
+    PaymentTerminal(SimReader(card), date=CARD_DATE).purchase(0, host=host)
     assert card.financial_activated()
     return card, host
 
@@ -31,7 +29,7 @@ def activated(state=None):
 @pytest.mark.parametrize("algorithm", ["3des", "sm4"])
 def bench_purchase_in_memory(benchmark, algorithm):
     card, host = activated()
-    terminal = PaymentTerminal(SimReader(card), date=DATE)
+    terminal = PaymentTerminal(SimReader(card), date=CARD_DATE)
     sm4 = algorithm == "sm4"
     benchmark.extra_info["apdus_per_round"] = 11
     outcome = benchmark(terminal.purchase, 1234, pin=PIN, sm4=sm4, host=host)
@@ -41,7 +39,7 @@ def bench_purchase_in_memory(benchmark, algorithm):
 @pytest.mark.parametrize("algorithm", ["3des", "sm4"])
 def bench_purchase_with_image(benchmark, algorithm, tmp_path):
     card, host = activated(tmp_path / "card.img")
-    terminal = PaymentTerminal(SimReader(card), date=DATE)
+    terminal = PaymentTerminal(SimReader(card), date=CARD_DATE)
     sm4 = algorithm == "sm4"
     benchmark.extra_info["apdus_per_round"] = 11
     outcome = benchmark.pedantic(terminal.purchase, args=(1234,), kwargs={"pin": PIN, "sm4": sm4, "host": host},

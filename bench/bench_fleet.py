@@ -1,4 +1,4 @@
-"""Fleets (issue 8): 10,000 cards in one process (`make bench`).
+"""Fleets (docs/fleets.md): 10,000 cards in one process (`make bench`).
 
 - memory per in-memory card: tracemalloc around the personalisation of the
   10,000 cards (`chip.fleet.memory_per_card`; goal 20 KiB, i.e. 10,000 cards in
@@ -10,14 +10,13 @@
   hospital registration) over the 10,000 cards, once each.
 
 Print the figures with `pytest -s bench/bench_fleet.py --benchmark-enable`;
-recorded in bench/README.md ("Fleets (issue 8)"). Under `make test`
+recorded in bench/README.md (section "Fleets"). Under `make test`
 (`--benchmark-disable`, pyproject's default) each runs once on a small fleet of
 100 cards (about a second): the same code and assertions, memory goal included;
 the 10,000 cards (about 25 s alone, a minute next to other work) only with
 benchmarks enabled (`make bench`).
 """
 
-import datetime
 import gc
 import os
 import time
@@ -25,11 +24,11 @@ import time
 import pytest
 
 from chip.fleet import Fleet, memory_per_card
+from helpers import CARD_DATE
 from reader.terminals.fleet_load import SSSE_MIX, load
 
 N = 10_000  # with benchmarks enabled (make bench)
 N_TEST = 100  # with benchmarks disabled (make test)
-DATE = datetime.date(2026, 11, 21)
 GOAL = 20 * 1024
 
 
@@ -59,7 +58,7 @@ def fleet(n):
     gc.collect()
     before = rss()
     started = time.perf_counter()
-    fleet = Fleet(date=DATE)
+    fleet = Fleet(date=CARD_DATE)
     fleet.personalize(n)
     seconds = time.perf_counter() - started
     gc.collect()
@@ -85,7 +84,7 @@ def round_robin(cards, mix=SSSE_MIX):
 
 
 def bench_fleet_memory_per_card(benchmark, n):
-    per_card = benchmark.pedantic(memory_per_card, args=(n,), kwargs={"date": DATE}, rounds=1, iterations=1)
+    per_card = benchmark.pedantic(memory_per_card, args=(n,), kwargs={"date": CARD_DATE}, rounds=1, iterations=1)
     benchmark.extra_info["bytes_per_card"] = round(per_card)
     print(f"\nmemory per in-memory card ({n} cards, tracemalloc): {per_card / 1024:.2f} KiB "
           f"-> {per_card * N / 2**20:.0f} MiB for {N} cards (goal {GOAL // 1024} KiB)")

@@ -1,11 +1,10 @@
 """APDU round trips through the real PC/SC stack: pyscard -> pcscd -> vpcd -> `sscard serve`.
 
 With and without re-arming TCP_QUICKACK before every read (the 48 ms trap of
-../shared/PCSC.md). Run with `make bench` (which starts pcscd); figures with
+docs/pcsc.md). Run with `make bench` (which starts pcscd); figures with
 p50 and p99 are in bench/README.md. Outside that private pcscd these skip (fail in CI).
 """
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,27 +13,17 @@ import time
 import pytest
 
 from chip import Card
+from helpers import require_pcsc
+from ssse_helpers import SELECT_SSSE
 
 READER = "Virtual PCD 00 00"
-SELECT = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
+SELECT = SELECT_SSSE
 READ = bytes.fromhex("00B2012C12")  # EF05 item 01 (free), Le 18: one exchange on T=0 (Le 00 would be 6C12)
-
-
-def _pcsc_or_skip():
-    """Only on `make bench`'s private pcscd (python -m reader.pcsc.pcscd run: private namespaces), never on
-    the machine's, where a user's served card may sit in the same reader."""
-    from reader.pcsc.pcscd import skip_reason
-
-    reason = skip_reason()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PC/SC benchmark: {reason}")
-        pytest.skip(f"PC/SC benchmark: {reason}")
 
 
 @pytest.mark.parametrize("quickack", [True, False], ids=["quickack", "no-quickack"])
 def bench_pcsc_round_trip(benchmark, tmp_path, quickack):
-    _pcsc_or_skip()
+    require_pcsc("PC/SC benchmark")  # only on `make bench`'s private pcscd, never the machine's
     from reader.pcsc.reader import PcscReader
 
     image = str(tmp_path / "card.img")

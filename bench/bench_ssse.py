@@ -12,33 +12,26 @@ tests/ssse_helpers.py) are computed once, outside the timed loop. Figures are re
 bench/README.md.
 """
 
-import datetime
-import sys
-from pathlib import Path
-
 import pytest
 
+import ssse_helpers as sh
 from chip import Card
+from helpers import CARD_DATE, PROFILES, VERIFY_OK
 from reader import SimReader
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import ssse_helpers as sh  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
 SELECT = sh.SELECT_SSSE
-VERIFY = bytes.fromhex("0020000003123456")
+VERIFY = bytes.fromhex(VERIFY_OK)
 GET_CHALLENGE = bytes.fromhex("0084000008")
 EF05_READS = [sh.read_record(n, 5, 4, le) for n, le in ((0x01, 18), (0x03, 6), (0x05, 6), (0x06, 6), (0x07, 11))]
 EF06_READS = [sh.read_record(0x08, 6, 0, 20), sh.read_record(0x09, 6, 0, 32)]  # by identifier
-DATE = datetime.date(2026, 11, 21)
 CHALLENGE = bytes.fromhex("1122334455667788")
-PROFILES = ["default", "default-3des"]
 
 
 def fixed_challenge_card(profile="default", state=None):
     """A card whose random source is fixed, so the terminal's answers can be computed once."""
-    card = Card.from_profile(profile, state=state, date=DATE)
+    card = Card.from_profile(profile, state=state, date=CARD_DATE)
     card.random = lambda n: CHALLENGE[:n]
     return card
 

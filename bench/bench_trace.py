@@ -9,9 +9,10 @@ import io
 from chip import Card
 from reader import SimReader
 from reader.traces.replay import RecordingReader, replay, sim_reader_for
+from helpers import SELECT_SSSE, VERIFY_OK
 from reader.traces.format import parse
 
-ROUND = ["00A404000F7378312E73682EC9E7BBE1B1A3D5CF", "0020000003123456", "00B2012C00", "00B2052C00",
+ROUND = [SELECT_SSSE, VERIFY_OK, "00B2012C00", "00B2052C00",
          "00B2062C00", "00B2072C00", "00B2083000", "00B2093000", "00B20D3000", "00B24E3000"]
 
 

@@ -5,27 +5,26 @@ TA1 = 11, 13, 18 and 96 (4 MHz clock; transfer time only, the card's processing 
 modelled unless a `slow_etu` is given).
 """
 
-import datetime
-
 import pytest
 
 from chip import Card
+from helpers import CARD_DATE, VERIFY_OK
 from chip.personalization.profile import SHIPPED
 from reader.base import transmit_all
 from reader.terminals.flows import run_flow
 from reader.link.wire import WireReader
+from ssse_helpers import SELECT_SSSE
 
-DATE = datetime.date(2026, 11, 21)
-SELECT = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
+SELECT = SELECT_SSSE
 # SELECT, VERIFY, and the EF05 items (free to read; EF06 needs RKSSSE on a 3.00 card)
-MIX = [SELECT, bytes.fromhex("0020000003123456")] + [bytes.fromhex(h) for h in (
+MIX = [SELECT, bytes.fromhex(VERIFY_OK)] + [bytes.fromhex(h) for h in (
     "00B2012C00", "00B2022C00", "00B2032C00", "00B2042C00", "00B2052C00", "00B2062C00", "00B2072C00")]
 
 
 @pytest.mark.parametrize("protocol", ["T=0", "T=1"])
 def bench_wire_mix(benchmark, protocol):
     profile = "default" if protocol == "T=0" else "t1"  # the default card offers T=0 only
-    reader = WireReader(Card.from_profile(profile, date=DATE), protocol=protocol)
+    reader = WireReader(Card.from_profile(profile, date=CARD_DATE), protocol=protocol)
     reader.reset()
     benchmark.extra_info["apdus_per_round"] = len(MIX)
 
@@ -47,7 +46,7 @@ def bench_bank_activation_simulated_time(benchmark, tmp_path, ta1):
     readers = []
 
     def activation():
-        card = Card.from_profile(str(profile), date=DATE)
+        card = Card.from_profile(str(profile), date=CARD_DATE)
 
         def wrap(reader):
             readers.append(WireReader(reader.card, protocol=protocol))

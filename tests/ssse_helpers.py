@@ -17,26 +17,29 @@ card, with every cryptogram computed by the independent oracle
 - a MAC-protected command: GET CHALLENGE R, then MAC4 under
   process_key(STK of the current DF, R) over `CLA INS P1 P2 Lc || data`, Lc
   counting the MAC (P4 §8.2); PIN reset also enciphers `LD || PIN (cn)` under
-  the same process key (P4 §8.3; SPEC §2 S2/S3);
+  the same process key (P4 §8.3; docs/decisions.md S2, S3);
 - the medical purse (P7 §11-§12, §15): SESLK/SESPK MACs and TACs.
 
 `Terminal.send` is the only way it talks to the card; builders that need a
 challenge send GET CHALLENGE first and return the command *without sending
 it*, so a power-cut test can install its hook between the two.
+
+Commands here are bytes: the commands of tests/helpers.py (upper-case hex, their one home) are
+given again as bytes for the tests that send bytes.
 """
 
 import datetime
 
+import helpers
 import oracle
 from chip.apps.keys import KEYS
 from chip.personalization.profile import Profile, load_profile
+from helpers import OK
 
-OK = b"\x90\x00"
-DDF_NAME = bytes.fromhex("7378312E73682EC9E7BBE1B1A3D5CF")  # sx1.sh.社会保障
-SELECT_SSSE = b"\x00\xA4\x04\x00\x0F" + DDF_NAME
-SELECT_DF04 = bytes.fromhex("00A4040006D15600000503")  # DF04 by its AID D156000005 03 (V2 table 2)
-SELECT_DF04_FID = bytes.fromhex("00A4000002DF04")
-INITIAL_PIN = "123456"
+SELECT_SSSE = bytes.fromhex(helpers.SELECT_SSSE)
+SELECT_DF04 = bytes.fromhex(helpers.SELECT_DF04)  # DF04 by its AID D156000005 03 (V2 table 2)
+SELECT_FIN = bytes.fromhex(helpers.SELECT_FIN)
+READ_DF04_REGION = bytes.fromhex(helpers.READ_DF04_REGION)
 FAMILY = {0x01: "des", 0x03: "sm4"}  # the SSSE FCI's algorithm flag (SR §10.1)
 KEY = {spec.name: spec for spec in KEYS}
 TERMINAL_NO = bytes.fromhex("110100000001")  # a PSAM terminal number (P9 0016: city code + 6 digits)
@@ -103,7 +106,7 @@ class Terminal:
         for name, spec in KEY.items():
             root = profile.keys[name]
             if spec.short_des and self.family == "des":
-                root = root[:8]  # STK/STKDFxx: 8 bytes in the DES family (P9 appendix B, SPEC §6)
+                root = root[:8]  # STK/STKDFxx: 8 bytes in the DES family (P9 appendix B; docs/decisions.md §2.2)
             self.keys[name] = oracle.card_key(self.family, root, spec.levels, self.region, self.historical)
         self.original = bytes.fromhex("0102030405060708")
 
@@ -155,7 +158,7 @@ class Terminal:
         return header + body + mac
 
     def pin_reset(self, new_pin: str) -> bytes:
-        """PIN reset `84 24 00 01 Lc <enciphered LD || PIN> <MAC4>` (P5 §6.8; SPEC §2 S2/S3), not sent."""
+        """PIN reset `84 24 00 01 Lc <enciphered LD || PIN> <MAC4>` (P5 §6.8; docs/decisions.md S2, S3), not sent."""
         challenge = self.challenge()
         ks = self.process_key("ssse_stk", challenge)
         enciphered = oracle.encipher(self.family, ks, cn(new_pin))

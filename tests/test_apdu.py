@@ -1,7 +1,7 @@
 """Command APDU decoding: `chip.iso.apdu.parse`/`build` and what `Card.transmit` makes of it.
 
 References: ISO/IEC 7816-4 §5.1 (cases 1-4, short and extended Lc/Le), ISO/IEC
-7816-3 §12.1; SPEC §4 for the status words.
+7816-3 §12.1; the status words as docs/card/commands.md §2 lists them.
 """
 
 import pytest
@@ -11,12 +11,10 @@ from hypothesis import strategies as st
 from chip import Card
 from chip.iso.apdu import build, parse
 from chip.iso.sw import CardError
-from conftest import CARD_DATE, tx
-from helpers import EF05, FCI
+from helpers import CARD_DATE, DDF_NAME, EF05, FCI, SELECT_SSSE, tx
 
-SELECT_SSSE = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
-SSSE_NAME = bytes.fromhex("7378312E73682EC9E7BBE1B1A3D5CF")
-FCI_SSSE = FCI["sm4"]  # the default profile: SM4 (P5 table 36; files.md §4.1)
+SSSE_NAME = bytes.fromhex(DDF_NAME)
+FCI_SSSE = FCI["sm4"]  # the default profile: SM4 (P5 table 36)
 EF05_01 = EF05[1]  # region || RID || serial || authentication code (V2 table 10)
 
 
@@ -197,7 +195,7 @@ _FUZZ_CARD = Card.from_profile(date=CARD_DATE)
 )
 def test_transmit_arbitrary_bytes_never_raises_nor_6F00(selected, raw):
     # 6F00 must never be seen in practice except as GET RESPONSE's answer when nothing waits
-    # (SPEC §4, §2); any input gets a status word
+    # (P5 §6.6.4; docs/card/commands.md §0, §2); any input gets a status word
     card = _FUZZ_CARD
     card.power_on(1)
     if selected:
@@ -219,7 +217,7 @@ def test_select_in_every_case_and_form(reader):
 
 def test_read_record_case_2_short_and_extended(reader):
     tx(reader, SELECT_SSSE)
-    assert tx(reader, "00B2012C00") == "6C12"  # Le 00: the length (P5 §6.10.4, SPEC S12)
+    assert tx(reader, "00B2012C00") == "6C12"  # Le 00: the length (P5 §6.10.4, docs/decisions.md S12)
     assert tx(reader, "00B2012C12") == EF05_01 + "9000"
     assert tx(reader, "00B2012C000012") == EF05_01 + "9000"  # extended Le = exact length
     assert tx(reader, "00B2012C000011") == "6C12"  # extended Le one short
@@ -252,7 +250,7 @@ def test_unknown_ins_6D00(reader, hexstr, in_ssse):
 
 
 @pytest.mark.parametrize("cla", ["10", "FF", "20", "A0", "C0"])
-@pytest.mark.parametrize("rest", ["A404000F7378312E73682EC9E7BBE1B1A3D5CF", "B2012C00", "C0000000", "20000003123456"])
+@pytest.mark.parametrize("rest", ["A404000F" + DDF_NAME, "B2012C00", "C0000000", "20000003123456"])
 @pytest.mark.parametrize("in_ssse", [False, True])
 def test_unknown_cla_6E00(reader, cla, rest, in_ssse):
     if in_ssse:
@@ -261,7 +259,7 @@ def test_unknown_cla_6E00(reader, cla, rest, in_ssse):
 
 
 def test_unknown_cla_does_not_select(reader):
-    assert tx(reader, "10A404000F7378312E73682EC9E7BBE1B1A3D5CF") == "6E00"
+    assert tx(reader, "10A404000F" + DDF_NAME) == "6E00"
     # still at the MF: an SSSE-only command is not known there
     assert tx(reader, "805E010007123456FF654321") == "6D00"
 
@@ -270,12 +268,12 @@ def test_unknown_cla_does_not_select(reader):
 
 
 @pytest.mark.parametrize("hexstr", [
-    "00A405000F7378312E73682EC9E7BBE1B1A3D5CF",  # SELECT P1 = 05: no such selection method
+    "00A405000F" + DDF_NAME,  # SELECT P1 = 05: no such selection method
     "00A4FF0000",
-    "00A404010F7378312E73682EC9E7BBE1B1A3D5CF",  # P2 bit 1 set (RFU)
-    "00A404080F7378312E73682EC9E7BBE1B1A3D5CF",  # P2 = 08: response option 10 is RFU
-    "00A404100F7378312E73682EC9E7BBE1B1A3D5CF",  # P2 high nibble RFU
-    "00A4040D0F7378312E73682EC9E7BBE1B1A3D5CF",
+    "00A404010F" + DDF_NAME,  # P2 bit 1 set (RFU)
+    "00A404080F" + DDF_NAME,  # P2 = 08: response option 10 is RFU
+    "00A404100F" + DDF_NAME,  # P2 high nibble RFU
+    "00A4040D0F" + DDF_NAME,
     "00B2012F00",  # READ RECORD P2 mode 111: not defined (P5 table 32)
     "00B201FC00",  # SFI 11111 is RFU (ISO 7816-4 READ RECORD P2)
     "00C0010000",  # GET RESPONSE P1P2 must be 0000
@@ -309,7 +307,7 @@ def test_wrong_data_6A80(reader, hexstr):
     assert tx(reader, "0020000003123456") == "9000"  # and changes nothing
 
 
-# -- GET RESPONSE (P5 §6.6; SPEC §2) -----------------------------------------------------------------
+# -- GET RESPONSE (P5 §6.6; docs/card/commands.md §0) -----------------------------------------------
 
 
 @pytest.mark.parametrize("apdu", ["00C0000000", "00C0000008", "00C000001E"])
@@ -317,7 +315,7 @@ def test_wrong_data_6A80(reader, hexstr):
 def test_get_response_with_nothing_waiting_6F00(request, fixture, apdu):
     r = request.getfixturevalue(fixture)
     assert tx(r, apdu) == "6F00"
-    assert tx(r, "00A4040C0F7378312E73682EC9E7BBE1B1A3D5CF") == "9000"
+    assert tx(r, "00A4040C0F" + DDF_NAME) == "9000"
     assert tx(r, apdu) == "6F00"
     assert tx(r, "00B2012C12") == EF05_01 + "9000"  # a case 2 answer leaves nothing behind
     assert tx(r, apdu) == "6F00"
@@ -330,7 +328,7 @@ def test_get_response_after_delivery_6F00(t0reader):
 
 
 def test_get_response_le_00_with_data_waiting_6Cxx(t0reader):
-    # P5 §6.6.4 (security.md §2.2): Le 00 is answered 6Cxx when data is waiting
+    # P5 §6.6.4 (docs/card/commands.md §0): Le 00 is answered 6Cxx when data is waiting
     assert tx(t0reader, SELECT_SSSE) == "611E"
     assert tx(t0reader, "00C0000000") == "6C1E"
     assert tx(t0reader, "00C000001E") == FCI_SSSE + "9000"

@@ -5,7 +5,6 @@ import dataclasses
 import tomllib
 from functools import reduce
 from operator import xor
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -15,9 +14,7 @@ from chip import Card, ProfileError
 from chip.kernel import image as image_mod
 from chip.contacts.atr import (
     DEFAULT_HISTORICAL,
-    DI_TABLE,
     LEGACY_HISTORICAL,
-    FI_TABLE,
     MAX_LENGTH,
     AtrConfig,
     AtrError,
@@ -25,21 +22,22 @@ from chip.contacts.atr import (
     build_atr,
     parse_atr,
 )
+from chip.contacts.timing import DI_TABLE, FI_TABLE
 from chip.personalization.profile import parse_profile
+import helpers
+from helpers import DEFAULT_ATR_EXPLAINED, DEFAULT_TOML, HISTORICAL
 from reader.link import atr as reader_atr
 
 # LD/T 32 P2 Table 7 (T=0 only, TB1 00, TC1 00, no TA1, no TD1, no TCK) + the Table 16 historical bytes
-HISTORICAL = bytes.fromhex("00815353438699110100000001")
-DEFAULT_ATR = bytes.fromhex("3B6D0000") + HISTORICAL
+DEFAULT_ATR = bytes.fromhex(helpers.DEFAULT_ATR)
 # the shipped t1 profile: TA1 13, T=0 and T=1 (TD1 80, TD2 31, TA3 FE, TB3 45), the same historical bytes, TCK
-T1_ATR = bytes.fromhex("3B9D138031FE45") + HISTORICAL + bytes.fromhex("48")
+T1_ATR = bytes.fromhex(helpers.T1_ATR)
 T1_CONFIG = AtrConfig(fi_di=0x13, tb1=None, guard_time=None, protocols=(0, 1))
 # the card's ATR before it followed P2 (an image made then keeps it)
 LEGACY_ATR = bytes.fromhex("3B9C138031FE45805A5353434152442D53494D31")
 LEGACY_CONFIG = dataclasses.replace(T1_CONFIG, historical=LEGACY_HISTORICAL)
-# a real card's contact ATR (T-HSM trace, standard/interface.md §1.6.3)
+# a real card's contact ATR (the real trace T1 of tests/test_real_traces.py)
 REAL_ATR = bytes.fromhex("3B6D0000 00814A4446 8660 5199 000001AC".replace(" ", ""))
-DEFAULT_TOML = Path(__file__).resolve().parents[1] / "chip" / "personalization" / "profiles" / "default.toml"
 
 
 def atr(text: str) -> bytes:
@@ -64,17 +62,7 @@ def test_default_atr_bytes_are_p2_basic_atr():
 
 
 def test_default_atr_explained_byte_by_byte():
-    assert parse_atr(DEFAULT_ATR).explain() == [
-        "TS      3B  direct convention",
-        "T0      6D  Y1=6: TB1 TC1 follow; K=13 historical bytes",
-        "TB1     00  no VPP (P2 §8.3.3.3)",
-        "TC1     00  extra guard time N=0: 12 etu per character to the card (the card's: 12)",
-        "T1-T2   00 81  chip supplier registration number (P2 Table 16)",
-        "T3-T5   53 53 43  chip / COS supplier's data (COS) 'SSC'",
-        "T6-T7   86 99  card manufacturer registration number",
-        "T8-T9   11 01  card serial part 1: region code 1101.. (first 4 digits, BCD)",
-        "TA-TD   00 00 00 01  card serial part 2 (unique per card in the issuing area)",
-    ]
+    assert parse_atr(DEFAULT_ATR).explain() == DEFAULT_ATR_EXPLAINED
 
 
 def test_default_atr_parameters():

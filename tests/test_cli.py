@@ -2,29 +2,20 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from chip import Card
 from chip.personalization.profile import SHIPPED
-from reader.cli.commands import main
-
-SELECT_SSSE = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from helpers import DEFAULT_ATR_EXPLAINED, SELECT_SSSE, TRACES, cli
 
 
 def test_personalize_then_info(tmp_path, capsys):
     img = str(tmp_path / "card.img")
-    code, out, err = run(capsys, "--date", "2026-11-21", "personalize", "--state", img)
+    code, out, err = cli(capsys, "--date", "2026-11-21", "personalize", "--state", img)
     assert code == 0 and err == ""
     assert "card T00000001, holder 李华" in out
-    code, out, err = run(capsys, "info", "--state", img)
+    code, out, err = cli(capsys, "info", "--state", img)
     assert code == 0
     assert "PIN tries left       6 of 6" in out
     assert "issue date                   2026-11-21" in out
@@ -35,23 +26,23 @@ def test_personalize_then_info(tmp_path, capsys):
 
 def test_personalize_refuses_to_overwrite(tmp_path, capsys):
     img = str(tmp_path / "card.img")
-    assert run(capsys, "personalize", "--state", img)[0] == 0
+    assert cli(capsys, "personalize", "--state", img)[0] == 0
     Card.open(img)  # stays a valid image
-    code, out, err = run(capsys, "personalize", "--state", img)
+    code, out, err = cli(capsys, "personalize", "--state", img)
     assert code == 2 and err.count("\n") == 1
     assert "already exists; add --force" in err
-    assert run(capsys, "personalize", "--force", "--state", img)[0] == 0
+    assert cli(capsys, "personalize", "--force", "--state", img)[0] == 0
 
 
 def test_apdu_prints_command_data_sw_and_meaning(tmp_path, capsys):
     img = str(tmp_path / "card.img")
-    run(capsys, "personalize", "--state", img)
-    code, out, err = run(capsys, "apdu", "--state", img, SELECT_SSSE, "00 20 00 00 03 11 11 11", "00B2012C00",
+    cli(capsys, "personalize", "--state", img)
+    code, out, err = cli(capsys, "apdu", "--state", img, SELECT_SSSE, "00 20 00 00 03 11 11 11", "00B2012C00",
                          "00B2012C12")
     assert code == 0
     assert out.splitlines()[0] == "ATR 3B 6D 00 00 00 81 53 53 43 86 99 11 01 00 00 00 01"  # P2 table 16
     assert "> 00 20 00 00 03 11 11 11\n< 63C5  verification failed, 5 tries left" in out
-    # Le 00: the card answers the record's length (P5 §6.10.4, SPEC S12); sscard apdu shows it as it is
+    # Le 00: the card answers the record's length (P5 §6.10.4, docs/decisions.md S12); sscard apdu shows it as it is
     assert "> 00 B2 01 2C 00\n< 6C12  wrong Le: 18 bytes available" in out
     assert "> 00 B2 01 2C 12\n< 01 10 11 01 00 D1 56 00 00 05 00 00 00 01 00 00 00 00\n< 9000  OK" in out
     # the wrong PIN was counted in the image
@@ -62,14 +53,14 @@ def test_apdu_t0_answers_61xx(tmp_path, capsys):
     """The default card is T=0 (P2): `--t0` shows the transport's 61xx and GET RESPONSE (P2 §9.3);
     without it the reader fetches the data, as a terminal's transport layer does."""
     img = str(tmp_path / "card.img")
-    run(capsys, "personalize", "--state", img)
-    code, out, _ = run(capsys, "apdu", "--t0", "--no-decode", "--state", img, SELECT_SSSE, "00C000001E",
+    cli(capsys, "personalize", "--state", img)
+    code, out, _ = cli(capsys, "apdu", "--t0", "--no-decode", "--state", img, SELECT_SSSE, "00C000001E",
                        "00C000001E")
     assert code == 0
     assert "< 611E  30 more bytes available (GET RESPONSE)" in out
     assert "> 00 C0 00 00 1E\n< 6F 1C 84 0F" in out
-    assert out.rstrip().endswith("< 6F00  data invalid / nothing to fetch")  # nothing waiting: 6F00 (SPEC §2)
-    code, out, _ = run(capsys, "apdu", "--no-decode", "--state", img, SELECT_SSSE)
+    assert out.rstrip().endswith("< 6F00  data invalid / nothing to fetch")  # nothing waiting: 6F00 (P5 §6.6.4; docs/decisions.md §3)
+    code, out, _ = cli(capsys, "apdu", "--no-decode", "--state", img, SELECT_SSSE)
     assert code == 0 and out.splitlines()[-1] == "< 9000  OK" and "\n< 6F 1C 84 0F" in out and "00 C0" not in out
 
 
@@ -82,14 +73,14 @@ def test_apdu_t0_answers_61xx(tmp_path, capsys):
 ])
 def test_errors_are_one_line(tmp_path, capsys, argv, message):
     img = str(tmp_path / "card.img")
-    run(capsys, "personalize", "--state", img)
+    cli(capsys, "personalize", "--state", img)
     (tmp_path / "garbage.img").write_bytes(b"hello")
     bad = tmp_path / "bad.toml"
     text = (SHIPPED / "default.toml").read_text(encoding="utf-8")
     bad.write_text(text.replace("110101199003071233", "110101199003071234"), encoding="utf-8")
     names = {"img": img, "missing": str(tmp_path / "none.img"), "garbage": str(tmp_path / "garbage.img"),
              "new": str(tmp_path / "new.img"), "badprofile": str(bad)}
-    code, out, err = run(capsys, *[a.format(**names) for a in argv])
+    code, out, err = cli(capsys, *[a.format(**names) for a in argv])
     assert code == 2
     assert err.startswith("sscard: error: ") and err.count("\n") == 1
     assert message in err
@@ -97,7 +88,7 @@ def test_errors_are_one_line(tmp_path, capsys, argv, message):
 
 
 def test_demo_runs_the_scripted_session(capsys):
-    code, out, _ = run(capsys, "--date", "2026-11-21", "demo")
+    code, out, _ = cli(capsys, "--date", "2026-11-21", "demo")
     assert code == 0
     # wrong PIN, right PIN, change PIN, old PIN refused, new PIN accepted - in that order
     expected = ["63C5  verification failed, 5 tries left", "9000  OK", "6982  security status not satisfied"]
@@ -121,19 +112,19 @@ def test_console_script_entry_point():
 
 def test_apdu_output_is_decoded(tmp_path, capsys):
     img = str(tmp_path / "card.img")
-    run(capsys, "--date", "2026-11-21", "personalize", "--state", img)
-    code, out, _ = run(capsys, "apdu", "--state", img, SELECT_SSSE, "00B2072C0B", "0020000003123456", "00B2093020")
+    cli(capsys, "--date", "2026-11-21", "personalize", "--state", img)
+    code, out, _ = cli(capsys, "apdu", "--state", img, SELECT_SSSE, "00B2072C0B", "0020000003123456", "00B2093020")
     assert code == 0
     assert "    SELECT by DF name sx1.sh.社会保障 (SSSE)" in out
     assert "    READ RECORD 07 of EF05 (SFI 5) — card number" in out
     assert '07 card number: 543030303030303031 = "T00000001"' in out
     assert "PIN: 6 digits" in out and "12 34 56" in out.split("PIN:")[0]  # the PIN itself is only in the raw line
-    code, plain, _ = run(capsys, "apdu", "--no-decode", "--state", img, "00B2072C00")
+    code, plain, _ = cli(capsys, "apdu", "--no-decode", "--state", img, "00B2072C00")
     assert "READ RECORD" not in plain
 
 
 def test_decode_command_explains_a_trace(tmp_path, capsys):
-    code, out, _ = run(capsys, "decode", str(Path(__file__).resolve().parents[1] / "apdu_traces" / "pharmacy-activation.apdu"))
+    code, out, _ = cli(capsys, "decode", str(TRACES / "pharmacy-activation.apdu"))
     assert code == 0
     assert "SELECT by DF name sx1.sh.社会保障 (SSSE)" in out
     assert "INTERNAL AUTHENTICATE with IRK (key 00)" in out
@@ -144,62 +135,54 @@ def test_decode_command_explains_a_trace(tmp_path, capsys):
 
 def test_atr_command_explains_every_byte(tmp_path, capsys):
     img = str(tmp_path / "card.img")
-    run(capsys, "personalize", "--state", img)
-    code, out, _ = run(capsys, "atr", "--state", img)
+    cli(capsys, "personalize", "--state", img)
+    code, out, _ = cli(capsys, "atr", "--state", img)
     assert code == 0
     # LD/T 32 P2's basic ATR (Table 7: T=0 only, TB1 00, TC1 00, no TA1, no TCK) with the 13
     # historical bytes of Table 16, each field named
     assert out.splitlines() == [
         "ATR 3B 6D 00 00 00 81 53 53 43 86 99 11 01 00 00 00 01",
-        "TS      3B  direct convention",
-        "T0      6D  Y1=6: TB1 TC1 follow; K=13 historical bytes",
-        "TB1     00  no VPP (P2 §8.3.3.3)",
-        "TC1     00  extra guard time N=0: 12 etu per character to the card (the card's: 12)",
-        "T1-T2   00 81  chip supplier registration number (P2 Table 16)",
-        "T3-T5   53 53 43  chip / COS supplier's data (COS) 'SSC'",
-        "T6-T7   86 99  card manufacturer registration number",
-        "T8-T9   11 01  card serial part 1: region code 1101.. (first 4 digits, BCD)",
-        "TA-TD   00 00 00 01  card serial part 2 (unique per card in the issuing area)",
+        *DEFAULT_ATR_EXPLAINED,
         "protocols T=0: negotiable mode; no TA1: T=0 at Fi/Di 372/1 for the whole session, no PPS needed",
         "characters: 12 etu to the card (N=0), 12 etu from the card",
         "T=0: WI 10, WWT 9600 etu at Di 1",
     ]
     # the t1 profile's ATR given in hex: TA1 and the T=1 bytes, the same historical bytes, TCK
-    code, out, _ = run(capsys, "atr", "3B 9D 13 80 31 FE 45 00 81 53 53 43 86 99 11 01 00 00 00 01 48")
+    code, out, _ = cli(capsys, "atr", "3B 9D 13 80 31 FE 45 00 81 53 53 43 86 99 11 01 00 00 00 01 48")
     assert code == 0
     assert "TA1     13  Fi=372 Di=4 f_max=5 MHz: 1 etu = 93 clock cycles" in out
     assert "T6-T7   86 99  card manufacturer registration number" in out
     assert "TCK     48  check byte ok (XOR of T0..TCK is 00)" in out
-    code, out, err = run(capsys, "atr", "3B9D138031FE45008153534386991101000000014A")
+    code, out, err = cli(capsys, "atr", "3B9D138031FE45008153534386991101000000014A")
     assert code == 2 and err.startswith("sscard: error: bad ATR: ") and err.count("\n") == 1
     assert "TCK 4A wrong" in err and "TCK should be 48" in err
-    code, out, err = run(capsys, "atr", "3B6D0000008153534386991101000000")  # one historical byte short
+    code, out, err = cli(capsys, "atr", "3B6D0000008153534386991101000000")  # one historical byte short
     assert code == 2 and err.count("\n") == 1 and "K=13, only 12 present" in err
 
 
-# -- global options, and every file argument as one line (issue 12) ------------------------------------------
+# -- global options, and every file argument as one line ------------------------------------------------------
 
 def test_date_is_accepted_before_or_after_the_command(tmp_path, capsys):
     img = str(tmp_path / "card.img")
-    assert run(capsys, "personalize", "--state", img, "--date", "2026-11-21")[0] == 0
-    before = run(capsys, "--date", "2027-01-01", "info", "--state", img)
-    after = run(capsys, "info", "--state", img, "--date", "2027-01-01")
+    assert cli(capsys, "personalize", "--state", img, "--date", "2026-11-21")[0] == 0
+    before = cli(capsys, "--date", "2027-01-01", "info", "--state", img)
+    after = cli(capsys, "info", "--state", img, "--date", "2027-01-01")
     assert before == after and before[0] == 0 and "2027-09-17 (259 days left)" in before[1]
-    code, out, err = run(capsys, "ssse", "verify", "123456", "--date", "2027-01-01", "--state", img)
+    code, out, err = cli(capsys, "ssse", "verify", "123456", "--date", "2027-01-01", "--state", img)
     assert code == 0 and err == ""
-    code, out, err = run(capsys, "flow", "service-window-activation", "--state", img, "--date", "2027-01-02")
+    code, out, err = cli(capsys, "flow", "service-window-activation", "--state", img, "--date", "2027-01-02")
     assert code == 0 and err == ""
 
 
 def test_usage_errors_have_one_prefix(capsys):
-    code, out, err = run(capsys, "bogus")
+    code, out, err = cli(capsys, "bogus")
     assert code == 2 and err.startswith("sscard: error: argument COMMAND: invalid choice: 'bogus'")
-    code, out, err = run(capsys, "info", "--state", "x.img", "--colour")
+    code, out, err = cli(capsys, "info", "--state", "x.img", "--colour")
     assert err == "sscard: error: unrecognized arguments: --colour\n"
-    code, out, err = run(capsys, "ssse", "register", "--amount", "x", "--state", "x.img")
+    code, out, err = cli(capsys, "ssse", "register", "--amount", "x", "--state", "x.img")
     assert err.startswith("sscard: error: ssse register: argument --amount: ") and err.count("\n") == 1
     for argv in (["--date", "0001-01-01", "demo"], ["demo", "--date", "9999-12-31"]):
-        code, out, err = run(capsys, *argv)
+        code, out, err = cli(capsys, *argv)
         assert code == 2 and err.count("\n") == 1 and "sscard: error: sscard:" not in err
         assert "is a date the simulated card cannot use" in err and "1950-01-01 to 2049-12-31" in err
 
@@ -248,8 +231,8 @@ def file_cases(tmp_path) -> dict:
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_file_arguments_that_cannot_be_used_are_one_line(tmp_path, capsys, argv, message):
     names = file_cases(tmp_path)
-    run(capsys, "--date", "2026-11-21", "personalize", "--state", names["img"])
-    code, out, err = run(capsys, *[a.format(**names) for a in argv])
+    cli(capsys, "--date", "2026-11-21", "personalize", "--state", names["img"])
+    code, out, err = cli(capsys, *[a.format(**names) for a in argv])
     assert code == 2 and err.startswith("sscard: error: ") and err.count("\n") == 1, err
     assert message.format(**names) in err
     assert not (tmp_path / "nowhere").exists() and not (tmp_path / "new.img").exists()
@@ -265,7 +248,7 @@ def test_an_unreadable_profile_is_one_line(tmp_path, capsys, monkeypatch):
         raise PermissionError(13, "Permission denied", str(file))
 
     monkeypatch.setattr(chip.inputs, "open", refuse, raising=False)
-    code, out, err = run(capsys, "personalize", str(path), "--state", str(tmp_path / "new.img"))
+    code, out, err = cli(capsys, "personalize", str(path), "--state", str(tmp_path / "new.img"))
     assert code == 2 and err == f"sscard: error: {path}: cannot read profile (Permission denied)\n"
 
 
@@ -273,13 +256,13 @@ def test_a_link_error_on_the_simulated_contacts_is_one_line(tmp_path, capsys, mo
     from reader.link import wire
 
     img = str(tmp_path / "card.img")
-    run(capsys, "personalize", "--state", img)
+    cli(capsys, "personalize", "--state", img)
 
     def silent(self, apdu):
         raise wire.LinkError("timeout: no byte from the card within WWT (9600 etu)")
 
     monkeypatch.setattr(wire.WireReader, "transmit", silent)
-    code, out, err = run(capsys, "apdu", "--wire", "t0", "--state", img, "0012000008")
+    code, out, err = cli(capsys, "apdu", "--wire", "t0", "--state", img, "0012000008")
     assert code == 1 and out.startswith("ATR 3B")
     assert err == ("sscard: error: link error on the simulated contacts (sending 00 12 00 00 08): timeout: no byte "
                    "from the card within WWT (9600 etu)\n")
@@ -288,9 +271,67 @@ def test_a_link_error_on_the_simulated_contacts_is_one_line(tmp_path, capsys, mo
 def test_replay_of_a_trace_without_reset_says_so_and_passes(tmp_path, capsys):
     script, trace = tmp_path / "script.txt", str(tmp_path / "t.apdu")
     script.write_text(f"# what a scriptor user has\n{SELECT_SSSE}\n00B2072C0B\n", encoding="utf-8")
-    assert run(capsys, "scriptor", "import", str(script), "-o", trace)[0] == 0
-    code, out, err = run(capsys, "replay", trace)
+    assert cli(capsys, "scriptor", "import", str(script), "-o", trace)[0] == 0
+    code, out, err = cli(capsys, "replay", trace)
     assert (code, err) == (0, "")
     assert out.splitlines() == [
         f"note: {trace}: no reset before the first command (line 2): the replay starts with a cold reset",
         f"PASS {trace} (2 APDUs, " + out.splitlines()[1].split("(2 APDUs, ")[1], "1 passed, 0 failed"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["apdu", "00A4040000"], "give either --state CARD.img (the simulator) or --reader NAME (PC/SC)"),
+    (["apdu", "--state", "{img}", "00A4ZZ"], "not hexadecimal: '00A4ZZ'"),
+    (["wire-log", "--state", "{img}", "--pps", "00", SELECT_SSSE], "PPS1 00: Fi or Di index is RFU"),
+    (["serve", "--state", "{img}", "--port", "70000", "--no-stdin"], "--port 70000: not a TCP port (1-65535)"),
+    (["flow", "tea-ceremony", "--state", "{img}"], "unknown flow 'tea-ceremony'; flows: bank-activation, "),
+    (["flow", "bank-activation", "--state", "{img}", "--param", "bank_pin=12"],
+     "bank_pin must be 4 to 12 digits, not '12'"),
+    (["ssse", "verify", "12", "--state", "{img}"], "ssse verify: argument pin: a PIN is 4 to 12 digits, not '12'"),
+])
+def test_a_users_mistake_is_one_line_and_exit_status_2(tmp_path, capsys, argv, message):
+    """What the user got wrong (an option, a hex APDU, a TA1, a port, a flow parameter) is one line,
+    in the words of the check that refused it, and exit status 2: never a traceback."""
+    img = str(tmp_path / "card.img")
+    cli(capsys, "personalize", "--state", img)
+    code, _, err = cli(capsys, *[a.format(img=img) for a in argv])
+    assert code == 2
+    assert err.startswith(f"sscard: error: {message}") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("bug", [KeyError("holder"), TypeError("unsupported operand"), AttributeError("no field"),
+                                 ValueError("invalid literal for int()")])
+def test_an_internal_bug_in_a_command_propagates(tmp_path, capsys, monkeypatch, bug):
+    """A bug inside a command is not a user's mistake: main() lets it out as itself (a ValueError too,
+    when no input of the user caused it), and says nothing as an sscard error."""
+    import reader.cli.card as card_commands
+
+    img = str(tmp_path / "card.img")
+    cli(capsys, "personalize", "--state", img)
+
+    def broken(args):
+        raise bug
+
+    monkeypatch.setattr(card_commands, "cmd_info", broken)
+    with pytest.raises(type(bug)) as raised:
+        cli(capsys, "info", "--state", img)
+    assert raised.value is bug
+    assert capsys.readouterr().err == ""
+
+
+def test_sscard_shows_the_traceback_of_an_internal_bug(tmp_path):
+    """`sscard` with a bug inside a command: Python's traceback and its exit status 1, not one line and 2."""
+    from helpers import python_env
+
+    program = ("import sys\n"
+               "import reader.cli.card as card_commands\n"
+               "def broken(args):\n"
+               "    raise KeyError('holder')\n"
+               "card_commands.cmd_info = broken\n"
+               "from reader.cli import main\n"
+               "sys.exit(main(sys.argv[1:]))\n")
+    result = subprocess.run([sys.executable, "-c", program, "info", "--state", str(tmp_path / "card.img")],
+                            capture_output=True, text=True, env=python_env(), timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.startswith("Traceback (most recent call last):")
+    assert result.stderr.rstrip().endswith("KeyError: 'holder'") and "sscard: error" not in result.stderr

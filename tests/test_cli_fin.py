@@ -1,4 +1,5 @@
-"""`sscard fin ...` and the `[fin]` section of `sscard info` on a card image (SPEC §3, §5.2).
+"""`sscard fin ...` and the `[fin]` section of `sscard info` on a card image (the financial model of
+docs/decisions.md §6).
 
 Each operation runs a transaction through the terminal kernel and a fresh
 issuer host, printing every exchange (`> ` command, `< ` data, `< SW  meaning`),
@@ -16,12 +17,14 @@ import pytest
 from chip import Card
 from chip.apps.financial import pin_block
 from chip.personalization.profile import SHIPPED
+import helpers
 from chip.iso.sw import meaning
-from reader.cli.commands import main
+from helpers import CARD_DATE, SELECT_FIN, SELECT_SSSE
+from reader.cli import main
 
-DATE = "2026-11-21"
-AID = "A0 00 00 03 33 01 01 01"
-SELECT_FIN_HEX = "00A4040008A00000033301010100"
+DATE = CARD_DATE.isoformat()
+AID = bytes.fromhex(helpers.AID).hex(" ").upper()  # as the CLI prints it
+SELECT_FIN_HEX = SELECT_FIN + "00"
 
 
 def run(capsys, *argv):
@@ -47,6 +50,16 @@ def fin(capsys, img, *argv):
 
 def tail(out: str, n: int) -> list[str]:
     return out.splitlines()[-n:]
+
+
+def scripted(capsys, img, argv: list, last_lines: list[str], info_line: str) -> str:
+    """`sscard fin ARGV` for a script operation: exit 0, nothing on stderr, output ending with
+    `last_lines`, and `info_line` in the `[fin]` section of `sscard info` afterwards; its output."""
+    code, out, err = fin(capsys, img, *argv)
+    assert code == 0 and err == ""
+    assert tail(out, len(last_lines)) == last_lines
+    assert info_line in info_fin(capsys, img)
+    return out
 
 
 def sw_after(out: str, command_prefix: str) -> str:
@@ -261,15 +274,12 @@ def test_bad_pin_is_one_line_before_any_apdu(img, capsys, operation, pin):
 @ALGS
 def test_block_then_unblock(img, capsys, sm4):
     assert fin(capsys, img, "activate", *sm4_flag(sm4))[0] == 0
-    code, out, err = fin(capsys, img, "block", *sm4_flag(sm4))
-    assert code == 0 and err == ""
-    assert sw_after(out, "84 1E 00 00 04 ") == "< 9000  OK"
-    assert tail(out, 3) == [
+    out = scripted(capsys, img, ["block", *sm4_flag(sm4)], [
         "script 841E APPLICATION BLOCK: 9000 OK",
         "transaction carrying the scripts: declined (AAC, ATC 2, CVR 03201000): the card declined at the second "
         "GENERATE AC",
-        "blocked: APPLICATION BLOCK done (SELECT answers 6283, GENERATE AC only an AAC)"]
-    assert "  lock                 blocked\n" in info_fin(capsys, img)
+        "blocked: APPLICATION BLOCK done (SELECT answers 6283, GENERATE AC only an AAC)"], "  lock                 blocked\n")
+    assert sw_after(out, "84 1E 00 00 04 ") == "< 9000  OK"
 
     code, out, _ = fin(capsys, img, "purchase", "1", *sm4_flag(sm4))
     assert code == 1
@@ -277,14 +287,11 @@ def test_block_then_unblock(img, capsys, sm4):
     assert sw_after(out, f"00 A4 04 00 08 {AID}") == "< 6283  selected application invalidated (locked)"
     assert tail(out, 1) == ["outcome: declined (AAC, ATC 3, CVR 03800002): the financial application is blocked"]
 
-    code, out, _ = fin(capsys, img, "unblock", *sm4_flag(sm4))
-    assert code == 0
-    assert tail(out, 3) == [
+    scripted(capsys, img, ["unblock", *sm4_flag(sm4)], [
         "script 8418 APPLICATION UNBLOCK: 9000 OK",
         "transaction carrying the scripts: declined (AAC, ATC 4, CVR 03800002): the financial application is "
         "blocked (the issuer's scripts ran after the AAC)",
-        "unblocked: APPLICATION UNBLOCK done"]
-    assert "  lock                 none\n" in info_fin(capsys, img)
+        "unblocked: APPLICATION UNBLOCK done"], "  lock                 none\n")
 
     code, out, _ = fin(capsys, img, "purchase", "1", *sm4_flag(sm4))
     assert code == 0
@@ -324,7 +331,7 @@ def test_card_block_on_a_new_card_is_final(img, capsys):
     assert code == 2
     assert "< 6A81  function not supported / card blocked" in out
     assert err == "sscard: error: SELECT PSE answered 6A81\n"
-    code, out, _ = run(capsys, "apdu", "--state", img, SELECT_FIN_HEX, "00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
+    code, out, _ = run(capsys, "apdu", "--state", img, SELECT_FIN_HEX, SELECT_SSSE)
     assert out.count("< 6A81  function not supported / card blocked") == 2
 
 

@@ -1,9 +1,10 @@
-"""The card's cryptographic recipes (chip.kernel.crypto, SPEC §5) against independent oracles.
+"""The card's cryptographic recipes (chip.kernel.crypto; docs/card/security.md, docs/decisions.md §6)
+against independent oracles.
 
 - SM4 and SM3 against the vectors published in GB/T 32907-2016 and GB/T 32905-2016.
 - 3DES MAC (ISO 9797-1 MAC algorithm 3, padding method 2) against `pyemv`.
 - SM4 CBC-MAC against a block-by-block implementation written here on SM4-ECB.
-- Key diversification (SPEC §5.1) against ECB computed here, and for 3DES against
+- Key diversification (the financial application's ICC master key, docs/decisions.md §6) against ECB computed here, and for 3DES against
   `pyemv.kd.derive_icc_mk_a` (the same E(Y) || E(~Y) construction, parity-adjusted).
 """
 
@@ -17,11 +18,12 @@ from pyemv import kd, tools
 from pyemv.mac import mac_iso9797_3
 
 from chip.kernel.crypto import BY_FLAG, SM4, TDES, invert, pad_method2, xor
+from helpers import ROOTS
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
 GB_KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")  # GB/T 32907-2016 Appendix A: key = plaintext
-KEY = bytes.fromhex("404142434445464748494A4B4C4D4E4F")  # SPEC §5 RK master, just a 16-byte key
+KEY = bytes.fromhex(ROOTS["ssse_rk"])  # the default profile's RKSSSE root, just a 16-byte key
 IV8 = bytes.fromhex("1122334455667788")
 IV16 = IV8 + bytes(8)
 LENGTHS = (0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 100)
@@ -139,13 +141,18 @@ def test_pyemv_docstring_vector_pins_the_oracle():
                          bytes.fromhex("1234567890ABCDEF"), 2).hex().upper() == "644AA5C915DBDAF8"
 
 
+def check_zero_iv(algorithm, data: bytes, expected: bytes, block: int) -> None:
+    """`algorithm`'s MAC of `data` under KEY without an IV and with a zero IV of one block is
+    `expected`, and its MAC4 the first 4 bytes."""
+    assert algorithm.mac(KEY, data) == expected
+    assert algorithm.mac(KEY, data, bytes(block)) == expected
+    assert algorithm.mac4(KEY, data) == expected[:4]
+
+
 @pytest.mark.parametrize("n", LENGTHS)
 def test_tdes_mac_zero_iv_equals_pyemv(n):
     data = message(n)
-    expected = mac_iso9797_3(KEY[:8], KEY[8:], data, 2)
-    assert TDES.mac(KEY, data) == expected
-    assert TDES.mac(KEY, data, bytes(8)) == expected
-    assert TDES.mac4(KEY, data) == expected[:4]
+    check_zero_iv(TDES, data, mac_iso9797_3(KEY[:8], KEY[8:], data, 2), 8)
 
 
 @pytest.mark.parametrize("n", LENGTHS)
@@ -177,10 +184,7 @@ def test_tdes_mac_random(key, data, iv):
 @pytest.mark.parametrize("n", LENGTHS)
 def test_sm4_mac_zero_iv(n):
     data = message(n)
-    expected = sm4_cbc_mac(KEY, data)
-    assert SM4.mac(KEY, data) == expected
-    assert SM4.mac(KEY, data, bytes(16)) == expected
-    assert SM4.mac4(KEY, data) == expected[:4]
+    check_zero_iv(SM4, data, sm4_cbc_mac(KEY, data), 16)
 
 
 @pytest.mark.parametrize("n", LENGTHS)
@@ -227,7 +231,7 @@ def test_pad_method2_random(data, block):
     assert pad_method2(data, block) == pad2(data, block)
 
 
-# -- diversification (SPEC §5.1) ----------------------------------------------------------------
+# -- diversification (docs/decisions.md §6) -------------------------------------------------------
 
 D = bytes.fromhex("1101000000000001")  # first 8 bytes of the default card's identification code
 

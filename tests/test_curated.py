@@ -3,18 +3,17 @@ against a fresh card (the plugin also collects them) and against a fresh default
 any day, and re-recording the flow gives the same bytes."""
 
 import datetime
-import pathlib
 
 import pytest
 
 from chip import Card
-from reader.cli.commands import main
+from helpers import TRACES
+from reader.cli import main
 from reader.traces.curate import CURATED, ISSUED, issue_date_bytes, record
 from reader.terminals.flows import FLOWS
 from reader.traces.replay import replay, sim_reader_for
 from reader.traces.format import parse
 
-FOLDER = pathlib.Path(__file__).resolve().parent.parent / "apdu_traces"
 
 
 def exchanges(text: str) -> list[str]:
@@ -24,12 +23,12 @@ def exchanges(text: str) -> list[str]:
 def test_every_flow_has_a_curated_trace():
     covered = {name for entry in CURATED for name, _ in entry.runs if name != "apdu"}
     assert covered == set(FLOWS)
-    assert sorted(p.stem for p in FOLDER.glob("*.apdu")) == sorted(entry.name for entry in CURATED)
+    assert sorted(p.stem for p in TRACES.glob("*.apdu")) == sorted(entry.name for entry in CURATED)
 
 
 @pytest.mark.parametrize("entry", CURATED, ids=lambda e: e.name)
 def test_curated_trace_is_current_and_replays(entry):
-    text = (FOLDER / f"{entry.name}.apdu").read_text(encoding="utf-8")
+    text = (TRACES / f"{entry.name}.apdu").read_text(encoding="utf-8")
     trace = parse(text, entry.name)
     assert trace.header[:len(entry.situation)] == entry.situation  # the situation comes first
     assert exchanges(record(entry)) == exchanges(text)  # recording the flow again gives the same bytes
@@ -39,7 +38,7 @@ def test_curated_trace_is_current_and_replays(entry):
 
 
 def test_an_edited_curated_trace_fails_precisely():
-    text = (FOLDER / "hospital-activation.apdu").read_text(encoding="utf-8")
+    text = (TRACES / "hospital-activation.apdu").read_text(encoding="utf-8")
     lines = text.splitlines()
     number = next(i for i, line in enumerate(lines) if line.startswith("< 01 10 11 01 00"))
     lines[number] = lines[number].replace("< 01 10 11 01 00", "< 01 10 11 01 01", 1)
@@ -50,7 +49,7 @@ def test_an_edited_curated_trace_fails_precisely():
     assert result.failure.message.startswith("response byte 4 is 00, expected 01: got 01 10 11 01 [00] D1")
 
 
-# -- on any fresh default card (issue 12): relative dates, the issue-date bytes masked ---------------------------
+# -- on any fresh default card: relative dates, the issue-date bytes masked ---------------------------
 
 CARD_DATES = [datetime.date.today(), datetime.date(1950, 1, 1), datetime.date(1999, 12, 31),
               datetime.date(2026, 12, 1), datetime.date(2028, 2, 29), datetime.date(2039, 6, 30)]
@@ -58,19 +57,19 @@ CARD_DATES = [datetime.date.today(), datetime.date(1950, 1, 1), datetime.date(19
 
 def test_curated_traces_date_the_card_by_its_issue_date_and_mask_what_it_decides():
     for entry in CURATED:
-        trace = parse((FOLDER / f"{entry.name}.apdu").read_text(encoding="utf-8"), entry.name)
+        trace = parse((TRACES / f"{entry.name}.apdu").read_text(encoding="utf-8"), entry.name)
         assert trace.date is None and trace.date_offset == entry.age and trace.issued == entry.issued
         for step in trace.steps:
             fixed = step.expect.fixed_bytes() if step.expect is not None and step.kind == "apdu" else None
             assert fixed is None or not issue_date_bytes(fixed), f"{entry.name}:{step.expect_line} is not masked"
-    deadline = parse((FOLDER / "deadline-unlock.apdu").read_text(encoding="utf-8"), "deadline-unlock")
+    deadline = parse((TRACES / "deadline-unlock.apdu").read_text(encoding="utf-8"), "deadline-unlock")
     assert deadline.date_text == "issued+301"
 
 
 @pytest.mark.parametrize("day", CARD_DATES, ids=str)
 def test_curated_traces_replay_on_a_fresh_default_card_of_any_day(day):
     for entry in CURATED:
-        trace = parse((FOLDER / f"{entry.name}.apdu").read_text(encoding="utf-8"), entry.name)
+        trace = parse((TRACES / f"{entry.name}.apdu").read_text(encoding="utf-8"), entry.name)
         result = replay(trace, sim_reader_for(trace, Card.from_profile("default", date=day)))
         assert result.ok, f"card issued {day}: {result.report()}"
 
@@ -82,11 +81,11 @@ def test_the_readme_replay_on_a_card_personalised_today_passes_every_trace(tmp_p
     assert main(["personalize", "--state", image]) == 0
     before = open(image, "rb").read()
     capsys.readouterr()
-    code = main(["replay", *sorted(str(p) for p in FOLDER.glob("*.apdu")), "--state", image])
+    code = main(["replay", *sorted(str(p) for p in TRACES.glob("*.apdu")), "--state", image])
     out = capsys.readouterr().out
     assert code == 0 and out.endswith(f"\n{len(CURATED)} passed, 0 failed\n"), out
     assert open(image, "rb").read() == before
     if datetime.date.today() != ISSUED:  # the one directive a card of another day cannot honour, said first
         first = out.splitlines()[0]
-        assert first == f"note: {FOLDER / 'bank-activation.apdu'}: trace recorded on a card issued {ISSUED}; " \
+        assert first == f"note: {TRACES / 'bank-activation.apdu'}: trace recorded on a card issued {ISSUED}; " \
                         f"{image} was issued {datetime.date.today()}"

@@ -1,8 +1,8 @@
 """The trace decoder (reader/decode/decoder.py) on real exchanges and on exchanges made by the simulator itself.
 
-Real-trace tests feed a `Decoder` the bytes of the standard's annotated traces
-(standard/security.md §4: T1 `加密机方式指令流.txt`, T2 `EgAPP-20180611.log`, the
-Sichuan reader spec's examples) and check every line. Simulator tests drive a
+Real-trace tests feed a `Decoder` the bytes of real cards' traces (T1 `加密机方式指令流.txt`,
+T2 `EgAPP-20180611.log`: tests/test_real_traces.py; the Sichuan reader spec's examples) and check
+every line. Simulator tests drive a
 freshly personalised card (default profile, CARD_DATE) - through `SimReader`,
 or through a `tests/helpers.Session` whose cryptograms come from the
 independent oracle - and read the exchanges as a human reads a trace: the
@@ -13,8 +13,9 @@ with the layout the card's current file or transaction calls for.
 from pathlib import Path
 
 import pytest
-from conftest import CARD_DATE, activate_financial
-from helpers import REGION, HISTORICAL, SELECT_DF04, SELECT_SSSE, VERIFY_OK, Session
+import helpers
+from helpers import CARD_DATE, DDF_NAME, HISTORICAL, REGION, SELECT_DF04, SELECT_SSSE, TRACES, VERIFY_OK, Session
+from helpers import activate_financial
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +24,8 @@ import oracle
 from chip import Card, load_profile
 from chip.card import KINDS
 from reader import Reader, SimReader
-from reader.decode.decoder import CVR_BITS, Decoder, cvr_lines, explain
+from reader.decode.decoder import Decoder, explain
+from reader.decode.tags import CVR_BITS, cvr_lines
 from reader.terminals.issuer import IssuerHost
 from reader.terminals.payment import PaymentTerminal
 from reader.traces.replay import sim_reader_for
@@ -32,13 +34,12 @@ from reader.traces.format import parse as parse_trace
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
-SELECT_PSE = "00A404000E" + b"1PAY.SYS.DDF01".hex().upper() + "00"
-SELECT_PPSE = "00A404000E" + b"2PAY.SYS.DDF01".hex().upper() + "00"
-SELECT_AID = "00A4040008A00000033301010100"
+SELECT_PSE = helpers.SELECT_PSE + "00"
+SELECT_PPSE = helpers.SELECT_PPSE + "00"
+SELECT_AID = helpers.SELECT_FIN + "00"
 GPO_3DES = "80A800000B8309000000001234015600" + "00"
 CDOL1_DATA = "000000001234" "000000000000" "0156" "0000000000" "0156" "261121" "00" "11223344"
 
-SSSE_NAME = "7378312E73682EC9E7BBE1B1A3D5CF"  # sx1.sh.社会保障: the card's SSSE, the PSAM's DES environment
 PSAM_SM4_NAME = "7378322E73682EC9E7BBE1B1A3D5CF"  # sx2.sh.社会保障: the PSAM's 16-byte environment (P9 §5)
 SSSE_FCI_LINES = [
     "6F FCI template",
@@ -359,8 +360,8 @@ def test_every_cvr_bit_of_chip_financial_is_named():
     assert cvr_lines(bytes.fromhex("03 01 00 00"))[-1] == "byte 1 bit 01 (RFU)"
 
 
-# -- real traces (standard/security.md §4) ---------------------------------------------------------------------------
-T1_FCI = "6F1C840F" + SSSE_NAME + "A50988011E9F0C03860103" + "9000"
+# -- real traces (tests/test_real_traces.py) ----------------------------------------------------------------------
+T1_FCI = "6F1C840F" + DDF_NAME + "A50988011E9F0C03860103" + "9000"
 
 
 def test_t1_card_recognition_exact():
@@ -368,7 +369,7 @@ def test_t1_card_recognition_exact():
     decoder = Decoder()
     decoder.reset()
     assert read_trace(decoder, [
-        ("00A404000F" + SSSE_NAME, T1_FCI),
+        ("00A404000F" + DDF_NAME, T1_FCI),
         ("00A4020002EF05", "9000"),
         ("00B2010012", "0110519900D15600000510000B26FFFFFFFF9000"),
         ("00B2030006", "0304332E30309000"),
@@ -393,7 +394,7 @@ def test_t1_authentication_and_pin_reset_exact():
     decoder = Decoder()
     decoder.reset()
     log = read_trace(decoder, [
-        ("00A404000F" + SSSE_NAME, T1_FCI),
+        ("00A404000F" + DDF_NAME, T1_FCI),
         ("0084000008", "DBF7A936D0D18C9E9000"),
         ("0088000010" "32D9E876ADB31BBF" "DBF7A936D0D18C9E", "F4A0CF965BDCEA309000"),
         ("0082000A10" "774A08EDF447A1DE" "E603E2CAADAF02B6", "9000"),
@@ -402,7 +403,7 @@ def test_t1_authentication_and_pin_reset_exact():
         ("00B2090020", "091E" "B0D7D5DCD3EE" + "00" * 24 + "9000"),
         ("00B24E0016", "4E14" + "00" * 20 + "9000"),
         ("0082000610" "50C45431554CBADC" "1B0D7286F2DC77AF", "9000"),
-        ("00A404000F" + SSSE_NAME, T1_FCI),
+        ("00A404000F" + DDF_NAME, T1_FCI),
         ("0084000008", "2AFD6A015D2D9BAC9000"),
         ("8424000114" "2BC19C17AE974CD2427039C301CFF79F" "FD937AA7", "9000"),
     ])
@@ -434,8 +435,8 @@ def test_t2_and_sichuan_examples():
     authentication and PIN reset (§8.25), and an external authentication with a key version byte."""
     decoder = Decoder()
     decoder.reset()
-    decoder.command(bytes.fromhex("00A404000F" + SSSE_NAME))
-    decoder.response(bytes.fromhex("6F1C840F" + SSSE_NAME + "A50988011E9F0C038601019000"))
+    decoder.command(bytes.fromhex("00A404000F" + DDF_NAME))
+    decoder.response(bytes.fromhex("6F1C840F" + DDF_NAME + "A50988011E9F0C038601019000"))
     assert read_trace(decoder, [
         ("00A4020002EF05", "9000"),
         ("00B2010012", "0110510100D156000005C0666779C8C975CC9000"),
@@ -458,8 +459,8 @@ def test_t2_and_sichuan_examples():
 def test_t1_and_t2_fci_name_the_algorithm():
     for flag, name in ((0x01, "DES family (3DES)"), (0x02, "SSF33"), (0x03, "SM4"), (0x04, None)):
         decoder = Decoder()
-        decoder.command(bytes.fromhex("00A404000F" + SSSE_NAME))
-        line = decoder.response(bytes.fromhex(f"6F1C840F{SSSE_NAME}A50988011E9F0C038601{flag:02X}9000"))[-1]
+        decoder.command(bytes.fromhex("00A404000F" + DDF_NAME))
+        line = decoder.response(bytes.fromhex(f"6F1C840F{DDF_NAME}A50988011E9F0C038601{flag:02X}9000"))[-1]
         expected = f"{name}, flag {flag:02X}" if name else f"unknown algorithm flag {flag:02X}"
         assert line == f"    9F0C SSSE algorithm flag: 8601{flag:02X} = {expected}"
 
@@ -490,7 +491,7 @@ def test_ef05_records_exact(traced):
         "07": ["READ RECORD 07 of EF05 (SFI 5) — card number", '07 card number: 543030303030303031 = "T00000001"'],
     }
     lengths = {"01": 0x12, "02": 3, "03": 6, "04": 0x0E, "05": 6, "06": 6, "07": 0x0B}
-    for number, (title, line) in expected.items():  # Le counts the record's tag and length (files.md §0)
+    for number, (title, line) in expected.items():  # Le counts the record's tag and length (P5 §6.10)
         assert traced.send(f"00B2{number}2C{lengths[number]:02X}") == ([title], ["SW 9000 OK", line])
     assert traced.send("00B2012C00") == (["READ RECORD 01 of EF05 (SFI 5) — card identification code"],
                                          ["SW 6C12 wrong Le: 18 bytes available"])
@@ -833,7 +834,8 @@ def test_psam_sm4_environment_exact():
     assert traced.send("BFEC00000111") == (["INITIALIZE ENVIRONMENT",
                                             "  first byte of the card identification code: 11 (region 11….)"],
                                            ["SW 9000 OK"])
-    # (a) of standard/security.md §3.3: RKSSSE (PSAM usage 67, id 0A), 3 factors, then the card's challenge
+    # the terminal's external authentication (docs/card/commands.md §4-§5): RKSSSE (PSAM usage 67, id 0A),
+    # 3 factors, then the card's challenge
     challenge = "42CF103E5F0E4D0A" + "00" * 8
     assert traced.send(f"BFDE670A28{card_factor}{city}{province}{challenge}") == ([
         "DELIVERY SESSION KEY RKSSSE root (usage 67: 3 levels, encryption; PSAM key 0A)",
@@ -879,7 +881,7 @@ def test_psam_des_environment_after_the_decoder_knows_the_psam():
     traced = psam_traced()
     assert traced.send("BFEC00000111")[0][0] == "INITIALIZE ENVIRONMENT"  # a PSAM-only command: this is a PSAM
     traced.reset()
-    assert traced.send("00A404000F" + SSSE_NAME) == (["SELECT by DF name sx1.sh.社会保障 (PSAM MF, DES environment)"], [
+    assert traced.send("00A404000F" + DDF_NAME) == (["SELECT by DF name sx1.sh.社会保障 (PSAM MF, DES environment)"], [
         "SW 9000 OK", "6F FCI template",
         "  84 DF name: 7378312E73682EC9E7BBE1B1A3D5CF = sx1.sh.社会保障 (PSAM MF, DES environment)",
         "  A5 FCI proprietary template", "    88 SFI of the directory EF: 01 = SFI 1"])
@@ -895,7 +897,8 @@ def test_psam_des_environment_after_the_decoder_knows_the_psam():
 
 
 def test_psam_command_lines_from_the_standard():
-    """standard/security.md §3.3 sequences, fed to a fresh decoder (the PSAM known by its commands)."""
+    """The terminal-PSAM sequences of docs/card/commands.md §4 (P9 §9), fed to a fresh decoder (the PSAM
+    known by its commands)."""
     decoder = Decoder()
     log = read_trace(decoder, [
         ("BFDE6708" "20" + "11" * 24 + "32D9E876ADB31BBF", "9000"),
@@ -1066,7 +1069,7 @@ def test_random_streams_never_raise(stream):
 def test_random_data_after_real_commands_never_raises(command, data, sw):
     decoder = Decoder()
     decoder.reset()
-    decoder.command(bytes.fromhex("00A404000F" + SSSE_NAME))
+    decoder.command(bytes.fromhex("00A404000F" + DDF_NAME))
     decoder.response(b"\x90\x00")
     decoder.command(bytes.fromhex("00A4040006D15600000503"))
     decoder.response(b"\x90\x00")
@@ -1088,7 +1091,7 @@ def _current(path: Path, text: str) -> bool:
 def test_curated_traces_decode_completely():
     """Every exchange of the project's curated traces gets a name and a decoded answer (traces recorded
     from an earlier card, whose ATR the card no longer answers, wait to be recorded again)."""
-    paths = sorted((Path(__file__).parent.parent / "apdu_traces").glob("*.apdu"))
+    paths = sorted(TRACES.glob("*.apdu"))
     texts = {path: path.read_text(encoding="utf-8") for path in paths}
     current = [path for path in paths if _current(path, texts[path])]
     if not current:

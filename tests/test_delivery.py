@@ -1,7 +1,8 @@
-"""Response delivery: T=0 (61xx / GET RESPONSE / 6Cxx) and T=1, short and extended (SPEC §2.1, card.py docstring).
+"""Response delivery: T=0 (61xx / GET RESPONSE / 6Cxx) and T=1, short and extended (P2 §9.3;
+docs/decisions.md §3; chip/card.py docstring).
 
 The SSSE FCI is 30 = 0x1E bytes: 6F 1C (the template's own length is 0x1C) plus
-28 bytes of content (P5 table 36, as the real cards: files.md §4.1). `61xx` and `6Cxx`
+28 bytes of content (P5 table 36, as the real cards answer it). `61xx` and `6Cxx`
 count every byte the card has to send, so they carry 1E, not 1C.
 """
 
@@ -9,15 +10,13 @@ import pytest
 
 from chip import Card
 from chip.contacts.atr import parse_atr
-from conftest import CARD_DATE, tx
+from helpers import CARD_DATE, DDF_NAME, EF05, FCI, SELECT_SSSE, tx
 from reader import SimReader
 
-SELECT_SSSE = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
-FCI_SSSE = "6F1C840F7378312E73682EC9E7BBE1B1A3D5CFA50988011E9F0C03860103"
+FCI_SSSE = FCI["sm4"]
 FCI_LEN = len(FCI_SSSE) // 2
-EF05_01 = "0110" "110100" "D156000005" "00000001" "00000000"  # V2 table 10
-EF05_07 = "0709" "543030303030303031"
-ITEM_08 = "0812" + "110101199003071233".encode().hex().upper()
+EF05_01 = EF05[0x01]  # V2 table 10
+EF05_07 = EF05[0x07]
 
 
 def test_fci_length_is_0x1E():
@@ -55,7 +54,7 @@ def test_simreader_t1_when_asked(card):
 
 def test_simreader_t0_gives_what_t1_gives():
     session = [SELECT_SSSE, "00B2012C00", "00B2012C10", "00B2012C12", "00A40000", "0020000003111111",
-               "00A4020002EF05", "00C0000000", "00B2012C", SELECT_SSSE + "00", "00A4040000000F7378312E73682EC9E7BBE1B1A3D5CF"]
+               "00A4020002EF05", "00C0000000", "00B2012C", SELECT_SSSE + "00", "00A4040000000F" + DDF_NAME]
     answers = {}
     for protocol in ("T=0", "T=1"):
         r = SimReader(Card.from_profile(date=CARD_DATE), protocol=protocol)
@@ -87,10 +86,10 @@ def test_simreader_on_the_t1_profile_starts_with_t0_the_first_offered():
 
 
 def test_t0_select_answers_61xx_then_get_response(t0reader):
-    # SPEC §2.1: on T=0 the card answers 61xx and the reader fetches the FCI with GET RESPONSE
+    # P2 §9.3: on T=0 the card answers 61xx and the reader fetches the FCI with GET RESPONSE
     assert tx(t0reader, SELECT_SSSE) == "611E"
     assert tx(t0reader, "00C000001E") == FCI_SSSE + "9000"
-    assert tx(t0reader, "00C000001E") == "6F00"  # delivered: nothing pending any more (SPEC §2)
+    assert tx(t0reader, "00C000001E") == "6F00"  # delivered: nothing pending any more (P5 §6.6.4)
 
 
 def test_t0_get_response_in_pieces(t0reader):
@@ -131,7 +130,7 @@ def test_t0_get_response_le_00_names_the_length(t0reader):
 
 
 def test_get_response_with_nothing_pending(t0reader):
-    # SPEC §2, P5 §6.6.4: 6F00
+    # P5 §6.6.4 (docs/decisions.md §3): 6F00
     assert tx(t0reader, "00C0000000") == "6F00"
     assert tx(t0reader, "00C000001E") == "6F00"
 
@@ -164,13 +163,13 @@ def test_t0_get_response_wrong_p1p2_or_data(t0reader):
 
 
 def test_t0_select_p2_0c_has_nothing_to_fetch(t0reader):
-    assert tx(t0reader, "00A4040C0F7378312E73682EC9E7BBE1B1A3D5CF") == "9000"
+    assert tx(t0reader, "00A4040C0F" + DDF_NAME) == "9000"
     assert tx(t0reader, "00C0000000") == "6F00"
 
 
 def test_t0_select_ef_by_fid(t0reader):
     assert tx(t0reader, SELECT_SSSE) == "611E"
-    # P5 §6.11.1: an EF has no FCI: the status word only, no 61xx (T1 l.6-7)
+    # P5 §6.11.1: an EF has no FCI: the status word only, no 61xx (as the real trace T1 answers)
     assert tx(t0reader, "00A4020002EF05") == "9000"
     assert tx(t0reader, "00C0000000") == "6F00"
 
@@ -184,7 +183,7 @@ def test_t0_select_with_le_still_61xx(t0reader):
 def test_t0_read_record_case_2_returns_data_directly(t0reader):
     assert tx(t0reader, SELECT_SSSE) == "611E"
     assert tx(t0reader, "00C000001E") == FCI_SSSE + "9000"
-    assert tx(t0reader, "00B2012C00") == "6C12"  # Le 00: the length (P5 §6.10.4, SPEC S12)
+    assert tx(t0reader, "00B2012C00") == "6C12"  # Le 00: the length (P5 §6.10.4, docs/decisions.md S12)
     assert tx(t0reader, "00B2012C12") == EF05_01 + "9000"
     assert tx(t0reader, "00B2072C0B") == EF05_07 + "9000"
     assert tx(t0reader, "00C0000000") == "6F00"  # nothing was left behind
@@ -228,7 +227,7 @@ def test_t1_case_1_returns_data_directly(reader):
 
 
 def test_t1_select_case_3_and_case_4(reader):
-    # SPEC §2.1: on T=1 the FCI comes with 9000 in the same response
+    # on T=1 the FCI comes with 9000 in the same response (docs/card/commands.md §0)
     assert tx(reader, SELECT_SSSE) == FCI_SSSE + "9000"
     assert tx(reader, SELECT_SSSE + "00") == FCI_SSSE + "9000"
     assert tx(reader, SELECT_SSSE + "1E") == FCI_SSSE + "9000"
@@ -263,7 +262,7 @@ def test_protocol_can_change_at_reset(card):
 
 
 def test_reset_drops_pending_data(t0reader):
-    # SPEC §1: reset clears the GET RESPONSE buffer
+    # a reset clears the waiting data with the rest of the volatile state (docs/card/commands.md §0)
     assert tx(t0reader, SELECT_SSSE) == "611E"
     t0reader.reset()
     assert tx(t0reader, "00C000001E") == "6F00"
@@ -287,7 +286,7 @@ def test_transmit_before_reset_raises(card):
 @pytest.mark.parametrize("fixture", ["reader", "t0reader"])
 def test_extended_read_record(request, fixture):
     r = request.getfixturevalue(fixture)
-    tx(r, "00A4040C0F7378312E73682EC9E7BBE1B1A3D5CF")
+    tx(r, "00A4040C0F" + DDF_NAME)
     assert tx(r, "00B2012C000000") == EF05_01 + "9000"  # Le 0000 = up to 65536
     assert tx(r, "00B2012C000100") == EF05_01 + "9000"
     assert tx(r, "00B2012C000012") == EF05_01 + "9000"
@@ -295,14 +294,14 @@ def test_extended_read_record(request, fixture):
 
 
 def test_extended_select_t1(reader):
-    assert tx(reader, "00A4040000000F7378312E73682EC9E7BBE1B1A3D5CF") == FCI_SSSE + "9000"
-    assert tx(reader, "00A4040000000F7378312E73682EC9E7BBE1B1A3D5CF0000") == FCI_SSSE + "9000"
+    assert tx(reader, "00A4040000000F" + DDF_NAME) == FCI_SSSE + "9000"
+    assert tx(reader, "00A4040000000F" + DDF_NAME + "0000") == FCI_SSSE + "9000"
 
 
 def test_extended_select_t0_and_extended_get_response(t0reader):
-    assert tx(t0reader, "00A4040000000F7378312E73682EC9E7BBE1B1A3D5CF0000") == "611E"
+    assert tx(t0reader, "00A4040000000F" + DDF_NAME + "0000") == "611E"
     assert tx(t0reader, "00C00000000000") == FCI_SSSE + "9000"  # extended Le 0000: all
-    assert tx(t0reader, "00A4040000000F7378312E73682EC9E7BBE1B1A3D5CF") == "611E"
+    assert tx(t0reader, "00A4040000000F" + DDF_NAME) == "611E"
     assert tx(t0reader, "00C0000000000A") == FCI_SSSE[:20] + "6114"
     assert tx(t0reader, "00C0000000001E") == "6C14"
     assert tx(t0reader, "00C0000000") == "6C14"
@@ -310,6 +309,6 @@ def test_extended_select_t0_and_extended_get_response(t0reader):
 
 
 def test_extended_verify(reader):
-    tx(reader, "00A4040C0F7378312E73682EC9E7BBE1B1A3D5CF")
+    tx(reader, "00A4040C0F" + DDF_NAME)
     assert tx(reader, "00200000000003123456") == "9000"
     assert tx(reader, "00B2072C000000") == EF05_07 + "9000"

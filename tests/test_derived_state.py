@@ -12,10 +12,10 @@ behaviour afterwards is compared with a card on which the command was never sent
 import pytest
 
 from chip.faults import FaultPlan
-from helpers import SELECT_SSSE, Session
+from helpers import SELECT_SSSE, VERIFY_OK, Session
 
 READ_EF05_01 = "00B2012C12"
-VERIFY = "0020000003123456"
+VERIFY = VERIFY_OK
 
 
 def behaviour(s: Session) -> tuple:

@@ -12,24 +12,15 @@ from reader.pcsc.serve import Server, Slot
 from reader.traces.format import TraceError, parse, to_text
 from reader.pcsc.vpcd import Apdu
 from reader.link.wire import Faults, WireReader
-from tests.conftest import CARD_DATE
+from helpers import CARD_DATE, EF05, FCI, SELECT_SSSE, VERIFY_BAD, VERIFY_OK, tx
 
-SELECT = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
-# 6F { 84 DF name, A5 { 88 01 1E (DIR SFI 30), 9F0C 03 86 01 03 (SM4) } } (P5 table 36, as real cards)
-FCI = "6F1C840F7378312E73682EC9E7BBE1B1A3D5CFA50988011E9F0C03860103"
-VERIFY = "0020000003123456"
-WRONG = "0020000003111111"
+SELECT = SELECT_SSSE
+FCI_SM4 = FCI["sm4"]  # the default card's (P5 table 36, as real cards)
+VERIFY = VERIFY_OK
+WRONG = VERIFY_BAD
 READ = "00B2012C12"  # EF05 (SFI 5) record 1, Le 18: the card identification code, simple-TLV 01 10 + 16 bytes
-RECORD = "0110" "110100" "D156000005" "00000001" "00000000"  # V2 table 10
-NOTHING_WAITING = "6F00"  # GET RESPONSE with no data waiting (P5 §6.6.4; SPEC §2)
-
-
-def hx(text: str) -> bytes:
-    return bytes.fromhex(text.replace(" ", ""))
-
-
-def tx(reader, apdu: str) -> str:
-    return reader.transmit(hx(apdu)).hex().upper()
+RECORD = EF05[0x01]  # V2 table 10
+NOTHING_WAITING = "6F00"  # GET RESPONSE with no data waiting (P5 §6.6.4; docs/decisions.md §3)
 
 
 def gather(reader, first: str) -> tuple[str, int]:
@@ -42,7 +33,7 @@ def gather(reader, first: str) -> tuple[str, int]:
 
 
 def flipped(hexdata: str, index: int) -> str:
-    data = bytearray(hx(hexdata))
+    data = bytearray(bytes.fromhex(hexdata))
     data[index] ^= 0xFF
     return data.hex().upper()
 
@@ -58,9 +49,19 @@ def image(tmp_path):
     return path
 
 
+def selected_image(image):
+    """The image's card opened on CARD_DATE, a reader on it with the SSSE selected, and the image's
+    bytes now: (card, reader, bytes)."""
+    card = Card.open(image, date=CARD_DATE)
+    r = SimReader(card)
+    r.reset()
+    tx(r, SELECT)
+    return card, r, image.read_bytes()
+
+
 @pytest.fixture
 def selected(reader):
-    assert tx(reader, SELECT) == FCI + "9000"
+    assert tx(reader, SELECT) == FCI_SM4 + "9000"
     assert tx(reader, VERIFY) == "9000"
     return reader
 
@@ -141,11 +142,7 @@ def test_sw_override_does_not_run_the_command(reader, card):
 
 
 def test_sw_override_keeps_the_image(image):
-    card = Card.open(image, date=CARD_DATE)
-    r = SimReader(card)
-    r.reset()
-    tx(r, SELECT)
-    before = image.read_bytes()
+    card, r, before = selected_image(image)
     inject(card, "sw", 0x9000, ins=0x20)
     assert tx(r, WRONG) == "9000"
     assert image.read_bytes() == before
@@ -153,14 +150,10 @@ def test_sw_override_keeps_the_image(image):
 
 
 def test_mute_raises_and_changes_nothing(image):
-    card = Card.open(image, date=CARD_DATE)
-    r = SimReader(card)
-    r.reset()
-    tx(r, SELECT)
-    before = image.read_bytes()
+    card, r, before = selected_image(image)
     inject(card, "mute", ins=0x20, once=True)
     with pytest.raises(CardMute):
-        r.transmit(hx(WRONG))
+        r.transmit(bytes.fromhex(WRONG))
     assert image.read_bytes() == before and tries(Card.open(image, read_only=True)) == 6
     assert tx(r, VERIFY) == "9000"  # the card still works after a mute command
 
@@ -187,7 +180,7 @@ def test_chunk_on_t0_after_61xx(t0reader, card):
     first = tx(t0reader, SELECT)
     assert first == "610A"
     data, pieces = gather(t0reader, first)
-    assert data == FCI + "9000" and pieces == 3  # 30 bytes: 10 + 10 + 10
+    assert data == FCI_SM4 + "9000" and pieces == 3  # 30 bytes: 10 + 10 + 10
 
 
 def test_tlv_flips_the_first_value_byte(selected, card):
@@ -200,15 +193,15 @@ def test_tlv_on_t0_descends_into_the_fci_and_keeps_61xx(t0reader, card):
     inject(card, "tlv", ins=0xA4)
     first = tx(t0reader, SELECT)
     assert first == "611E"
-    assert gather(t0reader, first)[0] == flipped(FCI, 4) + "9000"  # 6F 1C 84 0F [73]...
+    assert gather(t0reader, first)[0] == flipped(FCI_SM4, 4) + "9000"  # 6F 1C 84 0F [73]...
 
 
 def test_corrupt_tlv_forms():
-    assert corrupt_tlv(hx("9F0C 02 1122")) == hx("9F0C 02 EE22")  # two-byte BER tag
-    assert corrupt_tlv(hx("5A 81 02 1122")) == hx("5A 81 02 EE22")  # long-form length
-    assert corrupt_tlv(hx("01 FF 0002 1122")) == hx("01 FF 0002 EE22")  # simple-TLV 3-byte length
-    assert corrupt_tlv(hx("00 00 08 01 41")) == hx("00 00 08 01 BE")  # padding first
-    assert corrupt_tlv(hx("08 09 01")) == hx("08 F6 01")  # no TLV: the middle byte
+    assert corrupt_tlv(bytes.fromhex("9F0C 02 1122")) == bytes.fromhex("9F0C 02 EE22")  # two-byte BER tag
+    assert corrupt_tlv(bytes.fromhex("5A 81 02 1122")) == bytes.fromhex("5A 81 02 EE22")  # long-form length
+    assert corrupt_tlv(bytes.fromhex("01 FF 0002 1122")) == bytes.fromhex("01 FF 0002 EE22")  # simple-TLV 3-byte length
+    assert corrupt_tlv(bytes.fromhex("00 00 08 01 41")) == bytes.fromhex("00 00 08 01 BE")  # padding first
+    assert corrupt_tlv(bytes.fromhex("08 09 01")) == bytes.fromhex("08 F6 01")  # no TLV: the middle byte
 
 
 def test_delay_is_recorded_on_the_card(selected, card):
@@ -227,7 +220,7 @@ def test_delay_reaches_the_wire_through_slow_etu(card):
             c.faults = plan
         r = WireReader(c, protocol="T=0", faults=Faults(slow_etu=plan.slow_etu if faulted else None))
         r.reset()
-        assert r.transmit(hx(SELECT)) == hx(FCI + "9000")  # the firmware fetched it with GET RESPONSE
+        assert r.transmit(bytes.fromhex(SELECT)) == bytes.fromhex(FCI_SM4 + "9000")  # the firmware fetched it with GET RESPONSE
         if faulted:
             assert plan.log == [(1, "delay 100000 ins A4")]  # decided once, early, for the wire
         return r.wire.etu
@@ -235,11 +228,7 @@ def test_delay_reaches_the_wire_through_slow_etu(card):
 
 
 def test_write_failure_answers_6581_and_keeps_the_image(image):
-    card = Card.open(image, date=CARD_DATE)
-    r = SimReader(card)
-    r.reset()
-    tx(r, SELECT)
-    before = image.read_bytes()
+    card, r, before = selected_image(image)
     inject(card, "write", ins=0x20, once=True)
     assert tx(r, WRONG) == "6581"
     assert image.read_bytes() == before
@@ -314,7 +303,7 @@ def test_unpowered_card_still_refuses(card):
     inject(card, "sw 6581")
     from chip import CardNotPowered
     with pytest.raises(CardNotPowered):
-        card.transmit(hx(READ))
+        card.transmit(bytes.fromhex(READ))
     assert card.faults.commands == 0
 
 
@@ -329,7 +318,7 @@ def server(image):
 
 
 def send(server, apdu: str):
-    reply = server.slots[0].handle(Apdu(hx(apdu)))
+    reply = server.slots[0].handle(Apdu(bytes.fromhex(apdu)))
     return None if reply is None else reply.hex().upper()
 
 
@@ -403,7 +392,7 @@ def test_serve_write_failure_keeps_the_image(server, image):
 HEAD = f"""@date 2026-11-21
 reset
 > {SELECT}
-< {FCI} 90 00
+< {FCI_SM4} 90 00
 > {VERIFY}
 < 90 00
 """

@@ -1,4 +1,4 @@
-"""The financial application's commands, byte for byte (SPEC §3, §4; EMV 4.x Book 1/3; ISO 7816-4).
+"""The financial application's commands, byte for byte (docs/decisions.md §6; EMV 4.x Book 1/3; ISO 7816-4).
 
 PSE / PPSE directories, SELECT of the UnionPay debit AID, GET PROCESSING
 OPTIONS, READ RECORD over the AFL, GET DATA, the plaintext offline PIN and the
@@ -10,27 +10,21 @@ CDOL data); nothing is taken from chip.apps.financial.
 """
 
 import re
-from pathlib import Path
 
 import pytest
 
 from chip import Card
 from chip.iso import ber
-from conftest import CARD_DATE, tx
+import helpers
+from helpers import AID, CARD_DATE, CDOL1, DEFAULT_TOML, GPO_RESPONSE, PAN, PPSE, PSE, SELECT_SSSE, tx
 from reader import SimReader
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_TOML = ROOT / "chip" / "personalization" / "profiles" / "default.toml"
-
-PSE = "315041592E5359532E4444463031"  # "1PAY.SYS.DDF01"
-PPSE = "325041592E5359532E4444463031"  # "2PAY.SYS.DDF01"
-AID = "A000000333010101"
 CREDIT_AID = "A000000333010102"
 LABEL = "UnionPay Debit".encode("ascii").hex().upper()
 
-SELECT_PSE = "00A404000E" + PSE + "00"
-SELECT_PPSE = "00A404000E" + PPSE + "00"
-SELECT_AID = "00A4040008" + AID + "00"
+SELECT_PSE = helpers.SELECT_PSE + "00"
+SELECT_PPSE = helpers.SELECT_PPSE + "00"
+SELECT_AID = helpers.SELECT_FIN + "00"
 
 PSE_FCI = "6F1A840E" + PSE + "A5088801015F2D027A68"
 PSE_RECORD = "701F611D4F08" + AID + "500E" + LABEL + "870101"
@@ -38,15 +32,11 @@ PPSE_FCI = "6F34840E" + PPSE + "A522BF0C1F611D4F08" + AID + "500E" + LABEL + "87
 AID_FCI = ("6F458408" + AID + "A539" + "500E" + LABEL + "870101" + "9F3809" + "9F02065F2A02DF6901"
            + "5F2D027A68" + "9F110101" + "9F120E" + LABEL)
 
-GPO_RESPONSE = "770A82021C00940408010300"  # format 2: AIP 1C00, AFL SFI 1 records 1-3
-
-PAN = "6234560000000008"
 ID_NUMBER = "110101199003071233"
 
 # CDOL1: 9F02 06, 9F03 06, 9F1A 02, 95 05, 5F2A 02, 9A 03, 9C 01, 9F37 04 = 29 bytes
 AMOUNT = "000000001000"  # 10.00 CNY
-CDOL1_DATA = AMOUNT + "000000000000" + "0156" + "0000000000" + "0156" + "261121" + "00" + "11223344"
-assert len(bytes.fromhex(CDOL1_DATA)) == 29
+assert len(bytes.fromhex(CDOL1)) == 29 and CDOL1.startswith(AMOUNT)
 
 
 def pin_block(digits: str) -> str:
@@ -59,7 +49,7 @@ def gpo(amount: str = AMOUNT, currency: str = "0156", sm: str = "00") -> str:
     return "80A800000B8309" + amount + currency + sm + "00"
 
 
-def generate_ac(p1: str, data: str = CDOL1_DATA) -> str:
+def generate_ac(p1: str, data: str = CDOL1) -> str:
     return "80AE" + p1 + "00" + format(len(data) // 2, "02X") + data + "00"
 
 
@@ -484,10 +474,10 @@ def test_verify_at_the_mf_is_6A88(reader):
 
 
 def test_fin_pin_is_separate_from_the_ssse_pin(reader):
-    """SPEC §1: separate PINs and try counters."""
+    """Separate PINs and try counters behind the application firewall (P4 §5.5; docs/card/README.md)."""
     select_fin(reader)
     assert tx(reader, verify("111111")) == "63C2"
-    assert tx(reader, "00A404000F7378312E73682EC9E7BBE1B1A3D5CF")[-4:] == "9000"  # SSSE
+    assert tx(reader, SELECT_SSSE)[-4:] == "9000"  # SSSE
     assert tx(reader, "0020000003123456") == "9000"  # the SSSE PIN of the default profile
     select_fin(reader)
     assert tx(reader, "80CA9F1700") == "9F1701029000"
@@ -502,7 +492,7 @@ def test_generate_ac_without_gpo_is_6985(reader):
     assert atc(reader) == 0
 
 
-@pytest.mark.parametrize("data", [CDOL1_DATA[:-2], CDOL1_DATA + "00", "", CDOL1_DATA[:20]])
+@pytest.mark.parametrize("data", [CDOL1[:-2], CDOL1 + "00", "", CDOL1[:20]])
 def test_generate_ac_wrong_length_is_6700(reader, data):
     start(reader)
     apdu = "80AE800000" if not data else generate_ac("80", data)
@@ -515,7 +505,7 @@ def test_generate_ac_wrong_length_is_6700(reader, data):
 @pytest.mark.parametrize("p1p2", ["C000", "9000", "0100", "4100", "8001", "0001"])
 def test_generate_ac_wrong_p1p2_is_6A86(reader, p1p2):
     start(reader)
-    assert tx(reader, "80AE" + p1p2 + "1D" + CDOL1_DATA + "00") == "6A86"
+    assert tx(reader, "80AE" + p1p2 + "1D" + CDOL1 + "00") == "6A86"
     assert atc(reader) == 0
 
 
@@ -563,7 +553,7 @@ def test_failed_offline_pin_shows_in_the_cvr(reader):
 def test_transaction_ends_after_aac(reader):
     start(reader)
     assert ac_fields(tx(reader, generate_ac("80")))[0x9F27] == "00"
-    assert tx(reader, "80AE40001F3030" + CDOL1_DATA + "00") == "6985"  # no second GENERATE AC
+    assert tx(reader, "80AE40001F3030" + CDOL1 + "00") == "6985"  # no second GENERATE AC
     assert tx(reader, "008200000A" + "00" * 8 + "3030") == "6985"  # no issuer authentication
     assert tx(reader, generate_ac("80")) == "6985"
     assert atc(reader) == 1

@@ -1,8 +1,9 @@
-"""The financial application's cryptography, every value checked independently (SPEC §5.2).
+"""The financial application's cryptography, every value checked independently (the model of
+docs/decisions.md §6, Cryptography).
 
 3DES through `pyemv` (EMV Common Core Definitions: ICC master key option A,
 common session key, ISO 9797-1 MAC algorithm 3, ARPC method 1); SM4 written
-out here on `cryptography`'s SM4 per SPEC §5.2. Nothing comes from chip.kernel.crypto
+out here on `cryptography`'s SM4 as docs/decisions.md §6 gives it. Nothing comes from chip.kernel.crypto
 or reader.terminals.issuer: the activation scripts, the ARPC and every script MAC are
 built in this file, and the transactions are driven APDU by APDU.
 """
@@ -12,22 +13,19 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pyemv import ac as emv_ac
 from pyemv import kd, mac, tools
 
-from chip import Card
 from chip.iso import ber
-from conftest import CARD_DATE, activate_financial, tx
-from reader import SimReader
+from helpers import GPO_RESPONSE, PAN, SELECT_FIN, activate_financial, tx
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
-PAN, PSN = "6234560000000008", "01"
-IMK = {  # SPEC §5 default profile test keys
+PSN = "01"
+IMK = {  # the default profile's test keys (default.toml `[keys]` fin_imk_*)
     "ac": bytes.fromhex("0123456789ABCDEFFEDCBA9876543210"),
     "smi": bytes.fromhex("FEDCBA98765432100123456789ABCDEF"),
     "smc": bytes.fromhex("89ABCDEF0123456776543210FEDCBA98"),
 }
 AIP = bytes.fromhex("1C00")
-SELECT_AID = "00A4040008A00000033301010100"
-GPO_RESPONSE = "770A82021C00940408010300"
+SELECT_AID = SELECT_FIN + "00"
 APPROVED, DECLINED = b"00", b"05"  # ARC "00" = 3030
 
 
@@ -91,7 +89,7 @@ def sm4_cbc_mac(key: bytes, data: bytes) -> bytes:
 
 
 class Sm4:
-    """SPEC §5.2's SM4 path, written out on cryptography's SM4."""
+    """The SM4 path of docs/decisions.md §6, written out on cryptography's SM4."""
 
     name, sm, cvn, alg_id = "sm4", "01", 0x4A, 0x04
 
@@ -215,7 +213,7 @@ def get(reader, tag: str) -> str:
 
 
 def test_3des_icc_master_keys_known_answers():
-    """pyemv's option A with the SPEC keys, PAN 6234560000000008, PSN 01 (Y = 3456000000000801)."""
+    """pyemv's option A with the default profile's keys, PAN 6234560000000008, PSN 01 (Y = 3456000000000801)."""
     assert TDES.icc_mk("ac").hex().upper() == "F183BCB66138CECDECA29E512CD64A80"
     assert TDES.icc_mk("smi").hex().upper() == "135D61AED329B57F0E7C43499EC73132"
     assert TDES.icc_mk("smc").hex().upper() == "37C48F37CBE60D54D64A9E04B3163DD6"
@@ -482,25 +480,27 @@ def test_arpc_for_another_arc_fails(active):
     assert t.external_authenticate(t.arpc(APPROVED), DECLINED) == b"\x63\x00"
 
 
-def test_issuer_declines(active):
+def second_ac_after_issuer(active, arc: bytes, p1: int):
+    """First GENERATE AC (ARQC), the issuer's authentic ARPC for `arc` accepted, then the second
+    GENERATE AC with `p1`; its cryptogram checked."""
     reader, alg = active
     t = Transaction(reader, alg)
     t.first_ac(0x80)
-    assert t.external_authenticate(t.arpc(DECLINED), DECLINED) == b"\x90\x00"
-    second = t.second_ac(0x40, DECLINED)
+    assert t.external_authenticate(t.arpc(arc), arc) == b"\x90\x00"
+    second = t.second_ac(p1, arc)
+    assert second.ac == t.expected_ac(second)
+    return second
+
+
+def test_issuer_declines(active):
+    second = second_ac_after_issuer(active, DECLINED, 0x40)
     assert second.cid == 0x00
     assert second.cvr.hex().upper() == "03201000"
-    assert second.ac == t.expected_ac(second)
 
 
 def test_terminal_asks_aac_in_the_second_ac(active):
-    reader, alg = active
-    t = Transaction(reader, alg)
-    t.first_ac(0x80)
-    assert t.external_authenticate(t.arpc(APPROVED), APPROVED) == b"\x90\x00"
-    second = t.second_ac(0x00, APPROVED)
+    second = second_ac_after_issuer(active, APPROVED, 0x00)
     assert second.cid == 0x00
-    assert second.ac == t.expected_ac(second)
 
 
 def test_second_ac_without_issuer_authentication(active):

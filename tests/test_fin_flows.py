@@ -1,4 +1,4 @@
-"""The financial application's flows end to end (SPEC §2.4, §3, §5.2): the PBOC debit
+"""The financial application's flows end to end (docs/decisions.md §6; docs/card/lifecycle.md §2): the PBOC debit
 application as a bank outlet, an online channel, a POS and the issuer see it.
 
 Every flow goes through APDUs: `PaymentTerminal` is the terminal kernel and
@@ -16,26 +16,20 @@ performed; index 2 0x40 PIN try limit exceeded, 0x20 offline limit exceeded,
 import datetime
 
 import pytest
-from conftest import CARD_DATE, activate_financial, tx
 
+import helpers
 from chip import Card
 from chip.apps.financial import AAC, ARQC, TC, pin_block
+from helpers import AID, CARD_DATE, DDF_NAME, PAN, SELECT_MF, SELECT_PPSE, SELECT_PSE, SELECT_SSSE, activate_financial, tx
 from reader import SimReader
 from reader.terminals.issuer import IssuerHost
 from reader.terminals.payment import KernelError, PaymentTerminal
 from reader.terminals.psam import Psam
 from reader.terminals.ssse import SsseTerminal
 
-PAN = "6234560000000008"
-AID = "A000000333010101"
-SELECT_FIN = "00A4040008" + AID + "00"
-DDF_NAME = "7378312E73682EC9E7BBE1B1A3D5CF"
-SELECT_SSSE = "00A404000F" + DDF_NAME
-SELECT_PSE = "00A404000E" + b"1PAY.SYS.DDF01".hex().upper()
-SELECT_PPSE = "00A404000E" + b"2PAY.SYS.DDF01".hex().upper()
-SELECT_MF = "00A40000023F00"
+SELECT_FIN = helpers.SELECT_FIN + "00"
 IDENTIFICATION = bytes.fromhex("1101000000000001D156000005FFFFFF")  # EF05 item 01, the issuer's records
-# the financial application's FCI (SPEC §3: PDOL 9F02 06, 5F2A 02, DF69 01)
+# the financial application's FCI (docs/decisions.md §6: PDOL 9F02 06, 5F2A 02, DF69 01)
 FIN_FCI = ("6F45" "8408" + AID + "A539" "500E" + b"UnionPay Debit".hex().upper() + "870101"
            "9F3809" "9F0206" "5F2A02" "DF6901" "5F2D02" "7A68" "9F110101" "9F120E" + b"UnionPay Debit".hex().upper())
 USD = b"\x08\x40"
@@ -76,6 +70,15 @@ def deliver(card, builders, sm4: bool = False, amount: int = 0, host: IssuerHost
     host = host or IssuerHost()
     host.queue(PAN, builders)
     return purchase(card, amount, host=host, sm4=sm4)
+
+
+def approving_offline(card, sm4: bool) -> None:
+    """Activate the card and let it approve offline (lower consecutive offline limit 9F14 = 5, by
+    script): a 1.00 purchase asking for a TC is approved with a TC, in the home currency."""
+    activate(card, sm4)
+    assert sws(deliver(card, IssuerHost.command(0x04, 0xDA, 0x9F, 0x14, b"\x05"), sm4)) == [0x9000]
+    home = purchase(card, 100, request=TC, sm4=sm4)
+    assert (home.approved, home.cid) == (True, TC)
 
 
 def sws(outcome) -> list[int]:
@@ -241,11 +244,7 @@ def test_wrong_arpc_fails_issuer_authentication_and_declines(card, sm4):
 
 @ALGS
 def test_pin_try_counter_blocks_then_goes_online_and_script_unblocks(card, sm4):
-    activate(card, sm4)
-    # let the card approve offline, so that going online below is the PIN's doing
-    assert sws(deliver(card, IssuerHost.command(0x04, 0xDA, 0x9F, 0x14, b"\x05"), sm4)) == [0x9000]
-    offline = purchase(card, 100, request=TC, sm4=sm4)
-    assert (offline.approved, offline.cid) == (True, TC)
+    approving_offline(card, sm4)  # so that going online below is the PIN's doing
 
     reader = fin_reader(card)
     assert [tx(reader, verify_apdu("111111")) for _ in range(3)] == ["63C2", "63C1", "63C0"]
@@ -421,10 +420,7 @@ def test_script_mac_binds_the_transaction(card, sm4):
 
 @ALGS
 def test_foreign_currency_offline_request_is_declined(card, sm4):
-    activate(card, sm4)
-    assert sws(deliver(card, IssuerHost.command(0x04, 0xDA, 0x9F, 0x14, b"\x05"), sm4)) == [0x9000]
-    home = purchase(card, 100, request=TC, sm4=sm4)
-    assert (home.approved, home.cid) == (True, TC)
+    approving_offline(card, sm4)
     foreign = purchase(card, 100, request=TC, currency=USD, sm4=sm4)
     assert (foreign.approved, foreign.cid) == (False, AAC)
     assert foreign.cvr == bytes.fromhex("03800001")
@@ -458,7 +454,7 @@ def test_lower_offline_limit_by_put_data(card, sm4):
     assert (again.approved, again.cid) == (True, TC)
 
 
-# -- the SSSE deadline follows the real financial activation (SPEC §2.4) ---------------------------------
+# -- the SSSE deadline follows the real financial activation (docs/card/lifecycle.md §2) ------------------
 
 PAST_DEADLINE = CARD_DATE + datetime.timedelta(days=301)
 PAIRS = pytest.mark.parametrize("profile, sm4", [("default", True), ("default-3des", False)],

@@ -1,15 +1,16 @@
-"""Power cuts in the financial application (SPEC §3 ATC durability, §2.3-style anti-tearing).
+"""Power cuts in the financial application (the ATC is durable before the response leaves,
+docs/decisions.md §6; VERIFY's try counter with the anti-tearing of the SSSE's).
 
 On an image-backed card, cut the power at every write point of one command
 (first GENERATE AC, EXTERNAL AUTHENTICATE, each issuer script, VERIFY), then
 read the image (`Card.open(path, read_only=True)`: the cut card still owns it,
-chip.kernel.image): the card's whole persistent state equals the state before
+one owner per image): the card's whole persistent state equals the state before
 the command or after one of its commits - exactly the one the landed commits
 decide - never a mix; the ATC never goes back; the powered-again in-memory
 card agrees with the image; and once the cut card is closed, the image's next
 owner goes on working from exactly what is durable.
 
-Mechanism as in test_power_cut.py: `card.store.backend.write_point =
+Mechanism (tests/power_cut.py): `card.store.backend.write_point =
 chip.kernel.image.cut_power_at(n)`; a file-backed commit passes five write points
 and only the last (fsync-folder) comes after the new image landed.
 """
@@ -18,21 +19,16 @@ import os
 
 import pytest
 
-from chip import Card, CardNotPowered, PowerLoss
-from chip.kernel.image import cut_power_at
-from conftest import CARD_DATE, tx
+from chip import Card
+from helpers import CARD_DATE, GPO, SELECT_FIN, snapshot, tx
+from power_cut import FILE_POINTS, count_write_points, cut_at, files_in, image_card, landed
 from reader import SimReader
 from test_fin_crypto import SM4, TDES, Transaction, activate_by_hand, cdol1, pin_block
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
-FILE_POINTS = ["open-tmp", "write-half", "fsync-tmp", "rename", "fsync-folder"]
-SELECT_AID = bytes.fromhex("00A4040008A00000033301010100")
+SELECT_AID = bytes.fromhex(SELECT_FIN + "00")
 APPROVED = b"00"
-
-
-def snapshot(store) -> dict:
-    return {name: obj.dump() for name, obj in store.objects.items()}
 
 
 def fin(snap: dict) -> dict:
@@ -131,27 +127,11 @@ SCENARIOS = {
 
 
 def fresh(folder, prepare):
-    folder.mkdir()
-    path = str(folder / "card.img")
-    card = Card.from_profile(state=path, date=CARD_DATE)
+    card, path = image_card(folder, date=CARD_DATE)
     reader = SimReader(card)
     reader.reset()
     apdu = prepare(reader)
     return card, reader, path, apdu
-
-
-def recording_hook(card):
-    """A write-point hook that cuts nothing and snapshots the store whenever a commit lands."""
-    hook = cut_power_at(10**9)
-
-    def record(point, landed):
-        hook(point, landed)
-        if landed:
-            states.append(snapshot(card.store))
-
-    states = []
-    record.seen, record.states = hook.seen, states
-    return record
 
 
 def follow_up(card) -> int:
@@ -160,7 +140,7 @@ def follow_up(card) -> int:
     reader.reset()
     response = reader.transmit(SELECT_AID)
     assert response[-2:] in (b"\x90\x00", b"\x62\x83")
-    assert tx(reader, "80A800000B830900000000100001560000")[-4:] == "9000"
+    assert tx(reader, GPO)[-4:] == "9000"
     response = tx(reader, "80AE00001D" + cdol1().hex() + "00")
     assert response[-4:] == "9000", response
     return int(response[response.index("9F3602") + 6:][:4], 16)
@@ -173,9 +153,8 @@ def test_power_cut_at_every_write_point(scenario, tmp_path):
     # 1. the uncut command: its write points and the state after each commit
     card, reader, _, apdu = fresh(tmp_path / "count", prepare)
     states = [snapshot(card.store)]
-    hook = recording_hook(card)
-    card.store.backend.write_point = hook
-    assert reader.transmit(apdu)[-2:] == sw
+    response, hook = count_write_points(card, reader.transmit, apdu, lambda: snapshot(card.store))
+    assert response[-2:] == sw
     states += hook.states
     assert list(hook.seen) == FILE_POINTS * commits
     assert len(states) == commits + 1
@@ -191,23 +170,15 @@ def test_power_cut_at_every_write_point(scenario, tmp_path):
         card, reader, path, apdu = fresh(tmp_path / f"cut{n}", prepare)
         assert snapshot(card.store) == states[0]
         generation = card.store.backend.generation
-        card.store.backend.write_point = cut_power_at(n)
-        with pytest.raises(PowerLoss) as excinfo:
-            reader.transmit(apdu)
-        cut = excinfo.value
-        assert cut.point == hook.seen[n - 1]
-        assert cut.landed == (cut.point == "fsync-folder")
-        assert not card.powered
-        with pytest.raises(CardNotPowered):
-            reader.transmit(SELECT_AID)
+        cut = cut_at(n, card, reader.transmit, apdu, hook.seen, SELECT_AID)
 
         durable = Card.open(path, date=CARD_DATE, read_only=True)  # what is durable: the cut card still owns it
-        landed = (n - 1) // len(FILE_POINTS) + cut.landed
-        landed_counts.append(landed)
-        assert durable.store.backend.generation - generation == landed
+        commits_landed = landed(n, cut)
+        landed_counts.append(commits_landed)
+        assert durable.store.backend.generation - generation == commits_landed
         got = snapshot(durable.store)
         assert got in states, f"cut {n} at {cut.point}: a mixed state {fin(got)}"
-        assert got == states[landed], (n, cut.point, fin(got))
+        assert got == states[commits_landed], (n, cut.point, fin(got))
         state = fin(got)
         assert state["atc"] >= before["atc"]  # the ATC never goes back
         assert state["atc"] in (before["atc"], after["atc"])
@@ -227,7 +198,7 @@ def test_power_cut_at_every_write_point(scenario, tmp_path):
                 assert snapshot(reopened.store) == got
                 assert follow_up(reopened) == state["atc"] + 1
             assert fin(snapshot(Card.open(path, read_only=True).store))["atc"] == state["atc"] + 1
-            assert sorted(os.listdir(os.path.dirname(path))) == ["card.img"]  # the new owner tidied what the cut left
+            assert files_in(os.path.dirname(path)) == ["card.img"]  # the new owner tidied what the cut left
         else:
             r = SimReader(card)
             r.reset()

@@ -1,24 +1,25 @@
-"""Fleets (issue 8): many cards in one process, lazily loaded images, memory per card, the load
+"""Fleets (docs/fleets.md): many cards in one process, lazily loaded images, memory per card, the load
 generator, `sscard serve --fleet DIR`."""
 
-import datetime
 import os
 
 import pytest
-from ssse_helpers import Terminal
+from helpers import CARD_DATE, VERIFY_OK
+from ssse_helpers import SELECT_FIN, SELECT_SSSE, Terminal
 
 from chip import Card, ImageError, load_profile
 from chip.fleet import Fleet, image_names, luhn_digit, memory_per_card, variant
 from chip.apps.keys import KEYS
 from chip.personalization.profile import luhn_ok
-from reader.cli.commands import UsageError, build_parser, serve_images
+from reader.cli.errors import UsageError
+from reader.cli.parser import build_parser
+from reader.cli.serve import serve_images
 from reader.base import transmit_all
 from reader.terminals.fleet_load import HOSPITAL_AMOUNT, SSSE_COMMANDS, SSSE_MIX, load, schedule_of
 from reader.sim import SimReader
 
-DATE = datetime.date(2026, 11, 21)
-SELECT = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
-VERIFY = bytes.fromhex("0020000003123456")
+SELECT = SELECT_SSSE
+VERIFY = bytes.fromhex(VERIFY_OK)
 READ_CARD_ID = bytes.fromhex("00B2012C12")  # EF05 01: region || RID || serial || auth code (V2 table 10)
 READ_CARD_NUMBER = bytes.fromhex("00B2072C0B")  # EF05 07 (Le 00 would be answered 6C0B, P5 §6.10.4)
 
@@ -54,7 +55,7 @@ def test_variants_differ_in_number_serial_and_pan_only():
 
 # -- in-memory fleets ----------------------------------------------------------------------------------
 def test_in_memory_fleet_cards_are_distinct():
-    fleet = Fleet(date=DATE)
+    fleet = Fleet(date=CARD_DATE)
     names = fleet.personalize(5)
     assert names == ["card-0001", "card-0002", "card-0003", "card-0004", "card-0005"]
     assert len(fleet) == 5 and list(fleet) == names and "card-0003" in fleet
@@ -69,7 +70,7 @@ def test_in_memory_fleet_cards_are_distinct():
 
 
 def test_in_memory_fleet_names_and_eviction():
-    fleet = Fleet(date=DATE)
+    fleet = Fleet(date=CARD_DATE)
     fleet.personalize(3, prefix="x-", start=9)
     assert fleet.names() == ["x-0009", "x-0010", "x-0011"]
     with pytest.raises(ValueError, match="already has"):
@@ -82,7 +83,7 @@ def test_in_memory_fleet_names_and_eviction():
 
 # -- folder fleets ----------------------------------------------------------------------------------------
 def test_folder_fleet_is_lazily_loaded(tmp_path):
-    fleet = Fleet(tmp_path / "farm", date=DATE)
+    fleet = Fleet(tmp_path / "farm", date=CARD_DATE)
     names = fleet.personalize(4)
     assert sorted(os.listdir(tmp_path / "farm")) == [f"{name}.img" for name in names]
     assert fleet.loaded() == []  # personalised to disk, nothing open
@@ -91,7 +92,7 @@ def test_folder_fleet_is_lazily_loaded(tmp_path):
     assert fleet["card-0002"] is card  # opened once
     assert _read(card, READ_CARD_NUMBER)[2:] == b"T00000002"
 
-    reopened = Fleet(tmp_path / "farm", date=DATE)  # a new process: the folder is the fleet
+    reopened = Fleet(tmp_path / "farm", date=CARD_DATE)  # a new process: the folder is the fleet
     assert reopened.names() == names and reopened.loaded() == []
     assert _read(reopened["card-0004"], READ_CARD_NUMBER)[2:] == b"T00000004"
     with pytest.raises(KeyError):
@@ -99,7 +100,7 @@ def test_folder_fleet_is_lazily_loaded(tmp_path):
 
 
 def test_folder_fleet_eviction_keeps_state(tmp_path):
-    fleet = Fleet(tmp_path, date=DATE)
+    fleet = Fleet(tmp_path, date=CARD_DATE)
     fleet.personalize(2)
     card = fleet["card-0001"]
     reader = SimReader(card)
@@ -114,7 +115,7 @@ def test_folder_fleet_eviction_keeps_state(tmp_path):
 
 
 def test_folder_fleet_max_loaded_evicts_least_recently_used(tmp_path):
-    fleet = Fleet(tmp_path, date=DATE, max_loaded=2, sync=False)
+    fleet = Fleet(tmp_path, date=CARD_DATE, max_loaded=2, sync=False)
     fleet.personalize(3)
     fleet["card-0001"], fleet["card-0002"]
     fleet["card-0001"]  # most recently used
@@ -123,19 +124,19 @@ def test_folder_fleet_max_loaded_evicts_least_recently_used(tmp_path):
 
 
 def test_folder_fleet_refuses_to_overwrite_and_add(tmp_path):
-    Fleet(tmp_path, date=DATE).personalize(1)
-    other = Fleet(tmp_path, date=DATE)
+    Fleet(tmp_path, date=CARD_DATE).personalize(1)
+    other = Fleet(tmp_path, date=CARD_DATE)
     with pytest.raises(ValueError, match="already has card-0001"):
         other.personalize(1)
-    extra = other.add("extra", Card.from_profile(date=DATE))
+    extra = other.add("extra", Card.from_profile(date=CARD_DATE))
     assert extra.path == str(tmp_path / "extra.img") and "extra" in Fleet(tmp_path)
     with pytest.raises(ValueError, match="already exists"):
-        Fleet(tmp_path).add("extra", Card.from_profile(date=DATE))
+        Fleet(tmp_path).add("extra", Card.from_profile(date=CARD_DATE))
 
 
 # -- memory ------------------------------------------------------------------------------------------------
 def test_memory_per_card_is_under_the_goal():
-    per_card = memory_per_card(300, date=DATE)
+    per_card = memory_per_card(300, date=CARD_DATE)
     assert 1024 < per_card <= 20 * 1024, f"{per_card / 1024:.1f} KiB per card"
 
 
@@ -150,7 +151,7 @@ def test_schedule_interleaves_the_mix():
 
 
 def test_load_generator_runs_50_cards_without_errors():
-    fleet = Fleet(date=DATE)
+    fleet = Fleet(date=CARD_DATE)
     fleet.personalize(50)
     result = load(fleet, rounds=40)
     assert result.errors == 0, result.samples
@@ -161,7 +162,7 @@ def test_load_generator_runs_50_cards_without_errors():
     card = fleet["card-0007"]
     assert card.financial_activated() and card.store["fin.state"].atc >= 4
     assert settlements(card) == (4, 4 * HOSPITAL_AMOUNT)
-    assert card.applets["ssse"].state.lifecycle == "active"  # the first settlement activated it (SPEC §3.1)
+    assert card.applets["ssse"].state.lifecycle == "active"  # the first settlement activated it (docs/card/lifecycle.md §1)
 
 
 def settlements(card) -> tuple[int, int]:
@@ -171,7 +172,7 @@ def settlements(card) -> tuple[int, int]:
 
 
 def test_load_generator_hospital_settlements_add_up():
-    fleet = Fleet(date=DATE)
+    fleet = Fleet(date=CARD_DATE)
     fleet.personalize(2)
     result = load(fleet, rounds=35, mix={"hospital": 1})
     assert result.errors == 0, result.samples
@@ -184,16 +185,16 @@ def test_ssse_mix_is_standard_commands_only():
     which SSSE_MIX carries as the contacts see it (P2 §9.3)."""
     assert [apdu[:2] for apdu in SSSE_COMMANDS] == [b"\x00\xA4", b"\x00\x20"] + [b"\x00\xB2"] * 7
     assert SSSE_MIX == SSSE_COMMANDS[:1] + (bytes.fromhex("00C000001E"),) + SSSE_COMMANDS[1:]
-    card = Card.from_profile(date=DATE)
+    card = Card.from_profile(date=CARD_DATE)
     card.power_on()  # the card's own protocol: T=0
     assert [card.transmit(apdu)[-2:] for apdu in SSSE_MIX] == [b"\x61\x1E"] + [b"\x90\x00"] * 9
-    reader = SimReader(Card.from_profile(date=DATE), protocol="T=1")
+    reader = SimReader(Card.from_profile(date=CARD_DATE), protocol="T=1")
     reader.reset()
     assert all(reader.transmit(apdu)[-2:] == b"\x90\x00" for apdu in SSSE_COMMANDS)
 
 
 def test_load_generator_threads_and_seconds(tmp_path):
-    fleet = Fleet(tmp_path, date=DATE, sync=False)
+    fleet = Fleet(tmp_path, date=CARD_DATE, sync=False)
     fleet.personalize(6)
     result = load(fleet, cards=4, seconds=0.3, threads=3, mix=["ssse", "purchase"])
     assert result.errors == 0, result.samples
@@ -202,7 +203,7 @@ def test_load_generator_threads_and_seconds(tmp_path):
 
 
 def test_load_generator_reports_errors():
-    fleet = Fleet(date=DATE)
+    fleet = Fleet(date=CARD_DATE)
     fleet.personalize(2)
     blocked = fleet["card-0002"]
     blocked.store["ssse.pin"].tries = 0  # the PIN is blocked: VERIFY fails
@@ -214,7 +215,7 @@ def test_load_generator_reports_errors():
 
 # -- sscard serve --fleet DIR ---------------------------------------------------------------------------------
 def test_serve_fleet_expands_the_folder(tmp_path):
-    fleet = Fleet(tmp_path / "farm", date=DATE, sync=False)
+    fleet = Fleet(tmp_path / "farm", date=CARD_DATE, sync=False)
     fleet.personalize(3)
     (tmp_path / "farm" / "notes.txt").write_text("not a card")
     (tmp_path / "farm" / "card-0002.img.tmp").write_bytes(b"leftover")
@@ -236,11 +237,11 @@ def test_serve_fleet_refuses_empty_and_missing_folders(tmp_path):
 
 
 def test_serve_fleet_ports_count_up(tmp_path, monkeypatch):
-    import reader.cli.commands as cli
+    import reader.cli as cli
 
-    Fleet(tmp_path, date=DATE, sync=False).personalize(3)
+    Fleet(tmp_path, date=CARD_DATE, sync=False).personalize(3)
     seen = {}
-    monkeypatch.setattr(cli, "serve", lambda images, ports, **kw: seen.update(images=images, ports=ports) or 0)
+    monkeypatch.setattr(cli.serve, "serve", lambda images, ports, **kw: seen.update(images=images, ports=ports) or 0)
     assert cli.main(["serve", "--fleet", str(tmp_path), "--port", "41000", "--no-stdin"]) == 0
     assert len(seen["images"]) == 3 and seen["ports"] == [41000]  # serve() counts the rest up: 41001, 41002
 
@@ -251,13 +252,13 @@ def test_no_read_or_get_data_answers_key_material():
     with the PIN verified (and, in the SSSE, external authentication with RKSSSE, which opens EF06-EF08
     on a 3.00 card): no response carries 8 consecutive bytes of any key the card holds. A `6Cxx` is
     followed with the length it names, as terminals do (P5 §6.10.4)."""
-    card = Card.from_profile(variant(load_profile(), 3), date=DATE)
+    card = Card.from_profile(variant(load_profile(), 3), date=CARD_DATE)
     secrets = [obj.value for name, obj in card.store.objects.items() if type(obj).__name__ == "Key"]
     assert len(secrets) == len(KEYS) + 6  # the SSSE and DF04 keys, the financial 3DES and SM4 keys
     pieces = {secret[i:i + 8] for secret in secrets for i in range(len(secret) - 7)}
     reader = SimReader(card)
     responses = []
-    for select, verify in ((SELECT, VERIFY), (bytes.fromhex("00A4040008A000000333010101"),
+    for select, verify in ((SELECT, VERIFY), (SELECT_FIN,
                                               bytes.fromhex("0020008008") + bytes.fromhex("26000000FFFFFFFF"))):
         reader.reset()
         reader.transmit(select)

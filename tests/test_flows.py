@@ -1,9 +1,8 @@
 """Real-world terminal flows (`reader/terminals/flows.py`, `sscard flow`) on a fresh default card.
 
-The flows follow LD/T 32 part 7 (standard/interface.md §2: P7 §5 card
-recognition, §6 query, §7 update, §9 change PIN, §12 medical purchase, §13
-maintenance) and the project's extensions of SPEC §3 (activation, the 300-day
-deadline, the loss lock). Every flow runs through APDUs (SSSE terminal, PSAM,
+The flows follow LD/T 32 part 7 (P7 §5 card recognition, §6 query, §7 update, §9 change PIN,
+§12 medical purchase, §13 maintenance; docs/card/commands.md §5) and the project's extensions of
+docs/card/lifecycle.md (activation, the 300-day deadline, the loss lock). Every flow runs through APDUs (SSSE terminal, PSAM,
 payment kernel, issuer host). The tests check the card afterwards through
 APDUs (SELECT, VERIFY, GET DATA DF7E/DF7F) and `describe()`; cryptograms are
 checked with the independent oracle (tests/oracle.py, via tests/ssse_helpers.py);
@@ -14,9 +13,10 @@ and after.
 import dataclasses
 import datetime
 
+import helpers
 import oracle
 import pytest
-from conftest import CARD_DATE, tx
+from helpers import CARD_DATE, DDF_NAME, FCI, ITEM_08, SELECT_SSSE, cli, snapshot, tx
 from ssse_helpers import TERMINAL_NO, TYPE_PURCHASE, Terminal, cn
 
 from chip import Card
@@ -24,7 +24,6 @@ from chip.apps.financial import pin_block
 from chip.personalization.idnumber import check_character
 from chip.personalization.profile import load_profile
 from reader import SimReader
-from reader.cli.commands import main
 from reader.terminals.issuer import IssuerHost
 from reader.terminals.payment import PaymentTerminal
 from reader.terminals.flows import (
@@ -39,12 +38,10 @@ from reader.terminals.flows import (
     run_flow,
 )
 
-DDF_NAME = "7378312E73682EC9E7BBE1B1A3D5CF"
-SELECT_SSSE = "00A404000F" + DDF_NAME
-FCI = "6F1C840F" + DDF_NAME + "A50988011E9F0C03860103"  # P5 table 36 as real cards answer (SPEC S19, S9)
-SELECT_DF04 = "00A4040006D1560000050300"  # DF04 by its AID D156000005 03 (V2 table 2)
-ID_RECORD = "0812" + b"110101199003071233".hex().upper()  # EF06 item 08 (V2 table 9)
-SELECT_FIN = "00A4040008A00000033301010100"
+FCI_SM4 = FCI["sm4"]  # P5 table 36 as real cards answer (docs/decisions.md S19, S9)
+SELECT_DF04 = helpers.SELECT_DF04 + "00"  # DF04 by its AID D156000005 03 (V2 table 2)
+ID_RECORD = ITEM_08  # EF06 item 08 (V2 table 9)
+SELECT_FIN = helpers.SELECT_FIN + "00"
 OTHER_ID = "11010119850615002" + check_character("11010119850615002")  # a valid ID, not the holder's
 AGENT_ID = "11010219800101003" + check_character("11010219800101003")
 DOCUMENTS = {"agent_id_number": AGENT_ID, "power_of_attorney": "POA-2026-0042"}
@@ -86,11 +83,6 @@ def fin_verify(card, pin: str) -> str:
 
 def ssse(card) -> dict:
     return card.applets["ssse"].describe()
-
-
-def snapshot(card) -> dict:
-    """Every persistent object of the card, as the image stores it."""
-    return {name: obj.dump() for name, obj in card.store.objects.items()}
 
 
 def block_ssse_pin(card) -> None:
@@ -176,7 +168,7 @@ def test_parameters_the_standard_has_not_are_one_line_value_errors(card, name, p
 
 
 def test_bad_parameters_are_value_errors_before_any_apdu(card):
-    before = snapshot(card)
+    before = snapshot(card.store)
     for name, params in [("bank-activation", {"ssse_new_pin": "12a4"}), ("bank-activation", {"bank_pin": "123"}),
                          ("bank-activation", {"ssse_new_pin": "123456"}), ("bank-activation", {"id_check": "face"}),
                          ("pin-reset", {"method": "guess"}), ("pin-reset", {"method": "unblock"}),
@@ -191,7 +183,7 @@ def test_bad_parameters_are_value_errors_before_any_apdu(card):
         with pytest.raises(ValueError):
             run_flow(name, card, on_exchange=on_exchange, **params)
         assert exchanges == []
-    assert snapshot(card) == before
+    assert snapshot(card.store) == before
 
 
 # -- bank outlet --------------------------------------------------------------------------------------
@@ -224,9 +216,9 @@ def test_bank_activation_id_check_bytes(card, id_check):
     exchanges, on_exchange = recorder()
     assert run_flow("bank-activation", card, id_check=id_check, on_exchange=on_exchange).ok
     ex = hexes(exchanges)
-    assert ex[:4] == [(SELECT_SSSE + "00", FCI + "9000"), ("00A4020002EF05", "9000"),
+    assert ex[:4] == [(SELECT_SSSE + "00", FCI_SM4 + "9000"), ("00A4020002EF05", "9000"),
                       ("00B2010012", "0110" + "110100D156000005" + "00000001" + "00000000" + "9000"),
-                      (SELECT_SSSE + "00", FCI + "9000")]
+                      (SELECT_SSSE + "00", FCI_SM4 + "9000")]
     rest = ex[4:]
     if id_check == "pin":
         assert rest.pop(0) == ("0020000003123456", "9000")
@@ -262,12 +254,12 @@ def test_bank_activation_steps_in_order(card):
 @pytest.mark.parametrize("id_check", ["auth", "pin"])
 @pytest.mark.parametrize("presented", [OTHER_ID, "110101199003071234"], ids=["other-holder", "bad-check-digit"])
 def test_bank_activation_id_mismatch_refused(card, id_check, presented):
-    before = snapshot(card)
+    before = snapshot(card.store)
     result = run_flow("bank-activation", card, id_number=presented, id_check=id_check)
     assert not result.ok
     assert result.final_line.startswith("flow bank-activation: refused: the presented ID number")
     assert result.steps[-1][0] == "ID check"
-    assert snapshot(card) == before  # nothing changed: still issued, full tries, bank not activated
+    assert snapshot(card.store) == before  # nothing changed: still issued, full tries, bank not activated
     assert ssse(card)["lifecycle"] == "issued" and ssse(card)["PIN tries left"] == "6 of 6"
     assert activation_flag(card) == "00"
 
@@ -281,7 +273,7 @@ def test_bank_activation_id_ending_in_x_matches_in_either_case():
 
 
 def test_bank_activation_on_a_2_00_card():
-    """EF06 is free on a 2.00 card (standard/files.md §3): the same authenticated read works there too."""
+    """EF06 is free on a 2.00 card (docs/card/README.md, Generations): the same authenticated read works there too."""
     card = Card.from_profile(dataclasses.replace(load_profile("default"), spec_version="2.00"), date=CARD_DATE)
     result = run_flow("bank-activation", card)
     assert result.ok and result.results("ID check") == ["match"]
@@ -307,25 +299,25 @@ def test_bank_activation_on_a_locked_card_is_refused(card):
                                        {"agent_id_number": "  ", "power_of_attorney": "POA-1"}],
                          ids=["none", "agent-id-only", "attorney-only", "blank-agent-id"])
 def test_entrusted_without_documents_refused_and_card_unchanged(card, documents):
-    before = snapshot(card)
+    before = snapshot(card.store)
     exchanges, on_exchange = recorder()
     result = run_flow("entrusted-activation", card, on_exchange=on_exchange, **documents)
     assert not result.ok
     assert result.message.startswith("entrusted activation needs")
     assert result.steps == [("documents (agent ID, power of attorney)", "missing")]
     assert exchanges == []  # not one APDU
-    assert snapshot(card) == before
+    assert snapshot(card.store) == before
     assert ssse(card)["lifecycle"] == "issued" and activation_flag(card) == "00"
 
 
 @pytest.mark.parametrize("agent, why", [("110102198001010030", "not valid"), (DEFAULT_ID_NUMBER, "the holder's")])
 def test_entrusted_with_bad_agent_id_refused(card, agent, why):
-    before = snapshot(card)
+    before = snapshot(card.store)
     exchanges, on_exchange = recorder()
     result = run_flow("entrusted-activation", card, on_exchange=on_exchange, agent_id_number=agent,
                       power_of_attorney="POA-1")
     assert not result.ok and why in result.message
-    assert exchanges == [] and snapshot(card) == before
+    assert exchanges == [] and snapshot(card.store) == before
 
 
 def test_entrusted_with_documents_activates_like_the_bank(card):
@@ -338,7 +330,7 @@ def test_entrusted_with_documents_activates_like_the_bank(card):
 
 
 def test_entrusted_sends_the_chip_exactly_the_bank_commands():
-    """SPEC §2.4: the entrusted rule is the terminal's; the chip sees the same commands."""
+    """The entrusted rule is the terminal's (reader/terminals/flows.py); the chip sees the same commands."""
     commands = {}
     for name, params in (("bank-activation", {}), ("entrusted-activation", DOCUMENTS)):
         card = Card.from_profile(date=CARD_DATE)
@@ -350,10 +342,10 @@ def test_entrusted_sends_the_chip_exactly_the_bank_commands():
 
 
 def test_entrusted_id_mismatch_refused(card):
-    before = snapshot(card)
+    before = snapshot(card.store)
     result = run_flow("entrusted-activation", card, id_number=OTHER_ID, **DOCUMENTS)
     assert not result.ok and "not the card holder's" in result.message
-    assert snapshot(card) == before
+    assert snapshot(card.store) == before
 
 
 # -- hospital and pharmacy --------------------------------------------------------------------------------
@@ -395,7 +387,7 @@ def test_hospital_activation(card):
 
 
 def test_hospital_settlements_add_up_and_a_write_without_the_key_is_refused(card):
-    """SPEC §3.1: before activation a DF04 write without UK2DF04 is 6985; after, 6982 (P5)."""
+    """docs/card/lifecycle.md §1: before activation a DF04 write without UK2DF04 is 6985; after, 6982 (P5)."""
     def unauthorised_write() -> str:
         reader = SimReader(card)
         reader.reset()
@@ -476,10 +468,10 @@ def test_pharmacy_activation_beyond_the_balance_is_9401(card):
 @pytest.mark.parametrize("name", ["hospital-activation", "pharmacy-activation"])
 def test_medical_flows_refused_on_a_locked_card(card, name):
     assert run_flow("loss-report", card).ok
-    before = snapshot(card)
+    before = snapshot(card.store)
     result = run_flow(name, card)
     assert not result.ok and "locked" in result.message
-    assert snapshot(card) == before
+    assert snapshot(card.store) == before
 
 
 def test_medical_flow_with_a_value_that_does_not_fit_is_a_value_error(card):
@@ -521,7 +513,7 @@ def test_online_activation_for_another_account_delivers_nothing(card):
 
 # -- loss report and unlock --------------------------------------------------------------------------------------
 def check_bk_mac_command(card, ex, header: str) -> None:
-    """SPEC S5 and §3.2: EXTERNAL AUTHENTICATE with BK (key 05), GET CHALLENGE (4 bytes), then `header`
+    """docs/decisions.md S5, docs/card/lifecycle.md §3: EXTERNAL AUTHENTICATE with BK (key 05), GET CHALLENGE (4 bytes), then `header`
     with the MAC4 of P4 §8.2 under the STK process key of that challenge (both recomputed by the oracle)."""
     (c1, r1), (c2, r2), (auth, auth_sw), (challenge, random), (command, sw) = ex
     terminal = Terminal(card)
@@ -543,9 +535,9 @@ def test_loss_report_and_unlock(card):
     assert result.results("SELECT SSSE (locked: 6283)") == ["6283"]
     ex = hexes(exchanges)
     block = next(i for i, (command, _) in enumerate(ex) if command.startswith("841E"))
-    check_bk_mac_command(card, ex[block - 4:block + 1], "841E000004")  # P2 00: the loss lock (SPEC §3.2)
+    check_bk_mac_command(card, ex[block - 4:block + 1], "841E000004")  # P2 00: the loss lock (docs/card/lifecycle.md §3)
     assert ex[block][1] == "9000"
-    assert ex[block + 1] == (SELECT_SSSE + "00", FCI + "6283")  # the FCI, then 6283 (SPEC §3.2)
+    assert ex[block + 1] == (SELECT_SSSE + "00", FCI_SM4 + "6283")  # the FCI, then 6283 (docs/card/lifecycle.md §3)
     assert ssse(card)["lock"] == "locked (reported)"
     assert ssse_select(card) == "6283"
     reader = SimReader(card)
@@ -562,26 +554,26 @@ def test_loss_report_and_unlock(card):
     assert result.ok, result
     assert result.results("APPLICATION UNBLOCK") == ["9000"]
     ex = hexes(exchanges)
-    assert ex[0] == (SELECT_SSSE + "00", FCI + "6283")  # locked: no EF05 read, the issuer's records give item 01
+    assert ex[0] == (SELECT_SSSE + "00", FCI_SM4 + "6283")  # locked: no EF05 read, the issuer's records give item 01
     check_bk_mac_command(card, ex[1:6], "8418000004")
-    assert ex[5][1] == "9000" and ex[6] == (SELECT_SSSE + "00", FCI + "9000")
+    assert ex[5][1] == "9000" and ex[6] == (SELECT_SSSE + "00", FCI_SM4 + "9000")
     assert ssse(card)["lock"] == "none" and ssse_select(card) == "9000"
     assert ssse_verify(card, DEFAULT_SSSE_PIN) == "9000"
     assert ssse(card)["lifecycle"] == "active"
 
 
 def test_loss_report_id_mismatch_refused(card):
-    before = snapshot(card)
+    before = snapshot(card.store)
     result = run_flow("loss-report", card, id_number=OTHER_ID)
-    assert not result.ok and snapshot(card) == before and ssse_select(card) == "9000"
+    assert not result.ok and snapshot(card.store) == before and ssse_select(card) == "9000"
 
 
 def test_loss_unlock_on_an_unlocked_card_refused(card):
-    before = snapshot(card)
+    before = snapshot(card.store)
     exchanges, on_exchange = recorder()
     result = run_flow("loss-unlock", card, on_exchange=on_exchange)
     assert not result.ok and result.message == "the SSSE application is not locked"
-    assert snapshot(card) == before
+    assert snapshot(card.store) == before
     # card recognition only: SELECT, SELECT EF05, READ RECORD item 01 (free), SELECT again (P7 §5)
     assert [command[:2] for command, _ in exchanges] == [b"\x00\xA4", b"\x00\xA4", b"\x00\xB2", b"\x00\xA4"]
 
@@ -606,13 +598,13 @@ def test_deadline_unlock():
 
 def test_loss_unlock_cannot_lift_a_deadline_lock():
     card = deadline_card()
-    before = snapshot(card)
+    before = snapshot(card.store)
     exchanges, on_exchange = recorder()
     result = run_flow("loss-unlock", card, on_exchange=on_exchange)
     assert not result.ok
     assert result.results("APPLICATION UNBLOCK") == ["6985"]
     check_bk_mac_command(card, hexes(exchanges)[1:6], "8418000004")  # a right MAC: refused for the deadline
-    assert snapshot(card) == before and ssse_select(card) == "6283"
+    assert snapshot(card.store) == before and ssse_select(card) == "6283"
 
 
 def test_deadline_unlock_with_the_bank_already_activated():
@@ -627,10 +619,10 @@ def test_deadline_unlock_with_the_bank_already_activated():
 
 
 def test_deadline_unlock_on_an_unlocked_card_refused(card):
-    before = snapshot(card)
+    before = snapshot(card.store)
     result = run_flow("deadline-unlock", card)
     assert not result.ok and result.message == "the SSSE application is not locked"
-    assert snapshot(card) == before
+    assert snapshot(card.store) == before
 
 
 # -- PIN reset at a service window ---------------------------------------------------------------------------------
@@ -654,7 +646,7 @@ def test_pin_reset_by_reset(profile, lc):
     assert result.results("VERIFY without data (PIN state)") == ["6983"]  # S11: blocked
     assert result.results("PIN RESET 84 24 00 01 (PUK, new PIN enciphered, PSAM MAC)") == ["9000"]
     assert result.results("VERIFY new PIN") == ["9000"]
-    # SPEC S2/S3: 84 24 00 01 Lc || E(LD || PIN cn, padded) || MAC4, one STK process key from the challenge
+    # docs/decisions.md S2/S3: 84 24 00 01 Lc || E(LD || PIN cn, padded) || MAC4, one STK process key from the challenge
     ex = hexes(exchanges)
     reset = next(i for i, (command, _) in enumerate(ex) if command.startswith("84240001"))
     check_puk_authentication(card, ex[reset - 4:reset - 1])
@@ -685,7 +677,7 @@ def test_pin_reset_by_unblock(card):
     check_puk_authentication(card, ex[unblock - 4:unblock - 1])
     challenge, random = ex[unblock - 1]
     mac = Terminal(card).mac("ssse_stk", bytes.fromhex(random[:-4]), bytes.fromhex("8424000004"), b"")
-    assert ex[unblock] == ("8424000004" + mac.hex().upper(), "9000")  # SPEC S4
+    assert ex[unblock] == ("8424000004" + mac.hex().upper(), "9000")  # docs/decisions.md S4
     assert ex[unblock + 1] == ("805E010007123456FF778899", "9000")
     assert result.results("CHANGE PIN (remembered PIN -> new PIN)") == ["9000"]
     assert ssse_verify(card, "778899") == "9000"
@@ -702,9 +694,9 @@ def test_pin_reset_by_unblock_keeping_the_pin(card):
 
 def test_pin_reset_id_mismatch_refused(card):
     block_ssse_pin(card)
-    before = snapshot(card)
+    before = snapshot(card.store)
     result = run_flow("pin-reset", card, id_number=OTHER_ID)
-    assert not result.ok and snapshot(card) == before
+    assert not result.ok and snapshot(card.store) == before
     assert ssse_verify(card, DEFAULT_SSSE_PIN) == "6983"
 
 
@@ -720,16 +712,10 @@ def test_pin_reset_without_the_issuer_keys_refused():
 
 
 # -- the sscard flow command -----------------------------------------------------------------------------------------
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture
 def image(tmp_path, capsys):
     path = tmp_path / "card.img"
-    assert run(capsys, "--date", CARD_DATE, "personalize", "--state", path)[0] == 0
+    assert cli(capsys, "--date", CARD_DATE, "personalize", "--state", path)[0] == 0
     return path
 
 
@@ -753,9 +739,9 @@ def test_service_window_activation(card, id_check):
 
 
 def test_service_window_activation_refusals(card):
-    before = snapshot(card)
+    before = snapshot(card.store)
     result = run_flow("service-window-activation", card, id_number=OTHER_ID)
-    assert not result.ok and result.steps[-1] == ("ID check", "mismatch") and snapshot(card) == before
+    assert not result.ok and result.steps[-1] == ("ID check", "mismatch") and snapshot(card.store) == before
     result = run_flow("service-window-activation", card, old_pin="654321", id_check="pin")
     assert not result.ok and result.results("VERIFY SSSE PIN (the holder types it)") == ["63C5"]
     assert ssse(card)["lifecycle"] == "issued"
@@ -765,7 +751,7 @@ def test_service_window_activation_refusals(card):
 
 
 def test_cli_list(capsys):
-    code, out, err = run(capsys, "flow", "--list")
+    code, out, err = cli(capsys, "flow", "--list")
     assert code == 0 and err == ""
     for name in FLOWS:
         assert any(line.startswith(name + " ") for line in out.splitlines())
@@ -773,7 +759,7 @@ def test_cli_list(capsys):
 
 
 def test_cli_bank_activation(capsys, image):
-    code, out, err = run(capsys, "--date", CARD_DATE, "flow", "bank-activation", "--state", image,
+    code, out, err = cli(capsys, "--date", CARD_DATE, "flow", "bank-activation", "--state", image,
                          "--param", "ssse_new_pin=314159", "--param", "bank-pin=271828")
     lines = out.splitlines()
     assert code == 0 and err == ""
@@ -789,28 +775,28 @@ def test_cli_bank_activation(capsys, image):
 
 def test_cli_entrusted_without_documents_exits_1_and_leaves_the_image(capsys, image):
     before = image.read_bytes()
-    code, out, err = run(capsys, "--date", CARD_DATE, "flow", "entrusted-activation", "--state", image)
+    code, out, err = cli(capsys, "--date", CARD_DATE, "flow", "entrusted-activation", "--state", image)
     assert code == 1 and err == ""
     assert out.splitlines()[-1] == ("flow entrusted-activation: refused: entrusted activation needs the agent's "
                                     "ID number and a power-of-attorney reference")
     assert not any(line.startswith("> ") for line in out.splitlines())
     assert image.read_bytes() == before
-    code, out, _ = run(capsys, "--date", CARD_DATE, "flow", "entrusted-activation", "--state", image,
+    code, out, _ = cli(capsys, "--date", CARD_DATE, "flow", "entrusted-activation", "--state", image,
                        "--param", f"agent_id_number={AGENT_ID}", "--param", "power_of_attorney=POA-7")
     assert code == 0 and out.splitlines()[-1] == "flow entrusted-activation: ok"
 
 
 def test_cli_id_mismatch_exits_1(capsys, image):
-    code, out, _ = run(capsys, "--date", CARD_DATE, "flow", "bank-activation", "--state", image,
+    code, out, _ = cli(capsys, "--date", CARD_DATE, "flow", "bank-activation", "--state", image,
                        "--param", f"id_number={OTHER_ID}")
     assert code == 1
     assert out.splitlines()[-1].startswith("flow bank-activation: refused: the presented ID number")
 
 
 def test_cli_deadline_unlock(capsys, image):
-    code, out, _ = run(capsys, "--date", DEADLINE_DAY, "flow", "loss-unlock", "--state", image)
+    code, out, _ = cli(capsys, "--date", DEADLINE_DAY, "flow", "loss-unlock", "--state", image)
     assert code == 1 and out.splitlines()[-1].startswith("flow loss-unlock: refused: APPLICATION UNBLOCK answered 6985")
-    code, out, _ = run(capsys, "--date", DEADLINE_DAY, "flow", "deadline-unlock", "--state", image)
+    code, out, _ = cli(capsys, "--date", DEADLINE_DAY, "flow", "deadline-unlock", "--state", image)
     assert code == 0 and out.splitlines()[-1] == "flow deadline-unlock: ok"
     assert "- APPLICATION UNBLOCK before the financial activation: 6985" in out
     card = Card.open(image, date=DEADLINE_DAY)
@@ -820,13 +806,13 @@ def test_cli_deadline_unlock(capsys, image):
 @pytest.mark.parametrize("name", ["service-window-activation", "hospital-activation", "pharmacy-activation",
                                   "online-activation"])
 def test_cli_other_flows(capsys, image, name):
-    code, out, _ = run(capsys, "--date", CARD_DATE, "flow", name, "--state", image)
+    code, out, _ = cli(capsys, "--date", CARD_DATE, "flow", name, "--state", image)
     assert code == 0 and out.splitlines()[-1] == f"flow {name}: ok"
 
 
 def test_cli_loss_report_unlock_and_pin_reset(capsys, image):
     def flow(*argv):
-        return run(capsys, "--date", CARD_DATE, "flow", *argv, "--state", image)
+        return cli(capsys, "--date", CARD_DATE, "flow", *argv, "--state", image)
 
     assert flow("loss-report")[0] == 0
     assert ssse_select(Card.open(image, date=CARD_DATE)) == "6283"
@@ -853,7 +839,7 @@ def test_cli_loss_report_unlock_and_pin_reset(capsys, image):
 def test_cli_usage_errors_are_one_line(capsys, image, argv, message):
     argv = [str(image) if a == "IMAGE" else a for a in argv]
     before = image.read_bytes()
-    code, out, err = run(capsys, *argv)
+    code, out, err = cli(capsys, *argv)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("sscard: error: ") and message in err
     assert image.read_bytes() == before

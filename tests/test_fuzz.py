@@ -9,7 +9,7 @@
    random MACs, GPO + GENERATE AC + random issuer scripts, GET RESPONSE, resets in T=0 and T=1,
    on several personalised starting states. After every APDU:
    - no exception escapes `Card.transmit`, and `6F00` appears only where the standard
-     defines it: GET RESPONSE with nothing waiting (P5 §6.6.4; SPEC §2); any other `6F00`
+     defines it: GET RESPONSE with nothing waiting (P5 §6.6.4; docs/decisions.md §3); any other `6F00`
      is an internal error;
    - a command answered with an error SW (anything but 9000/61xx/62xx/63xx) changes no
      persistent state (`image.encode(card.store.objects, 0)` identical before/after);
@@ -35,16 +35,15 @@ multiplies them for long runs (N examples per property for the card). Run with
 
 import collections
 import copy
-import datetime
 import functools
 import os
 import tomllib
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import helpers
 import oracle
 import ssse_helpers as sh
 from chip import Card
@@ -58,7 +57,9 @@ from chip.kernel.pin import pack, unpack
 from chip.personalization.profile import SHIPPED, Profile, ProfileError, parse_profile
 from chip.apps.ssse import DDF_NAME
 from chip.kernel.store import Store
-from chip.contacts.t1 import CRC, LRC, Block, BlockReader, Invalid, edc, decode as t1_decode
+from chip.contacts.t1 import Block, BlockReader, Invalid, decode as t1_decode
+from chip.contacts.timing import EDC_CRC as CRC, EDC_LRC as LRC, edc
+from helpers import CARD_DATE, ROOT, TRACES, activate_financial
 from reader import SimReader
 from reader.terminals.issuer import IssuerHost
 from reader.terminals.payment import PaymentTerminal
@@ -70,7 +71,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.Cryptography
 LONG = int(os.environ.get("SSCARD_FUZZ_EXAMPLES", "0"))
 CARD_EXAMPLES = LONG or 150
 PARSER_EXAMPLES = LONG or 300
-D = datetime.date(2026, 11, 21)
 
 
 def fuzz_settings(n):
@@ -81,8 +81,8 @@ def fuzz_settings(n):
 # -- starting states ----------------------------------------------------------------------------------
 
 SSSE_PIN, FIN_PIN = "123456", "000000"
-CDOL1 = bytes.fromhex("000000001000" "000000000000" "0156" "0000000000" "0156" "261121" "00" "11223344")
-GPO = bytes.fromhex("80A800000B830900000000100001560000")
+CDOL1 = bytes.fromhex(helpers.CDOL1)
+GPO = bytes.fromhex(helpers.GPO)
 GPO_SM4 = bytes.fromhex("80A800000B830900000000100001560001")
 FINGERPRINT = bytes(range(0x40, 0x80))  # EF07 content of the "active" card (64 bytes, protected by RKSSSE)
 PHOTO = bytes.fromhex("FFD8FFE0") + bytes(range(0x80, 0xC0))  # EF08 content
@@ -115,10 +115,7 @@ def _active(card):
     t.ok(sh.apdu(0x00, 0xDC, 0x00, 0x15 << 3 | 3, bytes.fromhex("0A0B0C")))
     t.purchase(1234, 1000, 234)
     assert card.store["ssse.state"].lifecycle == "active"
-    host = IssuerHost("default")
-    host.queue(host.profile.financial.pan, IssuerHost.activation(FIN_PIN))
-    outcome = PaymentTerminal(SimReader(card), date=D).purchase(0, host=host)
-    assert [sw for _, sw in outcome.script_results] == [0x9000, 0x9000]
+    activate_financial(card, FIN_PIN)
 
 
 def _locked(card):
@@ -131,7 +128,7 @@ def _locked(card):
     t.do_lock()
     host = IssuerHost("default")
     host.queue(host.profile.financial.pan, IssuerHost.command(0x84, 0x1E))
-    outcome = PaymentTerminal(SimReader(card), date=D).purchase(0, host=host)
+    outcome = PaymentTerminal(SimReader(card), date=CARD_DATE).purchase(0, host=host)
     assert [sw for _, sw in outcome.script_results] == [0x9000]
 
 
@@ -161,7 +158,7 @@ BASES = {"fresh": _fresh, "active": _active, "locked": _locked, "blocked": _bloc
 
 @functools.cache
 def base_image(name: str) -> bytes:
-    card = Card.from_profile("default", date=D)
+    card = Card.from_profile("default", date=CARD_DATE)
     BASES[name](card)
     return image.encode(card.store.objects, 0)
 
@@ -174,7 +171,7 @@ def card_random(n: int) -> bytes:
 
 def card_from(blob: bytes) -> Card:
     objects, _ = image.decode(blob)
-    card = Card(Store(MemoryBackend(), objects), D)
+    card = Card(Store(MemoryBackend(), objects), CARD_DATE)
     card.random = card_random
     return card
 
@@ -182,7 +179,7 @@ def card_from(blob: bytes) -> Card:
 @functools.cache
 def terminal_keys() -> tuple[str, dict]:
     """The default card's family and card keys, from the oracle (tests/ssse_helpers.py)."""
-    t = sh.Terminal(Card.from_profile("default", date=D))
+    t = sh.Terminal(Card.from_profile("default", date=CARD_DATE))
     return t.family, t.keys
 
 
@@ -403,7 +400,7 @@ def is_secret(name: str) -> bool:
 def _protected_efs():
     """Every EF whose read rule needs the PIN or a key on a 3.00 card (an alternative of nothing but
     the 3.00 generation grant would be free)."""
-    card = Card.from_profile("default", date=D)
+    card = Card.from_profile("default", date=CARD_DATE)
     return [node for node in card.mf.walk()
             if not node.is_df and node.read and not any(set(alt) <= {"gen3"} for alt in node.read)]
 
@@ -693,7 +690,7 @@ def test_short_le_on_generate_ac_keeps_the_answer_for_get_response():
 
 # -- parsers -------------------------------------------------------------------------------------------
 
-TRACE_SAMPLES = sorted((Path(__file__).resolve().parents[1] / "apdu_traces").glob("*.apdu"))
+TRACE_SAMPLES = sorted(TRACES.glob("*.apdu"))
 TRACE_TEXT = [p.read_text(encoding="utf-8") for p in TRACE_SAMPLES]
 TRACE_ALPHABET = st.sampled_from(list("0123456789ABCDEFabcdefXx*{}:|<>@#- \n\t") + [
     "reset", "power-off", "@date ", "@random ", "@protocol T=0", "@profile default", "@issued ", "2026-11-21",
@@ -723,21 +720,29 @@ def trace_text(draw):
     return draw(st.text(max_size=200))
 
 
-def test_trace_parser_fuzz():
+def parsed_or_refused(strategy, parse, error, kind, check_refusal=lambda refusal: None) -> collections.Counter:
+    """`parse` on PARSER_EXAMPLES inputs drawn from `strategy`: each gives a `kind` or raises `error`
+    (then `check_refusal(it)`), never anything else; the counts "parsed" and "refused"."""
     count = collections.Counter()
 
     @fuzz_settings(PARSER_EXAMPLES)
-    @given(trace_text())
-    def run(text):
+    @given(strategy)
+    def run(value):
         try:
-            trace = parse_trace(text, "fuzz.apdu")
-        except TraceError:
+            result = parse(value)
+        except error as refusal:
+            check_refusal(refusal)
             count["refused"] += 1
             return
-        assert isinstance(trace, Trace)
+        assert isinstance(result, kind)
         count["parsed"] += 1
 
     run()
+    return count
+
+
+def test_trace_parser_fuzz():
+    count = parsed_or_refused(trace_text(), lambda text: parse_trace(text, "fuzz.apdu"), TraceError, Trace)
     print(f"\nfuzz traces: {count['parsed']} parsed, {count['refused']} TraceError, 0 other exceptions")
     assert count["parsed"] and count["refused"]
 
@@ -773,22 +778,12 @@ def profile_dict(draw):
 
 
 def test_profile_loader_fuzz():
-    count = collections.Counter()
+    def one_line(error):
+        assert str(error).startswith("fuzz.toml")
 
-    @fuzz_settings(PARSER_EXAMPLES)
-    @given(profile_dict())
-    def run(data):
-        try:
-            profile = parse_profile(data, "fuzz", "fuzz.toml")
-        except ProfileError as error:
-            assert str(error).startswith("fuzz.toml")
-            count["refused"] += 1
-            return
-        assert isinstance(profile, Profile)
-        count["loaded"] += 1
-
-    run()
-    print(f"\nfuzz profiles: {count['loaded']} loaded, {count['refused']} ProfileError, 0 other exceptions")
+    count = parsed_or_refused(profile_dict(), lambda data: parse_profile(data, "fuzz", "fuzz.toml"), ProfileError,
+                              Profile, one_line)
+    print(f"\nfuzz profiles: {count['parsed']} loaded, {count['refused']} ProfileError, 0 other exceptions")
     assert count["refused"]
 
 
@@ -920,7 +915,7 @@ def test_atheris_harness_runs_briefly(tmp_path):
     import subprocess
     import sys
 
-    harness = Path(__file__).resolve().parents[1] / "bench" / "fuzz_atheris.py"
+    harness = ROOT / "bench" / "fuzz_atheris.py"
     result = subprocess.run([sys.executable, str(harness), "-atheris_runs=300", "-seed=1"],
                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]

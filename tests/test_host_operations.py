@@ -1,4 +1,4 @@
-"""All or nothing at the operation level, and summaries that say what the card did (issue 12, item 7).
+"""All or nothing at the operation level, and summaries that say what the card did.
 
 Host-side operations (the issuer host's script builders, the terminal kernel,
 the financial flows) check every input before the first APDU: a bad one is a
@@ -11,7 +11,7 @@ The summary names the offline PIN's result and the reason for a decline.
 """
 
 import pytest
-from conftest import CARD_DATE, activate_financial
+from helpers import CARD_DATE, PAN, activate_financial
 
 from chip.apps.financial import AAC, TC
 from reader import SimReader
@@ -19,7 +19,6 @@ from reader.terminals.flows import online_activation, run_flow
 from reader.terminals.issuer import IssuerHost
 from reader.terminals.payment import PaymentTerminal, script_goes_on, script_name
 
-PAN = "6234560000000008"
 OTHER_KEY = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
 
 

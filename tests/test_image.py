@@ -11,14 +11,13 @@ from chip import Card, ImageError, PowerLoss
 from chip.kernel.image import FORMAT_VERSION, IMAGE, MAGIC, ImageInUse, cut_power_at
 from chip.kernel.pin import pack
 from reader import SimReader
-from ssse_helpers import Terminal, read_record
+from helpers import OK, snapshot
+from ssse_helpers import SELECT_DF04, SELECT_SSSE, Terminal, change_pin, read_record, verify
 
-SELECT_SSSE = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
-VERIFY_RIGHT = bytes.fromhex("0020000003123456")
-VERIFY_WRONG = bytes.fromhex("0020000003999999")
-VERIFY_NEW = bytes.fromhex("0020000003654321")
-CHANGE_PIN = bytes.fromhex("805E010007123456FF654321")
-SW_OK = b"\x90\x00"
+VERIFY_RIGHT = verify("123456")
+VERIFY_WRONG = verify("999999")
+VERIFY_NEW = verify("654321")
+CHANGE_PIN = change_pin("123456", "654321")
 SW_MEMORY_FAILURE = b"\x65\x81"
 GENERATION = slice(10, 18)  # magic (8) + version (2) + generation (8), inside the CRC-covered body
 
@@ -26,7 +25,6 @@ GENERATION = slice(10, 18)  # magic (8) + version (2) + generation (8), inside t
 EF05_READS = [read_record(n, 5, 4, le) for n, le in enumerate((18, 3, 6, 14, 6, 6, 11), 1)]  # by number, SFI 5
 EF06_READS = [read_record(tag, 6, 0, le) for tag, le in  # by identifier, SFI 6
               ((0x08, 20), (0x09, 32), (0x4E, 22), (0x0A, 3), (0x0B, 3), (0x0C, 5), (0x0D, 6))]
-SELECT_DF04 = bytes.fromhex("00A4040006D15600000503")
 READ_DF04_EF05_84 = read_record(0x84, 5, 0, 5)  # DF04 EF05: the PIN or RK1DF04 (V2 table 7)
 
 
@@ -56,18 +54,14 @@ def reopen(card, path):
 def session(card) -> SimReader:
     reader = SimReader(card)
     reader.reset()
-    assert reader.transmit(SELECT_SSSE)[-2:] == SW_OK
+    assert reader.transmit(SELECT_SSSE)[-2:] == OK
     return reader
 
 
 def pin_protected_read(reader) -> bytes:
     """A record only a verified PIN (or RK1DF04) opens: DF04 EF05 item 84."""
-    assert reader.transmit(SELECT_DF04)[-2:] == SW_OK
+    assert reader.transmit(SELECT_DF04)[-2:] == OK
     return reader.transmit(READ_DF04_EF05_84)
-
-
-def snapshot(card) -> dict:
-    return {name: obj.dump() for name, obj in card.store.objects.items()}
 
 
 def parsed(path):
@@ -115,7 +109,7 @@ def test_from_profile_writes_an_image(card, path):
 def test_reopen_has_the_same_state(card, path):
     reopened = reopen(card, path)
     assert reopened.path == path
-    assert snapshot(reopened) == snapshot(card)
+    assert snapshot(reopened.store) == snapshot(card.store)
     pin = reopened.store["ssse.pin"]
     assert (pin.value, pin.limit, pin.tries) == (pack("123456"), 6, 6)
     assert reopened.store.backend.generation == 1
@@ -127,19 +121,19 @@ def test_reopen_answers_the_same_records(card, path):
         c = c or reopen(card, path)
         reader = session(c)
         free = [reader.transmit(apdu) for apdu in EF05_READS]
-        assert all(a[-2:] == SW_OK for a in free)  # EF05 is free (V2 table 3)
+        assert all(a[-2:] == OK for a in free)  # EF05 is free (V2 table 3)
         assert [reader.transmit(apdu) for apdu in EF06_READS] == [b"\x69\x82"] * 7
-        assert reader.transmit(VERIFY_RIGHT) == SW_OK
+        assert reader.transmit(VERIFY_RIGHT) == OK
         assert reader.transmit(EF06_READS[0]) == b"\x69\x82"  # a 3.00 card opens EF06 to RKSSSE only
         Terminal(c, reader.transmit).authenticate("ssse_rk")
         protected = [reader.transmit(apdu) for apdu in EF06_READS]
-        assert all(a[-2:] == SW_OK for a in protected)
-        assert pin_protected_read(reader) == bytes.fromhex("8403110100") + SW_OK
+        assert all(a[-2:] == OK for a in protected)
+        assert pin_protected_read(reader) == bytes.fromhex("8403110100") + OK
         answers.append(free + protected)
     assert answers[0] == answers[1]
-    assert answers[0][0] == bytes.fromhex("0110110100D1560000050000000100000000") + SW_OK
-    assert answers[0][7] == b"\x08\x12110101199003071233" + SW_OK
-    assert answers[0][7 + 1] == b"\x09\x1e" + "李华".encode("gbk") + bytes(26) + SW_OK
+    assert answers[0][0] == bytes.fromhex("0110110100D1560000050000000100000000") + OK
+    assert answers[0][7] == b"\x08\x12110101199003071233" + OK
+    assert answers[0][7 + 1] == b"\x09\x1e" + "李华".encode("gbk") + bytes(26) + OK
 
 
 def test_reopening_writes_nothing(closed, path):
@@ -162,7 +156,7 @@ def test_wrong_pins_persist_across_reopen(card, path):
         assert reopened.store["ssse.pin"].tries == 4
         reader = session(reopened)
         assert reader.transmit(bytes.fromhex("00200000")) == b"\x63\xC4"  # status only: no try spent
-        assert reader.transmit(VERIFY_RIGHT) == SW_OK
+        assert reader.transmit(VERIFY_RIGHT) == OK
     assert Card.open(path).store["ssse.pin"].tries == 6
 
 
@@ -178,12 +172,12 @@ def test_blocked_pin_persists(card, path):
 def test_change_pin_persists(card, path):
     reader = session(card)
     assert reader.transmit(VERIFY_WRONG) == b"\x63\xC5"
-    assert reader.transmit(CHANGE_PIN) == SW_OK
+    assert reader.transmit(CHANGE_PIN) == OK
     pin = reopen(card, path).store["ssse.pin"]
     assert (pin.value, pin.tries) == (pack("654321"), 6)
     reader = session(Card.open(path))
     assert reader.transmit(VERIFY_RIGHT) == b"\x63\xC5"
-    assert reader.transmit(VERIFY_NEW) == SW_OK
+    assert reader.transmit(VERIFY_NEW) == OK
 
 
 def test_generation_grows_with_each_commit(card, path):
@@ -192,9 +186,9 @@ def test_generation_grows_with_each_commit(card, path):
     assert generation(path) == 1  # SELECT writes nothing
     assert reader.transmit(VERIFY_WRONG) == b"\x63\xC5"
     assert generation(path) == 2  # one commit: the decrement
-    assert reader.transmit(VERIFY_RIGHT) == SW_OK
+    assert reader.transmit(VERIFY_RIGHT) == OK
     assert generation(path) == 4  # the decrement, then the restore
-    assert reader.transmit(CHANGE_PIN) == SW_OK
+    assert reader.transmit(CHANGE_PIN) == OK
     assert generation(path) == 6
     reopened = reopen(card, path)
     assert reopened.store.backend.generation == 6
@@ -281,7 +275,7 @@ def test_open_image_with_a_trailing_byte(closed, path):
         assert image_error(path).startswith(f"{path}: damaged card image ("), extra
     with open(path, "wb") as f:
         f.write(good)
-    assert snapshot(Card.open(path)) == snapshot(closed)
+    assert snapshot(Card.open(path).store) == snapshot(closed.store)
 
 
 def test_open_image_of_a_newer_format_version(closed, path):
@@ -425,19 +419,19 @@ def test_storage_failure_answers_6581_and_keeps_the_old_state(card, path, monkey
     reader = session(card)
     for _ in range(wrong_before):
         reader.transmit(VERIFY_WRONG)
-    before_memory = snapshot(card)
+    before_memory = snapshot(card.store)
     with open(path, "rb") as f:
         before_file = f.read()
     replace = _failing_replace(0)
     monkeypatch.setattr(os, "replace", replace)
     assert reader.transmit(apdu) == SW_MEMORY_FAILURE
     assert replace.calls == [path]
-    assert snapshot(card) == before_memory
+    assert snapshot(card.store) == before_memory
     assert card.store.journal == []
     monkeypatch.undo()
     with open(path, "rb") as f:
         assert f.read() == before_file
-    assert snapshot(Card.open(path, read_only=True)) == before_memory
+    assert snapshot(Card.open(path, read_only=True).store) == before_memory
     # the PIN was not verified: protected records stay closed in this session
     assert pin_protected_read(reader) == b"\x69\x82"
     # and the card goes on working once the storage does
@@ -612,7 +606,7 @@ def test_what_the_check_tolerates(closed, path):
     with open(path, "wb") as f:
         f.write(image_mod.encode(objects, gen + 1))
     with Card.open(path) as card:
-        assert session(card).transmit(VERIFY_RIGHT) == SW_OK
+        assert session(card).transmit(VERIFY_RIGHT) == OK
     assert image_mod.decode(open(path, "rb").read())[0]["future.notes"].data == b"kept"  # nothing stored is lost
 
 
@@ -626,7 +620,7 @@ def test_every_shipped_profile_makes_an_image_that_passes_the_check(tmp_path, pr
 
 def test_crafted_image_is_one_line_in_the_cli(closed, path, capsys):
     from chip.kernel import image as image_mod
-    from reader.cli.commands import main
+    from reader.cli import main
 
     with open(path, "rb") as f:
         objects, gen = image_mod.decode(f.read())

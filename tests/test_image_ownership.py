@@ -1,4 +1,4 @@
-"""One owner per card image (issue 12, item 1): the lock, its holder's name, per-writer temporary files,
+"""One owner per card image (docs/decisions.md §4): the lock, its holder's name, per-writer temporary files,
 and `Card.from_profile(state=existing)` refusing to replace a card unless asked (item 6).
 
 A card made with `state=PATH` or `Card.open(PATH)` holds an exclusive flock on the image file for its
@@ -22,12 +22,12 @@ from chip import Card, CardNotPowered, ImageError
 from chip.kernel import image as image_mod
 from chip.kernel.image import ImageInUse, holder
 from reader import SimReader
-from reader.cli.commands import main
+from helpers import ROOT, python_env
+from reader.cli import main
+from ssse_helpers import SELECT_SSSE, verify
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SELECT_SSSE = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
-VERIFY_RIGHT = bytes.fromhex("0020000003123456")
-VERIFY_WRONG = bytes.fromhex("0020000003999999")
+VERIFY_RIGHT = verify("123456")
+VERIFY_WRONG = verify("999999")
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def in_use(path) -> str:
 
 def python(code: str, *args, **kwargs) -> subprocess.Popen:
     """A child Python running `code` with the project importable."""
-    env = {**os.environ, "PYTHONPATH": ROOT}
+    env = python_env()
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], cwd=ROOT, env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             **kwargs)
@@ -111,7 +111,7 @@ def test_second_open_in_the_same_process_is_refused_naming_this_process(path):
 
 
 def test_three_wrong_pins_split_over_two_openers_are_three(path):
-    """The bug of issue 12: two openers each kept a copy, 3 wrong PINs left 4 tries (not 3)."""
+    """The bug one owner per image prevents: two openers each kept a copy, 3 wrong PINs left 4 tries (not 3)."""
     first = Card.open(path)
     reader = session(first)
     assert reader.transmit(VERIFY_WRONG) == b"\x63\xC5"
@@ -246,7 +246,7 @@ def test_no_lock_file_is_left_next_to_the_image(path):
 @pytest.fixture
 def served(path):
     """`sscard serve` holding the image (on a port where no vpcd listens: it keeps retrying)."""
-    env = {**os.environ, "PYTHONPATH": ROOT}
+    env = python_env()
     proc = subprocess.Popen([sys.executable, "-m", "reader.cli", "serve", "--state", path, "--port", str(free_port()),
                              "--no-stdin"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
@@ -317,7 +317,7 @@ def test_a_read_only_snapshot_writes_nothing(path):
 # -- per-writer temporary files: the planted symlink and racing writers -----------------------------------
 
 def test_a_planted_tmp_symlink_is_never_followed(tmp_path):
-    """Issue 12: a `card.img.tmp` symlink made the next commit overwrite its target and turned card.img
+    """A planted `card.img.tmp` symlink once made the next commit overwrite its target and turned card.img
     into a symlink. Temporary names are per writer now, created O_EXCL|O_NOFOLLOW."""
     victim = tmp_path / "victim.txt"
     victim.write_bytes(b"precious")
@@ -367,7 +367,7 @@ RACER = """
     from chip.kernel import image
     path, rounds = sys.argv[1], int(sys.argv[2])
     objects, generation = image.decode(open(path, "rb").read())
-    writer = image.FileBackend(path, generation)  # no lock: as two owners would, before issue 12
+    writer = image.FileBackend(path, generation)  # no lock: as two owners would, before one owner per image
     writer.sync = False
     for i in range(rounds):
         objects["ssse.pin"].tries = i % 7
@@ -377,7 +377,7 @@ RACER = """
 
 
 def test_two_processes_racing_commits_cannot_destroy_an_image(path):
-    """Issue 12 saw an image destroyed (816 bytes) by two writers sharing `card.img.tmp`. With a temporary
+    """An image was once destroyed (816 bytes) by two writers sharing `card.img.tmp`. With a temporary
     file each, every rename puts a complete image in place, whoever wins: every read decodes."""
     racers = [python(RACER, path, "400") for _ in range(2)]
     reads = 0
@@ -430,7 +430,7 @@ def test_two_processes_taking_turns_lose_no_try(path):
     assert tries(path) == 1
 
 
-# -- Card.from_profile(state=existing) (issue 12, item 6) ---------------------------------------------
+# -- Card.from_profile(state=existing) ---------------------------------------------------------------
 
 @pytest.mark.parametrize("existing", ["image", "garbage", "empty", "symlink"])
 def test_from_profile_refuses_an_existing_file_unless_asked(tmp_path, existing):

@@ -1,4 +1,4 @@
-"""Tests never touch a card they did not create (issue 12 item 4).
+"""Tests never touch a card they did not create.
 
 `python -m reader.pcsc.pcscd run -- CMD` (what `make test` and `make bench` use) runs its pcscd and CMD
 in private mount and network namespaces: a tmpfs over /run/pcscd (pcscd's socket path is fixed)
@@ -17,9 +17,9 @@ import textwrap
 
 import pytest
 
+from helpers import ROOT
 from reader.pcsc import pcscd
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _need(reason: str | None):

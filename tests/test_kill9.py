@@ -33,8 +33,8 @@ from pathlib import Path
 
 from chip import Card
 from chip.kernel.pin import pack
+from helpers import DEFAULT_TOML, ROOT, python_env
 
-ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 15
 BUDGET = 4  # VERIFYs a child may send before it waits for its kill
 MAX_ROUNDS = 40
@@ -64,7 +64,7 @@ while True:  # the budget is spent: wait for the SIGKILL
 
 
 def write_profile(folder: Path) -> Path:
-    text = (ROOT / "chip" / "personalization" / "profiles" / "default.toml").read_text(encoding="utf-8")
+    text = DEFAULT_TOML.read_text(encoding="utf-8")
     text, count = re.subn(r"(?m)^pin_tries = 6\b", f"pin_tries = {LIMIT}", text)
     assert count == 1
     path = folder / "fifteen.toml"
@@ -126,7 +126,7 @@ def test_kill9_never_gives_a_try_back(tmp_path):
     release(Card.from_profile(str(write_profile(tmp_path)), state=image))
     assert durable_pin(image) == (pack("123456"), LIMIT, LIMIT)
 
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = python_env()
     rng = random.Random(20261122)
     previous = LIMIT
     rounds, in_flight_kills, answered = 0, 0, 0

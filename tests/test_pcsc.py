@@ -22,29 +22,24 @@ import time
 
 import pytest
 
+import helpers
 from chip import Card
 from chip.personalization.profile import SHIPPED
+from helpers import EF05, SELECT_SSSE, require_pcsc, tx
 from reader.pcsc.serve import ServedProcess
 
 READER = "Virtual PCD 00 00"
 READER_2 = "Virtual PCD 00 01"
-SELECT = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
+SELECT = SELECT_SSSE
 # 6F { 84 DF name, A5 { 88 01 1E (DIR SFI 30), 9F0C 03 86 01 03 (SM4) } } (P5 table 36): 30 bytes
-FCI = "6F1C840F7378312E73682EC9E7BBE1B1A3D5CFA50988011E9F0C03860103"
-EF05_01 = "0110" "110100" "D156000005" "00000001" "00000000"  # card identification code, 18 bytes
-EF05_07 = "0709" + b"T00000001".hex().upper()  # card number, 11 bytes
+FCI = helpers.FCI["sm4"]
+EF05_01 = EF05[0x01]  # card identification code, 18 bytes
+EF05_07 = EF05[0x07]  # card number, 11 bytes
 
 
 @pytest.fixture(scope="module")
 def pcsc():
-    from reader.pcsc.pcscd import skip_reason
-
-    reason = skip_reason()
-    if reason:
-        message = f"PC/SC end-to-end tests: {reason}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_pcsc("PC/SC end-to-end tests")
 
 
 def run_client(argv, **kw) -> subprocess.CompletedProcess:
@@ -75,10 +70,6 @@ def pcsc_reader(name=READER, **kw):
     from reader.pcsc.reader import PcscReader
 
     return PcscReader(name, connect_timeout=10, **kw)
-
-
-def hx(reader, apdu: str) -> str:
-    return reader.transmit(bytes.fromhex(apdu)).hex().upper()
 
 
 # -- three clients we did not write ------------------------------------------------------------------
@@ -169,17 +160,17 @@ def test_pcsc_reader_follows_61xx_like_a_terminal(pcsc, tmp_path, extra):
         raw = pcsc_reader(get_response=False)
         raw.reset()
         assert raw.protocol == scard.SCARD_PROTOCOL_T0
-        assert hx(raw, SELECT) == "611E"
-        assert hx(raw, "00C000001E") == FCI + "9000"
-        assert hx(raw, "00C000001E") == "6F00"  # nothing waiting any more
-        assert hx(raw, "00B2012C10") == "6C12"
+        assert tx(raw, SELECT) == "611E"
+        assert tx(raw, "00C000001E") == FCI + "9000"
+        assert tx(raw, "00C000001E") == "6F00"  # nothing waiting any more
+        assert tx(raw, "00B2012C10") == "6C12"
         raw.close()
         reader = pcsc_reader()
         reader.reset()
-        assert hx(reader, SELECT) == FCI + "9000"
-        assert hx(reader, SELECT + "00") == FCI + "9000"
-        assert hx(reader, "00B2012C10") == EF05_01 + "9000"  # 6C12 re-issued with Le 12
-        assert hx(reader, "00B2072C00") == EF05_07 + "9000"
+        assert tx(reader, SELECT) == FCI + "9000"
+        assert tx(reader, SELECT + "00") == FCI + "9000"
+        assert tx(reader, "00B2012C10") == EF05_01 + "9000"  # 6C12 re-issued with Le 12
+        assert tx(reader, "00B2072C00") == EF05_07 + "9000"
         reader.close()
     finally:
         assert server.stop() == 0
@@ -192,9 +183,9 @@ def test_serve_t1_overrides_the_cards_protocol(pcsc, tmp_path):
     try:
         raw = pcsc_reader(get_response=False)
         raw.reset()
-        assert hx(raw, SELECT) == FCI + "9000"
-        assert hx(raw, "00B2012C12") == EF05_01 + "9000"
-        assert hx(raw, "00B2012C00") == "6C12"  # the SSSE's own answer to Le 00, on T=1 too
+        assert tx(raw, SELECT) == FCI + "9000"
+        assert tx(raw, "00B2012C12") == EF05_01 + "9000"
+        assert tx(raw, "00B2012C00") == "6C12"  # the SSSE's own answer to Le 00, on T=1 too
         raw.close()
     finally:
         assert server.stop() == 0
@@ -216,10 +207,10 @@ def test_removal_and_reinsertion_seen_by_pyscard(served):
 
     reader = pcsc_reader()
     reader.reset()
-    assert hx(reader, SELECT) == FCI + "9000"
+    assert tx(reader, SELECT) == FCI + "9000"
     assert served.command("remove") == "ok removed card 0"
     with pytest.raises(PcscError):
-        hx(reader, "00B2012C00")  # the card left: the transmit fails at once
+        tx(reader, "00B2012C00")  # the card left: the transmit fails at once
     reader.close()
     gone = pcsc_reader()
     gone.connect_timeout = 0.3
@@ -230,7 +221,7 @@ def test_removal_and_reinsertion_seen_by_pyscard(served):
     assert served.command("insert") == "ok inserting card 0"
     back = pcsc_reader()
     back.reset()  # retries until pcscd has seen the insertion
-    assert hx(back, SELECT) == FCI + "9000"
+    assert tx(back, SELECT) == FCI + "9000"
     back.close()
 
 
@@ -241,14 +232,14 @@ def test_switch_image(pcsc, tmp_path):
     try:
         reader = pcsc_reader()
         reader.reset()
-        hx(reader, SELECT)
-        assert hx(reader, "00B2072C00") == EF05_07 + "9000"
+        tx(reader, SELECT)
+        assert tx(reader, "00B2072C00") == EF05_07 + "9000"
         reader.close()
         assert server.command(f"switch {second}") == f"ok card 0 is now {second}"
         reader = pcsc_reader()
         reader.reset()
-        hx(reader, SELECT)
-        assert hx(reader, "00B2072C00") == "0709" + b"T00000002".hex().upper() + "9000"
+        tx(reader, SELECT)
+        assert tx(reader, "00B2072C00") == "0709" + b"T00000002".hex().upper() + "9000"
         assert "b.img" in server.command("status")
         assert server.command("switch /nonexistent.img").startswith("error: /nonexistent.img: no such card image")
         reader.close()
@@ -264,8 +255,8 @@ def test_two_cards_in_one_process(pcsc, tmp_path):
         for name, number in ((READER, "T00000001"), (READER_2, "T00000002")):
             reader = pcsc_reader(name)
             reader.reset()
-            hx(reader, SELECT)
-            assert hx(reader, "00B2072C00") == "0709" + number.encode().hex().upper() + "9000"
+            tx(reader, SELECT)
+            assert tx(reader, "00B2072C00") == "0709" + number.encode().hex().upper() + "9000"
             reader.close()
     finally:
         assert server.stop() == 0
@@ -283,7 +274,7 @@ def test_pcscd_restart_while_serving(served, tmp_path):
         pytest.skip("this pcscd was not started by `python -m reader.pcsc.pcscd run`; not killing it")
     reader = pcsc_reader()
     reader.reset()
-    assert hx(reader, SELECT) == FCI + "9000"
+    assert tx(reader, SELECT) == FCI + "9000"
     reader.close()
     with open(pidfile) as f:
         pid = int(f.read())
@@ -304,8 +295,8 @@ def test_pcscd_restart_while_serving(served, tmp_path):
         f.write(str(process.pid))
     fresh = pcsc_reader()
     fresh.reset()  # the card reconnected to the new pcscd's vpcd by itself
-    assert hx(fresh, SELECT) == FCI + "9000"
-    assert hx(fresh, "00B2072C00") == EF05_07 + "9000"
+    assert tx(fresh, SELECT) == FCI + "9000"
+    assert tx(fresh, "00B2072C00") == EF05_07 + "9000"
     fresh.close()
     assert served.process.poll() is None  # the same card process served both
 
@@ -321,7 +312,7 @@ def test_kill_9_with_a_command_in_flight_leaves_the_image_consistent(pcsc, tmp_p
     server = Served(tmp_path, [image])
     reader = pcsc_reader()
     reader.reset()
-    hx(reader, SELECT)
+    tx(reader, SELECT)
     answered = []
     killed = False
     from reader.pcsc.reader import PcscError
@@ -332,7 +323,7 @@ def test_kill_9_with_a_command_in_flight_leaves_the_image_consistent(pcsc, tmp_p
                 server.process.send_signal(signal.SIGKILL)  # between or during commands
                 killed = True
             try:
-                sw = hx(reader, "0020000003000000")
+                sw = tx(reader, "0020000003000000")
             except PcscError:
                 break
             answered.append(int(sw[-1], 16))

@@ -22,10 +22,10 @@ from reader import SimReader
 from reader.base import transmit_all
 from reader.terminals.psam import Psam
 from reader.terminals.ssse import SsseTerminal
+from ssse_helpers import TYPE_PURCHASE
 
 H = bytes.fromhex
 WHEN = datetime.datetime(2026, 12, 1, 10, 30, 0)
-PURCHASE_TYPE = 0x32  # '2' medical settlement (V2 table 51), the card's coding of the type byte
 AMOUNT = 1234
 
 
@@ -65,10 +65,10 @@ def test_offline_purchase_end_to_end(profile_name):
     stamp = H(WHEN.strftime("%Y%m%d%H%M%S"))
     amounts = AMOUNT.to_bytes(4, "big") + bytes(8)
     record = transmit_all(reader, H("00B201441C"))
-    assert record == H("0000") + bytes((PURCHASE_TYPE,)) + terminal.psam.terminal_number + stamp + amounts + H("9000")
+    assert record == H("0000") + bytes((TYPE_PURCHASE,)) + terminal.psam.terminal_number + stamp + amounts + H("9000")
     # the TAC the centre checks with DTK (P7 §15): amounts || type || terminal no || terminal tx no || time
     dtk = oracle.card_key(family(profile), profile.keys["df04_dtk"], 1, profile.region_code, profile.atr_historical)
-    message = amounts + bytes((PURCHASE_TYPE,)) + terminal.psam.terminal_number + outcome["terminal_tx"] + stamp
+    message = amounts + bytes((TYPE_PURCHASE,)) + terminal.psam.terminal_number + outcome["terminal_tx"] + stamp
     assert outcome["tac"] == oracle.tac(family(profile), dtk, message)
     # MAC2 = the three amounts under SESPK (P7 §12.5), which the PSAM accepted (CREDIT SAM FOR PURCHASE 9000)
     dpk = oracle.card_key(family(profile), profile.keys["df04_dpk"], 1, profile.region_code, profile.atr_historical)

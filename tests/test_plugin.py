@@ -1,6 +1,8 @@
 """The pytest plugin (entry point pytest11 'sscard'): .apdu files as test items, and fixtures."""
 
-SELECT = "00 A4 04 00 0F 73 78 31 2E 73 68 2E C9 E7 BB E1 B1 A3 D5 CF"
+from helpers import SELECT_SSSE, require_pcsc, spaced
+
+SELECT = spaced(SELECT_SSSE)  # as a trace writes it
 GOOD = f"""# a trace a user keeps next to their tests
 @date 2026-11-21
 reset
@@ -63,17 +65,7 @@ PCSC_TEST = """
 
 
 def test_pcsc_fixture_serves_a_fresh_card_on_the_private_pcscd(pytester):
-    import os
-
-    import pytest
-
-    from reader.pcsc.pcscd import skip_reason
-
-    reason = skip_reason()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_pcsc("PC/SC")
     pytester.makepyfile(PCSC_TEST)
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)

@@ -1,19 +1,19 @@
-"""Power-cut sweep (SPEC §2.3 anti-tearing).
+"""Power-cut sweep of VERIFY and CHANGE PIN (the anti-tearing of LD/T 32 P5 §6.3, §6.14: the try
+counter is decremented durably before the comparison; docs/decisions.md §4 for the image).
 
 Cut the power (an injected `PowerLoss`) at every persistent write point of
 VERIFY and CHANGE PIN, then read what is durable: its state is the old one, the
 durable anti-tearing decrement, or (for a command that succeeds) the new one;
 never a mix, never an extra try.
 
-The cut card still owns its image (chip.kernel.image: one owner per image), so what is
-durable is read without taking it (`Card.open(path, read_only=True)`); that it
-goes on working as a card of its own is checked on a byte copy of the image
-taken right after the cut (`twin`): both the cut card and the card powered up
-from exactly what is durable verify and restore the counter. Then the cut card
+The cut card still owns its image (one owner per image), so what is durable is read without
+taking it (`Card.open(path, read_only=True)`); that it goes on working as a card of its own is
+checked on a byte copy of the image taken right after the cut (`twin`): both the cut card and the
+card powered up from exactly what is durable verify and restore the counter. Then the cut card
 is closed and the image reopened by a new owner, which goes on working too and
 tidies the temporary file the cut left.
 
-Mechanism: `card.store.backend.write_point = chip.kernel.image.cut_power_at(n)`
+Mechanism (tests/power_cut.py): `card.store.backend.write_point = chip.kernel.image.cut_power_at(n)`
 makes the n-th write point raise `PowerLoss` out of `card.transmit` and leaves
 the card unpowered. A file-backed card has five write points per commit
 (open-tmp, write-half, fsync-tmp, rename, fsync-folder; only the last one comes
@@ -23,61 +23,47 @@ Run with `pytest -s` to see the counts.
 
 import collections
 import os
-import re
-import shutil
 
 import pytest
 
-from chip import Card, CardNotPowered, PowerLoss
-from chip.kernel.image import ImageInUse, cut_power_at
-from chip.kernel.pin import pack, unpack
+from chip import Card
+from chip.kernel.image import ImageInUse
+from chip.kernel.pin import unpack
+from helpers import DF04_REGION, OK, snapshot
+from power_cut import (
+    FILE_POINTS,
+    MEMORY_POINTS,
+    count_write_points,
+    cut_at,
+    files_in,
+    image_card,
+    landed,
+    left_by,
+    twin,
+)
 from reader import SimReader
+from ssse_helpers import READ_DF04_REGION, SELECT_DF04, SELECT_SSSE, change_pin, verify
 
-SELECT_SSSE = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
-SELECT_DF04 = bytes.fromhex("00A4040006D15600000503")  # DF04 medical by its AID (V2 table 2)
-# DF04 EF05 item 84 (medical-insurance region), readable with the PIN or RK1DF04 (V2 table 7)
-READ_DF04_EF05_84 = bytes.fromhex("00B2842805")
-DF04_EF05_84 = bytes.fromhex("8403110100")
 OLD, NEW, WRONG = "123456", "654321", "999999"
 LIMIT = 6
-SW_OK = b"\x90\x00"
-FILE_POINTS = ["open-tmp", "write-half", "fsync-tmp", "rename", "fsync-folder"]
-MEMORY_POINTS = ["commit"]
-LEAVES_TEMP = ("write-half", "fsync-tmp", "rename")
-
-
-def verify(pin: str) -> bytes:
-    data = pack(pin)
-    return bytes((0x00, 0x20, 0x00, 0x00, len(data))) + data
-
-
-def change(old: str, new: str) -> bytes:
-    data = pack(old) + b"\xFF" + pack(new)
-    return bytes((0x80, 0x5E, 0x01, 0x00, len(data))) + data
 
 
 # name: (APDU, succeeds, PIN value once the command is complete)
 COMMANDS = {
     "verify-right": (verify(OLD), True, OLD),
     "verify-wrong": (verify(WRONG), False, OLD),
-    "change-right": (change(OLD, NEW), True, NEW),
-    "change-wrong": (change(WRONG, NEW), False, OLD),
+    "change-right": (change_pin(OLD, NEW), True, NEW),
+    "change-wrong": (change_pin(WRONG, NEW), False, OLD),
 }
 OUTCOMES = ("old", "decremented", "new")  # indexed by how many of the command's commits landed
 
 
 def fresh_card(backend: str, folder, wrong_before: int):
     """A new card, SSSE selected, `wrong_before` wrong PINs already spent (so tries_before < limit is covered)."""
-    if backend == "file":
-        folder.mkdir()
-        path = str(folder / "card.img")
-        card = Card.from_profile(state=path)
-    else:
-        path = None
-        card = Card.from_profile()
+    card, path = image_card(folder) if backend == "file" else (Card.from_profile(), None)
     reader = SimReader(card)
     reader.reset()
-    assert reader.transmit(SELECT_SSSE)[-2:] == SW_OK
+    assert reader.transmit(SELECT_SSSE)[-2:] == OK
     for i in range(wrong_before):
         assert reader.transmit(verify(WRONG)) == bytes((0x63, 0xC0 | LIMIT - 1 - i))
     return card, reader, path
@@ -89,36 +75,16 @@ def state_of(store) -> tuple[str, int]:
     return unpack(pin.value), pin.tries
 
 
-def snapshot(card) -> dict:
-    return {name: obj.dump() for name, obj in card.store.objects.items()}
-
-
-def leftovers(folder: str) -> list[str]:
-    """The folder's files besides card.img; the temporary files a cut may leave (`.card.img.<pid>.<hex>.tmp`)
-    are named as such, anything else as itself."""
-    temp = re.compile(r"\.card\.img\.\d+\.[0-9a-f]+\.tmp")
-    return sorted("<temp>" if temp.fullmatch(name) else name for name in os.listdir(folder) if name != "card.img")
-
-
-def twin(path: str, folder) -> Card:
-    """A card powered up from exactly what is durable in `path` now: a byte copy of the image, opened as
-    the owner of the copy (the cut card still owns `path`)."""
-    folder.mkdir()
-    copy = str(folder / "card.img")
-    shutil.copyfile(path, copy)
-    return Card.open(copy)
-
-
 def goes_on_working(c, value: str) -> None:
     """The PIN the card holds verifies and restores the counter; nothing verified survived the cut."""
     c.store.backend.write_point = None
     r = SimReader(c)
     r.reset()
-    assert r.transmit(SELECT_SSSE)[-2:] == SW_OK
-    assert r.transmit(SELECT_DF04)[-2:] == SW_OK
-    assert r.transmit(READ_DF04_EF05_84) == b"\x69\x82"  # nothing verified survives the cut
-    assert r.transmit(verify(value)) == SW_OK
-    assert r.transmit(READ_DF04_EF05_84) == DF04_EF05_84 + SW_OK
+    assert r.transmit(SELECT_SSSE)[-2:] == OK
+    assert r.transmit(SELECT_DF04)[-2:] == OK
+    assert r.transmit(READ_DF04_REGION) == b"\x69\x82"  # nothing verified survives the cut
+    assert r.transmit(verify(value)) == OK
+    assert r.transmit(READ_DF04_REGION) == bytes.fromhex(DF04_REGION) + OK
     assert state_of(c.store) == (value, LIMIT)
 
 
@@ -134,9 +100,8 @@ def sweep(backend: str, command: str, wrong_before: int, tmp_path) -> collection
 
     # 1. how many write points does the command pass?
     card, reader, _ = fresh_card(backend, tmp_path / f"{backend}-{command}-{wrong_before}-count", wrong_before)
-    hook = cut_power_at(10**9)
-    card.store.backend.write_point = hook
-    assert reader.transmit(apdu) == (SW_OK if succeeds else bytes((0x63, 0xC0 | before - 1)))
+    response, hook = count_write_points(card, reader.transmit, apdu)
+    assert response == (OK if succeeds else bytes((0x63, 0xC0 | before - 1)))
     seen = list(hook.seen)
     assert seen == points * commits
     assert state_of(card.store) == expected_state[commits]
@@ -146,15 +111,7 @@ def sweep(backend: str, command: str, wrong_before: int, tmp_path) -> collection
     for n in range(1, len(seen) + 1):
         card, reader, path = fresh_card(backend, tmp_path / f"{backend}-{command}-{wrong_before}-cut{n}", wrong_before)
         generation_before = card.store.backend.generation
-        card.store.backend.write_point = cut_power_at(n)
-        with pytest.raises(PowerLoss) as excinfo:
-            reader.transmit(apdu)
-        cut = excinfo.value
-        assert cut.point == seen[n - 1]
-        assert cut.landed == (cut.point == "fsync-folder")
-        assert not card.powered
-        with pytest.raises(CardNotPowered):
-            reader.transmit(SELECT_SSSE)
+        cut = cut_at(n, card, reader.transmit, apdu, seen, SELECT_SSSE)
 
         if backend == "file":
             # what is durable, read without taking the image: the cut card still owns it
@@ -162,9 +119,9 @@ def sweep(backend: str, command: str, wrong_before: int, tmp_path) -> collection
             with pytest.raises(ImageInUse):
                 Card.open(path)
             # a cut after the new file was made and before it was renamed leaves it (the next owner tidies)
-            assert leftovers(os.path.dirname(path)) == (["<temp>"] if cut.point in LEAVES_TEMP else [])
+            assert files_in(os.path.dirname(path)) == left_by(cut.point)
             revived = twin(path, tmp_path / f"{backend}-{command}-{wrong_before}-cut{n}-twin")
-            assert snapshot(revived) == snapshot(durable)
+            assert snapshot(revived.store) == snapshot(durable.store)
             generation_after = durable.store.backend.generation
         else:
             durable = card
@@ -177,10 +134,10 @@ def sweep(backend: str, command: str, wrong_before: int, tmp_path) -> collection
         assert tries <= before or (succeeds and state == (value_after, LIMIT)), (n, state)
         assert state in allowed, f"cut {n} at {cut.point}: mixed state {state}"
         # exactly which: the commits that landed before the cut decide it
-        landed = (n - 1) // len(points) + cut.landed
-        assert generation_after - generation_before == landed, (n, cut.point)
-        assert state == expected_state[landed], (n, cut.point, state)
-        outcomes[OUTCOMES[landed]] += 1
+        commits_landed = landed(n, cut, points)
+        assert generation_after - generation_before == commits_landed, (n, cut.point)
+        assert state == expected_state[commits_landed], (n, cut.point, state)
+        outcomes[OUTCOMES[commits_landed]] += 1
 
         # the in-memory card, powered again, agrees with what is durable
         reader.reset()
@@ -188,7 +145,7 @@ def sweep(backend: str, command: str, wrong_before: int, tmp_path) -> collection
         assert not card.store["ssse.pin"].validated
         assert state_of(card.store) == state
         if backend == "file":
-            assert snapshot(card) == snapshot(durable)
+            assert snapshot(card.store) == snapshot(durable.store)
             assert card.store.backend.generation == generation_after
         # and both go on working: the PIN the card now holds verifies and restores the counter (the durable
         # image as a card of its own: its twin, powered up from a copy of exactly what the cut left)
@@ -203,7 +160,7 @@ def sweep(backend: str, command: str, wrong_before: int, tmp_path) -> collection
                 assert state_of(reopened.store) == (value, LIMIT)
                 goes_on_working(reopened, value)
             assert state_of(Card.open(path, read_only=True).store) == (value, LIMIT)
-            assert sorted(os.listdir(os.path.dirname(path))) == ["card.img"]
+            assert files_in(os.path.dirname(path)) == ["card.img"]
     outcomes["cuts"] = len(seen)
     print(f"\n{backend:6} {command:12} tries before {before}: {len(seen):2} cuts -> "
           f"old {outcomes['old']}, decremented {outcomes['decremented']}, new {outcomes['new']}")

@@ -1,6 +1,6 @@
 """An automatic power-cut sweep over EVERY state-changing command of both applications.
 
-SSSE (LD/T 32 P5 §6-§7, SPEC §2-§3): VERIFY right/wrong, CHANGE PIN right/wrong, PIN UNBLOCK
+SSSE (LD/T 32 P5 §6-§7; docs/decisions.md §1, docs/card/lifecycle.md): VERIFY right/wrong, CHANGE PIN right/wrong, PIN UNBLOCK
 `84 24 00 00` and PIN reset `84 24 00 01` (after PUK), APPLICATION BLOCK `84 1E 00 00|01`,
 APPLICATION UNBLOCK `84 18`, CARD BLOCK `84 16` (after BK), EXTERNAL AUTHENTICATE right/wrong
 with RKSSSE, PUK, UKSSSE, BK (whose failures count nothing), RK1DF04 and UK2DF04 (key try counters
@@ -16,8 +16,8 @@ image-backed default card (T=0, SM4):
 1. run it once through a hook that never cuts: count its write points (`hook.seen`) and keep
    the image (`chip.kernel.image.encode(objects, 0)`) after each commit that landed;
 2. for every write point n, on a fresh card brought to the same state: cut the power there
-   (`cut_power_at(n)`), read the image with `Card.open(path, read_only=True)` (the cut card still
-   owns it: chip.kernel.image, one owner per image), encode its objects; the powered-again in-memory card
+   (tests/power_cut.py), read the image with `Card.open(path, read_only=True)` (the cut card still
+   owns it: one owner per image), encode its objects; the powered-again in-memory card
    holds the same; then the cut card is closed and the image reopened by its next owner, which
    powers up;
 3. the result must be exactly the old state or the new state, or - only for a command with
@@ -40,38 +40,41 @@ client sends wrong VERIFYs and reads, over several rounds (skipped without a run
 """
 
 import collections
-import datetime
 import os
 import random
-import re
 import signal
 import threading
 import time
 
 import pytest
 
+import helpers
 import ssse_helpers as sh
-from chip import Card, CardNotPowered, PowerLoss
+from chip import Card
 from chip.iso import ber
 from chip.kernel import image
 from chip.kernel.crypto import TDES
-from chip.apps.financial import AID, pin_block
-from chip.kernel.image import cut_power_at
+from chip.apps.financial import pin_block
 from chip.personalization.profile import SHIPPED
+from helpers import CARD_DATE, OK, activate_financial, require_pcsc
+from power_cut import (
+    FILE_POINTS,
+    count_write_points,
+    cut_at,
+    deterministic_random,
+    files_in,
+    image_card,
+    landed,
+    left_by,
+)
 from reader import SimReader
 from reader.terminals.issuer import IssuerHost
-from reader.terminals.payment import PaymentTerminal
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
-D = datetime.date(2026, 11, 21)
-FILE_POINTS = ["open-tmp", "write-half", "fsync-tmp", "rename", "fsync-folder"]
-OK = b"\x90\x00"
-SELECT_SSSE = sh.SELECT_SSSE
-SELECT_DF04 = sh.SELECT_DF04
-SELECT_AID = b"\x00\xA4\x04\x00\x08" + AID + b"\x00"
-GPO = bytes.fromhex("80A800000B830900000000100001560000")
-CDOL1 = bytes.fromhex("000000001000" "000000000000" "0156" "0000000000" "0156" "261121" "00" "11223344")
+SELECT_AID = sh.SELECT_FIN + b"\x00"
+GPO = bytes.fromhex(helpers.GPO)
+CDOL1 = bytes.fromhex(helpers.CDOL1)
 PIN, NEW_PIN, WRONG = "123456", "246810", "999999"
 FIN_PIN = "000000"
 HOST = IssuerHost("default")
@@ -82,19 +85,11 @@ HEALTH_RECORD = bytes((0x87, 17)) + b"11010119900307123"  # DF04 EF05 item 87, a
 SPECIAL = bytes.fromhex("010203")  # one 3-byte record of the cyclic DF04 EF15
 
 
-def deterministic_random(seed: int = 20261121):
-    """The card's random source for a sweep: the same bytes, call after call, on every fresh card."""
-    rng = random.Random(seed)
-    return lambda n: rng.randbytes(n)
-
-
 class Bench:
-    """A fresh image-backed card on D, powered, with an SSSE terminal (the oracle) on it."""
+    """A fresh image-backed card on CARD_DATE, powered, with an SSSE terminal (the oracle) on it."""
 
     def __init__(self, folder):
-        folder.mkdir()
-        self.path = str(folder / "card.img")
-        self.card = Card.from_profile(state=self.path, date=D)
+        self.card, self.path = image_card(folder, date=CARD_DATE)
         self.card.random = deterministic_random()
         self.reader = SimReader(self.card)  # the card's own protocol: T=0, 61xx fetched by the reader
         self.terminal = sh.Terminal(self.card, self.send)
@@ -115,10 +110,7 @@ class Bench:
 
     # -- financial -----------------------------------------------------------------------------
     def activate_fin(self):
-        host = IssuerHost("default")
-        host.queue(PAN, IssuerHost.activation(FIN_PIN))
-        outcome = PaymentTerminal(SimReader(self.card), date=D).purchase(0, host=host)
-        assert [sw for _, sw in outcome.script_results] == [0x9000, 0x9000]
+        activate_financial(self.card, FIN_PIN)
 
     def fin_select(self):
         self.reader.reset()
@@ -188,7 +180,7 @@ def locked(b):
 
 
 def df04(b):
-    assert b.send(SELECT_DF04)[-2:] == OK
+    assert b.send(sh.SELECT_DF04)[-2:] == OK
 
 
 def medical_active(b):
@@ -259,12 +251,12 @@ CASES = {
     "ssse-change-pin-wrong": (ssse(lambda t: sh.change_pin(WRONG, NEW_PIN)), b"\x63\xC5", 1),
     "ssse-pin-unblock": (ssse(lambda t: t.pin_unblock(), pin_blocked, auth("ssse_puk")), OK, 1),
     "ssse-pin-reset": (ssse(lambda t: t.pin_reset(NEW_PIN), one_wrong, auth("ssse_puk")), OK, 1),
-    # SSSE: maintenance after BK (P5 §6.1-6.2, SPEC §3.2)
+    # SSSE: maintenance after BK (P5 §6.1-6.2; docs/card/lifecycle.md §3)
     "ssse-application-block-00": (ssse(lambda t: t.lock(), auth("ssse_bk")), OK, 1),
     "ssse-application-block-01": (ssse(lambda t: t.lock(permanent=True), auth("ssse_bk")), OK, 1),
     "ssse-application-unblock": (ssse(lambda t: t.unlock(), locked), OK, 1),
     "ssse-card-block": (ssse(lambda t: t.card_block(), auth("ssse_bk")), OK, 1),
-    # SSSE: EXTERNAL AUTHENTICATE with each kind of key (P7 §6.6; SPEC §2 S10)
+    # SSSE: EXTERNAL AUTHENTICATE with each kind of key (P7 §6.6; docs/decisions.md S10)
     "ssse-external-authenticate-rk-right": (ssse(lambda t: t.external_authenticate("ssse_rk"),
                                                  one_wrong_key("ssse_rk")), OK, 2),
     "ssse-external-authenticate-rk-wrong": (ssse(lambda t: t.external_authenticate("ssse_rk", wrong=True)),
@@ -330,14 +322,6 @@ def encoded(objects) -> bytes:
     return image.encode(objects, 0)
 
 
-TEMP = re.compile(r"\.card\.img\.\d+\.[0-9a-f]+\.tmp")  # a commit's temporary file (chip.kernel.image)
-
-
-def files_in(folder: str) -> list[str]:
-    """The folder's files, a commit's temporary file named `<temp>` (its name is the writer's pid and a nonce)."""
-    return sorted("<temp>" if TEMP.fullmatch(name) else name for name in os.listdir(folder))
-
-
 def tries_decremented(old: bytes, middle: bytes) -> bool:
     """`middle` is `old` with exactly one PIN/key try counter down by one (the anti-tearing state)."""
     before, _ = image.decode(old)
@@ -366,7 +350,7 @@ def check_purse_counters(card, command: bytes) -> None:
     t = sh.Terminal(card, r.transmit)
     t.start()
     t.ok(sh.verify(PIN))
-    t.ok(SELECT_DF04)
+    t.ok(sh.SELECT_DF04)
     if command[0] == 0xB0 and command[1] in (0x2A, 0x2C):
         before = encoded(card.store.objects)
         assert t.send(command) == b"\x69\x01"  # P5 table 49: no INITIALIZE since the power came back
@@ -387,15 +371,9 @@ def sweep(name, tmp_path) -> collections.Counter:
     b = Bench(tmp_path / f"{name}-count")
     command = prepare(b)
     states = [encoded(b.card.store.objects)]
-    hook = cut_power_at(10**9)
-
-    def record(point, landed):
-        hook(point, landed)
-        if landed:
-            states.append(encoded(b.card.store.objects))
-
-    b.card.store.backend.write_point = record
-    assert b.send(command)[-2:] == sw
+    response, hook = count_write_points(b.card, b.send, command, lambda: encoded(b.card.store.objects))
+    states += hook.states
+    assert response[-2:] == sw
     seen = list(hook.seen)
     assert seen == FILE_POINTS * commits, seen
     assert len(states) == commits + 1
@@ -415,16 +393,10 @@ def sweep(name, tmp_path) -> collections.Counter:
         b = Bench(tmp_path / f"{name}-cut{n}")
         command = prepare(b)
         assert encoded(b.card.store.objects) == states[0]
-        b.card.store.backend.write_point = cut_power_at(n)
-        with pytest.raises(PowerLoss) as excinfo:
-            b.send(command)
-        cut = excinfo.value
-        assert cut.point == seen[n - 1] and not b.card.powered
-        with pytest.raises(CardNotPowered):
-            b.send(SELECT_SSSE)
-        durable = Card.open(b.path, date=D, read_only=True)  # what is durable: the cut card still owns it
+        cut = cut_at(n, b.card, b.send, command, seen, sh.SELECT_SSSE)
+        durable = Card.open(b.path, date=CARD_DATE, read_only=True)  # what is durable: the cut card still owns it
         got = encoded(durable.store.objects)
-        landed = (n - 1) // len(FILE_POINTS) + cut.landed
+        commits_landed = landed(n, cut)
         if got == states[0]:
             outcome = "old"
         elif got == states[-1]:
@@ -435,23 +407,23 @@ def sweep(name, tmp_path) -> collections.Counter:
             outcome = "mixed"
         outcomes[outcome] += 1
         assert outcome != "mixed", f"{name}: cut {n} at {cut.point} left a mixed state"
-        assert got == states[landed], (name, n, cut.point, outcome)
+        assert got == states[commits_landed], (name, n, cut.point, outcome)
         # the powered-again in-memory card agrees with the image, and the reopened card powers up
         b.card.store.backend.write_point = None
         b.reader.reset()
         assert b.card.store.journal == [] and encoded(b.card.store.objects) == got
         assert b.card.store.backend.generation == durable.store.backend.generation
         # a cut after the new file was made and before it was renamed leaves it (the next owner tidies)
-        left = ["<temp>", "card.img"] if cut.point in ("write-half", "fsync-tmp", "rename") else ["card.img"]
+        left = left_by(cut.point)
         assert files_in(os.path.dirname(b.path)) == left
         b.card.close()  # the cut card leaves: the image's next owner opens what is durable
-        with Card.open(b.path, date=D) as reopened:
+        with Card.open(b.path, date=CARD_DATE) as reopened:
             assert encoded(reopened.store.objects) == got
             reopened.power_on(1)
-            assert reopened.transmit(SELECT_SSSE)[-2:] in (OK, b"\x62\x83", b"\x93\x03", b"\x6A\x81")
+            assert reopened.transmit(sh.SELECT_SSSE)[-2:] in (OK, b"\x62\x83", b"\x93\x03", b"\x6A\x81")
         assert files_in(os.path.dirname(b.path)) == left  # powering up wrote nothing
         if name in PURSE_CASES:
-            with Card.open(b.path, date=D) as reopened:
+            with Card.open(b.path, date=CARD_DATE) as reopened:
                 check_purse_counters(reopened, command)
             assert files_in(os.path.dirname(b.path)) == ["card.img"]  # its first commit tidied what the cut left
             outcomes["purse checks"] += 1
@@ -496,25 +468,12 @@ def test_power_cut_sweep_totals(tmp_path):
 # -- kill -9 on `sscard serve` under PC/SC load ------------------------------------------------------------
 
 ROUNDS = 10
-WRONG_VERIFY = bytes.fromhex("0020000003999999")
+WRONG_VERIFY = sh.verify(WRONG)
 READS = [bytes.fromhex("00B2012C12"), bytes.fromhex("00B2072C0B"), bytes.fromhex("00B2083014")]
 
 
-def _pcsc_missing() -> list[str]:
-    """Why this machine cannot run the PC/SC test ([] if it can): like test_pcsc.py, only inside the private
-    namespaces of `python -m reader.pcsc.pcscd run -- ...`, never against the machine's pcscd."""
-    try:
-        from reader.pcsc.pcscd import skip_reason
-    except ImportError as exc:  # pyscard absent
-        return [str(exc)]
-    reason = skip_reason()
-    return [reason] if reason else []
-
-
 def test_kill_9_serve_under_pcsc_load_many_rounds(tmp_path):
-    lacks = _pcsc_missing()
-    if lacks:
-        pytest.skip("needs PC/SC: " + "; ".join(lacks))
+    require_pcsc("needs PC/SC")
     from reader.pcsc.reader import PcscError
     from reader.pcsc.serve import ServedProcess
 
@@ -534,7 +493,7 @@ def test_kill_9_serve_under_pcsc_load_many_rounds(tmp_path):
         killer = None
         try:
             reader.reset()
-            assert reader.transmit(SELECT_SSSE)[-2:] == OK
+            assert reader.transmit(sh.SELECT_SSSE)[-2:] == OK
             started = time.monotonic()
             for index in range(1000):
                 command = WRONG_VERIFY if rng.random() < 0.7 else rng.choice(READS)

@@ -7,8 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chip import Card
-from chip.contacts.atr import DI_TABLE, FI_TABLE, AtrConfig, build, parse_atr
+from chip.contacts.atr import AtrConfig, build, parse_atr
 from chip.contacts.pps import CardPps, pck, request_length
+from chip.contacts.timing import DI_TABLE, FI_TABLE
 from reader.link.pps import ReaderPps, pps_request
 
 BASIC = build()  # the default card, P2's basic ATR: T=0 only, no TA1 (Fi/Di 372/1 only)

@@ -1,4 +1,4 @@
-"""Card profiles: loading, field validation with one-line errors, and the name split (SPEC §2.1)."""
+"""Card profiles: loading, field validation with one-line errors, and the name split (docs/decisions.md §2.1)."""
 
 import copy
 import dataclasses
@@ -8,7 +8,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from helpers import Session
+from helpers import DEFAULT_TOML, PROFILES_DIR, Session
+from ssse_helpers import SELECT_SSSE, verify
 
 import chip
 from chip import Card, ProfileError, load_profile
@@ -16,13 +17,8 @@ from chip.personalization.idnumber import check_character
 from chip.personalization.profile import parse_profile
 from reader import SimReader
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED_DIR = ROOT / "chip" / "personalization" / "profiles"
-DEFAULT_TOML = SHIPPED_DIR / "default.toml"
 SRC = "under-test.toml"
-
-SELECT_SSSE = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
-VERIFY_123456 = bytes.fromhex("0020000003123456")
+VERIFY_123456 = verify("123456")
 
 DEFAULT_ID = "110101199003071233"
 DELETE = object()
@@ -297,7 +293,7 @@ def test_expiry_before_personalisation_day(tmp_path):
 # -- loading by name and by path --------------------------------------------------------------
 
 def test_unknown_shipped_name_lists_shipped_names():
-    shipped = sorted(p.stem for p in SHIPPED_DIR.glob("*.toml"))
+    shipped = sorted(p.stem for p in PROFILES_DIR.glob("*.toml"))
     assert "default" in shipped
     with pytest.raises(ProfileError) as excinfo:
         load_profile("no-such-region")
@@ -424,7 +420,7 @@ def test_profile_dataclass_is_frozen():
     assert chip.ProfileError is ProfileError and issubclass(ProfileError, ValueError)
 
 
-# -- strict input: unknown keys and tables, unreadable files (issue 12) ----------------------------------------
+# -- strict input: unknown keys and tables, unreadable files ---------------------------------------------------
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda d: d["ssse"].update(activation_deadline_dayz=d["ssse"].pop("activation_deadline_days")),
@@ -460,7 +456,7 @@ def test_every_key_the_parser_reads_is_a_known_key(monkeypatch):
         return original(self, field, kind, default)
 
     monkeypatch.setattr(profile_module._Fields, "get", spy)
-    for path in sorted(SHIPPED_DIR.glob("*.toml")):
+    for path in sorted(PROFILES_DIR.glob("*.toml")):
         load_profile(path)
     data = changed({"card.expiry_date": datetime.date(2036, 1, 1), "card.atr_historical": "00" * 13})
     data["atr"] = {"protocols": "t0+t1", "fi_di": "13", "tb1": "00", "guard_time": 0, "wi": 10, "ifsc": 32,

@@ -2,10 +2,10 @@
 
 Every cryptogram is checked against tests/oracle.py, the independent reading of P4/P7/P9
 (never chip.kernel.crypto): the PSAM's roots are the default profile's `[keys]`, diversified for
-a card of region 110100 with the ATR historical bytes of SPEC §6, by the number of levels
-chip.apps.keys gives each key (P9 appendix B where it speaks). Status words are P9 §9's tables
-(standard/security.md §3.2) with the project's decisions (SPEC S1, S7, S9, S18 and the
-chip.apps.psam docstring).
+a card of region 110100 with the default profile's ATR historical bytes (docs/card/README.md),
+by the number of levels chip.apps.keys gives each key (P9 appendix B where it speaks). Status
+words are P9 §9's tables with the project's decisions (docs/decisions.md S1, S7, S8, S9, S18,
+§2.5, and the chip.apps.psam docstring).
 """
 
 import collections
@@ -18,29 +18,23 @@ from chip import Card, CardNotPowered, PowerLoss, load_profile
 from chip.kernel.image import cut_power_at
 from chip.apps.keys import BY_NAME, KEYS
 from chip.apps.psam import CITY_KEYS, NATIONAL_KEYS, PROVINCIAL_KEYS, KeyRecord, key_file
-from conftest import CARD_DATE, tx
+from helpers import CARD_DATE, DDF_NAME, HISTORICAL, REGION, SHORT_DES, h, snapshot, tx
+from power_cut import FILE_POINTS, MEMORY_POINTS
 from reader import SimReader
 from reader.terminals.psam import Psam, PsamError
 
 PROFILE = load_profile()
-REGION = "110100"
-HISTORICAL = bytes.fromhex("00815353438699110100000001")  # SPEC §6: card factor 86 99 11 01 00 00 00 01
 FACTORS = (oracle.province_factor(REGION), oracle.city_factor(REGION), oracle.card_factor(HISTORICAL))
 
-DES_NAME = "7378312E73682EC9E7BBE1B1A3D5CF"  # sx1.sh.社会保障
+DES_NAME = DDF_NAME  # sx1.sh.社会保障, the name of the SSSE (docs/decisions.md S9)
 SM4_NAME = "7378322E73682EC9E7BBE1B1A3D5CF"  # sx2.sh.社会保障
 ENV = {"des": DES_NAME, "sm4": SM4_NAME}
 FLAG = {"des": 0x01, "sm4": 0x03}  # the card's FCI algorithm flag (SR §10.1)
 ADF_FCI = "6F088406D156000005909000"
 SELECT_ADF = "00A4000002DF01"
-SHORT_DES = {"ssse_stk", "df04_stk"}  # P9 table B1 note ***: 8-byte STK keys in the DES environment
 TERMINAL = "110100000001"  # region code + 000001 (chip.apps.psam model)
 families = pytest.mark.parametrize("family", ["des", "sm4"])
 CIPHER_KEYS = [spec.name for spec in KEYS if spec.name != "df04_dpk"]
-
-
-def h(data: bytes) -> str:
-    return data.hex().upper()
 
 
 def root(family: str, name: str) -> bytes:
@@ -61,7 +55,7 @@ def ecb(family: str, ks: bytes, data: bytes) -> bytes:
 
 
 def factor_data(levels: int) -> str:
-    """The last `levels` factors, card level first (SPEC S1)."""
+    """The last `levels` factors, card level first (docs/decisions.md S1)."""
     return h(b"".join(reversed(FACTORS[3 - levels:])))
 
 
@@ -271,7 +265,7 @@ def test_external_authentication_data(psam, family, challenge_length):
 
 
 def test_external_authentication_apdus(psam, family):
-    """The same by hand, the exact bytes of security.md §3.3 (a)."""
+    """The same by hand, the exact bytes of the terminal's sequence (docs/card/commands.md §4; P9 §9)."""
     challenge, original = bytes.fromhex("1122334455667788"), bytes.fromhex("0102030405060708")
     lc = {"des": "20", "sm4": "28"}[family]
     assert delivery(family, "ssse_rk", challenge)[:10] == "BFDE670A" + lc
@@ -338,7 +332,7 @@ def test_encipher_matches_the_oracle(psam, family, length):
     ("1234567890123456", {"des": 0x14, "sm4": 0x14}),  # 8: two DES blocks
 ])
 def test_pin_reset_data(psam, family, pin, lc):
-    """SPEC S2/S3: one STK process key enciphers LD || PIN (cn) and MACs 84 24 00 01 Lc || C."""
+    """docs/decisions.md S2/S3: one STK process key enciphers LD || PIN (cn) and MACs 84 24 00 01 Lc || C."""
     challenge = os.urandom(4)
     cn = bytes.fromhex(pin + "F" * (len(pin) % 2))
     helper = Psam(SimReader(psam.card))
@@ -359,7 +353,7 @@ def test_pin_reset_to_an_empty_pin_is_the_mac_alone(psam, family):
 
 
 def test_temporary_key_serves_one_computation_of_each_kind(psam, family):
-    """P9 §9.8.2 (security.md §6.8): an encryption and a MAC per DELIVERY SESSION KEY, in either order."""
+    """P9 §9.8.2 (docs/decisions.md S8): an encryption and a MAC per DELIVERY SESSION KEY, in either order."""
     b = oracle.BLOCK[family]
     mac_data = bytes(b) + b"\x80" + bytes(b - 1)
     assert tx(psam, cipher(0x00, bytes(b), b)) == "6901"  # no DELIVERY SESSION KEY yet
@@ -630,15 +624,12 @@ def test_helper_on_t0_equals_t1(family):
 
 # -- the terminal transaction counter across power cuts (P9 §5.4) -----------------------------------
 
-FILE_POINTS = ["open-tmp", "write-half", "fsync-tmp", "rename", "fsync-folder"]
-
-
 @pytest.mark.parametrize("backend", ["file", "memory"])
 def test_transaction_number_never_reused_across_a_power_cut(backend, tmp_path):
     """Cut the power at every write point of INIT SAM FOR PURCHASE: no answer leaves the PSAM, and
     the number after power-up is always above every number answered (one above the cut command's
     if its commit had landed)."""
-    points = FILE_POINTS if backend == "file" else ["commit"]
+    points = FILE_POINTS if backend == "file" else MEMORY_POINTS
     outcomes = collections.Counter()
     for n in range(1, len(points) + 1):
         path = str(tmp_path / f"psam{n}.img") if backend == "file" else None
@@ -654,10 +645,10 @@ def test_transaction_number_never_reused_across_a_power_cut(backend, tmp_path):
         with pytest.raises(CardNotPowered):
             r.transmit(bytes.fromhex("0084000004"))
         if backend == "file":  # the cut PSAM leaves: the image's next owner opens what is durable
-            snap = {name: obj.dump() for name, obj in Card.open(path, read_only=True).store.objects.items()}
+            snap = snapshot(Card.open(path, read_only=True).store)
             card.close()  # closing writes nothing
             durable = Card.open(path)
-            assert {name: obj.dump() for name, obj in durable.store.objects.items()} == snap
+            assert snapshot(durable.store) == snap
         else:
             durable = card
         durable.store.backend.write_point = None

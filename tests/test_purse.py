@@ -19,9 +19,10 @@ from chip.kernel.crypto import SM4, TDES
 from chip.kernel.image import MemoryBackend
 from chip.apps.purse import Purse
 from chip.kernel.secure import Challenge
-from chip.kernel.store import PowerLoss, Store
+from chip.kernel.power import PowerLoss
+from chip.kernel.store import Store
 from chip.iso.sw import CardError
-from conftest import CARD_DATE
+from helpers import CARD_DATE, HISTORICAL, PROFILE_FAMILY, REGION, ROOTS, SELECT_DF04, SELECT_SSSE, VERIFY_OK
 from reader import SimReader
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
@@ -650,23 +651,17 @@ def test_personalized_state(card):
 
 # -- end to end through the card (chip.Card + reader.SimReader) ---------------------------------
 
-SELECT_SSSE = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
-SELECT_DF04 = "00A4040006D15600000503"
-VERIFY_PIN = "0020000003123456"
-PROFILE_FAMILY = {"default": "sm4", "default-3des": "des"}
-# SPEC §6: region 110100, ATR historical bytes, the DF04 roots; DPK/DLK/DTK/DSK are one-level keys (P9 appendix B)
-REGION = "110100"
-HISTORICAL = bytes.fromhex("0081535343869911 0100000001".replace(" ", ""))
-ROOTS = {name: bytes(range(base, base + 16)) for name, base in
-         (("df04_dpk", 0xA0), ("df04_dlk", 0xB0), ("df04_dtk", 0xC0), ("df04_dsk", 0xD0))}
+# the default profile's region, ATR historical bytes and DF04 purse roots (docs/card/security.md §1);
+# DPK/DLK/DTK/DSK are one-level keys (P9 appendix B)
+PURSE_KEYS = ("df04_dpk", "df04_dlk", "df04_dtk", "df04_dsk")
 
 
 class CardHost(Host):
-    """The host/PSAM side against a real card: keys diversified by the oracle from the SPEC roots."""
+    """The host/PSAM side against a real card: keys diversified by the oracle from the profile's roots."""
 
     def __init__(self, family):
-        super().__init__(family, {name: oracle.card_key(family, root, 1, REGION, HISTORICAL)
-                                  for name, root in ROOTS.items()})
+        super().__init__(family, {name: oracle.card_key(family, bytes.fromhex(ROOTS[name]), 1, REGION, HISTORICAL)
+                                  for name in PURSE_KEYS})
 
 
 class Terminal:
@@ -682,7 +677,7 @@ class Terminal:
     def enter_df04(self, pin=True):
         assert self.send(SELECT_SSSE)[1] == 0x9000
         if pin:
-            assert self.send(VERIFY_PIN)[1] == 0x9000
+            assert self.send(VERIFY_OK)[1] == 0x9000
         assert self.send(SELECT_DF04)[1] == 0x9000
 
 
@@ -712,7 +707,7 @@ def test_card_load_then_purchase(profile, protocol):
     assert record == (u16(0) + bytes((T_PURCHASE,)) + TERMINAL + bytes.fromhex("20261122143000")
                       + u32(2_500) + u32(700) + u32(1_800))
     assert terminal.send("00B202441C")[0][:3] == u16(0) + bytes((T_LOAD,))
-    # the first medical purchase activated the SSSE (SPEC §3.1)
+    # the first medical purchase activated the SSSE (docs/card/lifecycle.md §1)
     assert terminal.send("80CADF7E04") == (bytes.fromhex("DF7E0101"), 0x9000)
 
 
@@ -723,7 +718,7 @@ def test_card_purse_needs_the_pin_and_df04(profile):
     assert terminal.send(host.init_purchase(1))[1] == 0x6982
     assert terminal.send("B026000104")[1] == 0x6982
     assert terminal.send("B056010002") == (bytes.fromhex("0101"), 0x9000)
-    assert terminal.send(VERIFY_PIN)[1] == 0x9000
+    assert terminal.send(VERIFY_OK)[1] == 0x9000
     assert terminal.send("B026000104") == (u32(50_000), 0x9000)
     assert terminal.send(SELECT_SSSE)[1] == 0x9000
     assert terminal.send("B026000104")[1] != 0x9000  # not outside DF04

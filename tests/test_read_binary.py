@@ -1,5 +1,5 @@
 """READ BINARY / UPDATE BINARY on the transparent EFs EF07 (fingerprint, 768 bytes) and EF08
-(photo, 4096 bytes): P5 §6.9, §6.12; V2 tables 3 and 9 (files.md §1.3, §2.3, §3.2).
+(photo, 4096 bytes): P5 §6.9, §6.12; V2 tables 3 and 9 (docs/card/files.md §1.1, §2.3, §3).
 
 Read control RKSSSE (`0A`), write control UKSSSE (`04`), both by external
 authentication (P7 §7.2-7.3); CLA `04` adds a MAC under the STK process key (P10
@@ -82,7 +82,7 @@ def test_needs_rkssse(s):
 
 @pytest.mark.parametrize("sfi, size", [(7, EF07_SIZE), (8, EF08_SIZE)])
 def test_preset_file_has_its_declared_size(s, sfi, size):
-    # V2 table 3 / files.md §2.3: EF07 is 0x300 bytes, EF08 0x1000, "from offset 0000" (preset:
+    # V2 table 3 (docs/card/files.md §2.3): EF07 is 0x300 bytes, EF08 0x1000, "from offset 0000" (preset:
     # space and size fixed, content undefined). A transparent EF of that size is read anywhere inside
     # it; only an offset at or past its size is 6B00.
     assert s.external_auth("ssse_rk") == "9000"

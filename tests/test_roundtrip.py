@@ -1,4 +1,4 @@
-"""`sscard record` -> `sscard replay` round trips (issue 12, item 5): every `sscard ssse` and `sscard fin`
+"""`sscard record` -> `sscard replay` round trips: every `sscard ssse` and `sscard fin`
 operation and every flow of `sscard flow --list`, recorded on a card image, replays green on a
 byte-identical copy of the image taken before the recording (`--state copy.img`) and on the card the
 trace's own directives make (no `--state`); the copy is left as it was.
@@ -13,11 +13,12 @@ import shutil
 import pytest
 
 from reader.terminals import flows
-from reader.cli.commands import build_parser, main
+from reader.cli.parser import build_parser
 from reader.traces.format import parse
+from helpers import SELECT_SSSE, cli
 
 DATE = "2026-11-25"  # the simulated date of every command here (the card is issued on it)
-SELECT_SSSE = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF00"
+SELECT_LE = SELECT_SSSE + "00"  # SELECT SSSE with Le 00 (case 4)
 WRONG_PIN = "0020000003999999"
 
 # operation -> (commands run first to bring the card where the operation means something, the operation)
@@ -26,8 +27,8 @@ SSSE = {
     "verify": ([], ["123456"]),
     "lock": ([], []),
     "unlock": ([["ssse", "lock"]], []),
-    "unblock-pin": ([["apdu", SELECT_SSSE] + [WRONG_PIN] * 6], []),
-    "reset-pin": ([["apdu", SELECT_SSSE] + [WRONG_PIN] * 6], ["135790"]),
+    "unblock-pin": ([["apdu", SELECT_LE] + [WRONG_PIN] * 6], []),
+    "reset-pin": ([["apdu", SELECT_LE] + [WRONG_PIN] * 6], ["135790"]),
     "register": ([], ["--amount", "1500"]),
     "pharmacy": ([], ["--amount", "1000"]),
     "card-block": ([], []),
@@ -62,12 +63,6 @@ def test_the_tables_cover_every_operation_and_flow():
     assert set(flows.FLOWS) >= set(FLOW_PARAMS) | set(FLOW_BEFORE) | set(FLOW_DATE)
 
 
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def with_state(argv: list, image: str) -> list:
     """`argv` with --state IMAGE in the right place (after the operation; apdu before its HEX)."""
     if argv[0] == "apdu":
@@ -82,20 +77,20 @@ def round_trip(tmp_path, capsys, before: list, argv: list, date: str = DATE) -> 
     folder = tmp_path / f"trip{len(list(tmp_path.iterdir()))}"
     folder.mkdir()
     image, copy, trace = (str(folder / name) for name in ("card.img", "copy.img", "t.apdu"))
-    assert run(capsys, "--date", DATE, "personalize", "--state", image)[0] == 0
+    assert cli(capsys, "--date", DATE, "personalize", "--state", image)[0] == 0
     for command in before:
-        code, out, err = run(capsys, "--date", DATE, *with_state(command, image))
+        code, out, err = cli(capsys, "--date", DATE, *with_state(command, image))
         assert code in (0, 1), err
     shutil.copyfile(image, copy)
     start = open(copy, "rb").read()
-    code, out, err = run(capsys, "record", "-o", trace, "--", "--date", date, *with_state(argv, image))
+    code, out, err = cli(capsys, "record", "-o", trace, "--", "--date", date, *with_state(argv, image))
     assert code in (0, 1), err  # 1: the card or the terminal refused, which is recorded too
     text = open(trace, encoding="utf-8").read()
     recorded = parse(text, trace)
     assert recorded.apdus > 0 and recorded.random is not None
     assert (str(recorded.date), recorded.profile, str(recorded.issued)) == (date, "default", DATE)
     for state in (["--state", copy], []):
-        code, out, err = run(capsys, "replay", trace, *state)
+        code, out, err = cli(capsys, "replay", trace, *state)
         assert (code, err) == (0, ""), out
         assert out.endswith("1 passed, 0 failed\n") and "note:" not in out, out
     assert open(copy, "rb").read() == start  # a replay on a supplied image leaves the file as it was
@@ -128,65 +123,65 @@ def test_every_flow_round_trips(tmp_path, capsys, name):
 
 def test_card_block_alias_and_raw_apdus_round_trip(tmp_path, capsys):
     round_trip(tmp_path, capsys, [], ["card-block"])
-    text = round_trip(tmp_path, capsys, [], ["apdu", "--t0", SELECT_SSSE[:-2], "00C000001E", "0084000008"])
+    text = round_trip(tmp_path, capsys, [], ["apdu", "--t0", SELECT_SSSE, "00C000001E", "0084000008"])
     assert "@protocol T=0 raw" in text and "< 61 1E" in text  # the raw T=0 exchanges, as --t0 showed them
-    round_trip(tmp_path, capsys, [], ["apdu", "--wire", "t0", SELECT_SSSE, "0084000008", "0084000008"])
+    round_trip(tmp_path, capsys, [], ["apdu", "--wire", "t0", SELECT_LE, "0084000008", "0084000008"])
 
 
 def test_record_uses_the_commands_own_seed(tmp_path, capsys):
     image, trace = str(tmp_path / "card.img"), str(tmp_path / "t.apdu")
-    run(capsys, "--date", DATE, "personalize", "--state", image)
-    code, out, _ = run(capsys, "record", "-o", trace, "--", "apdu", "--seed", "7", "--state", image, SELECT_SSSE,
+    cli(capsys, "--date", DATE, "personalize", "--state", image)
+    code, out, _ = cli(capsys, "record", "-o", trace, "--", "apdu", "--seed", "7", "--state", image, SELECT_LE,
                        "0084000008")
     assert code == 0 and parse(open(trace).read(), trace).random == 7
     challenge = out.split("> 00 84 00 00 08\n< ")[1].split("\n")[0]
-    code, again, _ = run(capsys, "apdu", "--seed", "7", "--state", image, SELECT_SSSE, "0084000008")
+    code, again, _ = cli(capsys, "apdu", "--seed", "7", "--state", image, SELECT_LE, "0084000008")
     assert again.split("> 00 84 00 00 08\n< ")[1].split("\n")[0] == challenge  # the same seed, the same challenge
-    code, other, _ = run(capsys, "apdu", "--seed", "8", "--state", image, SELECT_SSSE, "0084000008")
+    code, other, _ = cli(capsys, "apdu", "--seed", "8", "--state", image, SELECT_LE, "0084000008")
     assert other.split("> 00 84 00 00 08\n< ")[1].split("\n")[0] != challenge
 
 
 def test_a_global_date_before_record_reaches_the_recorded_command(tmp_path, capsys):
     image, trace = str(tmp_path / "card.img"), str(tmp_path / "t.apdu")
-    run(capsys, "--date", DATE, "personalize", "--state", image)
-    assert run(capsys, "--date", "2027-01-02", "record", "-o", trace, "--", "ssse", "verify", "123456",
+    cli(capsys, "--date", DATE, "personalize", "--state", image)
+    assert cli(capsys, "--date", "2027-01-02", "record", "-o", trace, "--", "ssse", "verify", "123456",
                "--state", image)[0] == 0
     assert str(parse(open(trace).read(), trace).date) == "2027-01-02"
 
 
 def test_an_empty_recording_is_an_error(tmp_path, capsys):
     image, trace = str(tmp_path / "card.img"), str(tmp_path / "t.apdu")
-    run(capsys, "--date", DATE, "personalize", "--state", image)
+    cli(capsys, "--date", DATE, "personalize", "--state", image)
     for argv in (["info", "--state", image], ["flow", "--list"], ["decode", trace]):
-        code, out, err = run(capsys, "record", "-o", trace, "--", *argv)
+        code, out, err = cli(capsys, "record", "-o", trace, "--", *argv)
         assert code == 2 and err.count("\n") == 1 and "nothing to record" in err, err
         assert not (tmp_path / "t.apdu").exists()
     # a command that fails before its first APDU: its own one-line error, and no trace
-    code, out, err = run(capsys, "record", "-o", trace, "--", "ssse", "verify", "123456", "--state",
+    code, out, err = cli(capsys, "record", "-o", trace, "--", "ssse", "verify", "123456", "--state",
                          str(tmp_path / "none.img"))
     assert code == 2 and err.count("\n") == 1 and "no such card image" in err
     assert not (tmp_path / "t.apdu").exists()
-    code, out, err = run(capsys, "record", "-o", trace, "--", "ssse", "verify", "12", "--state", image)
+    code, out, err = cli(capsys, "record", "-o", trace, "--", "ssse", "verify", "12", "--state", image)
     assert code == 2 and err == "sscard: error: ssse verify: argument pin: a PIN is 4 to 12 digits, not '12'\n"
 
 
 def test_replay_on_another_card_says_first_what_it_cannot_honour(tmp_path, capsys):
     image, other, trace = (str(tmp_path / name) for name in ("card.img", "other.img", "t.apdu"))
-    run(capsys, "--date", DATE, "personalize", "--state", image)
-    run(capsys, "--date", "2026-12-01", "personalize", "default-3des", "--state", other)
-    run(capsys, "record", "-o", trace, "--", "--date", DATE, "ssse", "register", "--state", image)
-    code, out, _ = run(capsys, "replay", trace, "--state", other)
+    cli(capsys, "--date", DATE, "personalize", "--state", image)
+    cli(capsys, "--date", "2026-12-01", "personalize", "default-3des", "--state", other)
+    cli(capsys, "record", "-o", trace, "--", "--date", DATE, "ssse", "register", "--state", image)
+    code, out, _ = cli(capsys, "replay", trace, "--state", other)
     lines = out.splitlines()
     assert lines[0] == f"note: {trace}: trace recorded on a card of profile 'default'; {other} is of profile " \
                        "'default-3des'"
     assert lines[1] == f"note: {trace}: trace recorded on a card issued {DATE}; {other} was issued 2026-12-01"
     assert lines[2].startswith(f"FAIL {trace}:") and code == 1  # and then why it failed
     # a snapshot trace on a card in another state: which objects differ
-    run(capsys, "record", "-o", trace, "--", "--date", DATE, "ssse", "verify", "123456", "--state", image)
+    cli(capsys, "record", "-o", trace, "--", "--date", DATE, "ssse", "verify", "123456", "--state", image)
     assert "@snapshot" in open(trace).read()  # card.img was activated by the settlement above
     fresh = str(tmp_path / "fresh.img")
-    run(capsys, "--date", DATE, "personalize", "--state", fresh)
-    code, out, _ = run(capsys, "replay", trace, "--state", fresh)
+    cli(capsys, "--date", DATE, "personalize", "--state", fresh)
+    code, out, _ = cli(capsys, "replay", trace, "--state", fresh)
     assert out.splitlines()[0].startswith(f"note: {trace}: trace starts from a snapshot of its card; {fresh} "
                                           "differs from it in ")
     assert "ssse.state" in out.splitlines()[0]

@@ -1,4 +1,4 @@
-"""`sscard serve` as a daemon and at its edges (issue 12 items 3 and 9).
+"""`sscard serve` as a daemon and at its edges.
 
 - started with no terminal - stdin from /dev/null, a regular file, `nohup`, `&` in a script - it
   serves: a stdin the loop cannot poll is no control input, said once on stderr; a closed pipe
@@ -24,13 +24,15 @@ import time
 
 import pytest
 
+import helpers
 from chip import Card
+from helpers import EF05, SELECT_SSSE, free_port, require_pcsc
 from reader.pcsc.serve import NO_STDIN, OPEN_TIMEOUT
 
 READER = "Virtual PCD 00 00"
-SELECT = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
-FCI = "6F1C840F7378312E73682EC9E7BBE1B1A3D5CFA50988011E9F0C03860103"
-EF05_07 = "0709" + b"T00000001".hex().upper()
+SELECT = SELECT_SSSE
+FCI = helpers.FCI["sm4"]
+EF05_07 = EF05[0x07]
 SERVE = [sys.executable, "-m", "reader.cli", "serve"]
 
 
@@ -43,20 +45,7 @@ def image(tmp_path):
 
 @pytest.fixture(scope="module")
 def pcsc():
-    from reader.pcsc.pcscd import skip_reason
-
-    reason = skip_reason()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PC/SC: {reason}")
-        pytest.skip(f"PC/SC: {reason}")
-
-
-def free_port() -> int:
-    """A local TCP port nobody listens on (the card retries it quietly: no vpcd needed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    require_pcsc("PC/SC")
 
 
 class Serve:

@@ -1,8 +1,9 @@
 """SSSE selection, files, READ RECORD and UPDATE RECORD, as LD/T 32 says.
 
-Sources (digests in /work/shared/standard): P5 §6.10, §6.11, §6.13 (files.md §4,
-security.md §2.2); V2 tables 3, 9, 10 (files.md §2, §3.2); SR §10.2 (3.0 cards:
-EF06 read under RKSSSE); SPEC §1 (generations), §2 S12 (Le 00), S19 (DIR SFI 30).
+Sources: P5 §6.10, §6.11, §6.13 (docs/card/files.md §4, §5); V2 tables 3, 9, 10
+(docs/card/files.md §2, §3); SR §10.2 (3.0 cards: EF06 read under RKSSSE); docs/card/README.md
+(generations); docs/decisions.md S12 (Le 00), S19 (DIR SFI 30). T1 and T2 are the real cards'
+traces of tests/test_real_traces.py.
 Record bytes are those of the default profile personalised on 2026-11-21.
 Commands go to the card OS directly (`helpers.Session`), T=1 unless said.
 """
@@ -43,13 +44,6 @@ def read(s: Session, p1: int, p2: int, expected: str) -> None:
     assert s.tx(f"00B2{p1:02X}{p2:02X}{length(expected):02X}") == expected + "9000"
 
 
-@pytest.fixture(params=["default", "default-3des"])
-def any_card(request):
-    s = Session(request.param)
-    s.select()
-    return s
-
-
 @pytest.fixture
 def s(sm4):
     """This file is about the default (SM4, 3.00) card."""
@@ -60,27 +54,27 @@ def s(sm4):
 
 
 def test_fci_is_the_real_cards_fci_sm4():
-    # files.md §4.1 (T1 l.4, T2): 6F 1C { 84 0F name, A5 09 { 88 01 1E, 9F0C 03 86 01 03 } }; SM4 = 03 (SR §10.1)
+    # P5 table 36 as the real cards answer it (T1 l.4, T2): 6F 1C { 84 0F name, A5 09 { 88 01 1E, 9F0C 03 86 01 03 } }; SM4 = 03 (SR §10.1)
     s = Session("default")
-    assert s.tx(SELECT_SSSE) == "6F1C840F7378312E73682EC9E7BBE1B1A3D5CFA50988011E9F0C03860103" "9000"
+    assert s.tx(SELECT_SSSE) == "6F1C840F" + DDF_NAME + "A50988011E9F0C03860103" "9000"
 
 
 def test_fci_des_family_flag_01():
     # SR §10.1: 86 01 01 = DES family
     s = Session("default-3des")
-    assert s.tx(SELECT_SSSE) == "6F1C840F7378312E73682EC9E7BBE1B1A3D5CFA50988011E9F0C03860101" "9000"
+    assert s.tx(SELECT_SSSE) == "6F1C840F" + DDF_NAME + "A50988011E9F0C03860101" "9000"
 
 
-def test_select_with_le_00(any_card):
+def test_select_with_le_00(both):
     # P5 §6.11: SELECT ... Lc data Le 00 (case 4)
-    assert any_card.tx(SELECT_SSSE + "00") == any_card.fci + "9000"
+    assert both.tx(SELECT_SSSE + "00") == both.fci + "9000"
 
 
-def test_select_on_t0_answers_61xx_and_get_response_gives_the_fci(any_card):
+def test_select_on_t0_answers_61xx_and_get_response_gives_the_fci(both):
     # T=0: a case 3/4 command cannot return data in its exchange: 61 1E, then GET RESPONSE (P5 §6.6)
-    any_card.reset(protocol=0)
-    assert any_card.tx(SELECT_SSSE) == "611E"
-    assert any_card.tx("00C000001E") == any_card.fci + "9000"
+    both.reset(protocol=0)
+    assert both.tx(SELECT_SSSE) == "611E"
+    assert both.tx("00C000001E") == both.fci + "9000"
 
 
 def test_select_p2_0c_no_data_and_the_application_is_selected(s):
@@ -108,7 +102,7 @@ def test_select_unknown_name_6A82(s):
 @pytest.mark.parametrize("fid", ["EF05", "EF06", "EF07", "EF08"])
 def test_select_ef_by_fid_is_9000_without_data(s, fid):
     assert s.tx("00A4020002" + fid) == "9000"
-    assert s.tx("00A4000002" + fid) == "9000"  # readers also send P1 00 (files.md §4.1, X)
+    assert s.tx("00A4000002" + fid) == "9000"  # readers also send P1 00 (docs/card/files.md §4)
 
 
 @pytest.mark.parametrize("fid", ["EF05", "EF06"])
@@ -116,8 +110,8 @@ def test_select_ef_on_t0_is_9000_not_61xx(s, fid):
     s.reset(protocol=0)
     assert s.tx(SELECT_SSSE) == "611E"
     assert s.tx("00C000001E") == s.fci + "9000"
-    assert s.tx("00A4020002" + fid) == "9000"  # hdxj.cpp tests for 9000 here (files.md §6 row 5)
-    assert s.tx("00C0000000") == "6F00"  # nothing waits (SPEC §2: GET RESPONSE with nothing waiting)
+    assert s.tx("00A4020002" + fid) == "9000"  # a public reader (hdxj.cpp) tests for 9000 here
+    assert s.tx("00C0000000") == "6F00"  # nothing waits (P5 §6.6.4; docs/decisions.md §3)
 
 
 def test_select_ef_then_read_by_identifier_in_the_current_ef(s):
@@ -161,7 +155,7 @@ def test_mf_selection_leaves_the_ssse(s):
         assert s.tx("00B2012C12") == "6A82"
 
 
-# -- the DIR file (P3 §5.1.4, tables 2-3; SPEC §2 S19: SFI 30) -----------------------------------------
+# -- the DIR file (P3 §5.1.4, tables 2-3; docs/decisions.md S19: SFI 30) -------------------------------
 
 DIR_ENTRIES = [  # 61 { 4F AID, 50 label (GBK) }, one per application (V2 table 2)
     ("D15600000500", "公共应用信息区"), ("D15600000501", "就业与失业信息区"), ("D15600000502", "社会保险信息区1"),
@@ -189,8 +183,8 @@ def test_dir_read_until_6A83(s):
 
 
 @pytest.mark.parametrize("number", FREE_EF05)
-def test_ef05_records_free_by_number(any_card, number):
-    read(any_card, number, 5 << 3 | 4, EF05[number])
+def test_ef05_records_free_by_number(both, number):
+    read(both, number, 5 << 3 | 4, EF05[number])
 
 
 def test_ef05_item_01_layout(s):
@@ -201,7 +195,7 @@ def test_ef05_item_01_layout(s):
 
 @pytest.mark.parametrize("number", [5, 6])
 def test_ef05_dates_need_neither_pin_nor_authentication(s, number):
-    # files.md §3.2: EF05 free; yiwu.cs and z390.cpp read 05/06 without any authentication
+    # docs/card/files.md §3: EF05 free; public readers (yiwu.cs, z390.cpp) read 05/06 without any authentication
     s.power_cycle()
     s.select()
     assert s.tx(SELECT_EF05) == "9000"
@@ -218,8 +212,8 @@ def test_ef05_by_identifier_via_sfi(s, number):
 
 
 @pytest.mark.parametrize("number", range(1, 8))
-def test_ef06_needs_rkssse_on_a_300_card(any_card, number):
-    s = any_card
+def test_ef06_needs_rkssse_on_a_300_card(both, number):
+    s = both
     tag, record = EF06[number - 1]
     assert s.tx(f"00B2{number:02X}34{length(record):02X}") == "6982"
     assert s.tx(f"00B2{tag:02X}30{length(record):02X}") == "6982"
@@ -229,7 +223,7 @@ def test_ef06_needs_rkssse_on_a_300_card(any_card, number):
 
 
 def test_ef06_pin_is_no_alternative_on_a_300_card(s):
-    # files.md §6 row 7: EF06 on 3.0 is RKSSSE, no PIN alternative is stated
+    # SR §10.2: EF06 on 3.0 is RKSSSE, no PIN alternative is stated
     assert s.tx(VERIFY_OK) == "9000"
     assert s.tx("00B2083014") == "6982"
 
@@ -241,7 +235,7 @@ def test_ef06_wrong_key_does_not_open_it(s):
 
 
 def test_real_300_read_flow(s):
-    # files.md §3.2 (T1 l.3-81): SELECT EF05, READ 01 03 07; re-SELECT SSSE; challenges; EXTERNAL
+    # docs/card/files.md §3 (T1 l.3-81): SELECT EF05, READ 01 03 07; re-SELECT SSSE; challenges; EXTERNAL
     # AUTHENTICATE 0A; SELECT EF05, READ 03 05 06; SELECT EF06, READ 08 09 4E
     assert s.tx(SELECT_EF05) == "9000"
     for tag in (1, 3, 7):
@@ -289,7 +283,7 @@ def test_transparent_efs_need_rkssse(s, fid, sfi):
     assert s.tx(f"00B0{0x80 | sfi:02X}0001") == "6982"  # the PIN is no alternative
 
 
-# -- READ RECORD: Le (P5 §6.10.4, SPEC §2 S12) -------------------------------------------------------------
+# -- READ RECORD: Le (P5 §6.10.4, docs/decisions.md S12) ---------------------------------------------------
 
 
 @pytest.mark.parametrize("number", FREE_EF05)
@@ -467,8 +461,8 @@ def test_update_record_errors(s):
         read(s, number, 5 << 3 | 4, EF05[number])
 
 
-def test_update_record_sm_cla_04_with_mac(any_card):
-    s = any_card
+def test_update_record_sm_cla_04_with_mac(both):
+    s = both
     assert s.external_auth("ssse_uk") == "9000"
     good = s.mac_apdu("04DC072C", bytes.fromhex(NEW_NUMBER))
     assert good[8:10] == "0F"  # Lc = 11 + 4 MAC bytes (P4 §8.2.1)
@@ -476,8 +470,8 @@ def test_update_record_sm_cla_04_with_mac(any_card):
     read(s, 7, 5 << 3 | 4, NEW_NUMBER)
 
 
-def test_update_record_sm_wrong_mac_6988_writes_nothing(any_card):
-    s = any_card
+def test_update_record_sm_wrong_mac_6988_writes_nothing(both):
+    s = both
     assert s.external_auth("ssse_uk") == "9000"
     assert s.tx(s.mac_apdu("04DC072C", bytes.fromhex(NEW_NUMBER), corrupt=True)) == "6988"
     read(s, 7, 5 << 3 | 4, EF05[7])
@@ -525,7 +519,7 @@ def test_ef07_needs_rkssse_on_a_200_card_too():
 
 
 # -- UPDATE RECORD on a cyclic file: DF04 EF15 special settlement (3-byte untagged records, >= 8; write
-# -- UK2DF04, read PIN or RK1DF04; V2 tables 7 and 9, files.md §2.7) --------------------------------------------
+# -- UK2DF04, read PIN or RK1DF04; V2 tables 7 and 9, docs/card/files.md §2.4) --------------------------------------------
 
 EF15_READ = 0x15 << 3 | 4  # record number in SFI 0x15
 EF15_ADD = 0x15 << 3 | 3  # mode 011: on a cyclic file "previous occurrence" adds a record (P5 §6.13)
@@ -559,9 +553,9 @@ def test_cyclic_record_of_the_wrong_length_6700(s):
     assert s.tx(f"00DC00{EF15_ADD:02X}04" "00013100") == "6700"
 
 
-def test_update_record_sm_in_df04_uses_stkdf04(any_card):
-    # P9 appendix B / files.md §5.1: STKDF04 is DF04's MAC key (card id 82)
-    s = any_card
+def test_update_record_sm_in_df04_uses_stkdf04(both):
+    # P9 appendix B (docs/card/security.md §1): STKDF04 is DF04's MAC key (card id 82)
+    s = both
     assert s.tx(SELECT_DF04)[-4:] == "9000"
     assert s.external_auth("df04_uk2") == "9000"
     record = bytes.fromhex("9204" "00000500")

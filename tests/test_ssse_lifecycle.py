@@ -1,10 +1,10 @@
 """The SSSE lifecycle: APPLICATION BLOCK (P5 §6.1, P7 §13.2), CARD BLOCK (P5 §6.2, P7 §13.1),
-and the project's extensions of SPEC §3: activation (§3.1), the loss lock `84 1E 00 00` and
-its lift `84 18`, the 300-day deadline lock (§3.2), GET DATA DF7E / DF7D.
+and the project's extensions of docs/card/lifecycle.md: activation (§1), the loss lock
+`84 1E 00 00` and its lift `84 18` (§3), the 300-day deadline lock (§2), GET DATA DF7E / DF7D (§6).
 
-Maintenance follows SPEC §2 S5: external authentication with BK (`05`), GET CHALLENGE, the
-command with a MAC under the STK process key (P7 §13; security.md §3.3 (c)). S6: on an already
-blocked application `9303`. Cryptograms come from tests/oracle.py (helpers.Session).
+Maintenance follows docs/decisions.md S5: external authentication with BK (`05`), GET CHALLENGE,
+the command with a MAC under the STK process key (P7 §13; docs/card/commands.md §5). S6: on an
+already blocked application `9303`. Cryptograms come from tests/oracle.py (helpers.Session).
 """
 
 import dataclasses
@@ -14,7 +14,7 @@ import pytest
 
 from chip import Card, load_profile
 from chip.kernel.pin import pack
-from conftest import activate_financial
+from helpers import activate_financial
 from helpers import (
     CARD_DATE,
     EF05,
@@ -41,7 +41,7 @@ def gdata(s: Session, tag: str) -> str:
     return s.tx(f"80CA{tag}00")
 
 
-# -- GET DATA DF7E / DF7D (SPEC §3.1, §3.2) ---------------------------------------------------------
+# -- GET DATA DF7E / DF7D (docs/card/lifecycle.md §6) -------------------------------------------------
 
 
 def test_fresh_card_is_issued_and_not_locked(s):
@@ -53,7 +53,7 @@ def test_get_data_unknown_tag_6A88(s):
     assert gdata(s, "DF7C") == "6A88"
 
 
-# -- activation (SPEC §3.1) ---------------------------------------------------------------------------
+# -- activation (docs/card/lifecycle.md §1) ----------------------------------------------------------
 
 
 def test_queries_do_not_activate(s):
@@ -119,7 +119,7 @@ def test_activation_is_persistent_and_one_way(sm4):
     assert gdata(s, "DF7E") == ACTIVE
 
 
-# -- APPLICATION BLOCK 84 1E 00 01: permanent (P5 §6.1, P7 §13.2, SPEC S6) --------------------------------
+# -- APPLICATION BLOCK 84 1E 00 01: permanent (P5 §6.1, P7 §13.2, docs/decisions.md S6) ----------------------
 
 
 def blocked_commands(s: Session):
@@ -155,7 +155,7 @@ def test_application_block(s):
 
 def test_get_response_on_a_blocked_application_9303(s):
     # P7 §13.2: every command but a SELECT elsewhere answers 9303 -- GET RESPONSE included, whose
-    # own error list (P5 §6.6, security.md §2.2) carries 9303; 6F00 is for an open application
+    # own error list (P5 §6.6) carries 9303; 6F00 is for an open application
     assert s.block_application() == "9000"
     assert s.tx("00C0000000") == "9303"
     assert s.tx(SELECT_SSSE) == "9303"
@@ -229,14 +229,12 @@ def test_application_block_mac_of_an_older_challenge_6988(s):
 
 @pytest.mark.parametrize("header", ["841E0100", "841E0002"])
 def test_application_block_wrong_p1p2_6A86(s, header):
-    assert s.external_auth("ssse_bk") == "9000"
-    assert s.tx(s.mac_apdu(header)) == "6A86"
+    assert s.bk_mac(header) == "6A86"
 
 
 def test_application_block_with_a_body_6700(s):
     # P5 §6.1: Lc 04, the MAC alone
-    assert s.external_auth("ssse_bk") == "9000"
-    assert s.tx(s.mac_apdu("841E0001", b"\x00")) == "6700"
+    assert s.bk_mac("841E0001", body=b"\x00") == "6700"
 
 
 # -- CARD BLOCK 84 16 00 00 (P5 §6.2, P7 §13.1) -------------------------------------------------------------
@@ -270,17 +268,24 @@ def test_card_block_needs_bk_and_the_right_mac(s):
     assert s.tx(READ_01) == EF05[1] + "9000"
 
 
-def test_card_block_survives_reopening_the_image(tmp_path):
+def left_on_an_image(tmp_path, operation) -> str:
+    """A new card image whose card ran `operation` (a Session method, answered 9000) and then left the
+    simulator: the image is all that is left of it. Its path."""
     path = str(tmp_path / "card.img")
     s = Session(card=Card.from_profile(state=path, date=D))
     s.select()
-    assert s.block_card() == "9000"
-    s.card.close()  # the card leaves the simulator: the image is all that is left of it
+    assert operation(s) == "9000"
+    s.card.close()
+    return path
+
+
+def test_card_block_survives_reopening_the_image(tmp_path):
+    path = left_on_an_image(tmp_path, Session.block_card)
     again = Session(card=Card.open(path, date=D + datetime.timedelta(days=5000)))
     assert again.tx(SELECT_SSSE) == "6A81"
 
 
-# -- the loss lock 84 1E 00 00 and its lift 84 18 (SPEC §3.2) ------------------------------------------------
+# -- the loss lock 84 1E 00 00 and its lift 84 18 (docs/card/lifecycle.md §3) ---------------------------------
 
 
 def allowed_while_locked(s: Session) -> None:
@@ -416,11 +421,7 @@ def test_other_applications_unaffected_by_the_loss_lock(s):
 
 
 def test_lock_survives_reopening_the_image(tmp_path):
-    path = str(tmp_path / "card.img")
-    s = Session(card=Card.from_profile(state=path, date=D))
-    s.select()
-    assert s.loss_lock() == "9000"
-    s.card.close()  # the card leaves the simulator: the image is all that is left of it
+    path = left_on_an_image(tmp_path, Session.loss_lock)
     again = Session(card=Card.open(path, date=D))
     again.select("6283")
     assert again.unlock() == "9000"
@@ -429,7 +430,7 @@ def test_lock_survives_reopening_the_image(tmp_path):
     third.select()
 
 
-# -- the deadline lock (SPEC §3.2): at power-up, lifted only after the financial activation ----------------------
+# -- the deadline lock (docs/card/lifecycle.md §2): at power-up, lifted only after the financial activation ----------------------
 
 
 def days_later(s: Session, days: int) -> None:
@@ -481,7 +482,7 @@ def test_financial_activation_before_the_deadline_prevents_the_lock(s):
 
 
 def test_deadline_locks_an_activated_ssse_too(sm4):
-    # the rule is about the financial application (SPEC §3.2)
+    # the rule is about the financial application (docs/card/lifecycle.md §2)
     assert sm4.tx(CHANGE_TO_NEW) == "9000"
     days_later(sm4, 301)
     sm4.select("6283")

@@ -1,10 +1,11 @@
 """The SSSE PIN: VERIFY (P5 §6.14), CHANGE PIN (P5 §6.3), PIN CHANGE/UNBLOCK `84 24` (P5 §6.8,
 P7 §13.3), its lifetime (P7 §5.6-5.8), and chip.kernel.pin's coding helpers (cn, P5 §6.3.1).
 
-SPEC §2: S10 (6 PIN tries, PUK tries 3), S11 (VERIFY without data), S2/S3/S4 (reset and
-unblock after external authentication with PUK, enciphered LD||PIN cn and MAC under the
-STK process key of the last challenge); SPEC §3.1 (CHANGE PIN away from 123456 activates).
-Ciphertexts and MACs come from tests/oracle.py (helpers.Session).
+docs/decisions.md: S10 (6 PIN tries, PUK tries 3), S11 (VERIFY without data), S2/S3/S4 (reset
+and unblock after external authentication with PUK, enciphered LD||PIN cn and MAC under the
+STK process key of the last challenge); docs/card/lifecycle.md §1 (CHANGE PIN away from 123456
+activates). Ciphertexts and MACs come from tests/oracle.py (helpers.Session). T1 and T2 are the
+real cards' traces of tests/test_real_traces.py.
 """
 
 import pytest
@@ -35,13 +36,6 @@ def s(sm4):
     return sm4
 
 
-@pytest.fixture(params=["default", "default-3des"])
-def both(request):
-    session = Session(request.param)
-    session.select()
-    return session
-
-
 def gdata(s, tag: str) -> str:
     return s.tx(f"80CA{tag}00")
 
@@ -50,7 +44,7 @@ def gdata(s, tag: str) -> str:
 
 
 def test_verify_right_pin(s):
-    # T2: 00 20 00 00 03 123456 -> 9000 (the initial PIN, SPEC §6)
+    # T2: 00 20 00 00 03 123456 -> 9000 (the initial PIN of the default profile, docs/card/README.md)
     assert s.tx(VERIFY_OK) == "9000"
 
 
@@ -94,7 +88,7 @@ def test_counter_is_persistent(s):
 
 
 def test_verify_without_data_is_63Cx_verified_or_not(s):
-    # P5 §6.14.5, P7 §5.6, SPEC S11: 63Cx with the counter whenever a PIN is stored, no try used
+    # P5 §6.14.5, P7 §5.6, docs/decisions.md S11: 63Cx with the counter whenever a PIN is stored, no try used
     assert s.tx(VERIFY_STATUS) == "63C6"
     assert s.tx(VERIFY_OK) == "9000"
     assert s.tx(VERIFY_STATUS) == "63C6"  # verified: still 63C6, never 9000
@@ -234,7 +228,7 @@ def test_change_pin_to_an_odd_number_of_digits(s):
 
 
 def test_change_pin_activates(s):
-    # SPEC §3.1: CHANGE PIN away from the initial PIN activates; GET DATA DF7E shows it
+    # docs/card/lifecycle.md §1: CHANGE PIN away from the initial PIN activates; GET DATA DF7E shows it
     assert gdata(s, "DF7E") == "DF7E0100" "9000"
     assert s.tx(CHANGE_TO_NEW) == "9000"
     assert gdata(s, "DF7E") == "DF7E0101" "9000"
@@ -265,7 +259,7 @@ def test_change_pin_wrong_length(s, apdu, sw):
 
 
 def test_change_pin_p1_00_is_not_a_pin_reload(s):
-    # P5 §6.3: 80 5E P1 01; the old "RELOAD PIN" 80 5E 00 00 is not in P5 (security.md §2.1)
+    # P5 §6.3: 80 5E P1 01; the old "RELOAD PIN" 80 5E 00 00 is not in P5
     assert s.tx("805E000003654321") == "6A86"
     assert s.tx(VERIFY_OK) == "9000"
 
@@ -275,7 +269,7 @@ def test_change_pin_outside_the_ssse(s):
     assert s.tx(CHANGE_TO_NEW) == "6D00"
 
 
-# -- PIN CHANGE/UNBLOCK 84 24 00 01 (reset): PUK, then STK (SPEC S2/S3) -----------------------------------
+# -- PIN CHANGE/UNBLOCK 84 24 00 01 (reset): PUK, then STK (docs/decisions.md S2/S3) -------------------------
 
 
 def reset_pin(s, pin_cn: bytes, **kwargs) -> str:
@@ -308,7 +302,7 @@ def test_pin_reset_des_6_digits_lc_0C():
 
 
 def test_pin_reset_des_16_digits_two_blocks_lc_14():
-    # security.md §1.8: LD || 8 bytes = 9 bytes -> two DES blocks, Lc 14
+    # P4 §8.3: LD || 8 bytes = 9 bytes -> two DES blocks, Lc 14
     s = Session("default-3des")
     s.select()
     assert s.external_auth("ssse_puk") == "9000"
@@ -344,7 +338,7 @@ def test_pin_reset_wrong_mac_6988_consumes_no_try(both):
     assert s.tx("0020000003246810") == "63C4"
     assert s.tx(VERIFY_OK) == "9000"
     s.challenge()
-    assert s.tx("0082000610" + "00" * 16) == "63C2"  # PUK still had all 3 tries (SPEC S10)
+    assert s.tx("0082000610" + "00" * 16) == "63C2"  # PUK still had all 3 tries (docs/decisions.md S10)
 
 
 def test_pin_reset_ciphertext_under_another_challenge_fails(s):
@@ -364,7 +358,7 @@ def test_pin_reset_without_challenge_6984(s):
 
 
 def test_pin_reset_does_not_activate(s):
-    # SPEC §3.1: activation is CHANGE PIN or a medical write, not the issuer's reset
+    # docs/card/lifecycle.md §1: activation is CHANGE PIN or a medical write, not the issuer's reset
     assert reset_pin(s, pack("246810")) == "9000"
     assert gdata(s, "DF7E") == "DF7E0100" "9000"
 
@@ -377,7 +371,7 @@ def test_pin_reset_survives_a_reselect_between_puk_and_reset(s):
     assert s.tx("0020000003246810") == "9000"
 
 
-# -- PIN CHANGE/UNBLOCK 84 24 00 00 (unblock): MAC only (SPEC S4) -------------------------------------------
+# -- PIN CHANGE/UNBLOCK 84 24 00 00 (unblock): MAC only (docs/decisions.md S4) -------------------------------
 
 
 def test_pin_unblock_restores_the_counter_not_the_pin(both):
@@ -411,7 +405,7 @@ def test_pin_unblock_wrong_mac_6988(both):
 
 
 def test_pin_unblock_mac_under_puk_is_wrong(s):
-    # SPEC S4: the MAC is under the STK process key, not under PUK itself
+    # docs/decisions.md S4: the MAC is under the STK process key, not under PUK itself
     for _ in range(6):
         s.tx(VERIFY_BAD)
     assert s.external_auth("ssse_puk") == "9000"
@@ -420,18 +414,16 @@ def test_pin_unblock_mac_under_puk_is_wrong(s):
 
 @pytest.mark.parametrize("header", ["84240100", "84240002"])
 def test_pin_change_unblock_wrong_p1p2_6A86(s, header):
-    assert s.external_auth("ssse_puk") == "9000"
-    assert s.tx(s.mac_apdu(header)) == "6A86"
+    assert s.keyed_mac("ssse_puk", header) == "6A86"
 
 
 def test_pin_unblock_with_a_body_is_6700(s):
     # P5 table 24: P2 00 carries the MAC alone (Lc 04)
-    assert s.external_auth("ssse_puk") == "9000"
-    assert s.tx(s.mac_apdu("84240000", b"\x00")) == "6700"
+    assert s.keyed_mac("ssse_puk", "84240000", body=b"\x00") == "6700"
 
 
 def test_puk_blocks_after_its_tries(s):
-    # P7 §13.3: the PIN-unblock key locks after failed tries (3, SPEC S10)
+    # P7 §13.3: the PIN-unblock key locks after failed tries (3, docs/decisions.md S10)
     for sw in ("63C2", "63C1", "63C0"):
         assert s.external_auth("ssse_puk", corrupt=True) == sw
     assert s.external_auth("ssse_puk") == "6983"

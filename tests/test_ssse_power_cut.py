@@ -12,9 +12,9 @@ UPDATE STARTING DAY; on an image-backed card of the SM4 profile and of the 3DES 
 1. run it once with a hook that never cuts, to count its write points;
 2. for every n, on a fresh card: build the command (GET CHALLENGE, INITIALIZE and the
    terminal's cryptogram come first, before the hook is installed), install
-   `cut_power_at(n)`, transmit; the cut raises `PowerLoss` out of transmit;
+   `cut_power_at(n)`, transmit; the cut raises `PowerLoss` out of transmit (tests/power_cut.py);
 3. read what is durable with `Card.open(path, read_only=True)` (the cut card still owns its
-   image: chip.kernel.image, one owner per image): the whole SSSE state (card state, lifecycle, lock and
+   image: one owner per image): the whole SSSE state (card state, lifecycle, lock and
    its reason, PIN value and tries, every counted key's tries, the DF04 settlement records,
    the purse's amounts, counters and start day, the EF08 detail records) is exactly the old
    one or the new one (or, for an anti-tearing success, the durable decrement in between):
@@ -32,8 +32,6 @@ Run with `pytest -s` to see the counts.
 
 import collections
 import datetime
-import random
-import shutil
 
 import pytest
 
@@ -41,16 +39,21 @@ import ssse_helpers as sh
 from chip import Card, CardNotPowered, PowerLoss
 from chip.kernel.image import cut_power_at
 from chip.kernel.pin import unpack
+from helpers import CARD_DATE, OK, PROFILES
+from power_cut import (
+    FILE_POINTS,
+    count_write_points,
+    cut_at,
+    deterministic_random,
+    image_card,
+    landed,
+    recording_hook,
+    twin,
+)
 from reader import SimReader
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
-D = datetime.date(2026, 11, 21)
-PROFILES = ["default", "default-3des"]
-SELECT_SSSE = sh.SELECT_SSSE
-SELECT_DF04 = sh.SELECT_DF04
-FILE_POINTS = ["open-tmp", "write-half", "fsync-tmp", "rename", "fsync-folder"]
-OK = b"\x90\x00"
 OLD_PIN, NEW_PIN, WRONG_PIN = "123456", "246810", "111111"
 TOTAL_1, TOTAL_2 = bytes.fromhex("9204" "00001234"), bytes.fromhex("9204" "00005678")  # DF04 EF06 item 92
 COUNT_0, COUNT_1 = bytes.fromhex("9302") + b"00", bytes.fromhex("9302") + b"01"  # item 93
@@ -90,14 +93,11 @@ INITIAL = {
 
 
 class Bench:
-    """A fresh image-backed card on D, its reader, and a terminal (the oracle) on it, SSSE selected."""
+    """A fresh image-backed card on CARD_DATE, its reader, and a terminal (the oracle) on it, SSSE selected."""
 
     def __init__(self, profile, folder):
-        folder.mkdir()
-        self.path = str(folder / "card.img")
-        self.card = Card.from_profile(profile, state=self.path, date=D)
-        rng = random.Random(20261121)
-        self.card.random = rng.randbytes  # the same challenges on every fresh card: identical states
+        self.card, self.path = image_card(folder, profile, CARD_DATE)
+        self.card.random = deterministic_random()  # the same challenges on every fresh card: identical states
         self.reader = SimReader(self.card)
         self.reader.reset()
         self.terminal = sh.Terminal(self.card, self.reader.transmit)
@@ -144,7 +144,7 @@ def one_wrong_rk(b):
 
 
 def df04(b):
-    assert b.transmit(SELECT_DF04)[-2:] == OK
+    assert b.transmit(sh.SELECT_DF04)[-2:] == OK
 
 
 def verified(b):
@@ -216,7 +216,7 @@ CASES = {
                              [{"rk": 1}, {"rk": 3}]),
     "ext-auth-puk-wrong": Case(no_setup, lambda b: b.terminal.external_authenticate("ssse_puk", wrong=True),
                                b"\x63\xC2", {}, [{"puk": 2}]),
-    # BK's failures decrement nothing (P7 §13.1-13.2, SPEC §2 S10): no write at all
+    # BK's failures decrement nothing (P7 §13.1-13.2, docs/decisions.md S10): no write at all
     "ext-auth-bk-wrong": Case(no_setup, lambda b: b.terminal.external_authenticate("ssse_bk", wrong=True),
                               b"\x63\xC3", {}, []),
     # CHANGE PIN away from the initial PIN: anti-tearing decrement, then new PIN, full counter and activation
@@ -241,15 +241,6 @@ CASES = {
 OUTCOMES = ("old", "intermediate", "new")
 
 
-def twin(path: str, folder, date=D) -> Card:
-    """A card powered up from exactly what is durable in `path` now: a byte copy of the image, opened as
-    the owner of the copy (the cut card still owns `path`)."""
-    folder.mkdir()
-    copy = str(folder / "card.img")
-    shutil.copyfile(path, copy)
-    return Card.open(copy, date=date)
-
-
 def outcome_name(landed: int, commits: int) -> str:
     return "old" if landed == 0 else "new" if landed == commits else "intermediate"
 
@@ -259,7 +250,7 @@ def check_behaviour(card, state) -> None:
     r = SimReader(card, protocol="T=1")
     r.reset()
     t = sh.Terminal(card, r.transmit)
-    select = r.transmit(SELECT_SSSE)
+    select = r.transmit(sh.SELECT_SSSE)
     if state["card"] == "blocked":
         assert select == b"\x6A\x81"
         return
@@ -271,7 +262,7 @@ def check_behaviour(card, state) -> None:
     if state["lock"] != "none":
         assert r.transmit(sh.verify(state["pin"][0])) == b"\x69\x85"
         return
-    assert r.transmit(SELECT_DF04)[-2:] == OK
+    assert r.transmit(sh.SELECT_DF04)[-2:] == OK
     # no session survives the cut: no write without a new external authentication
     no_auth = b"\x69\x85" if state["lifecycle"] == "issued" else b"\x69\x82"
     assert r.transmit(t.settlement_total(9999)) == no_auth
@@ -303,9 +294,8 @@ def sweep(profile: str, name: str, tmp_path) -> collections.Counter:
     case.setup(b)
     assert full_state(b.card) == states[0]
     command = case.build(b)
-    hook = cut_power_at(10**9)
-    b.card.store.backend.write_point = hook
-    assert b.transmit(command) == b.expected + case.sw
+    response, hook = count_write_points(b.card, b.transmit, command)
+    assert response == b.expected + case.sw
     seen = list(hook.seen)
     assert seen == FILE_POINTS * commits
     assert full_state(b.card) == states[-1]
@@ -318,18 +308,10 @@ def sweep(profile: str, name: str, tmp_path) -> collections.Counter:
         case.setup(b)
         command = case.build(b)  # GET CHALLENGE, INITIALIZE and the terminal's work happen before the hook
         generation_before = b.card.store.backend.generation
-        b.card.store.backend.write_point = cut_power_at(n)
-        with pytest.raises(PowerLoss) as excinfo:
-            b.transmit(command)
-        cut = excinfo.value
-        assert cut.point == seen[n - 1]
-        assert cut.landed == (cut.point == "fsync-folder")
-        assert not b.card.powered
-        with pytest.raises(CardNotPowered):
-            b.transmit(SELECT_SSSE)
+        cut = cut_at(n, b.card, b.transmit, command, seen, sh.SELECT_SSSE)
 
-        durable = Card.open(b.path, date=D, read_only=True)  # what is durable: the cut card still owns it
-        revived = twin(b.path, tmp_path / f"{tag}-cut{n}-twin")
+        durable = Card.open(b.path, date=CARD_DATE, read_only=True)  # what is durable: the cut card still owns it
+        revived = twin(b.path, tmp_path / f"{tag}-cut{n}-twin", CARD_DATE)
         assert full_state(revived) == full_state(durable)
         state = full_state(durable)
         assert state in states, f"cut {n} at {cut.point}: mixed state {state}"
@@ -339,10 +321,10 @@ def sweep(profile: str, name: str, tmp_path) -> collections.Counter:
         assert state["pin"][1] <= states[0]["pin"][1] or state == states[-1], (n, state)
         # the purse counters never go back
         assert state["purse"][1:3] >= states[0]["purse"][1:3], (n, state)
-        landed = (n - 1) // len(FILE_POINTS) + cut.landed
-        assert durable.store.backend.generation - generation_before == landed, (n, cut.point)
-        assert state == states[landed], (n, cut.point, state)
-        outcomes[outcome_name(landed, commits)] += 1
+        commits_landed = landed(n, cut)
+        assert durable.store.backend.generation - generation_before == commits_landed, (n, cut.point)
+        assert state == states[commits_landed], (n, cut.point, state)
+        outcomes[outcome_name(commits_landed, commits)] += 1
 
         # the in-memory card agrees with what is durable, and both answer accordingly
         b.card.store.backend.write_point = None
@@ -354,9 +336,9 @@ def sweep(profile: str, name: str, tmp_path) -> collections.Counter:
         revived.close()
         # what the cut card went on to write is durable; once it leaves, the image's next owner holds it
         went_on = full_state(b.card)
-        assert full_state(Card.open(b.path, date=D, read_only=True)) == went_on
+        assert full_state(Card.open(b.path, date=CARD_DATE, read_only=True)) == went_on
         b.card.close()
-        with Card.open(b.path, date=D) as reopened:
+        with Card.open(b.path, date=CARD_DATE) as reopened:
             assert full_state(reopened) == went_on
     outcomes["cuts"] = len(seen)
     print(f"\n{profile:12} {name:22}: {len(seen):2} cuts -> old {outcomes['old']}, "
@@ -409,22 +391,20 @@ def test_power_cut_sweep_totals(tmp_path):
     assert dict(totals) == {"cuts": 210, "old": 144, "intermediate": 30, "new": 36}
 
 
-# -- the activation-deadline lock is a write at power-up (SPEC §3.2) ---------------------------------
+# -- the activation-deadline lock is a write at power-up (docs/card/lifecycle.md §2) ------------------
 
-DAY_301 = D + datetime.timedelta(days=301)
+DAY_301 = CARD_DATE + datetime.timedelta(days=301)
 
 
 def deadline_card(folder):
-    folder.mkdir()
-    path = str(folder / "card.img")
-    card = Card.from_profile(state=path, date=D)
+    card, path = image_card(folder, date=CARD_DATE)
     card.set_date(DAY_301)
     return card, path
 
 
 def test_power_cut_while_the_deadline_lock_is_written(tmp_path):
     card, _ = deadline_card(tmp_path / "count")
-    hook = cut_power_at(10**9)
+    hook = recording_hook()
     card.store.backend.write_point = hook
     card.power_on()
     assert hook.seen == FILE_POINTS
@@ -441,13 +421,13 @@ def test_power_cut_while_the_deadline_lock_is_written(tmp_path):
         outcomes["new" if excinfo.value.landed else "old"] += 1
         # whatever landed, the next power-up applies the rule: the lock is never lost (the cut card, and a
         # card powered up from a copy of exactly what is durable)
-        revived = twin(path, tmp_path / f"cut{n}-twin", date=DAY_301)
+        revived = twin(path, tmp_path / f"cut{n}-twin", DAY_301)
         assert full_state(revived) == state
         for c in (card, revived):
             c.store.backend.write_point = None
             r = SimReader(c)
             r.reset()
-            assert r.transmit(SELECT_SSSE)[-2:] == b"\x62\x83"
+            assert r.transmit(sh.SELECT_SSSE)[-2:] == b"\x62\x83"
             assert full_state(c) == locked
         revived.close()
         assert full_state(Card.open(path, date=DAY_301, read_only=True)) == locked
@@ -467,4 +447,4 @@ def test_power_cut_at_power_up_leaves_the_card_unpowered(tmp_path, n):
     card.store.backend.write_point = None
     assert not card.powered
     with pytest.raises(CardNotPowered):
-        card.transmit(SELECT_SSSE)
+        card.transmit(sh.SELECT_SSSE)

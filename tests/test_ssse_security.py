@@ -1,11 +1,12 @@
 """SSSE security mechanisms: GET CHALLENGE (P5 §6.5), EXTERNAL AUTHENTICATE (P5 §6.4, P7 §6.6),
 INTERNAL AUTHENTICATE (P5 §6.7), the command MAC (P4 §8.2-8.4) and the lifetime of security
-states (P5 §6.11.1, P7 §6.6). Digest: /work/shared/standard/security.md §1, §2.
+states (P5 §6.11.1, P7 §6.6); docs/card/security.md. T1 and T2 are the real cards' traces of
+tests/test_real_traces.py.
 
 Every expected cryptogram comes from tests/oracle.py: card keys diversified from the
-default profile's roots (SPEC §6) by P9 §7.3 (helpers.card_key), process keys P4 §8.4,
+default profile's roots (docs/card/security.md §1) by P9 §7.3 (helpers.card_key), process keys P4 §8.4,
 authentication data P4 §9.3, MAC P4 §8.2.4. Both families: "default" (SM4, flag 03) and
-"default-3des" (DES family, flag 01). SPEC §2: S10 (3 tries per key, BK never counts),
+"default-3des" (DES family, flag 01). docs/decisions.md: S10 (3 tries per key, BK never counts),
 S13 (P2 = key id), S16 (optional version byte, 01), S17 (8-byte inputs padded).
 """
 
@@ -109,7 +110,7 @@ def test_challenge_of_16_bytes_sm4(sm4):
 
 
 def test_optional_version_byte_01(s):
-    # P5 §6.4.3: Lc 11, byte 17 = key version; the card's keys are version 01 (SPEC S16)
+    # P5 §6.4.3: Lc 11, byte 17 = key version; the card's keys are version 01 (docs/decisions.md S16)
     apdu = s.external_auth_apdu("ssse_rk", version=0x01)
     assert apdu[8:10] == "11"
     assert s.tx(apdu) == "9000"
@@ -134,12 +135,12 @@ def test_the_card_uses_its_last_challenge(s):
 
 
 def test_two_challenges_like_the_real_terminals(s):
-    # T1/T2: the terminal takes D from one GET CHALLENGE and R from the next (security.md §3.3 (a))
+    # T1/T2: the terminal takes D from one GET CHALLENGE and R from the next (docs/card/commands.md §5)
     original = s.challenge()
     assert s.external_auth("ssse_rk", original=original) == "9000"
 
 
-# -- EXTERNAL AUTHENTICATE: single-use challenge, try counters (P5 §6.5.1, P7 §6.6, SPEC S10) -------------
+# -- EXTERNAL AUTHENTICATE: single-use challenge, try counters (P5 §6.5.1, P7 §6.6, docs/decisions.md S10)
 
 
 def test_without_challenge_6984(s):
@@ -202,7 +203,7 @@ def test_counter_is_persistent(s):
 
 
 def test_bk_failures_never_decrement(s):
-    # SPEC S10 (P7 §13.1-13.2): a lost card can always be blocked
+    # docs/decisions.md S10 (P7 §13.1-13.2): a lost card can always be blocked
     for _ in range(6):
         assert s.external_auth("ssse_bk", corrupt=True) == "63C3"
     assert s.external_auth("ssse_bk") == "9000"
@@ -248,7 +249,7 @@ def test_p1_6A86(s):
     assert s.tx(apdu[:4] + "01" + apdu[6:]) == "6A86"
 
 
-# -- lifetime of the security state (P5 §6.11.1; P7 §6.6; files.md §4.1) -------------------------------------
+# -- lifetime of the security state (P5 §6.11.1; P7 §6.6; docs/decisions.md §2.3) ----------------------------
 
 
 def test_state_kept_across_ef_selections(s):
@@ -345,7 +346,7 @@ def test_internal_authenticate_unknown_version_6A88(s):
 
 
 def test_internal_authenticate_on_t0(s):
-    # security.md §3.3 (b): T=0: 61 08, then 00 C0 00 00 08
+    # docs/card/commands.md §5 (genuine card): T=0: 61 08, then 00 C0 00 00 08
     s.reset(protocol=0)
     assert s.tx(SELECT_SSSE) == "611E"
     assert s.tx("00C000001E") == s.fci + "9000"
@@ -377,7 +378,7 @@ def test_internal_authenticate_with_the_challenges_of_the_real_flow(s):
     assert s.tx(f"0088000010{h(r1)}{h(r2)}") == expected_internal(s, r1, r2) + "9000"
 
 
-# -- the command MAC (P4 §8.2): shown with PIN UNBLOCK 84 24 00 00 after PUK (SPEC S4) -----------------------
+# -- the command MAC (P4 §8.2): shown with PIN UNBLOCK 84 24 00 00 after PUK (docs/decisions.md S4)
 
 
 def unblock_with(s: Session, mac4: bytes) -> str:

@@ -1,4 +1,4 @@
-"""Card images at the edges of files and storage (issue 12, item 9): paths that are not image files, folders
+"""Card images at the edges of files and storage (docs/decisions.md §4): paths that are not image files, folders
 that cannot be written, and the activation-deadline write at power-up on storage that refuses it.
 
 Each mistake is one line naming the path and what to do (exit status 2 in the CLI), at once: a FIFO is
@@ -26,14 +26,12 @@ from chip import Card, ImageError
 from chip.kernel import image as image_mod
 from chip.kernel.store import StorageFailure
 from reader import SimReader
-from reader.cli.commands import main
+from helpers import CARD_DATE, ROOT, SELECT_SSSE, cli, python_env
+from ssse_helpers import verify
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CARD_DATE = datetime.date(2026, 11, 21)
 PAST_DEADLINE = datetime.date(2040, 1, 1)  # 300 days after issue are long gone: the SSSE locks at power-up
-SELECT_SSSE = "00A404000F7378312E73682EC9E7BBE1B1A3D5CF"
-VERIFY_WRONG = bytes.fromhex("0020000003999999")
-ENV = {**os.environ, "PYTHONPATH": ROOT}
+VERIFY_WRONG = verify("999999")
+ENV = python_env()
 
 
 @pytest.fixture
@@ -41,12 +39,6 @@ def image(tmp_path):
     path = str(tmp_path / "card.img")
     Card.from_profile(state=path, date=CARD_DATE).close()
     return path
-
-
-def cli(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line_error(capsys, *argv) -> str:
@@ -280,7 +272,7 @@ def test_a_failed_folder_fsync_answers_6581_and_keeps_memory_equal_to_the_file(i
 
 
 def test_storage_failure_outside_a_command_is_one_line_in_the_cli(image, capsys, monkeypatch):
-    import reader.cli.commands as cli_mod
+    import reader.cli.card as cli_mod
 
     def broken(args):
         raise StorageFailure(f"{image}: cannot write the card image: no space left in /x (free some space)")
@@ -329,7 +321,7 @@ PATCHED_CLI = """
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
         return real(path, flags, *args, **kwargs)
     os.open = refuse  # this process's storage is read-only
-    from reader.cli.commands import main
+    from reader.cli import main
     sys.exit(main(sys.argv[1:]))
 """
 

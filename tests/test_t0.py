@@ -9,7 +9,6 @@ read after EXTERNAL AUTHENTICATE with RKSSSE, its cryptogram from the independen
 (tests/oracle.py, as tests/helpers.py).
 """
 
-import datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,27 +17,24 @@ from hypothesis import strategies as st
 import oracle
 from chip import Card, CardNotPowered
 from chip.apps.ssse_files import EF08
-from chip.contacts.t0 import CardT0, envelope_complete, nulls_for, wwt_etu
+from chip.contacts.t0 import CardT0, envelope_complete
+from chip.contacts.timing import nulls_for, wwt_etu
 from reader.base import transmit_all
 from reader.sim import SimReader
 from reader.link.t0 import ReaderT0
 from reader.link.t0 import envelope_complete as reader_envelope_complete
 
-from helpers import EF05, EF06, FCI, KEY_ID, card_key
+from helpers import CARD_DATE, DDF_NAME, EF05, EF06, FCI, KEY_ID, SELECT_FIN, SELECT_SSSE, VERIFY_OK, card_key
 
-CARD_DATE = datetime.date(2026, 11, 21)
 WWT = 960 * 10 * 1  # default WI 10, Di 1 (the default card: no TA1, no PPS; P2 §9.2.2.1)
 
 SELECT_MF = "00A40000"
-SSSE_NAME = "7378312E73682EC9E7BBE1B1A3D5CF"
-SELECT_SSSE = "00A404000F" + SSSE_NAME
 FCI_MF = "6F0483023F00"
 # 6F { 84 DF name, A5 { 88 01 1E (DIR SFI 30), 9F0C 03 86 01 03 (SM4) } }: 30 = 0x1E bytes (P5 table 36)
-FCI_SSSE = "6F1C840F7378312E73682EC9E7BBE1B1A3D5CFA50988011E9F0C03860103"
+FCI_SSSE = FCI["sm4"]
 FCI_LENGTH = "1E"
-EF05_01 = "0110" "110100" "D156000005" "00000001" "00000000"  # item 01, V2 table 10: 18 = 0x12 bytes
-VERIFY = "0020000003123456"
-SELECT_FIN = "00A4040008A000000333010101"  # the financial application (SPEC §5)
+EF05_01 = EF05[0x01]  # item 01, V2 table 10: 18 = 0x12 bytes
+VERIFY = VERIFY_OK
 FIN_RECORD_1 = "701E57106234560000000008D36112200000000F5F20064C492F4855419F1F00"  # SFI 1 record 1: 32 bytes
 AUTH_RK = "external authentication with RKSSSE"  # a step of `in_process`: GET CHALLENGE + 00 82 00 0A
 PHOTO = bytes(i & 0xFF for i in range(300))
@@ -225,7 +221,7 @@ def test_get_response_le_00_keeps_the_answer_it_consumed(link):
     assert link.send(SELECT_SSSE + "00") == FCI_SSSE + "9000"
     link.card_end.receive(h(SELECT_SSSE[:10]))
     assert link.card_end.output() == h("A4")
-    link.card_end.receive(h(SSSE_NAME))
+    link.card_end.receive(h(DDF_NAME))
     assert link.card_end.output() == h("611E")
     assert link.send("00C0000000") == FCI_SSSE + "9000"
     assert link.exchanges == [("00C0000000", "6C1E"), ("00C000001E", "C0" + FCI_SSSE + "9000")]
@@ -313,8 +309,8 @@ def test_case_4_select_61xx_get_response_same_as_in_process(link):
 
 def test_case_4_answered_9000_alone_is_the_sw(link):
     # SELECT with P2 0C: no FCI, so no 61xx and no GET RESPONSE
-    assert link.send("00A4040C0F" + SSSE_NAME + "00") == "9000"
-    assert link.exchanges == [("00A4040C0F" + SSSE_NAME, "A49000")]
+    assert link.send("00A4040C0F" + DDF_NAME + "00") == "9000"
+    assert link.exchanges == [("00A4040C0F" + DDF_NAME, "A49000")]
 
 
 def test_case_4_select_ef_by_fid_answers_9000_without_data(link):
@@ -359,7 +355,7 @@ def test_reader_sends_one_byte_per_not_ins():
         piece = reader_end.output()
         pieces.append(piece)
         card_end.receive(piece)
-    assert pieces == [bytes((b,)) for b in h(SSSE_NAME)]
+    assert pieces == [bytes((b,)) for b in h(DDF_NAME)]
     reader_end.receive(card_end.output())
     assert reader_end.exchanges[0] == (h(SELECT_SSSE), h("5B" * 15 + "611E"))
 
@@ -509,7 +505,7 @@ def test_envelope_for_a_260_byte_4e_select(link):
 
 
 def test_envelope_4e_select_then_fci_by_get_response(link):
-    apdu = "00A40400" "00000F" + SSSE_NAME + "0000"
+    apdu = "00A40400" "00000F" + DDF_NAME + "0000"
     assert link.send(apdu) == FCI_SSSE + "9000"
     assert link.exchanges == [
         ("00C2000018" + apdu, "C2611E"),
@@ -609,7 +605,7 @@ SESSION = [
     "0020000003111111", VERIFY, "00B2082C00", "00B20844", "00A4020002EF05", "00A4020002EF0500", "00B2010400",
     "00B2070400", "00C0000000", "00CA9F7F00", "80CA9F7900",
     "0084000008", _rk_authentication(), "00B2013400", "00B2013412", "00B0880010", "00B0880000",  # EF06, EF08
-    "00A4040C0F" + SSSE_NAME, "006D0000", "00B2012C000012", "00A40400000008A000000333010101" + "0000",
+    "00A4040C0F" + DDF_NAME, "006D0000", "00B2012C000012", "00A40400000008A000000333010101" + "0000",
 ]
 
 

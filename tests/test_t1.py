@@ -9,7 +9,6 @@ the default card offers T=0 only (LD/T 32 P2). The photo (EF08) is read after EX
 AUTHENTICATE with RKSSSE, its cryptogram from the independent oracle (tests/oracle.py).
 """
 
-import datetime
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -25,33 +24,25 @@ from chip.contacts.t1 import (
     BlockReader,
     CardT1,
     Invalid,
-    bwt_etu,
-    crc,
-    cwt_etu,
     decode,
     describe,
     i_block,
-    lrc,
     r_block,
     s_block,
 )
+from chip.contacts.timing import bwt_etu, crc, cwt_etu, lrc
 from reader import SimReader
 from reader.link.t1 import ReaderT1
 
-from helpers import FCI, KEY_ID, card_key
+from helpers import CARD_DATE, FCI, KEY_ID, T1_ATR, card_key, h
+from ssse_helpers import SELECT_SSSE, verify
 
-CARD_DATE = datetime.date(2026, 11, 21)
-SELECT_SSSE = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
 FCI_SSSE = bytes.fromhex(FCI["sm4"] + "9000")  # 6F 1C ... 86 01 03 (SM4) + SW: 32 bytes
-VERIFY_OK = bytes.fromhex("0020000003123456")
+VERIFY = verify("123456")
 READ_PHOTO = bytes.fromhex("00B0880000012C")  # READ BINARY EF08 (SFI 8), extended Le 300
 PHOTO = bytes(range(256)) + bytes(44)
 BWT = 61451  # 11 + 2^4 × 960 × 372 × 4 / 372 etu
 EDCS = ("lrc", "crc")
-
-
-def hx(data: bytes) -> str:
-    return data.hex().upper()
 
 
 def new_card(photo: bool = False) -> Card:
@@ -81,7 +72,7 @@ def rk_authentication(transmit) -> None:
 
 def test_the_t1_profile_offers_t1():
     card = Card.from_profile("t1", date=CARD_DATE)
-    assert card.atr.hex().upper() == "3B9D138031FE45" "00815353438699110100000001" "48"
+    assert card.atr.hex().upper() == T1_ATR
     assert SimReader(card).protocol == 0  # without PPS the first offered protocol, T=0, runs
 
 
@@ -288,23 +279,23 @@ def test_ifs_then_select_ssse(edc, blocks_hex):
     reader = ln.transmit(SELECT_SSSE)
     assert reader.error is None
     assert reader.response == FCI_SSSE == twin().transmit(SELECT_SSSE)
-    assert [hx(raw) for _, raw in reader.exchanges] == blocks_hex
+    assert [h(raw) for _, raw in reader.exchanges] == blocks_hex
     assert blocks(reader) == ["> S(IFS request) 254", "< S(IFS response) 254",
                               "> I(0, M=0) 20 bytes", "< I(0, M=0) 32 bytes"]
     assert ln.card_end.ifsd == 254
     # the session is open: the next command goes straight in I(1), answered by I(1)
-    reader = ln.transmit(VERIFY_OK)
+    reader = ln.transmit(VERIFY)
     assert reader.response == b"\x90\x00"
-    assert [hx(raw) for _, raw in reader.exchanges[4:]] == (
+    assert [h(raw) for _, raw in reader.exchanges[4:]] == (
         ["00400800200000031234561B", "0040029000D2"] if edc == "lrc" else
-        [hx(i_block(1, VERIFY_OK).encode("crc")), hx(i_block(1, b"\x90\x00").encode("crc"))])
+        [h(i_block(1, VERIFY).encode("crc")), h(i_block(1, b"\x90\x00").encode("crc"))])
     assert ln.timeouts == 0
 
 
 def test_ifsd_32_is_announced_too():
     ln = link(ifsd=32)
     ln.transmit(SELECT_SSSE)
-    assert [hx(raw) for _, raw in ln.reader.exchanges[:2]] == ["00C10120E0", "00E10120C0"]
+    assert [h(raw) for _, raw in ln.reader.exchanges[:2]] == ["00C10120E0", "00E10120C0"]
     assert ln.card_end.ifsd == 32
 
 
@@ -341,10 +332,10 @@ def test_300_byte_response_chained_with_ifsd_32(edc):
                                     + ["< I(0, M=0) 14 bytes"])
     log = [raw for _, raw in reader.exchanges[mark:]]
     if edc == "lrc":
-        assert hx(log[0]) == "00400700B0880000012C52"
-        assert hx(log[1]) == "006020" + hx(PHOTO[:32]) + "40"  # LRC of 00..1F is 0, of 00 60 20 is 40
-        assert hx(log[2]) == "00800080" and hx(log[4]) == "00900090"
-        assert hx(log[-1]) == "00000E" + "00" * 12 + "9000" + "9E"
+        assert h(log[0]) == "00400700B0880000012C52"
+        assert h(log[1]) == "006020" + h(PHOTO[:32]) + "40"  # LRC of 00..1F is 0, of 00 60 20 is 40
+        assert h(log[2]) == "00800080" and h(log[4]) == "00900090"
+        assert h(log[-1]) == "00000E" + "00" * 12 + "9000" + "9E"
     for raw in log[1:-1:2]:
         assert len(raw) == 3 + 32 + (1 if edc == "lrc" else 2)
     # the response is the in-process one
@@ -379,10 +370,10 @@ def test_260_byte_extended_command_chained_with_ifsc_32(edc):
     assert blocks(reader) == (["> S(IFS request) 254", "< S(IFS response) 254"]
                               + [b for pair in zip(pieces, acks) for b in pair]
                               + ["> I(0, M=0) 11 bytes", "< I(0, M=0) 2 bytes"])
-    log = [hx(raw) for _, raw in reader.exchanges]
+    log = [h(raw) for _, raw in reader.exchanges]
     assert b"".join(bytes.fromhex(raw)[3:-(1 if edc == "lrc" else 2)] for raw in log[2::2][:9]) == apdu
     if edc == "lrc":
-        assert log[2] == "002020" "00A40400000104" + hx(name[:25]) + "BD"
+        assert log[2] == "002020" "00A40400000104" + h(name[:25]) + "BD"
         assert log[3:6:2] == ["00900090", "00800080"]
         assert log[-2:] == ["00000BF9FAFBFCFDFEFF00000000F3", "0000026A82EA"]
 
@@ -415,7 +406,7 @@ def test_wtx_on_a_slow_command(edc):
     assert blocks(reader, mark) == ["> I(1, M=0) 7 bytes", "< S(WTX request) 4", "> S(WTX response) 4",
                                     "< I(1, M=1) 254 bytes", "> R(0)", "< I(0, M=0) 48 bytes"]
     if edc == "lrc":
-        assert [hx(raw) for _, raw in reader.exchanges[mark + 1:mark + 3]] == ["00C30104C6", "00E30104E6"]
+        assert [h(raw) for _, raw in reader.exchanges[mark + 1:mark + 3]] == ["00C30104C6", "00E30104E6"]
     assert ln.busy[busy:] == [0, 200_000, 0]  # S(WTX request) at once, the answer 200000 etu later
     assert 200_000 <= 4 * BWT
     assert ln.timeouts == 0
@@ -484,7 +475,7 @@ def test_corrupted_i_block_is_sent_again(edc):
                               "> I(0, M=0) 20 bytes", "< I(0, M=0) 32 bytes"]
     log = [raw for _, raw in reader.exchanges]
     assert log[4] == log[2]  # the same block, byte for byte
-    assert hx(log[3]) == ("00810081" if edc == "lrc" else hx(r_block(0, 1).encode("crc")))
+    assert h(log[3]) == ("00810081" if edc == "lrc" else h(r_block(0, 1).encode("crc")))
 
 
 def test_corrupted_r_block_during_response_chaining():
@@ -517,7 +508,7 @@ def test_lost_response_block_is_asked_for_again(edc):
     assert ln.timeouts == 1
     assert blocks(reader)[2:] == ["> I(0, M=0) 20 bytes", "> R(0) other error", "< I(0, M=0) 32 bytes"]
     if edc == "lrc":
-        assert hx(reader.exchanges[3][1]) == "00820082"
+        assert h(reader.exchanges[3][1]) == "00820082"
 
 
 def test_lost_command_block_is_sent_again():
@@ -566,14 +557,14 @@ def test_resynch_after_repeated_errors():
     assert blocks(reader)[2:] == ["> I(0, M=0) 20 bytes",
                                   "> R(0) other error", "> R(0) other error", "> R(0) other error",
                                   "> S(RESYNCH request)", "< S(RESYNCH response)"]
-    assert [hx(raw) for _, raw in reader.exchanges[6:8]] == ["00C000C0", "00E000E0"]
+    assert [h(raw) for _, raw in reader.exchanges[6:8]] == ["00C000C0", "00E000E0"]
     # both ends start again from N(S) = 0, with S(IFS) first
     ln.fault = None
     again = ln.transmit(SELECT_SSSE)
     assert again.response == FCI_SSSE
     assert blocks(again, start=8) == ["> S(IFS request) 254", "< S(IFS response) 254",
                              "> I(0, M=0) 20 bytes", "< I(0, M=0) 32 bytes"]
-    assert blocks(ln.transmit(VERIFY_OK))[-2:] == ["> I(1, M=0) 8 bytes", "< I(1, M=0) 2 bytes"]
+    assert blocks(ln.transmit(VERIFY))[-2:] == ["> I(1, M=0) 8 bytes", "< I(1, M=0) 2 bytes"]
 
 
 def test_resynch_resets_the_card_end():
@@ -585,7 +576,7 @@ def test_resynch_resets_the_card_end():
     card_end.receive(s_block(RESYNCH).encode())
     assert card_end.output() == bytes.fromhex("00E000E0")
     assert card_end.ifsd == 32
-    card_end.receive(i_block(0, VERIFY_OK).encode())  # N(S) 0 again, answered with N(S) 0
+    card_end.receive(i_block(0, VERIFY).encode())  # N(S) 0 again, answered with N(S) 0
     assert card_end.output() == i_block(0, b"\x90\x00").encode()
 
 
@@ -656,7 +647,7 @@ def test_a_card_without_power_is_silent():
     ln = link()
     assert ln.transmit(SELECT_SSSE).response == FCI_SSSE
     ln.card_end.card.power_off()
-    reader = ln.transmit(VERIFY_OK)
+    reader = ln.transmit(VERIFY)
     assert reader.response is None and reader.error
     assert ln.card_end.output() == b""
     assert blocks(reader)[4:] == (["> I(1, M=0) 8 bytes"] + ["> R(1) other error"] * 3
@@ -693,7 +684,7 @@ def test_card_end_powers_the_card_for_t1():
 # reader send them again, VERIFY with a wrong PIN does not (its counter moves twice)
 IDEMPOTENT = [
     SELECT_SSSE,
-    VERIFY_OK,
+    VERIFY,
     bytes.fromhex("00A4020002EF05"),
     bytes.fromhex("00B2052C00"),
     bytes.fromhex("00B2083000"),

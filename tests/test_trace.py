@@ -5,15 +5,17 @@ import io
 
 import pytest
 
+import helpers
 from chip import Card
+from helpers import spaced
 from reader import SimReader
 from reader.traces.replay import RecordingReader, fresh_card, image_bytes, junit_xml, replay, replay_notes, seeded, \
     sim_reader_for
 from reader.traces.format import TraceError, expectation, from_scriptor, parse, to_scriptor, to_text
 
-SELECT = "00 A4 04 00 0F 73 78 31 2E 73 68 2E C9 E7 BB E1 B1 A3 D5 CF"
-# the SSSE's FCI: DF name, DIR SFI 88 01 1E, algorithm 9F0C 86 01 03 (P5 table 36, SPEC S9/S19)
-FCI = "6F 1C 84 0F 73 78 31 2E 73 68 2E C9 E7 BB E1 B1 A3 D5 CF A5 09 88 01 1E 9F 0C 03 86 01 03"
+SELECT = spaced(helpers.SELECT_SSSE)
+# the SSSE's FCI: DF name, DIR SFI 88 01 1E, algorithm 9F0C 86 01 03 (P5 table 36, docs/decisions.md S9, S19)
+FCI = spaced(helpers.FCI["sm4"])
 HEADER = "@date 2026-11-21\n@random 7\nreset\n"
 
 
@@ -187,7 +189,7 @@ def test_scriptor_export_refuses_captures():
 # -- the CLI ----------------------------------------------------------------------------------------------
 
 def test_cli_replay_record_and_scriptor(tmp_path, capsys):
-    from reader.cli.commands import main
+    from reader.cli import main
 
     image = str(tmp_path / "card.img")
     assert main(["--date", "2026-11-21", "personalize", "--state", image]) == 0
@@ -218,7 +220,7 @@ def test_cli_replay_record_and_scriptor(tmp_path, capsys):
     assert capsys.readouterr().err == f"sscard: error: {bad}:1: 'Z' is not a hex byte or {{capture}}\n"
 
 
-# -- directives for replays on any card, snapshots, implicit reset (issue 12) --------------------------------
+# -- directives for replays on any card, snapshots, implicit reset -------------------------------------------
 
 def test_relative_date_raw_protocol_and_their_text():
     trace = parse("@issued 2026-11-21\n@date issued+301\n@protocol T=0 raw\nreset\n", "t.apdu")

@@ -4,9 +4,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import helpers
+import ssse_helpers as sh
 from reader.pcsc.vpcd import Apdu, GetAtr, PowerOff, PowerOn, Reset, Unknown, VpcdProtocol
 
-SELECT = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
+SELECT = sh.SELECT_SSSE
 # what pcscd's vpcd driver sends when a client connects and selects: power on, ATR, APDU, reset, power off
 STREAM = (b"\x00\x01\x01" b"\x00\x01\x04" + len(SELECT).to_bytes(2, "big") + SELECT
           + b"\x00\x01\x02" b"\x00\x01\x00")
@@ -73,11 +75,11 @@ def test_send_frames_with_big_endian_length():
         VpcdProtocol.send(bytes(0x10000))
 
 
-FCI = bytes.fromhex("6F1C840F7378312E73682EC9E7BBE1B1A3D5CFA50988011E9F0C03860103")  # the SSSE's, SM4
-VERIFY = bytes.fromhex("0020000003123456")
-SELECT_DF04 = bytes.fromhex("00A4000002DF04")
-READ_DF04_REGION = bytes.fromhex("00B2842805")  # DF04 EF05 item 84: PIN or RK1DF04 (V2 table 7)
-DF04_REGION = bytes.fromhex("8403110100")
+FCI = bytes.fromhex(helpers.FCI["sm4"])  # the SSSE's, SM4
+VERIFY = bytes.fromhex(helpers.VERIFY_OK)
+SELECT_DF04 = bytes.fromhex(helpers.SELECT_DF04_FID)
+READ_DF04_REGION = sh.READ_DF04_REGION  # DF04 EF05 item 84: PIN or RK1DF04 (V2 table 7)
+DF04_REGION = bytes.fromhex(helpers.DF04_REGION)
 
 
 def get_response(slot, first: bytes) -> bytes:

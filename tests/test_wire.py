@@ -5,9 +5,7 @@ every terminal flow gives exactly what it gives in-process. The default card is 
 P2); T=1 runs on the shipped `t1` profile, which offers both.
 """
 
-import dataclasses
 import datetime
-import glob
 import os
 
 import pytest
@@ -15,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chip import Card
-from chip.contacts.atr import AtrConfig, parse_atr
+from chip.contacts.atr import parse_atr
 from chip.personalization.profile import SHIPPED
+from helpers import CARD_DATE, DEFAULT_ATR, SELECT_SSSE, T1_ATR, TRACES
 from reader import SimReader
 from reader.base import transmit_all
 from reader.terminals.flows import FLOWS, run_flow
@@ -24,21 +23,18 @@ from reader.traces.replay import replay, sim_reader_for
 from reader.traces.format import parse
 from reader.link.wire import Faults, LinkError, WireReader, explain_log
 
-DATE = datetime.date(2026, 11, 21)
-SELECT = bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
-TRACES = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "apdu_traces", "*.apdu")))
+SELECT = bytes.fromhex(SELECT_SSSE)
+TRACE_FILES = sorted(str(path) for path in TRACES.glob("*.apdu"))
 PROTOCOLS = ["T=0", "T=1"]
 PROFILE = {"T=0": "default", "T=1": "t1"}  # a card that offers the protocol
-BASIC_ATR = "3B6D0000" "00815353438699110100000001"
-T1_ATR = "3B9D138031FE45" "00815353438699110100000001" "48"
 
 
 def card_for(protocol: str, **kw) -> Card:
-    return Card.from_profile(PROFILE[protocol], date=DATE, **kw)
+    return Card.from_profile(PROFILE[protocol], date=CARD_DATE, **kw)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-@pytest.mark.parametrize("path", TRACES, ids=lambda p: os.path.basename(p))
+@pytest.mark.parametrize("path", TRACE_FILES, ids=lambda p: os.path.basename(p))
 def test_curated_traces_replay_over_the_wire(path, protocol):
     trace = parse(open(path, encoding="utf-8").read(), path)
     for step in trace.steps:  # the ATR is test_atr's subject (and test_curated checks the traces' own)
@@ -59,7 +55,7 @@ def test_every_flow_over_the_wire(name, protocol):
     if name in ("loss-unlock",):
         assert run_flow("loss-report", card).ok
     if name == "deadline-unlock":
-        card.set_date(DATE + datetime.timedelta(days=301))
+        card.set_date(CARD_DATE + datetime.timedelta(days=301))
     if name == "pin-reset":
         reader = SimReader(card)
         reader.reset()
@@ -75,20 +71,20 @@ def test_same_bytes_as_in_process_for_a_session():
                 bytes.fromhex("00B2093000"), bytes.fromhex("0084000008"), bytes.fromhex("00B2FF2C00"),
                 bytes.fromhex("00A4040008A000000333010101"), bytes.fromhex("80CA9F3600"), b"\x00\xA4"]
     expected = []
-    card = Card.from_profile(date=DATE)
+    card = Card.from_profile(date=CARD_DATE)
     card.random = lambda n: bytes(range(n))
     sim = SimReader(card, protocol="T=1")
     sim.reset()
     expected = [sim.transmit(c) for c in commands]
     for name in ("default", "t1"):
-        card = Card.from_profile(name, date=DATE)
+        card = Card.from_profile(name, date=CARD_DATE)
         card.random = lambda n: bytes(range(n))
         sim = SimReader(card)  # the card's own protocol, T=0 on both: 61xx fetched by the reader
         sim.reset()
         assert sim.protocol == 0 and [sim.transmit(c) for c in commands] == expected
     # the T=0 firmware is a terminal's transport layer (P2 §9.3): it also re-issues a case 2 command
     # with the Le a 6Cxx names, as transmit_all does
-    card = Card.from_profile(date=DATE)
+    card = Card.from_profile(date=CARD_DATE)
     card.random = lambda n: bytes(range(n))
     sim = SimReader(card, protocol="T=1")
     sim.reset()
@@ -104,9 +100,9 @@ def test_same_bytes_as_in_process_for_a_session():
 def test_default_card_needs_no_pps():
     """P2: T=0 only at 372/1 - nothing to negotiate, so the reader sends no PPS and T=0 runs at once."""
     log = []
-    reader = WireReader(Card.from_profile(date=DATE), log=log)
+    reader = WireReader(Card.from_profile(date=CARD_DATE), log=log)
     atr = reader.reset()
-    assert atr.hex().upper() == BASIC_ATR and reader.protocol == 0
+    assert atr.hex().upper() == DEFAULT_ATR and reader.protocol == 0
     lines = explain_log(log, 0)
     assert lines[0].endswith("< 3B 6D 00 00 00 81 53 53 43 86 99 11 01 00 00 00 01    ATR")
     assert (reader.wire.protocol, reader.wire.fi, reader.wire.di) == (0, 372, 1)
@@ -119,7 +115,7 @@ def test_default_card_needs_no_pps():
 
 def test_default_card_confirms_t0_when_asked():
     log = []
-    reader = WireReader(Card.from_profile(date=DATE), pps=0x13, log=log)
+    reader = WireReader(Card.from_profile(date=CARD_DATE), pps=0x13, log=log)
     reader.reset()
     lines = explain_log(log, 0)
     assert lines[1].endswith("> FF 10 13 FC    PPS request") and lines[2].endswith("< FF 00 FF    PPS response")
@@ -129,7 +125,7 @@ def test_default_card_confirms_t0_when_asked():
 
 def test_default_card_refuses_t1_by_pps():
     log = []
-    reader = WireReader(Card.from_profile(date=DATE), protocol="T=1", log=log)
+    reader = WireReader(Card.from_profile(date=CARD_DATE), protocol="T=1", log=log)
     reader.reset()
     lines = explain_log(log, 1)
     assert lines[1].endswith("> FF 01 FE    PPS request")
@@ -141,7 +137,7 @@ def test_default_card_refuses_t1_by_pps():
 def test_atr_and_pps_on_the_wire_t1_profile():
     for protocol, request in (("T=1", "FF 11 13 FD"), ("T=0", "FF 10 13 FC"), (None, "FF 10 13 FC")):
         log = []
-        reader = WireReader(Card.from_profile("t1", date=DATE), protocol=protocol, log=log)
+        reader = WireReader(Card.from_profile("t1", date=CARD_DATE), protocol=protocol, log=log)
         atr = reader.reset()
         assert atr.hex().upper() == T1_ATR
         lines = explain_log(log, reader.protocol)
@@ -154,7 +150,7 @@ def test_atr_and_pps_on_the_wire_t1_profile():
 
 def test_pps_refused_keeps_the_default_rate():
     log = []
-    reader = WireReader(Card.from_profile("t1", date=DATE), protocol="T=1", pps=0x96, log=log)
+    reader = WireReader(Card.from_profile("t1", date=CARD_DATE), protocol="T=1", pps=0x96, log=log)
     reader.reset()
     assert (reader.wire.fi, reader.wire.di) == (372, 1)  # the card answered without PPS1: 372/1
     assert reader.transmit(SELECT)[-2:] == b"\x90\x00"
@@ -176,7 +172,7 @@ def profile_with_ta1(tmp_path, ta1: str) -> str:
 def test_a_faster_ta1_takes_less_simulated_time(tmp_path, protocol):
     times = {}
     for ta1 in ("11", "13", "18", "96"):
-        reader = WireReader(Card.from_profile(profile_with_ta1(tmp_path, ta1), date=DATE), protocol=protocol)
+        reader = WireReader(Card.from_profile(profile_with_ta1(tmp_path, ta1), date=CARD_DATE), protocol=protocol)
         reader.reset()
         for _ in range(5):
             reader.transmit(SELECT)
@@ -197,7 +193,7 @@ def test_a_faster_ta1_takes_less_simulated_time(tmp_path, protocol):
     ("absent", "t0+t1", "T=1", 12),
 ], ids=["n0", "n2", "n254", "n255-t0", "n255-t1", "n255-t0-on-t1-card", "n2-t1", "no-tc1-t1"])
 def test_guard_time_from_tc1(tmp_path, tc1, protocols, protocol, to_card):
-    card = Card.from_profile(profile_with_atr(tmp_path, protocols=protocols, guard_time=tc1), date=DATE)
+    card = Card.from_profile(profile_with_atr(tmp_path, protocols=protocols, guard_time=tc1), date=CARD_DATE)
     log = []
     reader = WireReader(card, protocol=protocol, log=log)
     reader.reset()
@@ -215,7 +211,7 @@ def test_guard_time_ff_on_the_pps_request(tmp_path):
     """P2 §8.7: the PPS request gets TC1's extra guard time, except for N = 255 (12 etu)."""
     for tc1, per_character in ((255, 12), (3, 15)):
         card = Card.from_profile(profile_with_atr(tmp_path, protocols="t0+t1", fi_di="13", guard_time=tc1),
-                                 date=DATE)
+                                 date=CARD_DATE)
         reader = WireReader(card, protocol="T=1")
         reader.reset()
         atr = parse_atr(card.atr)
@@ -243,26 +239,33 @@ def test_slow_card_sends_wtx_on_t1_and_nulls_on_t0():
 
 
 def test_t0_parity_errors_are_repeated_and_cost_time():
-    clean = WireReader(Card.from_profile(date=DATE), protocol="T=0")
-    noisy = WireReader(Card.from_profile(date=DATE), protocol="T=0", faults=Faults(seed=3, parity=0.05))
+    clean = WireReader(Card.from_profile(date=CARD_DATE), protocol="T=0")
+    noisy = WireReader(Card.from_profile(date=CARD_DATE), protocol="T=0", faults=Faults(seed=3, parity=0.05))
     for reader in (clean, noisy):
         reader.reset()
         assert reader.transmit(SELECT)[-2:] == b"\x90\x00"
     assert noisy.seconds > clean.seconds
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 10_000), flips=st.integers(0, 2),
-       command=st.sampled_from(["00B2012C00", "00B2072C00", "0020000003999999", "00A40000", "80CA9F3600"]))
-def test_t1_faults_below_the_limit_give_the_same_response(seed, flips, command):
+def in_process_and_on_t1(command: str):
+    """(the command, what the default card answers it in-process after SELECT SSSE, a T=1 WireReader
+    on a t1 card with the SSSE selected and no faults yet)."""
     apdu = bytes.fromhex(command)
-    sim = SimReader(Card.from_profile(date=DATE))
+    sim = SimReader(Card.from_profile(date=CARD_DATE))
     sim.reset()
     sim.transmit(SELECT)
     expected = sim.transmit(apdu)
     reader = WireReader(card_for("T=1"), protocol="T=1")
     reader.reset()
     reader.transmit(SELECT)
+    return apdu, expected, reader
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), flips=st.integers(0, 2),
+       command=st.sampled_from(["00B2012C00", "00B2072C00", "0020000003999999", "00A40000", "80CA9F3600"]))
+def test_t1_faults_below_the_limit_give_the_same_response(seed, flips, command):
+    apdu, expected, reader = in_process_and_on_t1(command)
     reader.wire.faults = Faults(seed=seed, flip=0.05, limit=flips)
     assert reader.transmit(apdu) == expected
 
@@ -272,14 +275,7 @@ def test_t1_faults_below_the_limit_give_the_same_response(seed, flips, command):
        command=st.sampled_from(["00B2072C00", "0020000003999999", "80CA9F3600", "00A40000"]))
 def test_t1_heavy_faults_give_a_link_error_or_the_right_response(seed, rate, command):
     """Never a wrong response, even for a command that must not run twice (a wrong PIN counts)."""
-    apdu = bytes.fromhex(command)
-    sim = SimReader(Card.from_profile(date=DATE))
-    sim.reset()
-    sim.transmit(SELECT)
-    expected = sim.transmit(apdu)
-    reader = WireReader(card_for("T=1"), protocol="T=1")
-    reader.reset()
-    reader.transmit(SELECT)
+    apdu, expected, reader = in_process_and_on_t1(command)
     reader.wire.faults = Faults(seed=seed, flip=rate, drop=rate / 3, extra=rate / 3)
     try:
         assert reader.transmit(apdu) == expected
@@ -289,13 +285,13 @@ def test_t1_heavy_faults_give_a_link_error_or_the_right_response(seed, rate, com
 
 def select_response() -> bytes:
     """What the default card answers SELECT SSSE in-process (FCI + SW)."""
-    reader = SimReader(Card.from_profile(date=DATE), protocol="T=1")
+    reader = SimReader(Card.from_profile(date=CARD_DATE), protocol="T=1")
     reader.reset()
     return reader.transmit(SELECT)
 
 
 def test_cli_apdu_replay_and_wire_log(tmp_path, capsys):
-    from reader.cli.commands import main
+    from reader.cli import main
 
     image = str(tmp_path / "card.img")
     assert main(["--date", "2026-11-21", "personalize", "--state", image]) == 0
@@ -320,7 +316,7 @@ def test_wire_log_defaults_to_the_cards_protocol(tmp_path, capsys):
     """`sscard wire-log` without --wire runs the card's own protocol: T=0 at 372/1 with no PPS on the
     default card (61xx then GET RESPONSE on the contacts, 6Cxx re-issued), T=0 after a PPS to TA1 13
     on the t1 profile; `--wire t1` still overrides."""
-    from reader.cli.commands import main
+    from reader.cli import main
 
     fci = select_response()
     image = str(tmp_path / "card.img")
