@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PCSC_STAMP := $(VENV)/.pcsc
-# Debian packages for the real PC/SC stack (see ../shared/PCSC.md)
+# Debian packages for the real PC/SC stack (docs/pcsc.md: what each is for, and the traps)
 PCSC_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev pcsc-tools opensc
 CARD ?= card.img
 

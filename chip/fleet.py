@@ -1,4 +1,4 @@
-"""Fleets: many cards in one process (issue 8).
+"""Fleets: many cards in one process.
 
 `Fleet(folder)` is a folder of card images, `NAME.img` each, opened lazily:
 `fleet["card-0001"]` opens `folder/card-0001.img` the first time it is used
