@@ -7,9 +7,9 @@ Run with `make bench`; figures in bench/README.md.
 """
 
 import pytest
+from helpers import CARD_DATE
 
 from chip import Card
-from helpers import CARD_DATE
 from reader import SimReader
 from reader.terminals.issuer import IssuerHost
 from reader.terminals.payment import PaymentTerminal

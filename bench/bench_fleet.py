@@ -22,9 +22,9 @@ import os
 import time
 
 import pytest
+from helpers import CARD_DATE
 
 from chip.fleet import Fleet, memory_per_card
-from helpers import CARD_DATE
 from reader.terminals.fleet_load import SSSE_MIX, load
 
 N = 10_000  # with benchmarks enabled (make bench)

@@ -11,10 +11,10 @@ import sys
 import time
 
 import pytest
-
-from chip import Card
 from helpers import require_pcsc
 from ssse_helpers import SELECT_SSSE
+
+from chip import Card
 
 READER = "Virtual PCD 00 00"
 SELECT = SELECT_SSSE

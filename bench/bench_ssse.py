@@ -13,10 +13,10 @@ bench/README.md.
 """
 
 import pytest
-
 import ssse_helpers as sh
-from chip import Card
 from helpers import CARD_DATE, PROFILES, VERIFY_OK
+
+from chip import Card
 from reader import SimReader
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")

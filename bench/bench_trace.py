@@ -6,11 +6,12 @@ round, 1,000 rounds), so every response is checked byte for byte.
 
 import io
 
+from helpers import SELECT_SSSE, VERIFY_OK
+
 from chip import Card
 from reader import SimReader
-from reader.traces.replay import RecordingReader, replay, sim_reader_for
-from helpers import SELECT_SSSE, VERIFY_OK
 from reader.traces.format import parse
+from reader.traces.replay import RecordingReader, replay, sim_reader_for
 
 ROUND = [SELECT_SSSE, VERIFY_OK, "00B2012C00", "00B2052C00",
          "00B2062C00", "00B2072C00", "00B2083000", "00B2093000", "00B20D3000", "00B24E3000"]

@@ -6,14 +6,14 @@ modelled unless a `slow_etu` is given).
 """
 
 import pytest
+from helpers import CARD_DATE, VERIFY_OK
+from ssse_helpers import SELECT_SSSE
 
 from chip import Card
-from helpers import CARD_DATE, VERIFY_OK
 from chip.personalization.profile import SHIPPED
 from reader.base import transmit_all
-from reader.terminals.flows import run_flow
 from reader.link.wire import WireReader
-from ssse_helpers import SELECT_SSSE
+from reader.terminals.flows import run_flow
 
 SELECT = SELECT_SSSE
 # SELECT, VERIFY, and the EF05 items (free to read; EF06 needs RKSSSE on a 3.00 card)

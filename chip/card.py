@@ -16,24 +16,18 @@ import logging
 import os
 import weakref
 
-from chip.kernel import image as image_mod
-from chip.kernel import lifecycle
-from chip.iso.apdu import parse
-from chip.kernel.applet import Applet
-from chip.contacts.atr import LEGACY as ATR_LEGACY, AtrConfig, build
-from chip.kernel.fs import master_file, select_by_fid, select_by_name, select_by_path, select_child, select_parent
 from chip.apps.directory import PpseApplet, PseApplet
 from chip.apps.financial import FinancialApplet
 from chip.apps.psam import PSAM
 from chip.apps.ssse import SsseApplet
-from chip.kernel.delivery import SW_OK_BYTES, Delivery, status
-from chip.kernel.power import CardNotPowered, PowerLoss
-from chip.kernel.store import StorageFailure, Store, Vars
+from chip.contacts.atr import LEGACY as ATR_LEGACY
+from chip.contacts.atr import AtrConfig, build
+from chip.iso.apdu import parse
 from chip.iso.ins import GET_RESPONSE, SELECT
 from chip.iso.sw import (
+    SW_APPLICATION_PERMANENTLY_BLOCKED,
     SW_CARD_BLOCKED,
     SW_CLA_NOT_SUPPORTED,
-    SW_APPLICATION_PERMANENTLY_BLOCKED,
     SW_FILE_NOT_FOUND,
     SW_INS_NOT_SUPPORTED,
     SW_MEMORY_FAILURE,
@@ -43,6 +37,13 @@ from chip.iso.sw import (
     SW_WRONG_P1P2,
     CardError,
 )
+from chip.kernel import image as image_mod
+from chip.kernel import lifecycle
+from chip.kernel.applet import Applet
+from chip.kernel.delivery import SW_OK_BYTES, Delivery, status
+from chip.kernel.fs import master_file, select_by_fid, select_by_name, select_by_path, select_child, select_parent
+from chip.kernel.power import CardNotPowered, PowerLoss
+from chip.kernel.store import StorageFailure, Store, Vars
 
 log = logging.getLogger("sscard.chip")
 

@@ -202,7 +202,7 @@ class _Armed:
         f = self.fault
         if f.nth is not None and n - self.base != f.nth:
             return False
-        if f.ins is not None and ins != f.ins or f.cla is not None and cla != f.cla:
+        if (f.ins is not None and ins != f.ins) or (f.cla is not None and cla != f.cla):
             return False
         self.matches += 1
         if f.once and self.fired:

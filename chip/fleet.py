@@ -24,8 +24,8 @@ import datetime
 import os
 from collections import OrderedDict
 
-from chip.kernel import image as image_mod
 from chip.card import Card
+from chip.kernel import image as image_mod
 from chip.personalization.profile import Profile, load_profile
 
 SUFFIX = ".img"

@@ -5,9 +5,9 @@ records (EF05 issue/expiry dates) have known bytes. Constants and functions are 
 """
 
 import pytest
+from helpers import CARD_DATE, PROFILES, Session
 
 from chip import Card
-from helpers import CARD_DATE, PROFILES, Session
 from reader import SimReader
 
 

@@ -25,9 +25,9 @@ import random
 import socket
 from pathlib import Path
 
+import oracle
 import pytest
 
-import oracle
 from chip import Card, load_profile
 from reader import SimReader
 from reader.cli import main

@@ -32,9 +32,10 @@ import datetime
 
 import helpers
 import oracle
+from helpers import OK
+
 from chip.apps.keys import KEYS
 from chip.personalization.profile import Profile, load_profile
-from helpers import OK
 
 SELECT_SSSE = bytes.fromhex(helpers.SELECT_SSSE)
 SELECT_DF04 = bytes.fromhex(helpers.SELECT_DF04)  # DF04 by its AID D156000005 03 (V2 table 2)

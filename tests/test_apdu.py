@@ -5,13 +5,13 @@ References: ISO/IEC 7816-4 §5.1 (cases 1-4, short and extended Lc/Le), ISO/IEC
 """
 
 import pytest
+from helpers import CARD_DATE, DDF_NAME, EF05, FCI, SELECT_SSSE, tx
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chip import Card
 from chip.iso.apdu import build, parse
 from chip.iso.sw import CardError
-from helpers import CARD_DATE, DDF_NAME, EF05, FCI, SELECT_SSSE, tx
 
 SSSE_NAME = bytes.fromhex(DDF_NAME)
 FCI_SSSE = FCI["sm4"]  # the default profile: SM4 (P5 table 36)

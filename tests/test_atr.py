@@ -6,12 +6,13 @@ import tomllib
 from functools import reduce
 from operator import xor
 
+import helpers
 import pytest
+from helpers import DEFAULT_ATR_EXPLAINED, DEFAULT_TOML, HISTORICAL
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chip import Card, ProfileError
-from chip.kernel import image as image_mod
 from chip.contacts.atr import (
     DEFAULT_HISTORICAL,
     LEGACY_HISTORICAL,
@@ -23,9 +24,8 @@ from chip.contacts.atr import (
     parse_atr,
 )
 from chip.contacts.timing import DI_TABLE, FI_TABLE
+from chip.kernel import image as image_mod
 from chip.personalization.profile import parse_profile
-import helpers
-from helpers import DEFAULT_ATR_EXPLAINED, DEFAULT_TOML, HISTORICAL
 from reader.link import atr as reader_atr
 
 # LD/T 32 P2 Table 7 (T=0 only, TB1 00, TC1 00, no TA1, no TD1, no TCK) + the Table 16 historical bytes
@@ -71,7 +71,7 @@ def test_default_atr_parameters():
     assert parsed.interface == {"TB1": 0x00, "TC1": 0x00}
     assert parsed.ta1 is parsed.td1 is parsed.ta2 is parsed.tc2 is None
     with pytest.raises(AttributeError):
-        parsed.te1
+        _ = parsed.te1
     assert parsed.protocols == (0,) and parsed.default_protocol == 0 and parsed.negotiable
     assert (parsed.fi_di, parsed.fi, parsed.di, parsed.f_max) == (0x11, 372, 1, 5_000_000)
     assert (parsed.n, parsed.wi) == (0, 10)
@@ -534,7 +534,7 @@ def test_bad_atr_field_is_one_line_error_naming_it(table, field, reason):
 
 
 def test_atr_not_a_table():
-    with pytest.raises(ProfileError, match="under-test.toml: atr: must be a table"):
+    with pytest.raises(ProfileError, match=r"under-test\.toml: atr: must be a table"):
         parse_profile(profile_data("13"), source="under-test.toml")
 
 

@@ -4,10 +4,10 @@ import subprocess
 import sys
 
 import pytest
+from helpers import DEFAULT_ATR_EXPLAINED, SELECT_SSSE, TRACES, cli
 
 from chip import Card
 from chip.personalization.profile import SHIPPED
-from helpers import DEFAULT_ATR_EXPLAINED, SELECT_SSSE, TRACES, cli
 
 
 def test_personalize_then_info(tmp_path, capsys):
@@ -28,7 +28,7 @@ def test_personalize_refuses_to_overwrite(tmp_path, capsys):
     img = str(tmp_path / "card.img")
     assert cli(capsys, "personalize", "--state", img)[0] == 0
     Card.open(img)  # stays a valid image
-    code, out, err = cli(capsys, "personalize", "--state", img)
+    code, _out, err = cli(capsys, "personalize", "--state", img)
     assert code == 2 and err.count("\n") == 1
     assert "already exists; add --force" in err
     assert cli(capsys, "personalize", "--force", "--state", img)[0] == 0
@@ -37,7 +37,7 @@ def test_personalize_refuses_to_overwrite(tmp_path, capsys):
 def test_apdu_prints_command_data_sw_and_meaning(tmp_path, capsys):
     img = str(tmp_path / "card.img")
     cli(capsys, "personalize", "--state", img)
-    code, out, err = cli(capsys, "apdu", "--state", img, SELECT_SSSE, "00 20 00 00 03 11 11 11", "00B2012C00",
+    code, out, _err = cli(capsys, "apdu", "--state", img, SELECT_SSSE, "00 20 00 00 03 11 11 11", "00B2012C00",
                          "00B2012C12")
     assert code == 0
     assert out.splitlines()[0] == "ATR 3B 6D 00 00 00 81 53 53 43 86 99 11 01 00 00 00 01"  # P2 table 16
@@ -59,7 +59,8 @@ def test_apdu_t0_answers_61xx(tmp_path, capsys):
     assert code == 0
     assert "< 611E  30 more bytes available (GET RESPONSE)" in out
     assert "> 00 C0 00 00 1E\n< 6F 1C 84 0F" in out
-    assert out.rstrip().endswith("< 6F00  data invalid / nothing to fetch")  # nothing waiting: 6F00 (P5 §6.6.4; docs/decisions.md §3)
+    # nothing waiting: 6F00 (P5 §6.6.4; docs/decisions.md §3)
+    assert out.rstrip().endswith("< 6F00  data invalid / nothing to fetch")
     code, out, _ = cli(capsys, "apdu", "--no-decode", "--state", img, SELECT_SSSE)
     assert code == 0 and out.splitlines()[-1] == "< 9000  OK" and "\n< 6F 1C 84 0F" in out and "00 C0" not in out
 
@@ -80,7 +81,7 @@ def test_errors_are_one_line(tmp_path, capsys, argv, message):
     bad.write_text(text.replace("110101199003071233", "110101199003071234"), encoding="utf-8")
     names = {"img": img, "missing": str(tmp_path / "none.img"), "garbage": str(tmp_path / "garbage.img"),
              "new": str(tmp_path / "new.img"), "badprofile": str(bad)}
-    code, out, err = cli(capsys, *[a.format(**names) for a in argv])
+    code, _out, err = cli(capsys, *[a.format(**names) for a in argv])
     assert code == 2
     assert err.startswith("sscard: error: ") and err.count("\n") == 1
     assert message in err
@@ -168,21 +169,21 @@ def test_date_is_accepted_before_or_after_the_command(tmp_path, capsys):
     before = cli(capsys, "--date", "2027-01-01", "info", "--state", img)
     after = cli(capsys, "info", "--state", img, "--date", "2027-01-01")
     assert before == after and before[0] == 0 and "2027-09-17 (259 days left)" in before[1]
-    code, out, err = cli(capsys, "ssse", "verify", "123456", "--date", "2027-01-01", "--state", img)
+    code, _out, err = cli(capsys, "ssse", "verify", "123456", "--date", "2027-01-01", "--state", img)
     assert code == 0 and err == ""
-    code, out, err = cli(capsys, "flow", "service-window-activation", "--state", img, "--date", "2027-01-02")
+    code, _out, err = cli(capsys, "flow", "service-window-activation", "--state", img, "--date", "2027-01-02")
     assert code == 0 and err == ""
 
 
 def test_usage_errors_have_one_prefix(capsys):
-    code, out, err = cli(capsys, "bogus")
+    code, _out, err = cli(capsys, "bogus")
     assert code == 2 and err.startswith("sscard: error: argument COMMAND: invalid choice: 'bogus'")
-    code, out, err = cli(capsys, "info", "--state", "x.img", "--colour")
+    code, _out, err = cli(capsys, "info", "--state", "x.img", "--colour")
     assert err == "sscard: error: unrecognized arguments: --colour\n"
-    code, out, err = cli(capsys, "ssse", "register", "--amount", "x", "--state", "x.img")
+    code, _out, err = cli(capsys, "ssse", "register", "--amount", "x", "--state", "x.img")
     assert err.startswith("sscard: error: ssse register: argument --amount: ") and err.count("\n") == 1
     for argv in (["--date", "0001-01-01", "demo"], ["demo", "--date", "9999-12-31"]):
-        code, out, err = cli(capsys, *argv)
+        code, _out, err = cli(capsys, *argv)
         assert code == 2 and err.count("\n") == 1 and "sscard: error: sscard:" not in err
         assert "is a date the simulated card cannot use" in err and "1950-01-01 to 2049-12-31" in err
 
@@ -232,7 +233,7 @@ def file_cases(tmp_path) -> dict:
 def test_file_arguments_that_cannot_be_used_are_one_line(tmp_path, capsys, argv, message):
     names = file_cases(tmp_path)
     cli(capsys, "--date", "2026-11-21", "personalize", "--state", names["img"])
-    code, out, err = cli(capsys, *[a.format(**names) for a in argv])
+    code, _out, err = cli(capsys, *[a.format(**names) for a in argv])
     assert code == 2 and err.startswith("sscard: error: ") and err.count("\n") == 1, err
     assert message.format(**names) in err
     assert not (tmp_path / "nowhere").exists() and not (tmp_path / "new.img").exists()
@@ -248,7 +249,7 @@ def test_an_unreadable_profile_is_one_line(tmp_path, capsys, monkeypatch):
         raise PermissionError(13, "Permission denied", str(file))
 
     monkeypatch.setattr(chip.inputs, "open", refuse, raising=False)
-    code, out, err = cli(capsys, "personalize", str(path), "--state", str(tmp_path / "new.img"))
+    code, _out, err = cli(capsys, "personalize", str(path), "--state", str(tmp_path / "new.img"))
     assert code == 2 and err == f"sscard: error: {path}: cannot read profile (Permission denied)\n"
 
 

@@ -12,14 +12,14 @@ answered 9000. Amounts are whole fen everywhere on the command line; every
 input is checked before the first APDU.
 """
 
+import helpers
 import pytest
+from helpers import CARD_DATE, SELECT_FIN, SELECT_SSSE
 
 from chip import Card
 from chip.apps.financial import pin_block
-from chip.personalization.profile import SHIPPED
-import helpers
 from chip.iso.sw import meaning
-from helpers import CARD_DATE, SELECT_FIN, SELECT_SSSE
+from chip.personalization.profile import SHIPPED
 from reader.cli import main
 
 DATE = CARD_DATE.isoformat()
@@ -252,9 +252,9 @@ def test_wrong_offline_pin_is_printed_and_counted(img, capsys):
 def test_blocked_offline_pin_is_named_in_the_outcome(img, capsys):
     assert fin(capsys, img, "activate", "--pin", "246810")[0] == 0
     for left in (2, 1, 0):
-        code, out, _ = fin(capsys, img, "purchase", "1", "--pin", "111111")
+        _code, out, _ = fin(capsys, img, "purchase", "1", "--pin", "111111")
         assert tail(out, 1)[0].startswith(f"outcome: PIN refused (63C{left}), purchase approved offline-PIN-failed (TC")
-    code, out, _ = fin(capsys, img, "purchase", "1", "--pin", "111111")
+    _code, out, _ = fin(capsys, img, "purchase", "1", "--pin", "111111")
     assert "< 6983  authentication method blocked" in out
     assert tail(out, 1)[0].startswith("outcome: PIN blocked (6983), purchase approved offline-PIN-failed (TC")
 
@@ -337,7 +337,7 @@ def test_card_block_on_a_new_card_is_final(img, capsys):
 
 def test_card_block_on_an_activated_card(img, capsys):
     assert fin(capsys, img, "activate")[0] == 0
-    code, out, err = fin(capsys, img, "card-block")
+    code, out, _err = fin(capsys, img, "card-block")
     assert "script 8416 CARD BLOCK: 9000 OK" in out
     assert code == 0
     assert Card.open(img).store["card"].state == "blocked"
@@ -405,5 +405,5 @@ def test_info_fin_section_follows_the_card(img, capsys):
     assert "  lock                 none\n" in section
     assert "  ATC                  2 (limit 65535, last online 2)\n" in section
     assert "  PIN tries left       3 of 3\n" in section
-    code, out, _ = run(capsys, "info", "--state", img)
+    _code, out, _ = run(capsys, "info", "--state", img)
     assert "activation deadline  2027-09-17 (met: financial application activated)" in out

@@ -20,8 +20,8 @@ from helpers import CARD_DATE, EF05, PROFILE_FAMILY, PROFILES, VERIFY_OK, activa
 from ssse_helpers import TERMINAL_NO, Terminal, cn
 
 from chip import Card
-from chip.personalization.profile import SHIPPED
 from chip.iso.sw import meaning
+from chip.personalization.profile import SHIPPED
 
 DAY_300, DAY_301 = (str(CARD_DATE + datetime.timedelta(days=n)) for n in (300, 301))
 PIN_RESET_LC = {"default": 0x14, "default-3des": 0x0C}  # 16 or 8 enciphered bytes + MAC4 (docs/decisions.md S2)
@@ -221,7 +221,7 @@ def test_lock_then_verify_is_refused_then_unlock(capsys, card):
 
 def test_permanent_lock_then_select_is_9303(capsys, card):
     """P5 §6.1, P7 §13.2: APPLICATION BLOCK 84 1E 00 01; afterwards SELECT of the SSSE answers 9303."""
-    img, profile = card
+    img, _profile = card
     code, out, err = cli(capsys, "ssse", "lock", "--permanent", "--state", img)
     assert (code, err) == (0, "")
     assert check_mac_command(img, exchanges(out)[4:], "ssse_bk", 0x05, "841E000104") == "9000"

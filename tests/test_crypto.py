@@ -4,7 +4,8 @@ against independent oracles.
 - SM4 and SM3 against the vectors published in GB/T 32907-2016 and GB/T 32905-2016.
 - 3DES MAC (ISO 9797-1 MAC algorithm 3, padding method 2) against `pyemv`.
 - SM4 CBC-MAC against a block-by-block implementation written here on SM4-ECB.
-- Key diversification (the financial application's ICC master key, docs/decisions.md §6) against ECB computed here, and for 3DES against
+- Key diversification (the financial application's ICC master key, docs/decisions.md §6) against ECB
+  computed here, and for 3DES against
   `pyemv.kd.derive_icc_mk_a` (the same E(Y) || E(~Y) construction, parity-adjusted).
 """
 
@@ -12,13 +13,13 @@ import pytest
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from helpers import ROOTS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyemv import kd, tools
 from pyemv.mac import mac_iso9797_3
 
 from chip.kernel.crypto import BY_FLAG, SM4, TDES, invert, pad_method2, xor
-from helpers import ROOTS
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 

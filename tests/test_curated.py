@@ -5,15 +5,14 @@ any day, and re-recording the flow gives the same bytes."""
 import datetime
 
 import pytest
+from helpers import TRACES
 
 from chip import Card
-from helpers import TRACES
 from reader.cli import main
-from reader.traces.curate import CURATED, ISSUED, issue_date_bytes, record
 from reader.terminals.flows import FLOWS
-from reader.traces.replay import replay, sim_reader_for
+from reader.traces.curate import CURATED, ISSUED, issue_date_bytes, record
 from reader.traces.format import parse
-
+from reader.traces.replay import replay, sim_reader_for
 
 
 def exchanges(text: str) -> list[str]:

@@ -12,25 +12,35 @@ with the layout the card's current file or transaction calls for.
 
 from pathlib import Path
 
-import pytest
 import helpers
-from helpers import CARD_DATE, DDF_NAME, HISTORICAL, REGION, SELECT_DF04, SELECT_SSSE, TRACES, VERIFY_OK, Session
-from helpers import activate_financial
+import oracle
+import pytest
+from helpers import (
+    CARD_DATE,
+    DDF_NAME,
+    HISTORICAL,
+    REGION,
+    SELECT_DF04,
+    SELECT_SSSE,
+    TRACES,
+    VERIFY_OK,
+    Session,
+    activate_financial,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import chip.apps.financial as fin
-import oracle
 from chip import Card, load_profile
 from chip.card import KINDS
 from reader import Reader, SimReader
 from reader.decode.decoder import Decoder, explain
 from reader.decode.tags import CVR_BITS, cvr_lines
+from reader.report import exchange
 from reader.terminals.issuer import IssuerHost
 from reader.terminals.payment import PaymentTerminal
-from reader.traces.replay import sim_reader_for
-from reader.report import exchange
 from reader.traces.format import parse as parse_trace
+from reader.traces.replay import sim_reader_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 

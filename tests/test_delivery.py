@@ -7,10 +7,10 @@ count every byte the card has to send, so they carry 1E, not 1C.
 """
 
 import pytest
+from helpers import CARD_DATE, DDF_NAME, EF05, FCI, SELECT_SSSE, tx
 
 from chip import Card
 from chip.contacts.atr import parse_atr
-from helpers import CARD_DATE, DDF_NAME, EF05, FCI, SELECT_SSSE, tx
 from reader import SimReader
 
 FCI_SSSE = FCI["sm4"]

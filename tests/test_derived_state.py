@@ -10,9 +10,9 @@ behaviour afterwards is compared with a card on which the command was never sent
 """
 
 import pytest
+from helpers import SELECT_SSSE, VERIFY_OK, Session
 
 from chip.faults import FaultPlan
-from helpers import SELECT_SSSE, VERIFY_OK, Session
 
 READ_EF05_01 = "00B2012C12"
 VERIFY = VERIFY_OK

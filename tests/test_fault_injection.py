@@ -3,16 +3,16 @@ channel and traces; triggers; clearing; state kept after a forced SW, a mute car
 failed write."""
 
 import pytest
+from helpers import CARD_DATE, EF05, FCI, SELECT_SSSE, VERIFY_BAD, VERIFY_OK, tx
 
 from chip import Card
 from chip.faults import CardMute, Fault, FaultPlan, corrupt_tlv, inject, parse_fault
 from reader import SimReader
-from reader.traces.replay import replay, sim_reader_for
-from reader.pcsc.serve import Server, Slot
-from reader.traces.format import TraceError, parse, to_text
-from reader.pcsc.vpcd import Apdu
 from reader.link.wire import Faults, WireReader
-from helpers import CARD_DATE, EF05, FCI, SELECT_SSSE, VERIFY_BAD, VERIFY_OK, tx
+from reader.pcsc.serve import Server, Slot
+from reader.pcsc.vpcd import Apdu
+from reader.traces.format import TraceError, parse, to_text
+from reader.traces.replay import replay, sim_reader_for
 
 SELECT = SELECT_SSSE
 FCI_SM4 = FCI["sm4"]  # the default card's (P5 table 36, as real cards)
@@ -358,7 +358,7 @@ def test_serve_chunk(server):
     send(server, VERIFY)
     out = send(server, READ)
     assert out == "6106"
-    while out.endswith("6106") or out.endswith("6102"):
+    while out.endswith(("6106", "6102")):
         out = out[:-4] + send(server, "00C0000000")
     assert out == RECORD + "9000"
 

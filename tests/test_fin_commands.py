@@ -11,12 +11,12 @@ CDOL data); nothing is taken from chip.apps.financial.
 
 import re
 
+import helpers
 import pytest
+from helpers import AID, CARD_DATE, CDOL1, DEFAULT_TOML, GPO_RESPONSE, PAN, PPSE, PSE, SELECT_SSSE, tx
 
 from chip import Card
 from chip.iso import ber
-import helpers
-from helpers import AID, CARD_DATE, CDOL1, DEFAULT_TOML, GPO_RESPONSE, PAN, PPSE, PSE, SELECT_SSSE, tx
 from reader import SimReader
 
 CREDIT_AID = "A000000333010102"
@@ -218,7 +218,7 @@ def test_reselecting_starts_a_new_transaction(reader):
 # -- READ RECORD over the AFL ----------------------------------------------------------------------------
 
 
-RECORD_1 = ("701E" + "5710" + PAN + "D3611220" + "0000000F" + "5F2006" + "LI/HUA".encode().hex().upper() + "9F1F00")
+RECORD_1 = ("701E" + "5710" + PAN + "D3611220" + "0000000F" + "5F2006" + b"LI/HUA".hex().upper() + "9F1F00")
 RECORD_2 = ("70818A" + "5A08" + PAN + "5F2403361121" + "5F2503261121" + "5F28020156" + "5F340101"
             + "9F0702FF00" + "8E0E" + "00000000" + "00000000" + "4203" + "4103" + "1F03"
             + "9F0D05D84000A800" + "9F0E050010000000" + "9F0F05D84004F800"

@@ -10,11 +10,11 @@ built in this file, and the transactions are driven APDU by APDU.
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from helpers import GPO_RESPONSE, PAN, SELECT_FIN, activate_financial, tx
 from pyemv import ac as emv_ac
 from pyemv import kd, mac, tools
 
 from chip.iso import ber
-from helpers import GPO_RESPONSE, PAN, SELECT_FIN, activate_financial, tx
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 

@@ -15,12 +15,12 @@ performed; index 2 0x40 PIN try limit exceeded, 0x20 offline limit exceeded,
 
 import datetime
 
-import pytest
-
 import helpers
+import pytest
+from helpers import AID, CARD_DATE, DDF_NAME, PAN, SELECT_MF, SELECT_PPSE, SELECT_PSE, SELECT_SSSE, activate_financial, tx
+
 from chip import Card
 from chip.apps.financial import AAC, ARQC, TC, pin_block
-from helpers import AID, CARD_DATE, DDF_NAME, PAN, SELECT_MF, SELECT_PPSE, SELECT_PSE, SELECT_SSSE, activate_financial, tx
 from reader import SimReader
 from reader.terminals.issuer import IssuerHost
 from reader.terminals.payment import KernelError, PaymentTerminal

@@ -18,12 +18,12 @@ and only the last (fsync-folder) comes after the new image landed.
 import os
 
 import pytest
-
-from chip import Card
 from helpers import CARD_DATE, GPO, SELECT_FIN, snapshot, tx
 from power_cut import FILE_POINTS, count_write_points, cut_at, files_in, image_card, landed
-from reader import SimReader
 from test_fin_crypto import SM4, TDES, Transaction, activate_by_hand, cdol1, pin_block
+
+from chip import Card
+from reader import SimReader
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 

@@ -8,15 +8,15 @@ from helpers import CARD_DATE, VERIFY_OK
 from ssse_helpers import SELECT_FIN, SELECT_SSSE, Terminal
 
 from chip import Card, ImageError, load_profile
-from chip.fleet import Fleet, image_names, luhn_digit, memory_per_card, variant
 from chip.apps.keys import KEYS
+from chip.fleet import Fleet, image_names, luhn_digit, memory_per_card, variant
 from chip.personalization.profile import luhn_ok
+from reader.base import transmit_all
 from reader.cli.errors import UsageError
 from reader.cli.parser import build_parser
 from reader.cli.serve import serve_images
-from reader.base import transmit_all
-from reader.terminals.fleet_load import HOSPITAL_AMOUNT, SSSE_COMMANDS, SSSE_MIX, load, schedule_of
 from reader.sim import SimReader
+from reader.terminals.fleet_load import HOSPITAL_AMOUNT, SSSE_COMMANDS, SSSE_MIX, load, schedule_of
 
 SELECT = SELECT_SSSE
 VERIFY = bytes.fromhex(VERIFY_OK)

@@ -24,8 +24,6 @@ from chip.apps.financial import pin_block
 from chip.personalization.idnumber import check_character
 from chip.personalization.profile import load_profile
 from reader import SimReader
-from reader.terminals.issuer import IssuerHost
-from reader.terminals.payment import PaymentTerminal
 from reader.terminals.flows import (
     DEFAULT_BANK_PIN,
     DEFAULT_ID_NUMBER,
@@ -37,6 +35,8 @@ from reader.terminals.flows import (
     parse_params,
     run_flow,
 )
+from reader.terminals.issuer import IssuerHost
+from reader.terminals.payment import PaymentTerminal
 
 FCI_SM4 = FCI["sm4"]  # P5 table 36 as real cards answer (docs/decisions.md S19, S9)
 SELECT_DF04 = helpers.SELECT_DF04 + "00"  # DF04 by its AID D156000005 03 (V2 table 2)
@@ -513,7 +513,8 @@ def test_online_activation_for_another_account_delivers_nothing(card):
 
 # -- loss report and unlock --------------------------------------------------------------------------------------
 def check_bk_mac_command(card, ex, header: str) -> None:
-    """docs/decisions.md S5, docs/card/lifecycle.md §3: EXTERNAL AUTHENTICATE with BK (key 05), GET CHALLENGE (4 bytes), then `header`
+    """docs/decisions.md S5, docs/card/lifecycle.md §3: EXTERNAL AUTHENTICATE with BK (key 05),
+    GET CHALLENGE (4 bytes), then `header`
     with the MAC4 of P4 §8.2 under the STK process key of that challenge (both recomputed by the oracle)."""
     (c1, r1), (c2, r2), (auth, auth_sw), (challenge, random), (command, sw) = ex
     terminal = Terminal(card)
@@ -675,7 +676,7 @@ def test_pin_reset_by_unblock(card):
     ex = hexes(exchanges)
     unblock = next(i for i, (command, _) in enumerate(ex) if command.startswith("84240000"))
     check_puk_authentication(card, ex[unblock - 4:unblock - 1])
-    challenge, random = ex[unblock - 1]
+    _challenge, random = ex[unblock - 1]
     mac = Terminal(card).mac("ssse_stk", bytes.fromhex(random[:-4]), bytes.fromhex("8424000004"), b"")
     assert ex[unblock] == ("8424000004" + mac.hex().upper(), "9000")  # docs/decisions.md S4
     assert ex[unblock + 1] == ("805E010007123456FF778899", "9000")

@@ -39,32 +39,36 @@ import functools
 import os
 import tomllib
 
+import helpers
+import oracle
 import pytest
+import ssse_helpers as sh
+from helpers import CARD_DATE, ROOT, TRACES, activate_financial
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import helpers
-import oracle
-import ssse_helpers as sh
 from chip import Card
-from chip.iso import ber
-from chip.kernel import image
 from chip.apps.directory import PPSE_NAME, PSE_NAME
 from chip.apps.financial import AID, pin_block
+from chip.apps.ssse import DDF_NAME
+from chip.contacts.t1 import Block, BlockReader, Invalid
+from chip.contacts.t1 import decode as t1_decode
+from chip.contacts.timing import EDC_CRC as CRC
+from chip.contacts.timing import EDC_LRC as LRC
+from chip.contacts.timing import edc
+from chip.iso import ber
+from chip.kernel import image
 from chip.kernel.fs import TRANSPARENT
 from chip.kernel.image import MemoryBackend
 from chip.kernel.pin import pack, unpack
-from chip.personalization.profile import SHIPPED, Profile, ProfileError, parse_profile
-from chip.apps.ssse import DDF_NAME
 from chip.kernel.store import Store
-from chip.contacts.t1 import Block, BlockReader, Invalid, decode as t1_decode
-from chip.contacts.timing import EDC_CRC as CRC, EDC_LRC as LRC, edc
-from helpers import CARD_DATE, ROOT, TRACES, activate_financial
+from chip.personalization.profile import SHIPPED, Profile, ProfileError, parse_profile
 from reader import SimReader
+from reader.pcsc.vpcd import Apdu, GetAtr, PowerOff, PowerOn, Reset, Unknown, VpcdProtocol
 from reader.terminals.issuer import IssuerHost
 from reader.terminals.payment import PaymentTerminal
-from reader.traces.format import Trace, TraceError, parse as parse_trace
-from reader.pcsc.vpcd import Apdu, GetAtr, PowerOff, PowerOn, Reset, Unknown, VpcdProtocol
+from reader.traces.format import Trace, TraceError
+from reader.traces.format import parse as parse_trace
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 
@@ -478,7 +482,7 @@ def is_get_response(apdu: bytes) -> bool:
 
 def designed_6f00(apdu: bytes, session: Session) -> bool:
     """GET RESPONSE (P1 P2 00, no data: a case 1 or case 2 APDU) with nothing waiting: 6F00 (P5 §6.6.4)."""
-    well_formed = len(apdu) in (4, 5) or len(apdu) == 7 and apdu[4] == 0x00
+    well_formed = len(apdu) in (4, 5) or (len(apdu) == 7 and apdu[4] == 0x00)
     return is_get_response(apdu) and apdu[2] == apdu[3] == 0 and well_formed and not session.waiting
 
 
@@ -518,9 +522,9 @@ def check_step(apdu: bytes, response: bytes, before: dict, after: dict, enc_befo
             if new <= old:
                 assert new == old - 1, (name, old, new)
                 continue
-            grows = (name == "ssse.pin" and (verify_ok and p2 == 0x00 or change_ok)
-                     or name == "fin.pin" and verify_ok and p2 == 0x80
-                     or ".key." in name and auth_ok)
+            grows = ((name == "ssse.pin" and ((verify_ok and p2 == 0x00) or change_ok))
+                     or (name == "fin.pin" and verify_ok and p2 == 0x80)
+                     or (".key." in name and auth_ok))
             assert grows and new == after[name]["limit"], f"{name} tries grew {old} -> {new} on {apdu.hex()} {sw:04X}"
         elif (name, field) == ("ssse.pin", "value"):
             assert change_ok, (apdu.hex(), sw)
@@ -539,12 +543,12 @@ def check_step(apdu: bytes, response: bytes, before: dict, after: dict, enc_befo
                         f"{after[name].get(field) if field else after.get(name)!r} on {apdu.hex().upper()} -> {sw:04X}")
 
     # the session as the terminal sees it
-    if verify_ok and p2 == 0x00 or change_ok:
+    if (verify_ok and p2 == 0x00) or change_ok:
         session.pin = True
     if auth_ok:
         session.ext = True
     if (sw == 0x9000 or sw >> 8 in (0x61, 0x62)) and cla == 0x00 and ins == 0xA4:
-        if apdu in MF_SELECTS or p1 == 0x04 and apdu[5:5 + apdu[4]] in OTHER_APP_NAMES:
+        if apdu in MF_SELECTS or (p1 == 0x04 and apdu[5:5 + apdu[4]] in OTHER_APP_NAMES):
             session.ext = False  # the SSSE is left: its external authentications go (the PIN stays, P7 §5.8)
     if sw >> 8 == 0x61:
         session.waiting = True

@@ -5,14 +5,15 @@ import random
 import zlib
 
 import pytest
+from helpers import OK, snapshot
+from ssse_helpers import SELECT_DF04, SELECT_SSSE, Terminal, change_pin, read_record, verify
 
 import chip
 from chip import Card, ImageError, PowerLoss
 from chip.kernel.image import FORMAT_VERSION, IMAGE, MAGIC, ImageInUse, cut_power_at
 from chip.kernel.pin import pack
+from chip.personalization.profile import shipped_names
 from reader import SimReader
-from helpers import OK, snapshot
-from ssse_helpers import SELECT_DF04, SELECT_SSSE, Terminal, change_pin, read_record, verify
 
 VERIFY_RIGHT = verify("123456")
 VERIFY_WRONG = verify("999999")
@@ -522,9 +523,9 @@ def _overfull(name):
 
 
 def _crafted_cases():
+    from chip.kernel.pin import Key
     from chip.kernel.records import Records
     from chip.kernel.store import Binary, Vars
-    from chip.kernel.pin import Key
     return [
         ("missing-ssse-pin", _drop("ssse.pin"), "missing ssse.pin"),
         ("missing-card", _drop("card"), "missing card"),
@@ -610,7 +611,7 @@ def test_what_the_check_tolerates(closed, path):
     assert image_mod.decode(open(path, "rb").read())[0]["future.notes"].data == b"kept"  # nothing stored is lost
 
 
-@pytest.mark.parametrize("profile", sorted(__import__("chip.personalization.profile", fromlist=["shipped_names"]).shipped_names()))
+@pytest.mark.parametrize("profile", sorted(shipped_names()))
 def test_every_shipped_profile_makes_an_image_that_passes_the_check(tmp_path, profile):
     for make in (Card.from_profile, Card.psam):
         path = str(tmp_path / f"{make.__name__}.img")
@@ -630,5 +631,5 @@ def test_crafted_image_is_one_line_in_the_cli(closed, path, capsys):
     for argv in (["info", "--state", path], ["apdu", "--state", path, "00A40000023F00"],
                  ["ssse", "verify", "--state", path, "123456"]):
         assert main(argv) == 2
-        out, err = capsys.readouterr()
+        _out, err = capsys.readouterr()
         assert err == f"sscard: error: {path}: damaged card image: missing ssse.pin\n", argv

@@ -17,14 +17,14 @@ import textwrap
 import time
 
 import pytest
+from helpers import ROOT, python_env
+from ssse_helpers import SELECT_SSSE, verify
 
 from chip import Card, CardNotPowered, ImageError
 from chip.kernel import image as image_mod
 from chip.kernel.image import ImageInUse, holder
 from reader import SimReader
-from helpers import ROOT, python_env
 from reader.cli import main
-from ssse_helpers import SELECT_SSSE, verify
 
 VERIFY_RIGHT = verify("123456")
 VERIFY_WRONG = verify("999999")
@@ -181,7 +181,7 @@ def test_an_opener_that_locked_a_replaced_file_locks_the_new_one(path, monkeypat
 def test_close_and_with_release_the_image(path):
     card = Card.open(path)
     card.close()
-    with pytest.raises(ImageError, match="this card was closed; open the image again with Card.open"):
+    with pytest.raises(ImageError, match=r"this card was closed; open the image again with Card\.open"):
         card.power_on()
     with pytest.raises(CardNotPowered):
         card.transmit(SELECT_SSSE)
@@ -269,7 +269,7 @@ def test_cli_refuses_a_served_image_in_one_line(served, path, capsys):
     for argv in (["ssse", "verify", "--state", path, "999999"], ["apdu", "--state", path, "00A40000023F00"],
                  ["personalize", "--force", "--state", path], ["fin", "block", "--state", path]):
         assert main(argv) == 2, argv
-        out, err = capsys.readouterr()
+        _out, err = capsys.readouterr()
         assert err == f"sscard: error: {path} is in use by pid {served.pid} (sscard serve)\n", argv
     with open(path, "rb") as f:
         assert f.read() == before

@@ -16,10 +16,9 @@ import sys
 import textwrap
 
 import pytest
-
 from helpers import ROOT
-from reader.pcsc import pcscd
 
+from reader.pcsc import pcscd
 
 
 def _need(reason: str | None):

@@ -31,9 +31,10 @@ import sys
 import time
 from pathlib import Path
 
+from helpers import DEFAULT_TOML, ROOT, python_env
+
 from chip import Card
 from chip.kernel.pin import pack
-from helpers import DEFAULT_TOML, ROOT, python_env
 
 LIMIT = 15
 BUDGET = 4  # VERIFYs a child may send before it waits for its kill

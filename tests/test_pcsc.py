@@ -20,12 +20,12 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 import helpers
+import pytest
+from helpers import EF05, SELECT_SSSE, require_pcsc, tx
+
 from chip import Card
 from chip.personalization.profile import SHIPPED
-from helpers import EF05, SELECT_SSSE, require_pcsc, tx
 from reader.pcsc.serve import ServedProcess
 
 READER = "Virtual PCD 00 00"
@@ -215,7 +215,7 @@ def test_removal_and_reinsertion_seen_by_pyscard(served):
     gone = pcsc_reader()
     gone.connect_timeout = 0.3
     time.sleep(0.6)  # pcscd notices removal at its next poll (about 0.4 s)
-    with pytest.raises(PcscError, match="no card|No smart card|unpowered|removed"):
+    with pytest.raises(PcscError, match=r"no card|No smart card|unpowered|removed"):
         gone.reset()
     gone.close()
     assert served.command("insert") == "ok inserting card 0"
@@ -289,7 +289,7 @@ def test_pcscd_restart_while_serving(served, tmp_path):
             break
         except RuntimeError:
             if attempt == 2:
-                raise RuntimeError(f"pcscd would not restart: {log.read_text(errors='replace')[-500:]}")
+                raise RuntimeError(f"pcscd would not restart: {log.read_text(errors='replace')[-500:]}") from None
             time.sleep(0.5)
     with open(pidfile, "w") as f:  # the wrapper stops this one at the end
         f.write(str(process.pid))

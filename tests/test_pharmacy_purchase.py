@@ -14,6 +14,7 @@ import datetime
 
 import oracle
 import pytest
+from ssse_helpers import TYPE_PURCHASE
 
 from chip import Card, PowerLoss
 from chip.kernel.image import cut_power_at
@@ -22,7 +23,6 @@ from reader import SimReader
 from reader.base import transmit_all
 from reader.terminals.psam import Psam
 from reader.terminals.ssse import SsseTerminal
-from ssse_helpers import TYPE_PURCHASE
 
 H = bytes.fromhex
 WHEN = datetime.datetime(2026, 12, 1, 10, 30, 0)
@@ -106,12 +106,13 @@ def test_power_cut_at_every_write_of_debit_for_purchase(tmp_path):
         folder.mkdir()
         path = str(folder / "card.img")
         card = Card.from_profile(state=path, date=WHEN.date())
-        terminal, reader = medical_session(card)
+        terminal, _reader = medical_session(card)
         before = _purse(card)
         hook = cut_power_at(n)
         original = terminal.psam.init_purchase
 
-        def armed(**kwargs):  # arm the cut once the PSAM has made MAC1: the next card write is the debit's
+        # arm the cut once the PSAM has made MAC1: the next card write is the debit's
+        def armed(original=original, card=card, hook=hook, **kwargs):
             result = original(**kwargs)
             card.store.backend.write_point = hook
             return result
@@ -137,7 +138,7 @@ def test_power_cut_at_every_write_of_debit_for_purchase(tmp_path):
             landed = True
             assert after[0] == before[0] - AMOUNT and after[1] == before[1] + 1 and len(after[2]) == len(before[2]) + 1
         # the card powered again offers the next unused counter
-        again, reader = medical_session(durable)
+        again, _reader = medical_session(durable)
         outcome = again.pharmacy_purchase("123456", 1, WHEN)
         assert outcome["sw"] == 0x9000
         assert outcome["counter"] == (H("0001") if landed else H("0000"))

@@ -60,7 +60,8 @@ PCSC_TEST = """
     def test_pcsc(sscard_pcsc_reader):
         r = sscard_pcsc_reader.transmit(bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF"))
         assert r[-2:] == b"\\x90\\x00" and r[:2] == bytes.fromhex("6F1C")  # its PcscReader fetched the 61xx
-        assert sscard_pcsc_reader.transmit(bytes.fromhex("00B2072C0B")).hex().upper() == "0709" + b"T00000001".hex().upper() + "9000"
+        answer = sscard_pcsc_reader.transmit(bytes.fromhex("00B2072C0B"))
+        assert answer.hex().upper() == "0709" + b"T00000001".hex().upper() + "9000"
 """
 
 

@@ -25,10 +25,6 @@ import collections
 import os
 
 import pytest
-
-from chip import Card
-from chip.kernel.image import ImageInUse
-from chip.kernel.pin import unpack
 from helpers import DF04_REGION, OK, snapshot
 from power_cut import (
     FILE_POINTS,
@@ -41,8 +37,12 @@ from power_cut import (
     left_by,
     twin,
 )
-from reader import SimReader
 from ssse_helpers import READ_DF04_REGION, SELECT_DF04, SELECT_SSSE, change_pin, verify
+
+from chip import Card
+from chip.kernel.image import ImageInUse
+from chip.kernel.pin import unpack
+from reader import SimReader
 
 OLD, NEW, WRONG = "123456", "654321", "999999"
 LIMIT = 6

@@ -46,16 +46,9 @@ import signal
 import threading
 import time
 
-import pytest
-
 import helpers
+import pytest
 import ssse_helpers as sh
-from chip import Card
-from chip.iso import ber
-from chip.kernel import image
-from chip.kernel.crypto import TDES
-from chip.apps.financial import pin_block
-from chip.personalization.profile import SHIPPED
 from helpers import CARD_DATE, OK, activate_financial, require_pcsc
 from power_cut import (
     FILE_POINTS,
@@ -67,6 +60,13 @@ from power_cut import (
     landed,
     left_by,
 )
+
+from chip import Card
+from chip.apps.financial import pin_block
+from chip.iso import ber
+from chip.kernel import image
+from chip.kernel.crypto import TDES
+from chip.personalization.profile import SHIPPED
 from reader import SimReader
 from reader.terminals.issuer import IssuerHost
 

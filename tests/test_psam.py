@@ -11,15 +11,15 @@ words are P9 §9's tables with the project's decisions (docs/decisions.md S1, S7
 import collections
 import os
 
-import pytest
-
 import oracle
-from chip import Card, CardNotPowered, PowerLoss, load_profile
-from chip.kernel.image import cut_power_at
-from chip.apps.keys import BY_NAME, KEYS
-from chip.apps.psam import CITY_KEYS, NATIONAL_KEYS, PROVINCIAL_KEYS, KeyRecord, key_file
+import pytest
 from helpers import CARD_DATE, DDF_NAME, HISTORICAL, REGION, SHORT_DES, h, snapshot, tx
 from power_cut import FILE_POINTS, MEMORY_POINTS
+
+from chip import Card, CardNotPowered, PowerLoss, load_profile
+from chip.apps.keys import BY_NAME, KEYS
+from chip.apps.psam import CITY_KEYS, NATIONAL_KEYS, PROVINCIAL_KEYS, KeyRecord, key_file
+from chip.kernel.image import cut_power_at
 from reader import SimReader
 from reader.terminals.psam import Psam, PsamError
 

@@ -10,19 +10,19 @@ independent oracle tests/oracle.py, never from chip.kernel.crypto.
 
 import types
 
-import pytest
-
 import oracle
+import pytest
+from helpers import CARD_DATE, HISTORICAL, PROFILE_FAMILY, REGION, ROOTS, SELECT_DF04, SELECT_SSSE, VERIFY_OK
+
 from chip import Card
+from chip.apps.purse import Purse
 from chip.iso.apdu import parse
+from chip.iso.sw import CardError
 from chip.kernel.crypto import SM4, TDES
 from chip.kernel.image import MemoryBackend
-from chip.apps.purse import Purse
-from chip.kernel.secure import Challenge
 from chip.kernel.power import PowerLoss
+from chip.kernel.secure import Challenge
 from chip.kernel.store import Store
-from chip.iso.sw import CardError
-from helpers import CARD_DATE, HISTORICAL, PROFILE_FAMILY, REGION, ROOTS, SELECT_DF04, SELECT_SSSE, VERIFY_OK
 from reader import SimReader
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
@@ -203,7 +203,7 @@ def test_load_then_purchase(card, host, family):
     assert sw == 0x9000 and len(answer) == 16
     assert answer[:4] == u32(10_000) and answer[4:6] == u16(0)
     assert answer[6] == 0x01 and answer[7] == ALG_FLAG[family]
-    ks, counter = host.check_init_load(answer, 5_000)
+    ks, _counter = host.check_init_load(answer, 5_000)
     command, host_mac2 = host.credit(ks, 5_000)
     tac, sw = card.send(command)
     assert (sw, tac) == (0x9000, host.load_tac(15_000, 0, 5_000))
@@ -317,7 +317,7 @@ def test_wrong_le_6700(card, host):
 
 
 def test_credit_and_debit_6700(card, host):
-    answer, _ = card.send(host.init_load(10))
+    _answer, _ = card.send(host.init_load(10))
     assert card.send("B02A00000A 202603151030 00000000")[1] == 0x6700
     assert card.purse.state == "idle"
     card.send(host.init_purchase(10))
@@ -387,7 +387,7 @@ def test_9401_account_amount_over_balance(card, host):
 
 def test_9402_counters_at_ffff(card, host):
     card.set(online=0xFFFE, offline=0xFFFE)
-    tac, counter = load(card, host, 1)
+    _tac, counter = load(card, host, 1)
     assert counter == 0xFFFE and card.vars.online == 0xFFFF
     assert card.send(host.init_load(1)) == (b"", 0x9402)
     purchase(card, host, 1)
@@ -412,7 +412,7 @@ def test_9406_no_proof(card, host):
 
 
 def test_proof_is_the_last_of_its_type_and_survives_a_new_session(card, host):
-    tac0, mac20, _ = purchase(card, host, 10)
+    _tac0, _mac20, _ = purchase(card, host, 10)
     tac1, mac21, _ = purchase(card, host, 20, tx_no="00000002")
     assert card.send("B02E003202000008") == (b"", 0x9406)  # replaced by the next purchase
     card.purse = Purse(card)  # the card was pulled and inserted again

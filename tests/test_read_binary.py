@@ -7,9 +7,9 @@ STK row, P7 §7.4). Cryptograms come from tests/oracle.py through `helpers.Sessi
 """
 
 import pytest
+from helpers import SELECT_EF05, SELECT_EF07, VERIFY_OK, Session, h
 
 from chip.kernel.store import Binary
-from helpers import SELECT_EF05, SELECT_EF07, VERIFY_OK, Session, h
 
 FINGERPRINT = bytes((i * 7 + 3) & 0xFF for i in range(0x300))  # a whole EF07
 EF07_SIZE, EF08_SIZE = 0x300, 0x1000

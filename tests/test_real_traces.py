@@ -35,18 +35,18 @@ from reader.terminals.ssse import SsseTerminal
 
 H = bytes.fromhex
 
-T1 = dict(  # 加密机方式指令流.txt lines 1, 11, 14, 17, 77-81
-    atr=H("3B6D000000814A444686605199000001AC"),
-    region="519900", serial=H("10000B26"), auth=H("FFFFFFFF"), number="HA1046924",
-    id_number="510122201610225130", name="白哲宇", birth=datetime.date(2016, 10, 22),
-    issue=datetime.date(2018, 4, 3),  # not in T1; any date before the session's
-)
-T2 = dict(  # EgAPP-20180611.log lines 177, 215, 239, 391, 401, 425, 435
-    atr=H("3B6D0000") + H("0081544C9686845101C0666779"),  # the ATS historical bytes on a contact ATR
-    region="510100", serial=H("C0666779"), auth=H("C8C975CC"), number="AI666666X",
-    id_number="510723198706273115", name="李磊", birth=datetime.date(1987, 6, 27),
-    issue=datetime.date(2018, 4, 3),
-)
+T1 = {  # 加密机方式指令流.txt lines 1, 11, 14, 17, 77-81
+    "atr": H("3B6D000000814A444686605199000001AC"),
+    "region": "519900", "serial": H("10000B26"), "auth": H("FFFFFFFF"), "number": "HA1046924",
+    "id_number": "510122201610225130", "name": "白哲宇", "birth": datetime.date(2016, 10, 22),
+    "issue": datetime.date(2018, 4, 3),  # not in T1; any date before the session's
+}
+T2 = {  # EgAPP-20180611.log lines 177, 215, 239, 391, 401, 425, 435
+    "atr": H("3B6D0000") + H("0081544C9686845101C0666779"),  # the ATS historical bytes on a contact ATR
+    "region": "510100", "serial": H("C0666779"), "auth": H("C8C975CC"), "number": "AI666666X",
+    "id_number": "510723198706273115", "name": "李磊", "birth": datetime.date(1987, 6, 27),
+    "issue": datetime.date(2018, 4, 3),
+}
 FCI = H("6F1C840F7378312E73682EC9E7BBE1B1A3D5CFA50988011E9F0C03860103")
 SESSION_DAY = datetime.date(2018, 6, 11)  # T2's date: before the activation deadline
 
@@ -73,7 +73,7 @@ def exchange(reader, apdu_hex: str) -> bytes:
 @pytest.mark.parametrize("trace", [T1, T2], ids=["T1", "T2"])
 def test_card_recognition_answers_the_traced_bytes(trace):
     """T1 lines 1-17, T2 lines 177-239: ATR, SELECT SSSE, SELECT EF05 (no FCI), items 01, 03, 07."""
-    card, profile = personalised(trace)
+    card, _profile = personalised(trace)
     reader = SimReader(card)
     assert reader.reset() == trace["atr"]
     assert exchange(reader, "00A404000F7378312E73682EC9E7BBE1B1A3D5CF") == FCI + H("9000")

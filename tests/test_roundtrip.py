@@ -11,11 +11,11 @@ import argparse
 import shutil
 
 import pytest
-
-from reader.terminals import flows
-from reader.cli.parser import build_parser
-from reader.traces.format import parse
 from helpers import SELECT_SSSE, cli
+
+from reader.cli.parser import build_parser
+from reader.terminals import flows
+from reader.traces.format import parse
 
 DATE = "2026-11-25"  # the simulated date of every command here (the card is issued on it)
 SELECT_LE = SELECT_SSSE + "00"  # SELECT SSSE with Le 00 (case 4)
@@ -153,15 +153,15 @@ def test_an_empty_recording_is_an_error(tmp_path, capsys):
     image, trace = str(tmp_path / "card.img"), str(tmp_path / "t.apdu")
     cli(capsys, "--date", DATE, "personalize", "--state", image)
     for argv in (["info", "--state", image], ["flow", "--list"], ["decode", trace]):
-        code, out, err = cli(capsys, "record", "-o", trace, "--", *argv)
+        code, _out, err = cli(capsys, "record", "-o", trace, "--", *argv)
         assert code == 2 and err.count("\n") == 1 and "nothing to record" in err, err
         assert not (tmp_path / "t.apdu").exists()
     # a command that fails before its first APDU: its own one-line error, and no trace
-    code, out, err = cli(capsys, "record", "-o", trace, "--", "ssse", "verify", "123456", "--state",
+    code, _out, err = cli(capsys, "record", "-o", trace, "--", "ssse", "verify", "123456", "--state",
                          str(tmp_path / "none.img"))
     assert code == 2 and err.count("\n") == 1 and "no such card image" in err
     assert not (tmp_path / "t.apdu").exists()
-    code, out, err = cli(capsys, "record", "-o", trace, "--", "ssse", "verify", "12", "--state", image)
+    code, _out, err = cli(capsys, "record", "-o", trace, "--", "ssse", "verify", "12", "--state", image)
     assert code == 2 and err == "sscard: error: ssse verify: argument pin: a PIN is 4 to 12 digits, not '12'\n"
 
 

@@ -22,11 +22,11 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 import helpers
-from chip import Card
+import pytest
 from helpers import EF05, SELECT_SSSE, free_port, require_pcsc
+
+from chip import Card
 from reader.pcsc.serve import NO_STDIN, OPEN_TIMEOUT
 
 READER = "Virtual PCD 00 00"

@@ -10,12 +10,11 @@ Commands go to the card OS directly (`helpers.Session`), T=1 unless said.
 
 import dataclasses
 
-import pytest
-
 import oracle
-from chip import Card
+import pytest
 from helpers import (
     CARD_DATE,
+    DDF_NAME,
     EF05,
     EF06,
     IDENTIFICATION,
@@ -25,12 +24,13 @@ from helpers import (
     SELECT_EF07,
     SELECT_MF,
     SELECT_SSSE,
-    DDF_NAME,
     VERIFY_OK,
     Session,
     generation2_profile,
     h,
 )
+
+from chip import Card
 
 FREE_EF05 = range(1, 8)
 
@@ -54,7 +54,8 @@ def s(sm4):
 
 
 def test_fci_is_the_real_cards_fci_sm4():
-    # P5 table 36 as the real cards answer it (T1 l.4, T2): 6F 1C { 84 0F name, A5 09 { 88 01 1E, 9F0C 03 86 01 03 } }; SM4 = 03 (SR §10.1)
+    # P5 table 36 as the real cards answer it (T1 l.4, T2):
+    # 6F 1C { 84 0F name, A5 09 { 88 01 1E, 9F0C 03 86 01 03 } }; SM4 = 03 (SR §10.1)
     s = Session("default")
     assert s.tx(SELECT_SSSE) == "6F1C840F" + DDF_NAME + "A50988011E9F0C03860103" "9000"
 

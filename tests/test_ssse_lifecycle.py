@@ -11,10 +11,6 @@ import dataclasses
 import datetime
 
 import pytest
-
-from chip import Card, load_profile
-from chip.kernel.pin import pack
-from helpers import activate_financial
 from helpers import (
     CARD_DATE,
     EF05,
@@ -26,7 +22,11 @@ from helpers import (
     VERIFY_BAD,
     VERIFY_OK,
     Session,
+    activate_financial,
 )
+
+from chip import Card, load_profile
+from chip.kernel.pin import pack
 
 D = CARD_DATE  # issue date (EF05 item 05) = personalisation date
 READ_01 = "00B2012C12"

@@ -9,10 +9,6 @@ real cards' traces of tests/test_real_traces.py.
 """
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from chip.kernel.pin import pack, unpack, valid_digits, well_formed
 from helpers import (
     SELECT_DF04,
     SELECT_EF05,
@@ -23,6 +19,10 @@ from helpers import (
     VERIFY_STATUS,
     Session,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chip.kernel.pin import pack, unpack, valid_digits, well_formed
 
 CHANGE_TO_NEW = "805E010007123456FF654321"
 VERIFY_NEW = "0020000003654321"

@@ -34,11 +34,7 @@ import collections
 import datetime
 
 import pytest
-
 import ssse_helpers as sh
-from chip import Card, CardNotPowered, PowerLoss
-from chip.kernel.image import cut_power_at
-from chip.kernel.pin import unpack
 from helpers import CARD_DATE, OK, PROFILES
 from power_cut import (
     FILE_POINTS,
@@ -50,6 +46,10 @@ from power_cut import (
     recording_hook,
     twin,
 )
+
+from chip import Card, CardNotPowered, PowerLoss
+from chip.kernel.image import cut_power_at
+from chip.kernel.pin import unpack
 from reader import SimReader
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")

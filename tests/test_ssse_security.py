@@ -10,9 +10,8 @@ authentication data P4 §9.3, MAC P4 §8.2.4. Both families: "default" (SM4, fla
 S13 (P2 = key id), S16 (optional version byte, 01), S17 (8-byte inputs padded).
 """
 
-import pytest
-
 import oracle
+import pytest
 from helpers import (
     EF06,
     KEY_ID,

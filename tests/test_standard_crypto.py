@@ -10,16 +10,16 @@ single-block ECB from `cryptography` and never calls `chip`. This file
    profile's RKSSSE root for a fixed card, challenge and original data.
 """
 
+import oracle
 import pytest
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
+from helpers import HISTORICAL, REGION, ROOTS
 from hypothesis import given
 from hypothesis import strategies as st
 
-import oracle
-from chip.kernel import crypto
 from chip.apps.keys import BY_NAME, KEYS, card_key
-from helpers import HISTORICAL, REGION, ROOTS
+from chip.kernel import crypto
 
 ALGORITHMS = {"des": crypto.TDES, "sm4": crypto.SM4}
 families = pytest.mark.parametrize("family", sorted(ALGORITHMS))

@@ -21,13 +21,13 @@ import sys
 import textwrap
 
 import pytest
+from helpers import CARD_DATE, ROOT, SELECT_SSSE, cli, python_env
+from ssse_helpers import verify
 
 from chip import Card, ImageError
 from chip.kernel import image as image_mod
 from chip.kernel.store import StorageFailure
 from reader import SimReader
-from helpers import CARD_DATE, ROOT, SELECT_SSSE, cli, python_env
-from ssse_helpers import verify
 
 PAST_DEADLINE = datetime.date(2040, 1, 1)  # 300 days after issue are long gone: the SSSE locks at power-up
 VERIFY_WRONG = verify("999999")

@@ -10,21 +10,20 @@ read after EXTERNAL AUTHENTICATE with RKSSSE, its cryptogram from the independen
 """
 
 
+import oracle
 import pytest
+from helpers import CARD_DATE, DDF_NAME, EF05, EF06, FCI, KEY_ID, SELECT_FIN, SELECT_SSSE, VERIFY_OK, card_key
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import oracle
 from chip import Card, CardNotPowered
 from chip.apps.ssse_files import EF08
 from chip.contacts.t0 import CardT0, envelope_complete
 from chip.contacts.timing import nulls_for, wwt_etu
 from reader.base import transmit_all
-from reader.sim import SimReader
 from reader.link.t0 import ReaderT0
 from reader.link.t0 import envelope_complete as reader_envelope_complete
-
-from helpers import CARD_DATE, DDF_NAME, EF05, EF06, FCI, KEY_ID, SELECT_FIN, SELECT_SSSE, VERIFY_OK, card_key
+from reader.sim import SimReader
 
 WWT = 960 * 10 * 1  # default WI 10, Di 1 (the default card: no TA1, no PPS; P2 §9.2.2.1)
 

@@ -10,11 +10,13 @@ AUTHENTICATE with RKSSSE, its cryptogram from the independent oracle (tests/orac
 """
 
 
+import oracle
 import pytest
+from helpers import CARD_DATE, FCI, KEY_ID, T1_ATR, card_key, h
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from ssse_helpers import SELECT_SSSE, verify
 
-import oracle
 from chip import Card
 from chip.contacts.t1 import (
     ABORT,
@@ -33,9 +35,6 @@ from chip.contacts.t1 import (
 from chip.contacts.timing import bwt_etu, crc, cwt_etu, lrc
 from reader import SimReader
 from reader.link.t1 import ReaderT1
-
-from helpers import CARD_DATE, FCI, KEY_ID, T1_ATR, card_key, h
-from ssse_helpers import SELECT_SSSE, verify
 
 FCI_SSSE = bytes.fromhex(FCI["sm4"] + "9000")  # 6F 1C ... 86 01 03 (SM4) + SW: 32 bytes
 VERIFY = verify("123456")
@@ -815,8 +814,8 @@ def test_more_faults_give_a_link_error_never_a_wrong_response(commands, plan, ed
 
 
 def test_every_delivery_dropped_is_always_an_error():
-    for n in range(0, 12):
-        ln = link(new_card(), Counter({k: "drop" for k in range(n, 400)}))
+    for n in range(12):
+        ln = link(new_card(), Counter(dict.fromkeys(range(n, 400), "drop")))
         reader = ln.transmit(SELECT_SSSE)
         if reader.error is None:
             assert reader.response == FCI_SSSE  # the answer made it before the link went dead

@@ -3,15 +3,14 @@
 import datetime
 import io
 
-import pytest
-
 import helpers
-from chip import Card
+import pytest
 from helpers import spaced
+
+from chip import Card
 from reader import SimReader
-from reader.traces.replay import RecordingReader, fresh_card, image_bytes, junit_xml, replay, replay_notes, seeded, \
-    sim_reader_for
 from reader.traces.format import TraceError, expectation, from_scriptor, parse, to_scriptor, to_text
+from reader.traces.replay import RecordingReader, fresh_card, image_bytes, junit_xml, replay, replay_notes, seeded, sim_reader_for
 
 SELECT = spaced(helpers.SELECT_SSSE)
 # the SSSE's FCI: DF name, DIR SFI 88 01 1E, algorithm 9F0C 86 01 03 (P5 table 36, docs/decisions.md S9, S19)
@@ -159,7 +158,8 @@ def test_junit_xml():
 
 SCRIPT = f"# read EF05\nreset\n{SELECT}\n00 B2 01 2C 00\n"
 LOG = ("Using T=0 protocol\nreset\n> RESET\n< OK: 3B 6D 00 00\n"
-       f"> {SELECT}\n< 6F 1C 84 0F 73 78 31 2E 73 68 2E C9 E7 BB E1 B1 \nA3 D5 CF A5 09 88 01 1E 9F 0C 03 86 01 03 90 00 : Normal processing.\n"
+       f"> {SELECT}\n< 6F 1C 84 0F 73 78 31 2E 73 68 2E C9 E7 BB E1 B1 \n"
+       "A3 D5 CF A5 09 88 01 1E 9F 0C 03 86 01 03 90 00 : Normal processing.\n"
        "> 00 B2 07 2C 0B\n< 07 09 54 30 30 30 30 30 30 30 31 90 00 : Normal processing.\n")
 
 
@@ -182,7 +182,7 @@ def test_scriptor_log_becomes_expectations_that_replay():
 
 def test_scriptor_export_refuses_captures():
     trace = parse("> 00 84 00 00 08\n< {c:8} 90 00\n> 00 82 00 0A 10 {c} {c}\n", "t.apdu")
-    with pytest.raises(TraceError, match="t.apdu:3: scriptor cannot insert captured values"):
+    with pytest.raises(TraceError, match=r"t\.apdu:3: scriptor cannot insert captured values"):
         to_scriptor(trace)
 
 
@@ -284,7 +284,7 @@ def test_snapshot_directive_carries_the_starting_card():
     reader.power_off()
     out = io.StringIO()
     rec = RecordingReader(SimReader(card), out, directives={"date": "2026-11-21", "random": 3,
-                                                            **{"snapshot": image_bytes(card)}})
+                                                            "snapshot": image_bytes(card)})
     rec.reset()
     rec.transmit(bytes.fromhex(SELECT.replace(" ", "")))
     rec.transmit(bytes.fromhex("0020000003999999"))

@@ -1,11 +1,13 @@
 """The vpcd framing layer, byte by byte, without sockets (reader.pcsc.vpcd)."""
 
+import itertools
+
+import helpers
 import pytest
+import ssse_helpers as sh
 from hypothesis import given
 from hypothesis import strategies as st
 
-import helpers
-import ssse_helpers as sh
 from reader.pcsc.vpcd import Apdu, GetAtr, PowerOff, PowerOn, Reset, Unknown, VpcdProtocol
 
 SELECT = sh.SELECT_SSSE
@@ -38,14 +40,14 @@ def test_split_at_every_byte_boundary(cut):
 
 
 def test_one_byte_at_a_time():
-    events, protocol = feed([bytes((b,)) for b in STREAM])
+    events, _protocol = feed([bytes((b,)) for b in STREAM])
     assert events == EVENTS
 
 
 @given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=12))
 def test_any_split(cuts):
     points = sorted(set(cuts) | {0, len(STREAM)})
-    events, protocol = feed([STREAM[a:b] for a, b in zip(points, points[1:])])
+    events, protocol = feed([STREAM[a:b] for a, b in itertools.pairwise(points)])
     assert events == EVENTS and protocol.pending == 0
 
 

@@ -9,19 +9,19 @@ import datetime
 import os
 
 import pytest
+from helpers import CARD_DATE, DEFAULT_ATR, SELECT_SSSE, T1_ATR, TRACES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chip import Card
 from chip.contacts.atr import parse_atr
 from chip.personalization.profile import SHIPPED
-from helpers import CARD_DATE, DEFAULT_ATR, SELECT_SSSE, T1_ATR, TRACES
 from reader import SimReader
 from reader.base import transmit_all
-from reader.terminals.flows import FLOWS, run_flow
-from reader.traces.replay import replay, sim_reader_for
-from reader.traces.format import parse
 from reader.link.wire import Faults, LinkError, WireReader, explain_log
+from reader.terminals.flows import FLOWS, run_flow
+from reader.traces.format import parse
+from reader.traces.replay import replay, sim_reader_for
 
 SELECT = bytes.fromhex(SELECT_SSSE)
 TRACE_FILES = sorted(str(path) for path in TRACES.glob("*.apdu"))

@@ -137,7 +137,7 @@ def track2(pan: str, expiry, service_code: str = "220") -> bytes:
 class Transaction:
     """The volatile state of one transaction, from GET PROCESSING OPTIONS to the end."""
 
-    __slots__ = ("algorithm", "cvr", "atc", "first_cid", "ac", "issuer_auth", "second_done", "scripts")
+    __slots__ = ("ac", "algorithm", "atc", "cvr", "first_cid", "issuer_auth", "scripts", "second_done")
 
     def __init__(self, algorithm, cvr: bytearray):
         self.algorithm = algorithm

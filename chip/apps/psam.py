@@ -236,7 +236,7 @@ PURCHASE_FIELDS = 0x1C  # INIT SAM FOR PURCHASE's data before the factors (P9 ta
 class _Register:
     """The temporary key register: a process key and the computations it has done (P9 §9.8.2)."""
 
-    __slots__ = ("key", "done", "chain")
+    __slots__ = ("chain", "done", "key")
 
     def __init__(self, key: bytes):
         self.key = key

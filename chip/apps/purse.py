@@ -212,7 +212,7 @@ def _ends_idle_on_failure(method):
 class _Session:
     """What one INITIALIZE leaves for its CREDIT / DEBIT (volatile, P4 §7.5)."""
 
-    __slots__ = ("random", "counter", "amounts", "terminal", "key")
+    __slots__ = ("amounts", "counter", "key", "random", "terminal")
 
     def __init__(self, random: bytes, counter: int, amounts: bytes, terminal: bytes, key: bytes | None):
         self.random = random

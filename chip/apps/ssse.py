@@ -112,7 +112,7 @@ class SsseApplet(Applet):
         APPLICATION_BLOCK: "application_block",
         APPLICATION_UNBLOCK: "application_unblock",
         CARD_BLOCK: "card_block",
-        **{key: "medical" for key in Purse.COMMANDS},
+        **dict.fromkeys(Purse.COMMANDS, "medical"),
     }
 
     def __init__(self, card, store):
@@ -331,7 +331,7 @@ class SsseApplet(Applet):
         if sep < 0:
             raise CardError(SW_WRONG_DATA)
         old, new = data[:sep], data[sep + 1:]
-        if old and not well_formed(old) or new and not well_formed(new):
+        if (old and not well_formed(old)) or (new and not well_formed(new)):
             raise CardError(SW_WRONG_DATA)
         self.pin.check(self.store, old)
         self.pin.update(self.store, new)
@@ -356,7 +356,7 @@ class SsseApplet(Applet):
             self.pin.reset_and_unblock(self.store)
             return b"", SW_OK
         new = self.algorithm.decipher(process_key, body) if body else b""  # no element: the PIN empties
-        if new is None or new and not well_formed(new):
+        if new is None or (new and not well_formed(new)):
             raise CardError(SW_WRONG_DATA)
         self.pin.update(self.store, new)
         return b"", SW_OK

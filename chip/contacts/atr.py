@@ -68,7 +68,8 @@ from chip.contacts.timing import (
     wwt_etu,
 )
 
-# P2 Table 16 (the default profile, docs/card/README.md): chip supplier 00 81, COS 53 53 43, manufacturer 86 99, region 11 01, serial 00 00 00 01
+# P2 Table 16 (the default profile, docs/card/README.md): chip supplier 00 81, COS 53 53 43,
+# manufacturer 86 99, region 11 01, serial 00 00 00 01
 DEFAULT_HISTORICAL = bytes.fromhex("00815353438699110100000001")
 # What the card said before its ATR followed P2 (an image made then, without the newer values, keeps it)
 LEGACY_HISTORICAL = bytes.fromhex("805A") + b"SSCARD-SIM"  # category 80, issuer data (tag 5, len 10)
@@ -190,7 +191,7 @@ class AtrConfig:
         }
 
     @classmethod
-    def from_vars(cls, values) -> "AtrConfig":
+    def from_vars(cls, values) -> AtrConfig:
         """From the card's Vars. A value an older image lacks gets what the card said before the value
         was stored (`LEGACY`: TA1 13, no TB1, no TC1, T=0 and T=1), so an old image keeps its ATR."""
 

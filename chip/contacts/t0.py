@@ -85,7 +85,7 @@ def sends_data(cla: int, ins: int, p1: int) -> bool:
     """Whether a T=0 command's P3 is Le (data card → reader) rather than Lc."""
     if cla == PURSE_CLA:
         command = code(cla, ins)
-        return command == GET_BALANCE or command == GET_STARTING_DAY and p1 == 0x01
+        return command == GET_BALANCE or (command == GET_STARTING_DAY and p1 == 0x01)
     return ins in OUTGOING_INS
 
 
@@ -153,7 +153,7 @@ class CardT0(Outbox):
                 self._byte(byte)
             except (PowerLoss, CardNotPowered):  # the power went: the harness's business, as in-process
                 raise
-            except Exception:  # noqa: BLE001 - a card never crashes on what it hears
+            except Exception:
                 log.exception("T=0: internal error")
                 self.reset()
                 self._answer(_SW_UNKNOWN)
@@ -244,7 +244,7 @@ class CardT0(Outbox):
         if self.delay_etu is not None:
             try:
                 busy = max(0, int(self.delay_etu(apdu)))
-            except Exception:  # noqa: BLE001 - a broken delay model costs no time
+            except Exception:
                 log.exception("T=0: delay_etu failed")
         self.busy_etu = busy
         try:

@@ -50,7 +50,7 @@ def reply_nad(nad: int) -> int:
 class Block:
     """One T=1 block (prologue and INF; the EDC is added by `encode`)."""
 
-    __slots__ = ("nad", "pcb", "inf", "raw")
+    __slots__ = ("inf", "nad", "pcb", "raw")
 
     def __init__(self, pcb: int, inf: bytes = b"", nad: int = 0, raw: bytes | None = None):
         self.nad = nad
@@ -134,7 +134,7 @@ def s_block(stype: int, inf: bytes = b"", response: bool = False, nad: int = 0) 
 class Invalid:
     """A block that cannot be used: `edc` True for an EDC error, False for any other fault."""
 
-    __slots__ = ("reason", "edc", "raw")
+    __slots__ = ("edc", "raw", "reason")
 
     def __init__(self, reason: str, edc: bool = False, raw: bytes = b""):
         self.reason = reason

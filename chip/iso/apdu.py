@@ -26,7 +26,7 @@ class Command:
     case 3 SELECT too. `case` is 1-4.
     """
 
-    __slots__ = ("cla", "ins", "p1", "p2", "data", "ne", "le_present", "case", "extended", "raw")
+    __slots__ = ("case", "cla", "data", "extended", "ins", "le_present", "ne", "p1", "p2", "raw")
 
     def __init__(self, cla, ins, p1, p2, data, ne, le_present, case, extended, raw):
         self.cla = cla

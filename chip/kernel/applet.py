@@ -10,8 +10,6 @@ Mechanisms every application shares (READ RECORD over declared record files,
 the FCI, access checks) live here once.
 """
 
-from chip.kernel.delivery import SW_WRONG_LE, le_00_asks_length, le_names_length
-from chip.kernel.fs import CYCLIC, TRANSPARENT
 from chip.iso.apdu import SHORT_MAX
 from chip.iso.ber import ber_tlv
 from chip.iso.ins import READ_BINARY, READ_RECORD, VERIFY
@@ -32,6 +30,8 @@ from chip.iso.sw import (
     SW_WRONG_P1P2,
     CardError,
 )
+from chip.kernel.delivery import SW_WRONG_LE, le_00_asks_length, le_names_length
+from chip.kernel.fs import CYCLIC, TRANSPARENT
 
 
 class Applet:

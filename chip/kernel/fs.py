@@ -38,7 +38,7 @@ TRANSPARENT = "transparent"
 
 
 class Node:
-    __slots__ = ("fid", "parent", "label")
+    __slots__ = ("fid", "label", "parent")
 
     is_df = False
 
@@ -61,7 +61,7 @@ class Node:
 class EF(Node):
     """An elementary file; `key` names its content in the card's store."""
 
-    __slots__ = ("sfi", "key", "structure", "read", "update", "items", "capacity", "size")
+    __slots__ = ("capacity", "items", "key", "read", "sfi", "size", "structure", "update")
 
     def __init__(self, fid, sfi, key, structure, label, read=ALWAYS, update=NEVER, items=(), capacity=0, size=0):
         super().__init__(fid, label)
@@ -99,7 +99,7 @@ def TransparentEF(fid, sfi, key, label, **rules) -> EF:
 class DF(Node):
     """A dedicated file: MF, DDF, DF or ADF. `name` is its DF name (AID), if any."""
 
-    __slots__ = ("name", "children", "by_fid", "by_sfi")
+    __slots__ = ("by_fid", "by_sfi", "children", "name")
 
     is_df = True
 

@@ -52,7 +52,7 @@ class BcdDate(Adapter):
 class Item:
     """One record item: `tag`, human `name`, fixed-size construct `layout`."""
 
-    __slots__ = ("tag", "name", "layout")
+    __slots__ = ("layout", "name", "tag")
 
     def __init__(self, tag: int, name: str, layout):
         self.tag = tag

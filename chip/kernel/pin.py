@@ -42,7 +42,7 @@ class Secret(Persistent):
     `limit` 0 means no counter (keys used only for MACs).
     """
 
-    __slots__ = ("value", "limit", "tries", "validated")
+    __slots__ = ("limit", "tries", "validated", "value")
 
     def __init__(self, value: bytes, limit: int, tries: int | None = None):
         self.value = value

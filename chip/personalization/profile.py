@@ -14,17 +14,17 @@ import datetime
 import difflib
 import os
 import tomllib
-from typing import NoReturn, overload
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn, overload
 
-from chip.personalization import idnumber
-from chip.contacts.atr import DEFAULT_HISTORICAL, PROTOCOL_NAMES, PROTOCOLS_BY_NAME, AtrConfig
-from chip.contacts.timing import DI_TABLE, EDC_CRC, EDC_LRC, FI_TABLE
-from chip.kernel.crypto import SM4_FLAG, TDES_FLAG
 from chip.apps.keys import FINANCIAL_KEYS, KEYS
+from chip.contacts.atr import PROTOCOL_NAMES, PROTOCOLS_BY_NAME, AtrConfig
+from chip.contacts.timing import DI_TABLE, EDC_CRC, EDC_LRC, FI_TABLE
 from chip.inputs import read_regular
+from chip.kernel.crypto import SM4_FLAG, TDES_FLAG
 from chip.kernel.pin import valid_digits
+from chip.personalization import idnumber
 
 SHIPPED = Path(__file__).with_name("profiles")
 
@@ -143,7 +143,7 @@ class Profile:
     financial: FinancialProfile
     medical_balance: int  # fen, the DF04 purse balance at issue
     medical_start_day: str  # mmdd, the medical year's starting day
-    atr: AtrConfig = AtrConfig()  # the [atr] table; its historical bytes are atr_historical's
+    atr: AtrConfig = dataclasses.field(default_factory=AtrConfig)  # the [atr] table; its historical bytes are atr_historical's
 
     def atr_config(self) -> AtrConfig:
         """The card's ATR configuration, with this profile's historical bytes."""
@@ -230,7 +230,7 @@ class _Fields:
                 self.fail(field, "missing")
             return default
         value = section[key]
-        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
             names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
             self.fail(field, f"must be {names}, got {type(value).__name__} {value!r}")
         return value
@@ -270,7 +270,7 @@ class _Fields:
 
     def date(self, field, default=...):
         value = self.get(field, (datetime.date, str), default)
-        if value is None or isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+        if value is None or (isinstance(value, datetime.date) and not isinstance(value, datetime.datetime)):
             return value
         if isinstance(value, datetime.datetime):
             self.fail(field, "must be a date (YYYY-MM-DD), not a date-time")
@@ -308,7 +308,8 @@ def parse_profile(data: dict, name: str = "profile", source: str = "profile") ->
     if gender not in ("male", "female"):
         f.fail("holder.gender", f"must be 'male' or 'female', got {gender!r}")
     if (gender == "male") != idnumber.is_male(id_number):
-        f.fail("holder.gender", f"is {gender} but the ID number's 17th digit says {'male' if idnumber.is_male(id_number) else 'female'}")
+        says = "male" if idnumber.is_male(id_number) else "female"
+        f.fail("holder.gender", f"is {gender} but the ID number's 17th digit says {says}")
 
     ethnicity = f.get("holder.ethnicity", int)
     if not (1 <= ethnicity <= 56 or ethnicity == 99):

@@ -42,11 +42,13 @@ from chip.contacts.t1 import (
     Block,
     BlockReader,
     Invalid,
-    describe as describe_block,
     i_block,
     r_block,
     reply_nad,
     s_block,
+)
+from chip.contacts.t1 import (
+    describe as describe_block,
 )
 from chip.contacts.timing import EDC_LRC, FD, bwt_etu, check_edc_kind, cwt_etu
 

@@ -41,11 +41,11 @@ from chip.contacts.timing import (
     REPEATED_CHARACTER_ETU,
     etu_seconds,
 )
-
 from reader.base import Reader
 from reader.link.pps import ReaderPps
 from reader.link.t0 import ReaderT0
-from reader.link.t1 import ReaderT1, describe as describe_t1
+from reader.link.t1 import ReaderT1
+from reader.link.t1 import describe as describe_t1
 
 MAX_ROUNDS = 100_000
 
@@ -325,7 +325,7 @@ class WireReader(Reader):
         Nothing to negotiate - the first offered protocol, and Fd/Dd (no TA1 or TA1 11, no other
         value asked) - means no PPS at all: the card's default runs at once (the basic P2 card)."""
         fi_di = self.pps if self.pps is not None else params.ta1
-        nothing_asked = fi_di is None or self.pps is None and fi_di == DEFAULT_FI_DI
+        nothing_asked = fi_di is None or (self.pps is None and fi_di == DEFAULT_FI_DI)
         if self.protocol == params.default_protocol and nothing_asked:
             return FD, DD
         reader_pps = ReaderPps(self.protocol, fi_di)

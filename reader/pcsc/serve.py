@@ -41,7 +41,6 @@ import time
 
 from chip import Card, CardNotPowered, ImageError
 from chip.faults import CardMute, FaultPlan, parse_fault
-
 from reader.pcsc.vpcd import Apdu, GetAtr, PowerOff, PowerOn, Reset, VpcdProtocol
 
 DEFAULT_PORT = 35963
@@ -58,7 +57,7 @@ def _close_card(card) -> None:
     if close is not None:
         try:
             close()
-        except Exception:  # noqa: BLE001 - closing a card we drop must not stop the server
+        except Exception:
             pass
 
 
@@ -81,7 +80,7 @@ class PendingOpen:
     def _open(self, date) -> None:
         try:
             card = Card.open(self.image, date=date)
-        except BaseException as exc:  # noqa: BLE001 - reported to whoever asked, never lost in a thread
+        except BaseException as exc:
             self.exc = exc
             card = None
         with self._lock:

@@ -161,7 +161,7 @@ class _Worker:
         fleet = self.fleet
         flows = {name: getattr(self, name) for name in set(schedule)}
         period = len(schedule)
-        visits = {name: 0 for name in names}
+        visits = dict.fromkeys(names, 0)
         for round_number in itertools.count():
             if rounds is not None and round_number >= rounds:
                 break
@@ -202,7 +202,7 @@ def schedule_of(mix) -> list[str]:
     """`{flow: weight}` or a sequence of flow names -> the per-card order of flows (interleaved)."""
     if isinstance(mix, str):
         mix = [mix]
-    weights = dict(mix) if isinstance(mix, dict) else {name: 1 for name in mix}
+    weights = dict(mix) if isinstance(mix, dict) else dict.fromkeys(mix, 1)
     unknown = set(weights) - set(DEFAULT_MIX)
     if unknown:
         raise ValueError(f"unknown flow {sorted(unknown)[0]!r} (flows: {', '.join(DEFAULT_MIX)})")

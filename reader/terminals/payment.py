@@ -237,7 +237,7 @@ class PaymentTerminal:
             raise ValueError(f"a currency is 2 bytes (n3, e.g. 01 56 for CNY), not {currency!r}")
         if request not in (AAC, TC, ARQC):
             raise ValueError(f"the first GENERATE AC asks for an AAC, a TC or an ARQC, not {request!r}")
-        fci, select_sw = self.select_application()
+        _fci, select_sw = self.select_application()
         outcome = Outcome(False, select_sw=select_sw)
         algorithm = SM4 if sm4 else TDES
         pdol_data = _dol_data(PDOL_TAGS, {0x9F02: bytes.fromhex(f"{amount:012d}"), 0x5F2A: currency,

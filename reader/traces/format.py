@@ -126,7 +126,7 @@ def _width(tokens, captures) -> int:
 
 
 def _match(tokens, data: bytes, captures: dict) -> dict | None:
-    flexible = any(kind == STAR or kind == CAPTURE and value[1] is None for kind, value in tokens)
+    flexible = any(kind == STAR or (kind == CAPTURE and value[1] is None) for kind, value in tokens)
     spare = len(data) - _width(tokens, captures)  # what the one flexible token (if any) must take
     if spare < 0 or (not flexible and spare):
         return None
@@ -155,7 +155,7 @@ def _match(tokens, data: bytes, captures: dict) -> dict | None:
 def _difference(tokens, data: bytes, captures: dict) -> tuple[int, str]:
     i = 0
     for kind, value in tokens:
-        if kind in (STAR,) or kind == CAPTURE and value[1] is None:
+        if kind in (STAR,) or (kind == CAPTURE and value[1] is None):
             return i, "..."  # a flexible part: the length is where it went wrong
         if kind == BYTE:
             if i >= len(data) or data[i] != value:
@@ -214,7 +214,7 @@ def expectation(text: str, where: str = "expectation") -> Expectation:
         tokens = _tokens(part, where, True)
         if not tokens:
             raise TraceError(f"{where}: empty alternative in {text.strip()!r}")
-        if sum(1 for k, v in tokens if k == STAR or k == CAPTURE and v[1] is None) > 1:
+        if sum(1 for k, v in tokens if k == STAR or (k == CAPTURE and v[1] is None)) > 1:
             raise TraceError(f"{where}: at most one '*' or {{name:*}} per alternative")
         alternatives.append(Alternative(tuple(tokens), part.strip()))
     return Expectation(tuple(alternatives), text.strip())

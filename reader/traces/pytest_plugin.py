@@ -19,9 +19,8 @@ import os
 import pytest
 
 from chip import ImageError, ProfileError
-
-from reader.traces.replay import replay, sim_reader_for
 from reader.traces.format import TraceError, parse
+from reader.traces.replay import replay, sim_reader_for
 
 
 def pytest_addoption(parser):
@@ -98,7 +97,6 @@ def sscard_reader(sscard_card):
 def sscard_pcsc_reader(request, tmp_path):
     """A fresh card image served on vpcd (`Virtual PCD 00 00`), as a connected `PcscReader`."""
     from chip import Card
-
     from reader.pcsc.pcscd import skip_reason
     from reader.pcsc.serve import ServedProcess
 

@@ -17,17 +17,15 @@ from dataclasses import dataclass, field
 from xml.etree import ElementTree
 
 from chip import Card, ImageError
-from chip.kernel import image as image_mod
 from chip.card import CardNotPowered
 from chip.faults import CardMute, FaultPlan
-from chip.personalization.profile import shipped_names
+from chip.kernel import image as image_mod
 from chip.kernel.store import Store
-
+from chip.personalization.profile import shipped_names
 from reader.base import Reader
-from reader.sim import SimReader
 from reader.report import spaced
+from reader.sim import SimReader
 from reader.traces.format import Trace, TraceError, snapshot_lines
-
 
 
 def seeded(seed: int):
