@@ -41,7 +41,11 @@ demo: $(STAMP)
 # test and bench: a private pcscd, and everything the run starts, in private mount and network
 # namespaces (reader/pcsc/pcscd.py): they never reach the machine's pcscd nor a card `make serve` serves.
 # The 10,000-card fleet runs only in bench (make test runs bench_fleet.py on 100 cards).
+# Lint first: ruff's rule set and `mypy chip` (pyproject.toml); reader/'s types are held to their
+# baseline by tests/test_typing.py.
 test: $(PCSC_STAMP)
+	$(BIN)/ruff check --quiet
+	$(BIN)/mypy chip
 	$(BIN)/python -m reader.pcsc.pcscd run -- $(BIN)/python -m pytest -q
 
 bench: $(PCSC_STAMP)

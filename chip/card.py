@@ -18,7 +18,7 @@ import weakref
 
 from chip.apps.directory import PpseApplet, PseApplet
 from chip.apps.financial import FinancialApplet
-from chip.apps.psam import PSAM
+from chip.apps.psam import PSAM, PsamKind
 from chip.apps.ssse import SsseApplet
 from chip.contacts.atr import LEGACY as ATR_LEGACY
 from chip.contacts.atr import AtrConfig, build
@@ -59,7 +59,7 @@ class Kind:
         self.by_name = {node.name: node for node in self.mf.walk() if node.is_df and node.name}
 
 
-KINDS = {
+KINDS: dict[str, Kind | PsamKind] = {
     "sscard": Kind("sscard", (SsseApplet, PseApplet, PpseApplet, FinancialApplet)),  # the social-security card
     "psam": PSAM,  # a terminal's secure access module (LD/T 32 P9): its MF is an environment, see chip.apps.psam
 }
@@ -111,13 +111,13 @@ class Card:
         self.mf_applet = Applet(me, store)
         self.applets = {cls.NAME: cls(me, store) for cls in self.kind.applets}
         self._closed = False
-        self.power_up_warning = None  # why the last power-up could not write its rule's change, or None
+        self.power_up_warning: str | None = None  # why the last power-up could not write its rule's change, or None
         self._owner = {}
         for applet in self.applets.values():
             for node in applet.ROOT.walk():
                 self._owner[node] = applet
         self.powered = False
-        self.protocol = None  # set at power-up (None: the card's own protocol)
+        self.protocol: int | None = None  # set at power-up (None: the card's own protocol)
         self.faults = None  # a chip.faults.FaultPlan, for tests that want a card to misbehave
         self.last_delay_etu = 0  # the simulated busy time a `delay` fault gave the last command
         self.delivery = Delivery()  # what GET RESPONSE fetches
@@ -161,6 +161,7 @@ class Card:
         if not isinstance(profile, Profile):
             profile = load_profile(profile)
         today = date or datetime.date.today()
+        backend: image_mod.MemoryBackend | image_mod.FileBackend
         if state is None:
             backend = image_mod.MemoryBackend()
         else:
@@ -193,6 +194,7 @@ class Card:
         personalisation makes) are checked first: a missing one or one of the
         wrong kind is ImageError "damaged card image: missing ssse.pin".
         """
+        backend: image_mod.SnapshotBackend | image_mod.FileBackend
         if read_only:
             backend, objects = image_mod.snapshot(path)
         else:

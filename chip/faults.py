@@ -61,8 +61,8 @@ from dataclasses import dataclass
 
 from chip.iso.apdu import parse
 from chip.iso.ber import read_tag
-from chip.iso.sw import CardError
-from chip.kernel.delivery import GET_RESPONSE_HEADER, SW1_MORE_DATA, get_response, more_data
+from chip.iso.sw import SW_WRONG_P1P2, CardError
+from chip.kernel.delivery import GET_RESPONSE_HEADER, SW1_MORE_DATA, get_response, more_data, status
 
 ACTIONS = ("sw", "mute", "chunk", "tlv", "delay", "write")
 _WITH_VALUE = {"sw": "a status word (4 hex digits)", "chunk": "a piece size (1-255)",
@@ -222,8 +222,8 @@ class FaultPlan:
         self._armed: list[_Armed] = []
         self.commands = 0  # commands seen since the plan was made or cleared
         self.log: list[tuple[int, str]] = []  # (command number, fault) for every fault that fired
-        self._held = None  # (data, final SW bytes, piece size) a `chunk` fault is serving
-        self._early = None  # (apdu, decision) made by slow_etu() before the transmit
+        self._held: tuple[bytes, bytes, int] | None = None  # (data, final SW bytes, piece size) a `chunk` fault is serving
+        self._early: tuple[bytes, list[Fault]] | None = None  # (apdu, decision) made by slow_etu() before the transmit
         for fault in faults:
             self.add(fault)
 
@@ -241,7 +241,7 @@ class FaultPlan:
 
     def clear(self) -> None:
         """Remove every fault and start counting commands again."""
-        self.__init__()
+        FaultPlan.__init__(self)
 
     def fired(self, fault: Fault | None = None) -> int:
         """How many times `fault` (any fault: None) fired."""
@@ -263,7 +263,7 @@ class FaultPlan:
             return 0
         decision = self._decide(bytes(apdu))
         self._early = (bytes(apdu), decision)
-        return sum(f.value for f in decision if f.action == "delay")
+        return sum(_value(f) for f in decision if f.action == "delay")
 
     # -- acting (called by Card.transmit when card.faults is set) --------------------------
     def transmit(self, card, apdu: bytes) -> bytes:
@@ -288,7 +288,7 @@ class FaultPlan:
         if "mute" in actions:
             raise CardMute(f"injected fault: no answer to {apdu[:5].hex(' ').upper()}")
         if "sw" in actions:
-            return actions["sw"].value.to_bytes(2, "big")
+            return status(_value(actions["sw"]))
         if "write" in actions:
             response = _with_failed_write(card, apdu)
         else:
@@ -301,7 +301,7 @@ class FaultPlan:
         if "tlv" in actions:
             data = corrupt_tlv(data)
         if "chunk" in actions:
-            n = actions["chunk"].value
+            n = _value(actions["chunk"])
             self._held = (data, sw, n)
             return more_data(min(n, len(data)))
         if response[-2] == SW1_MORE_DATA:  # T=0: the data stays behind 61xx as it was
@@ -313,9 +313,10 @@ class FaultPlan:
         try:
             cmd = parse(apdu)
         except CardError as error:
-            return error.sw.to_bytes(2, "big")
+            return status(error.sw)
         if cmd.p1 or cmd.p2:
-            return b"\x6A\x86"
+            return status(SW_WRONG_P1P2)
+        assert self._held is not None  # _transmit serves GET RESPONSE here only while it holds data
         data, sw, n = self._held
         k = min(n, cmd.ne, len(data))
         piece, left = data[:k], data[k:]
@@ -324,6 +325,12 @@ class FaultPlan:
             return piece + more_data(min(n, len(left)))
         self._held = None
         return piece + sw
+
+
+def _value(fault: Fault) -> int:
+    """The number of a fault whose action needs one (`sw`, `chunk`: the parser requires it)."""
+    assert fault.value is not None, fault
+    return fault.value
 
 
 def inject(card, action, value=None, **kw) -> Fault:

@@ -98,7 +98,7 @@ from chip.iso.sw import (
     CardError,
 )
 from chip.kernel.applet import Applet
-from chip.kernel.crypto import SM4, TDES
+from chip.kernel.crypto import SM4, TDES, Algorithm
 from chip.kernel.cryptograms import purchase_mac1_input, purchase_mac2_input, purchase_session_input
 from chip.kernel.fs import DF, NEVER, LinearEF, TransparentEF
 from chip.kernel.records import Records
@@ -240,7 +240,7 @@ class _Register:
 
     def __init__(self, key: bytes):
         self.key = key
-        self.done = set()  # the kinds of computation completed with this key
+        self.done: set[str] = set()  # the kinds of computation completed with this key
         self.chain = None  # the CBC value of a MAC under way (P1 07, 03)
 
 
@@ -252,8 +252,9 @@ class _Purchase(NamedTuple):
 class Environment(Applet):
     """One algorithm environment of the PSAM: its DDF (ROOT), ADF and key files, and the commands."""
 
-    ALGORITHM = None  # chip.kernel.crypto TDES or SM4
-    ADF = None
+    ROOT: DF  # the environment's DF
+    ALGORITHM: Algorithm  # chip.kernel.crypto TDES or SM4
+    ADF: DF
     KEY_ALGORITHMS: dict[int, int] = {}  # the record's algorithm byte by key length
     CHALLENGE_LENGTHS: tuple[int, ...] = ()  # P9 §9.2.3
     COMMANDS = {
@@ -278,7 +279,7 @@ class Environment(Applet):
         """The environment's DIR and key files: every root of chip.apps.keys from the profile's `[keys]`,
         cut to its length in this environment (8 bytes for the STK keys in DES, P9 table B1)."""
         store.add(cls.ROOT.by_fid[0x0001].key, Records(cls.directory()))
-        files = {fid: [] for fid in KEY_ID_RANGES}
+        files: dict[int, list[bytes]] = {fid: [] for fid in KEY_ID_RANGES}
         for spec in KEYS:
             value = profile.keys[spec.name][:root_length(spec, cls.ALGORITHM.block)]
             record = KeyRecord(spec.usage, spec.psam_id, cls.KEY_ALGORITHMS[len(value)], value)

@@ -268,10 +268,11 @@ class Purse:
 
     def _expect(self, state: str) -> _Session:
         """P5 table 49: a command the state does not allow answers 6901, and the purse goes idle."""
-        if self.state != state:
+        session = self._session  # set with the state by INITIALIZE: LOAD and PURCHASE always have one
+        if self.state != state or session is None:
             self.reset()
             raise CardError(SW_COMMAND_NOT_ACCEPTED)
-        return self._session
+        return session
 
     def _require_pin(self) -> None:
         if not self.applet.pin_satisfied():

@@ -164,7 +164,8 @@ class SsseApplet(Applet):
         locked = {key: (handler if key in WHILE_LOCKED else cls._refuse_locked) for key, handler in open_commands.items()}
         blocked = dict.fromkeys(open_commands, cls._refuse_blocked)
         tables = {lifecycle.NONE: open_commands, lifecycle.LOCKED: locked, lifecycle.BLOCKED: blocked}
-        cls.commands = property(lambda self: tables[self.state.lock])
+        # the table is a property of the instance: mypy cannot see a class attribute become one
+        cls.commands = property(lambda self: tables[self.state.lock])  # type: ignore[assignment]
 
     def refusal(self) -> int:
         return SW_APPLICATION_PERMANENTLY_BLOCKED if self.state.lock == lifecycle.BLOCKED else 0

@@ -15,7 +15,7 @@ from chip.iso.ber import ber_tlv
 from chip.kernel.fs import ALWAYS, DF, NEVER, PIN, CyclicEF, LinearEF, TransparentEF, key, pin_and, pin_or
 from chip.kernel.items import BINARY, Ascii, Bcd, BcdDate, Gbk, Item
 from chip.kernel.records import CyclicRecords, Records
-from chip.kernel.store import Binary
+from chip.kernel.store import Binary, Persistent
 
 DDF_NAME = b"sx1.sh." + "社会保障".encode("gbk")  # 7378312E73682EC9E7BBE1B1A3D5CF
 RID = bytes.fromhex("D156000005")
@@ -148,7 +148,11 @@ DF_TAGS = {DDF: "ssse", DF04: "df04"}  # where chip.apps.keys finds a DF's keys
 
 def directory_records() -> list[bytes]:
     """DIR entries (P3 §5.1.4, tables 2-3): one `61 { 4F AID, 50 label }` record per application."""
-    return [ber_tlv(0x61, ber_tlv(0x4F, df.name) + ber_tlv(0x50, label.encode("gbk"))) for df, label in APPLICATIONS]
+    records = []
+    for df, label in APPLICATIONS:
+        assert df.name is not None  # an application DF is declared with its name (its AID)
+        records.append(ber_tlv(0x61, ber_tlv(0x4F, df.name) + ber_tlv(0x50, label.encode("gbk"))))
+    return records
 
 
 def personalize_files(store, profile, ef05: dict, ef06: dict) -> None:
@@ -161,6 +165,7 @@ def personalize_files(store, profile, ef05: dict, ef06: dict) -> None:
     for node in DDF.walk():
         if node.is_df or node.key in store.objects:
             continue
+        content: Persistent
         if node is DF04_EF05:
             content = Records(item.record(medical[item.tag]) for item in DF04_EF05_ITEMS if item.tag in medical)
         elif node is DF04_EF06:

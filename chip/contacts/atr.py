@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import reduce
 from operator import xor
+from typing import Any
 
 from construct import (
     BitStruct,
@@ -355,7 +356,7 @@ def _diagnose(data: bytes) -> str:
         return "truncated: T0 missing"
     y, pos, index, protocols, announcer = data[1], 2, 1, [], "T0"
     while True:
-        nxt = None
+        nxt: int | None = None
         for bit, letter in ((0x10, "TA"), (0x20, "TB"), (0x40, "TC"), (0x80, "TD")):
             if y & bit:
                 if pos >= len(data):
@@ -364,6 +365,7 @@ def _diagnose(data: bytes) -> str:
                 pos += 1
         if not y & 0x80:
             break
+        assert nxt is not None  # y announced TD: the loop above read it or returned "truncated"
         y, announcer = nxt, f"TD{index}"
         protocols.append(y & 0xF)
         index += 1
@@ -478,11 +480,11 @@ def parse_atr(data: bytes) -> Atr:
     lines.append(_line("T0", data[1:2], f"Y1={y0 >> 4:X}: {_follow(y0, 1)}; K={y0 & 0xF} historical bytes"))
     interface: dict[str, int] = {}
     protocols: list[int] = []
-    values = {"fi_di": DEFAULT_FI_DI, "n": 0, "wi": DEFAULT_WI, "ifsc": IFS_DEFAULT, "cwi": DEFAULT_CWI,
+    values: dict[str, Any] = {"fi_di": DEFAULT_FI_DI, "n": 0, "wi": DEFAULT_WI, "ifsc": IFS_DEFAULT, "cwi": DEFAULT_CWI,
               "bwi": DEFAULT_BWI, "edc": EDC_LRC, "specific": None, "specific_changeable": False}
-    seen_t1 = set()  # which of TA/TB/TC for T=1 have been met (the first of each counts)
-    seen_t15 = set()
-    problems = []
+    seen_t1: set[str] = set()  # which of TA/TB/TC for T=1 have been met (the first of each counts)
+    seen_t15: set[str] = set()
+    problems: list[str] = []
 
     for j, group in enumerate(groups):
         i = j + 1  # this group's TA/TB/TC are TAi/TBi/TCi
@@ -490,7 +492,7 @@ def parse_atr(data: bytes) -> Atr:
         if j:
             td = data[1 + len(interface) + 1]  # the TD byte: after TS, T0 and the bytes so far
             interface[f"TD{j}"] = td
-            if protocol != 15 and protocol not in protocols:
+            if protocol is not None and protocol != 15 and protocol not in protocols:
                 protocols.append(protocol)
             kind = "global interface bytes (T=15)" if protocol == 15 else f"T={protocol} offered"
             lines.append(_line(f"TD{j}", bytes((td,)), f"{kind}; {_follow(td, i)}"))

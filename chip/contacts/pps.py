@@ -57,7 +57,7 @@ def request_length(pps0: int) -> int:
     return 3 + bin(pps0 & 0x70).count("1")
 
 
-def whole_message(buffer: bytes) -> int | None:
+def whole_message(buffer: bytes | bytearray) -> int | None:
     """The length of the PPS message at the start of `buffer` once all of it is there, else None
     (the caller has checked that it starts with PPSS)."""
     if len(buffer) < 2:
@@ -69,7 +69,8 @@ def whole_message(buffer: bytes) -> int | None:
 def split(message: bytes) -> dict:
     """A complete PPS message's fields: {"pps0", "t", "pps1", "pps2", "pps3"} (absent ones None)."""
     pps0 = message[1]
-    fields, pos = {"pps0": pps0, "t": pps0 & 0xF}, 2
+    fields: dict[str, int | None] = {"pps0": pps0, "t": pps0 & 0xF}
+    pos = 2
     for bit, name in ((0x10, "pps1"), (0x20, "pps2"), (0x40, "pps3")):
         if pps0 & bit:
             fields[name] = message[pos]
@@ -174,12 +175,13 @@ class CardPps(PpsEnd):
         if fi_di == DEFAULT_FI_DI:
             return True
         wanted, mine = fi_di_values(fi_di), fi_di_values(self.atr.fi_di)
-        if wanted is None:
+        if wanted is None or mine is None:
             return False
         return wanted[0] == mine[0] and wanted[2] <= mine[2] and wanted[1] <= mine[1]
 
     def _answer(self, fields: dict, echo_pps1: bool) -> None:
         pps0 = fields["t"] | (0x10 if echo_pps1 else 0)
         body = bytes((PPSS, pps0)) + (bytes((fields["pps1"],)) if echo_pps1 else b"")
-        fi, di = (fi_di_values(fields["pps1"])[:2] if echo_pps1 else (FD, DD))
+        echoed = fi_di_values(fields["pps1"]) if echo_pps1 else None  # supported: a valid Fi/Di
+        fi, di = echoed[:2] if echoed is not None else (FD, DD)
         self._finish(None, body + bytes((pck(body),)), protocol=fields["t"], fi=fi, di=di)

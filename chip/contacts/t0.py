@@ -95,7 +95,7 @@ def in_sw1_range(byte: int) -> bool:
     return byte & 0xF0 in (0x60, 0x90)
 
 
-def envelope_complete(buffer: bytes) -> bool:
+def envelope_complete(buffer: bytes | bytearray) -> bool:
     """Whether a reassembled command APDU's own length fields say it cannot grow any more.
 
     Short with Lc: complete at 5 + Lc + 1 bytes (case 4S). Extended: complete
@@ -143,7 +143,8 @@ class CardT0(Outbox):
         self._expect = 0
         self._receiving = False
         self._header_in = b""
-        self._held = None  # (CLA INS P1 P2, data, SW) answered 6C La, sent on the same header with P3 = La
+        # (CLA INS P1 P2, data, SW) answered 6C La, sent on the same header with P3 = La
+        self._held: tuple[bytes, bytes, bytes] | None = None
         self._envelope = bytearray()
 
     # -- the sans-I/O surface -------------------------------------------------

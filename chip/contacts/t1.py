@@ -329,9 +329,9 @@ class CardT1(Outbox):
         self._nr = 0  # N(S) expected of the reader's next I-block
         self._cmd = bytearray()  # the command being received in chained pieces
         self._resp = b""  # response bytes not sent yet
-        self._last = None  # last block sent
-        self._last_i = None  # last I-block sent, until the reader's next I-block acknowledges it
-        self._wtx = None  # (multiplier, S(WTX request)) while waiting for S(WTX response)
+        self._last: Block | None = None  # last block sent
+        self._last_i: Block | None = None  # last I-block sent, until the reader's next I-block acknowledges it
+        self._wtx: tuple[int, Block] | None = None  # (multiplier, S(WTX request)) while waiting for S(WTX response)
         self._remaining = 0  # processing time still to come after the pending S(WTX)
         self._nad = 0
         self._rx.reset()
@@ -421,7 +421,7 @@ class CardT1(Outbox):
         if block.stype == RESYNCH:
             self.reset()
             self._nad = reply_nad(block.nad)
-        elif block.stype == IFS:
+        elif block.stype == IFS and block.value is not None:  # decode() gives an S(IFS) its one INF byte
             self.ifsd = block.value
         elif block.stype == ABORT:  # drop the chain in either direction
             self._cmd.clear()

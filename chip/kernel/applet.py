@@ -10,7 +10,9 @@ Mechanisms every application shares (READ RECORD over declared record files,
 the FCI, access checks) live here once.
 """
 
-from chip.iso.apdu import SHORT_MAX
+from collections.abc import Callable, Iterable
+
+from chip.iso.apdu import SHORT_MAX, Command
 from chip.iso.ber import ber_tlv
 from chip.iso.ins import READ_BINARY, READ_RECORD, VERIFY
 from chip.iso.sw import (
@@ -31,14 +33,18 @@ from chip.iso.sw import (
     CardError,
 )
 from chip.kernel.delivery import SW_WRONG_LE, le_00_asks_length, le_names_length
-from chip.kernel.fs import CYCLIC, TRANSPARENT
+from chip.kernel.fs import CYCLIC, DF, TRANSPARENT
+
+Handler = Callable[["Applet", Command], tuple[bytes, int]]
+"""Every command handler: the applet and the parsed command in, response data and SW out
+(raising CardError for a refusal). Card.transmit calls `applet.commands[code](applet, cmd)`."""
 
 
 class Applet:
     """Base applet; on its own it is the master file's context (no application selected)."""
 
     NAME = "mf"
-    ROOT = None  # the application's top DF, declared by subclasses
+    ROOT: DF | None = None  # the application's top DF, declared by subclasses
     COMMANDS: dict[int, str] = {
         READ_RECORD: "read_record",
         READ_BINARY: "read_binary",
@@ -48,8 +54,8 @@ class Applet:
     RECORD_MODES = frozenset(range(7))  # READ RECORD P2 b3-b1 modes answered (P5 table 32); others 6A86
     RESELECT_RESTARTS = True  # SELECT by name of the selected application starts a new session
     LE_00_ASKS_LENGTH = False  # READ RECORD with Le 00: 6Cxx (LD/T 32 P5 §6.10.4) or the record (EMV)
-    commands: dict = {}  # CLA<<8|INS -> plain function, resolved from COMMANDS per class (see _make_tables)
-    classes: frozenset = frozenset()  # the CLA bytes this applet speaks (6D00 vs 6E00)
+    commands: dict[int, Handler] = {}  # CLA<<8|INS -> plain function, resolved from COMMANDS per class
+    classes: frozenset[int] = frozenset()  # the CLA bytes this applet speaks (6D00 vs 6E00)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -169,13 +175,14 @@ class Applet:
     def _find(self, records, tag: int, mode: int) -> int:
         """Record number of the first/last/next/previous record with identifier `tag`, or 6A83."""
         pointer = self.card.record_pointer
-        numbers = range(1, len(records) + 1)
+        every = range(1, len(records) + 1)
+        numbers: Iterable[int] = every
         if mode == 1:
-            numbers = reversed(numbers)
+            numbers = reversed(every)
         elif mode == 2:
             numbers = range(pointer + 1, len(records) + 1)
         elif mode == 3:
-            numbers = range(pointer - 1, 0, -1) if pointer else reversed(numbers)
+            numbers = range(pointer - 1, 0, -1) if pointer else reversed(every)
         for number in numbers:
             if records[number - 1][:1] == bytes((tag,)):
                 return number

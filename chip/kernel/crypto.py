@@ -65,6 +65,7 @@ def _ecb(cipher: str, key: bytes):
     """The cached (encryptor, decryptor) pair of ECB under `key`: SM4, or in the DES family by the
     key's length single DES (8 bytes, as 3DES with K1 = K2 = K3), 3DES-EDE2 (16 bytes, as the
     three-key form K1 K2 K1: cryptography deprecates the short forms) or three-key 3DES (24)."""
+    algorithm: algorithms.SM4 | TripleDES
     if cipher == "sm4":
         algorithm = algorithms.SM4(key)
     else:
@@ -352,12 +353,14 @@ class Sm4(Algorithm):
     def diversify(self, master, d):
         return self.encrypt(master, d + invert(d))
 
-    mac_result = staticmethod(fold4)
+    def mac_result(self, last: bytes) -> bytes:
+        return fold4(last)
 
     def auth_input(self, original):
         return original + bytes(8)
 
-    auth_output = staticmethod(fold8)
+    def auth_output(self, enciphered: bytes) -> bytes:
+        return fold8(enciphered)
 
     def tac_key(self, dtk):
         return dtk

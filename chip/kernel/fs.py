@@ -44,11 +44,12 @@ class Node:
 
     def __init__(self, fid: int | None, label: str):
         self.fid = fid
-        self.parent = None
+        self.parent: DF | None = None
         self.label = label
 
     def path(self) -> str:
-        parts, node = [], self
+        parts: list[str] = []
+        node: Node | None = self
         while node is not None:
             parts.append(f"{node.fid:04X}" if node.fid is not None else node.label)
             node = node.parent
@@ -78,7 +79,9 @@ class EF(Node):
         """FCP template `62`: file descriptor, FID, SFI."""
         # ISO 7816-4 file descriptor byte: 05 linear variable with simple-TLV records, 01 transparent
         descriptor = {LINEAR: b"\x05\x21", CYCLIC: b"\x06\x21"}.get(self.structure, b"\x01\x21")
-        body = ber_tlv(0x82, descriptor) + ber_tlv(0x83, self.fid.to_bytes(2, "big"))
+        body = ber_tlv(0x82, descriptor)
+        if self.fid is not None:
+            body += ber_tlv(0x83, self.fid.to_bytes(2, "big"))
         if self.sfi:
             body += ber_tlv(0x88, bytes((self.sfi << 3,)))
         return ber_tlv(0x62, body)

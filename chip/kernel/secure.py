@@ -49,7 +49,7 @@ def split_mac(data: bytes) -> tuple[bytes, bytes]:
     return data[:-MAC_LENGTH], data[-MAC_LENGTH:]
 
 
-def check_mac4(algorithm, key: bytes, iv: bytes, message: bytes, mac4: bytes) -> None:
+def check_mac4(algorithm, key: bytes, iv: bytes | None, message: bytes, mac4: bytes) -> None:
     """Raise 6988 unless `mac4` is the first 4 bytes of MAC_key(iv, message)."""
     if not compare_digest(algorithm.mac4(key, message, iv), mac4):
         raise CardError(SW_SM_INCORRECT)

@@ -13,6 +13,8 @@ Where the state goes when committed is the backend's business (see
 `chip.kernel.image`): memory, or a card image file written atomically.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from chip.kernel.power import PowerLoss
 
 
@@ -48,6 +50,10 @@ class Vars(Persistent):
 
     def __init__(self, **values):
         self.__dict__.update(values)
+
+    if TYPE_CHECKING:  # the fields are the keyword arguments each owner gives (see its personalize)
+
+        def __getattr__(self, name: str) -> Any: ...
 
     def dump(self):
         return dict(self.__dict__)
