@@ -11,10 +11,10 @@ import sys
 import time
 
 import pytest
-from helpers import require_pcsc
 from ssse_helpers import SELECT_SSSE
 
 from chip import Card
+from reader.traces.pytest_plugin import require_pcsc
 
 READER = "Virtual PCD 00 00"
 SELECT = SELECT_SSSE

@@ -61,8 +61,8 @@ from dataclasses import dataclass
 
 from chip.iso.apdu import parse
 from chip.iso.ber import read_tag
-from chip.iso.sw import SW_WRONG_P1P2, CardError
-from chip.kernel.delivery import GET_RESPONSE_HEADER, SW1_MORE_DATA, get_response, more_data, status
+from chip.iso.sw import SW1_MORE_DATA, SW_WRONG_P1P2, CardError
+from chip.kernel.delivery import GET_RESPONSE_HEADER, get_response, more_data, status
 
 ACTIONS = ("sw", "mute", "chunk", "tlv", "delay", "write")
 _WITH_VALUE = {"sw": "a status word (4 hex digits)", "chunk": "a piece size (1-255)",

@@ -26,22 +26,12 @@ from collections import OrderedDict
 
 from chip.card import Card
 from chip.kernel import image as image_mod
+from chip.personalization import luhn
 from chip.personalization.profile import Profile, load_profile
 
 SUFFIX = ".img"
 CARD_NUMBER_DIGITS = 8
 PAN_PREFIX_DIGITS = 6  # the issuer identification number of the base PAN is kept
-
-
-def luhn_digit(digits: str) -> str:
-    """The check digit that makes `digits` + it pass the Luhn check."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2 == 0:  # doubled: every second digit from the right of the full number
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return str(-total % 10)
 
 
 def variant(base: Profile, index: int) -> Profile:
@@ -57,7 +47,7 @@ def variant(base: Profile, index: int) -> Profile:
         raise ValueError(f"a fleet card index is 0-{10 ** CARD_NUMBER_DIGITS - 1}, not {index}")
     body = len(base.financial.pan) - 1 - PAN_PREFIX_DIGITS
     pan = base.financial.pan[:PAN_PREFIX_DIGITS] + f"{index:0{body}d}"
-    pan += luhn_digit(pan)
+    pan += luhn.check_digit(pan)
     return dataclasses.replace(
         base,
         card_number=f"T{index:0{CARD_NUMBER_DIGITS}d}",
@@ -188,7 +178,7 @@ class Fleet:
                 self._write(name, card)
             self._names[name] = None
         if self.folder is not None and self.sync:
-            _fsync_folder(self.folder)
+            image_mod.fsync_folder(self.folder)
         return names
 
     def _write(self, name: str, card: Card) -> None:
@@ -202,14 +192,6 @@ class Fleet:
     def __repr__(self) -> str:
         where = self.folder or "memory"
         return f"<Fleet of {len(self)} cards in {where}, {len(self._cards)} loaded>"
-
-
-def _fsync_folder(folder: str) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def image_names(folder) -> list[str]:

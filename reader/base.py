@@ -6,7 +6,8 @@ script runs on the simulator and on a real card in a real reader.
 
 from abc import ABC, abstractmethod
 
-from chip.kernel.delivery import SW1_MORE_DATA, SW1_WRONG_LE, get_response
+from chip.iso.sw import SW1_MORE_DATA, SW1_WRONG_LE
+from chip.kernel.delivery import get_response
 
 
 class Reader(ABC):

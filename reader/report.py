@@ -1,6 +1,7 @@
 """Human-readable APDU exchanges, shared by `sscard apdu`, the demo and (later) traces."""
 
 from chip.iso.sw import meaning, sw_of
+from reader.errors import InputError
 
 
 def spaced(data: bytes) -> str:
@@ -8,12 +9,12 @@ def spaced(data: bytes) -> str:
 
 
 def parse_hex(text: str) -> bytes:
-    """Hex with optional spaces, colons or underscores; ValueError names the bad text."""
+    """Hex with optional spaces, colons or underscores; InputError names the bad text."""
     cleaned = "".join(ch for ch in text if ch not in " :_\t")
     try:
         return bytes.fromhex(cleaned)
     except ValueError:
-        raise ValueError(f"not hexadecimal: {text!r}") from None
+        raise InputError(f"not hexadecimal: {text!r}") from None
 
 
 def exchange(command: bytes, response: bytes, note: str = "", decoder=None) -> str:

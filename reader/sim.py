@@ -2,7 +2,8 @@
 
 from chip import Card
 from chip.contacts.atr import parse_atr
-from chip.kernel.delivery import SW1_MORE_DATA, get_response
+from chip.iso.sw import SW1_MORE_DATA
+from chip.kernel.delivery import get_response
 from reader.base import Reader
 
 PROTOCOLS = {"T=0": 0, "T=1": 1, 0: 0, 1: 1}

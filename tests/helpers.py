@@ -26,7 +26,6 @@ import socket
 from pathlib import Path
 
 import oracle
-import pytest
 
 from chip import Card, load_profile
 from reader import SimReader
@@ -184,19 +183,6 @@ def free_port() -> int:
 def snapshot(store) -> dict:
     """Every persistent object of a card's store, as the image stores it."""
     return {name: obj.dump() for name, obj in store.objects.items()}
-
-
-def require_pcsc(what: str) -> None:
-    """Skip unless this run is inside the private PC/SC stack of `python -m reader.pcsc.pcscd run`
-    (never the machine's pcscd); in CI (`CI=true`) a missing stack fails instead."""
-    from reader.pcsc.pcscd import skip_reason
-
-    reason = skip_reason()
-    if reason:
-        message = f"{what}: {reason}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def activate_financial(card, pin: str = "123456") -> None:

@@ -9,8 +9,8 @@ from ssse_helpers import SELECT_FIN, SELECT_SSSE, Terminal
 
 from chip import Card, ImageError, load_profile
 from chip.apps.keys import KEYS
-from chip.fleet import Fleet, image_names, luhn_digit, memory_per_card, variant
-from chip.personalization.profile import luhn_ok
+from chip.fleet import Fleet, image_names, memory_per_card, variant
+from chip.personalization import luhn
 from reader.base import transmit_all
 from reader.cli.errors import UsageError
 from reader.cli.parser import build_parser
@@ -35,9 +35,9 @@ def _read(card, apdu):
 
 # -- profile variants --------------------------------------------------------------------------------
 def test_luhn_digit_matches_the_profile_check():
-    assert luhn_digit("623456000000000") == "8"  # the default profile's PAN 6234560000000008
+    assert luhn.check_digit("623456000000000") == "8"  # the default profile's PAN 6234560000000008
     for body in ("4", "79927398713"[:-1], "623456000000123", "12345678901234567"):
-        assert luhn_ok(body + luhn_digit(body))
+        assert luhn.is_valid(body + luhn.check_digit(body))
 
 
 def test_variants_differ_in_number_serial_and_pan_only():
@@ -46,7 +46,7 @@ def test_variants_differ_in_number_serial_and_pan_only():
     assert (a.card_number, b.card_number) == ("T00000007", "T12345678")
     assert a.serial == bytes.fromhex("00000007") and b.serial == (12345678).to_bytes(4, "big")
     assert a.financial.pan != b.financial.pan and len(a.financial.pan) == len(base.financial.pan)
-    assert luhn_ok(a.financial.pan) and luhn_ok(b.financial.pan)
+    assert luhn.is_valid(a.financial.pan) and luhn.is_valid(b.financial.pan)
     assert a.financial.pan.startswith(base.financial.pan[:6])
     assert a.holder_name == base.holder_name and a.keys is base.keys  # shared, not copied
     with pytest.raises(ValueError):

@@ -22,11 +22,12 @@ import time
 
 import helpers
 import pytest
-from helpers import EF05, SELECT_SSSE, require_pcsc, tx
+from helpers import EF05, SELECT_SSSE, tx
 
 from chip import Card
 from chip.personalization.profile import SHIPPED
 from reader.pcsc.serve import ServedProcess
+from reader.traces.pytest_plugin import require_pcsc
 
 READER = "Virtual PCD 00 00"
 READER_2 = "Virtual PCD 00 01"

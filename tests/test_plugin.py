@@ -1,6 +1,8 @@
 """The pytest plugin (entry point pytest11 'sscard'): .apdu files as test items, and fixtures."""
 
-from helpers import SELECT_SSSE, require_pcsc, spaced
+from helpers import SELECT_SSSE, spaced
+
+from reader.traces.pytest_plugin import require_pcsc
 
 SELECT = spaced(SELECT_SSSE)  # as a trace writes it
 GOOD = f"""# a trace a user keeps next to their tests

@@ -49,7 +49,7 @@ import time
 import helpers
 import pytest
 import ssse_helpers as sh
-from helpers import CARD_DATE, OK, activate_financial, require_pcsc
+from helpers import CARD_DATE, OK, activate_financial
 from power_cut import (
     FILE_POINTS,
     count_write_points,
@@ -69,6 +69,7 @@ from chip.kernel.crypto import TDES
 from chip.personalization.profile import SHIPPED
 from reader import SimReader
 from reader.terminals.issuer import IssuerHost
+from reader.traces.pytest_plugin import require_pcsc
 
 pytestmark = pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 

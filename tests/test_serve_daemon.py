@@ -24,10 +24,11 @@ import time
 
 import helpers
 import pytest
-from helpers import EF05, SELECT_SSSE, free_port, require_pcsc
+from helpers import EF05, SELECT_SSSE, free_port
 
 from chip import Card
 from reader.pcsc.serve import NO_STDIN, OPEN_TIMEOUT
+from reader.traces.pytest_plugin import require_pcsc
 
 READER = "Virtual PCD 00 00"
 SELECT = SELECT_SSSE

@@ -12,7 +12,6 @@ import re
 from collections import Counter
 
 import pytest
-
 from helpers import ROOT
 
 api = pytest.importorskip("mypy.api")

@@ -87,6 +87,7 @@ import datetime
 from hmac import compare_digest
 
 from chip.apps.keys import KEY_VERSION
+from chip.apps.ssse_files import DETAIL, DF04_EF08
 from chip.iso.apdu import EXTENDED_MAX, SHORT_MAX
 from chip.iso.ins import (
     CREDIT_FOR_LOAD,
@@ -133,10 +134,8 @@ KEY_INDEX = 0x01
 IDLE, LOAD, PURCHASE = "idle", "load", "purchase"
 COUNTER_MAX = 0xFFFF
 AMOUNT_MAX = 0xFFFFFFFF
-DETAIL_CAPACITY = 30  # EF08: the last 30 loads and settlements (V2 §8.5.3)
 
 PURSE = "df04.purse"
-EF08 = "df04.ef08"
 
 
 def _u16(value: int) -> bytes:
@@ -254,7 +253,7 @@ class Purse:
             load_proof=b"",  # seq 2 || MAC 4 || TAC 4 of the last load (P7 §14)
             purchase_proof=b"",  # the same for the last purchase
         ))
-        store.add(EF08, CyclicRecords(capacity=DETAIL_CAPACITY))
+        store.add(DF04_EF08.key, CyclicRecords(capacity=DF04_EF08.capacity))
 
     def reset(self) -> None:
         """Power-up, deselection, leaving DF04, any failure: back to idle, the session forgotten."""
@@ -292,11 +291,12 @@ class Purse:
         algorithm = self.applet.algorithm
         return algorithm.command_mac(algorithm.tac_key(self.applet.card_key("df04_dtk")), message)
 
-    def _record(self, seq: int, kind: int, terminal: bytes, time: bytes, amounts: bytes) -> None:
-        """Write one 28-byte EF08 record as the newest (V2 table 9): seq 2 || type 1 || terminal 6
-        || time 7 || account 4 || self-pay 4 || fund 4."""
-        record = _u16(seq) + bytes((kind,)) + terminal + time + amounts.ljust(12, b"\x00")
-        ef08 = self.applet.store[EF08]
+    def _record(self, seq: int, kind: int, terminal: bytes, time: bytes, account: int, self_pay: int = 0,
+                fund: int = 0) -> None:
+        """Write one EF08 record (chip.apps.ssse_files.DETAIL) as the newest."""
+        record = DETAIL.build({"seq": seq, "type": kind, "terminal": bytes(terminal), "time": bytes(time),
+                               "account": account, "self_pay": self_pay, "fund": fund})
+        ef08 = self.applet.store[DF04_EF08.key]
         self.applet.store.write(ef08, "records", ef08.pushed(record))
 
     # -- INITIALIZE ------------------------------------------------------------------------------
@@ -398,7 +398,7 @@ class Purse:
         store.write(v, "balance", balance)
         store.write(v, "online", counter + 1)
         store.write(v, "load_proof", _u16(counter) + bytes(mac2) + tac)
-        self._record(counter, TYPE_LOAD, session.terminal, host_time, session.amounts)
+        self._record(counter, TYPE_LOAD, session.terminal, host_time, int.from_bytes(session.amounts, "big"))
         self.reset()
         return tac, SW_OK
 
@@ -454,7 +454,7 @@ class Purse:
         store.write(v, "spfp", spfp)
         store.write(v, "offline", counter + 1)
         store.write(v, "purchase_proof", _u16(counter) + mac2 + tac)
-        self._record(counter, TYPE_PURCHASE, terminal, time, amounts)
+        self._record(counter, TYPE_PURCHASE, terminal, time, account, self_pay, fund)
         self.reset()
         return tac + mac2, SW_OK
 
@@ -554,15 +554,16 @@ class Purse:
         store = self.applet.store
         v = store[PURSE]
         records = []
-        for record in store[EF08].records:
+        for record in store[DF04_EF08.key].records:
+            fields = DETAIL.parse(record)
             records.append({
-                "seq": int.from_bytes(record[0:2], "big"),
-                "type": TYPES.get(record[2], f"{record[2]:02X}"),
-                "terminal": record[3:9].hex().upper(),
-                "time": record[9:16].hex(),
-                "account": int.from_bytes(record[16:20], "big"),
-                "self_pay": int.from_bytes(record[20:24], "big"),
-                "fund": int.from_bytes(record[24:28], "big"),
+                "seq": fields.seq,
+                "type": TYPES.get(fields.type, f"{fields.type:02X}"),
+                "terminal": fields.terminal.hex().upper(),
+                "time": fields.time.hex(),
+                "account": fields.account,
+                "self_pay": fields.self_pay,
+                "fund": fields.fund,
             })
         return {
             "balance": v.balance, "spip": v.spip, "spfp": v.spfp,

@@ -29,7 +29,7 @@ from hmac import compare_digest
 
 from chip.apps.keys import BY_CARD_ID, EXTERNAL_AUTH_TRIES, KEY_VERSION, KEYS, card_key
 from chip.apps.purse import Purse
-from chip.apps.ssse_files import DDF, DDF_NAME, DF04, DF_TAGS, EF05_ITEMS, ITEMS, RID, personalize_files
+from chip.apps.ssse_files import DDF, DDF_NAME, DF04, DF_TAGS, EF05_ITEMS, IDENTIFICATION, ITEMS, RID, personalize_files
 from chip.iso.ber import ber_tlv
 from chip.iso.ins import (
     APPLICATION_BLOCK,
@@ -87,8 +87,9 @@ GENERATION_GRANTS = {"2.00": "gen2", "3.00": "gen3"}  # access alternatives that
 
 
 def identification_code(profile) -> bytes:
-    """EF05 item 01 (V2 §8.1.1.1, table 10): region (3, BCD) || RID D156000005 || serial (4) || authentication code (4)."""
-    return bytes.fromhex(profile.region_code) + RID + profile.serial + profile.auth_code
+    """EF05 item 01 of the profile's card (chip.apps.ssse_files.IDENTIFICATION)."""
+    return IDENTIFICATION.build({"region": bytes.fromhex(profile.region_code), "rid": RID,
+                                 "serial": profile.serial, "auth_code": profile.auth_code})
 
 
 class SsseApplet(Applet):

@@ -11,6 +11,8 @@ reader spec §10.2) is written as the alternative `gen2`, which the applet
 grants on a 2.00 card.
 """
 
+from construct import Bytes, Int8ub, Int16ub, Int32ub, Struct
+
 from chip.iso.ber import ber_tlv
 from chip.kernel.fs import ALWAYS, DF, NEVER, PIN, CyclicEF, LinearEF, TransparentEF, key, pin_and, pin_or
 from chip.kernel.items import BINARY, Ascii, Bcd, BcdDate, Gbk, Item
@@ -21,8 +23,17 @@ DDF_NAME = b"sx1.sh." + "社会保障".encode("gbk")  # 7378312E73682EC9E7BBE1B1
 RID = bytes.fromhex("D156000005")
 DIR_SFI = 0x1E  # the real cards' FCI says 88 01 1E
 
+# EF05 item 01, the card identification code (V2 §8.1.1.1, table 10): made at personalisation
+# (chip.apps.ssse), split by the terminals (the region gives the key diversification factors) and
+# the decoder.
+IDENTIFICATION = Struct(
+    "region" / Bytes(3),  # GB/T 2260 region code, BCD
+    "rid" / Bytes(len(RID)),  # D156000005
+    "serial" / Bytes(4),  # the card serial
+    "auth_code" / Bytes(4),  # the authentication code
+)
 EF05_ITEMS = (  # V2 table 9, §8.1.1
-    Item(0x01, "card identification code", BINARY(16)),
+    Item(0x01, "card identification code", BINARY(IDENTIFICATION.sizeof())),
     Item(0x02, "card type", Ascii(1)),
     Item(0x03, "specification version", Ascii(4)),
     Item(0x04, "initialising institution", BINARY(12)),
@@ -64,8 +75,20 @@ DF04_EF06_ITEMS = (  # V2 table 9, §8.5: temporary-offline settlement
 )
 ITEMS = {item.tag: item for item in EF05_ITEMS + EF06_ITEMS}
 MEDICAL_ITEMS = {item.tag: item for item in DF04_EF05_ITEMS + DF04_EF06_ITEMS}
-DETAIL_RECORD = 28  # DF04 EF08 transaction detail (V2 table 9; P7 §12)
-DETAIL_DEPTH = 30
+# One record of DF04 EF08, the medical transaction detail (V2 file-structure notice after table 9,
+# LD/T 32 P5 §7): written by the purse (chip.apps.purse) at each load and settlement, read by
+# `sscard info`, the terminals' detail query and the decoder.
+DETAIL = Struct(
+    "seq" / Int16ub,  # the transaction's counter value
+    "type" / Int8ub,  # the transaction type (chip.apps.purse.TYPES)
+    "terminal" / Bytes(6),  # terminal number
+    "time" / Bytes(7),  # cn YYYYMMDDhhmmss
+    "account" / Int32ub,  # personal account amount, fen (a load: the amount loaded)
+    "self_pay" / Int32ub,  # self-pay amount, fen
+    "fund" / Int32ub,  # pooled-fund amount, fen
+)
+DETAIL_RECORD = DETAIL.sizeof()  # 28
+DETAIL_DEPTH = 30  # the last 30 loads and settlements (V2 §8.5.3)
 SPECIAL_RECORD, SPECIAL_DEPTH = 3, 8  # DF04 EF15
 
 RK = "ssse_rk"

@@ -56,11 +56,13 @@ SW_COUNTER_AT_MAXIMUM = _sw(0x9402, "transaction counter at its maximum")  # P5 
 SW_KEY_INDEX_NOT_SUPPORTED = _sw(0x9403, "key index not supported")  # P5 §7.5, §7.6
 SW_MAC_NOT_AVAILABLE = _sw(0x9406, "required MAC not available")  # GET TRANSACTION PROOF: P5 §7.4
 
-# -- parametrised: SW1 with a count in SW2 (ISO/IEC 7816-4 §5.1.3) -------------------------------------------
+# -- SW1 alone: the families whose SW2 is a count or a detail (ISO/IEC 7816-4 §5.1.3) --------------------------
+SW1_OK = SW_OK >> 8  # 90: normal processing
 SW1_MORE_DATA = 0x61  # SW2 bytes still available: GET RESPONSE fetches them
 SW1_WARNING = 0x62  # a warning: the non-volatile memory is unchanged
+SW1_WARNING_CHANGED = 0x63  # a warning, the memory changed; 63Cx: verification failed, x tries left (P5 §5.4 table 5)
 SW1_WRONG_LE = 0x6C  # wrong Le: SW2 is the exact number of bytes available
-SW1_VERIFICATION_FAILED = 0x63  # with SW2 Cx: verification failed, x tries left (P5 §5.4 table 5)
+SW_WRONG_LE = SW1_WRONG_LE << 8  # 6Cxx as applets raise it, with xx the length
 
 
 def sw_of(response: bytes) -> int:
@@ -78,7 +80,7 @@ def meaning(sw: int) -> str:
         return f"{sw2 or 256} more bytes available (GET RESPONSE)"
     if sw1 == SW1_WRONG_LE:
         return f"wrong Le: {sw2 or 256} bytes available"
-    if sw1 == SW1_VERIFICATION_FAILED and sw2 & 0xF0 == 0xC0:
+    if sw1 == SW1_WARNING_CHANGED and sw2 & 0xF0 == 0xC0:
         left = sw2 & 0x0F
         return f"verification failed, {left} {'try' if left == 1 else 'tries'} left"
     return "unknown status word"

@@ -28,11 +28,12 @@ from chip.iso.sw import (
     SW_REFERENCED_DATA_NOT_FOUND,
     SW_SECURITY_STATUS_NOT_SATISFIED,
     SW_WRONG_DATA,
+    SW_WRONG_LE,
     SW_WRONG_LENGTH,
     SW_WRONG_P1P2,
     CardError,
 )
-from chip.kernel.delivery import SW_WRONG_LE, le_00_asks_length, le_names_length
+from chip.kernel.delivery import le_00_asks_length, le_names_length
 from chip.kernel.fs import CYCLIC, DF, TRANSPARENT
 
 Handler = Callable[["Applet", Command], tuple[bytes, int]]

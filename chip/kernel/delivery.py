@@ -26,12 +26,7 @@ RECORD with Le 00, READ BINARY past the end of the file) with `le_00_asks_length
 
 from chip.iso.apdu import EXTENDED_MAX, SHORT_MAX, Command
 from chip.iso.ins import GET_RESPONSE, cla_ins
-from chip.iso.sw import SW_OK, SW_UNKNOWN, SW_WRONG_LENGTH, SW_WRONG_P1P2
-
-SW_MORE_DATA = 0x6100  # 61xx: xx more bytes wait for GET RESPONSE (00: 256 or more)
-SW_WRONG_LE = 0x6C00  # 6Cxx: wrong Le, xx bytes are there (00: 256)
-SW1_MORE_DATA = SW_MORE_DATA >> 8
-SW1_WRONG_LE = SW_WRONG_LE >> 8
+from chip.iso.sw import SW1_MORE_DATA, SW1_WRONG_LE, SW_OK, SW_UNKNOWN, SW_WRONG_LENGTH, SW_WRONG_P1P2
 
 SW_OK_BYTES = bytes((SW_OK >> 8, SW_OK & 0xFF))
 GET_RESPONSE_HEADER = bytes((*cla_ins(GET_RESPONSE), 0x00, 0x00))

@@ -349,11 +349,7 @@ class FileBackend:
         self._point("fsync-folder", True)
         if self.sync:
             try:
-                dfd = os.open(self.folder, os.O_RDONLY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
+                fsync_folder(self.folder)
             except OSError as exc:  # the new image is in place but perhaps not durable: 6581, memory kept new
                 raise StorageFailure(write_error(self.path, exc), landed=True) from exc
 
@@ -660,6 +656,16 @@ def write_error(path: str, exc: OSError) -> str:
     if code == errno.ELOOP:
         return f"{path}: cannot write the card image: a symlink is in the way in {folder}"
     return f"{path}: cannot write the card image ({exc.strerror or exc})"
+
+
+def fsync_folder(folder: str) -> None:
+    """Make the folder's entries durable (the rename of a commit, the images a fleet wrote): fsync the
+    folder itself. An OSError is the caller's to report."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:

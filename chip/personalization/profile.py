@@ -24,7 +24,7 @@ from chip.contacts.timing import DI_TABLE, EDC_CRC, EDC_LRC, FI_TABLE
 from chip.inputs import read_regular
 from chip.kernel.crypto import SM4_FLAG, TDES_FLAG
 from chip.kernel.pin import valid_digits
-from chip.personalization import idnumber
+from chip.personalization import idnumber, luhn
 
 SHIPPED = Path(__file__).with_name("profiles")
 
@@ -99,16 +99,6 @@ class FinancialProfile:
     initial_pin: str
     pin_tries: int
     atc_limit: int
-
-
-def luhn_ok(number: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(number)):
-        d = int(ch)
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
 
 
 @dataclass(frozen=True)
@@ -366,7 +356,7 @@ def parse_profile(data: dict, name: str = "profile", source: str = "profile") ->
     pan = f.get("financial.pan", str)
     if not (13 <= len(pan) <= 19 and pan.isascii() and pan.isdigit()):
         f.fail("financial.pan", f"must be 13-19 digits, got {pan!r}")
-    if not luhn_ok(pan):
+    if not luhn.is_valid(pan):
         f.fail("financial.pan", f"{pan} fails the Luhn check")
     fin_holder = f.get("financial.holder_name", str)
     if not (2 <= len(fin_holder) <= 26 and fin_holder.isascii() and fin_holder.isprintable()):

@@ -5,7 +5,7 @@ and `readers` (the PC/SC readers `apdu --reader` can name)."""
 import sys
 
 from chip import Card
-from reader.cli.errors import UsageError, link_failure, usage_error_from_value_error
+from reader.cli.errors import UsageError, link_failure
 from reader.cli.session import card_reader, wire_reader
 from reader.decode.decoder import Decoder
 from reader.pcsc.reader import PcscReader, list_readers
@@ -14,9 +14,8 @@ from reader.sim import SimReader
 
 
 def _commands(texts: list[str]) -> list[bytes]:
-    """The command APDUs of the HEX arguments; a bad one is a usage error naming it."""
-    with usage_error_from_value_error():
-        return [parse_hex(text) for text in texts]
+    """The command APDUs of the HEX arguments; a bad one is an InputError naming it."""
+    return [parse_hex(text) for text in texts]
 
 
 def cmd_apdu(args) -> int:
@@ -55,8 +54,7 @@ def cmd_wire_log(args) -> int:
     reader = wire_reader(Card.open(args.state, date=args.date), args.wire, pps=args.pps, log=log,
                          clock=int(args.clock * 1_000_000))
     try:
-        with usage_error_from_value_error():  # a --pps TA1 whose Fi or Di is RFU (ISO/IEC 7816-3 §8.3)
-            reader.reset()
+        reader.reset()  # InputError: a --pps TA1 whose Fi or Di is RFU (ISO/IEC 7816-3 §8.3)
     except LinkError as exc:  # the ATR or the PPS exchange failed
         for line in explain_log(log, reader.protocol):
             print(line)

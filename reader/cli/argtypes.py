@@ -6,10 +6,10 @@ import datetime
 import math
 
 from reader.terminals.payment import MAX_AMOUNT
+from reader.terminals.ssse import SSSE_MAX_AMOUNT
 from reader.traces.format import date_problem
 
 AMOUNT_UNIT = "fen, a whole number (1234 = 12.34 yuan)"  # the one unit of every amount on the command line
-SSSE_MAX_AMOUNT = 99_999_999  # the 8 digits of DF04 EF06 item 92 (V2 table 9)
 
 
 def date(text: str) -> datetime.date:
@@ -78,7 +78,7 @@ def _amount_in_fen(text: str, maximum: int) -> int:
 
 
 def ssse_amount(text: str) -> int:
-    """An SSSE amount in fen: 0 to 99999999 (DF04 EF06 item 92)."""
+    """An SSSE amount in fen: 0 to SSSE_MAX_AMOUNT (the 8 digits of DF04 EF06 item 92)."""
     return _amount_in_fen(text, SSSE_MAX_AMOUNT)
 
 

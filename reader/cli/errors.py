@@ -6,12 +6,12 @@ for what the card or the contacts refused, a `refused:` or link-error line and e
 Anything else is a bug in sscard and shows its traceback.
 """
 
-import contextlib
 import sys
 
 from chip import ImageError, ProfileError
 from chip.iso.sw import meaning
 from chip.kernel.store import StorageFailure
+from reader.errors import InputError
 from reader.pcsc.reader import PcscError
 from reader.terminals.payment import KernelError
 from reader.terminals.psam import PsamError
@@ -23,21 +23,12 @@ class UsageError(Exception):
     """A mistake in what the user asked for; printed as one line."""
 
 
-# The errors a user causes, each said in one line with exit status 2: a usage error, a bad profile
-# or card image, a card image that cannot be written (StorageFailure), a PSAM, terminal or kernel
-# that refuses the inputs, no PC/SC service or reader, a bad trace.
-USER_ERRORS = (UsageError, ProfileError, ImageError, StorageFailure, PsamError, TerminalError, KernelError,
-               PcscError, TraceError)
-
-
-@contextlib.contextmanager
-def usage_error_from_value_error():
-    """Inside: the ValueError with which a library refuses an input the user gave (hex, a flow
-    parameter, a vpcd port, a PPS TA1) is a usage error, said in the library's words."""
-    try:
-        yield
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+# The errors a user causes, each said in one line with exit status 2: a usage error, an input a
+# library refuses (hex, a flow parameter, a vpcd port, a PPS TA1: InputError, in the library's
+# words), a bad profile or card image, a card image that cannot be written (StorageFailure), a PSAM,
+# terminal or kernel that refuses the inputs, no PC/SC service or reader, a bad trace.
+USER_ERRORS = (UsageError, InputError, ProfileError, ImageError, StorageFailure, PsamError, TerminalError,
+               KernelError, PcscError, TraceError)
 
 
 def link_failure(exc, command: bytes | None) -> int:

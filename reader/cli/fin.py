@@ -7,7 +7,7 @@ import sys
 from chip import Card
 from chip.iso.ins import APPLICATION_BLOCK, APPLICATION_UNBLOCK, CARD_BLOCK, PIN_CHANGE_UNBLOCK, cla_ins
 from chip.iso.sw import SW_OK, meaning
-from reader.cli.errors import UsageError, refused, usage_error_from_value_error
+from reader.cli.errors import UsageError, refused
 from reader.cli.session import card_reader
 from reader.report import exchange
 from reader.sim import SimReader
@@ -54,8 +54,7 @@ def cmd_fin(args) -> int:
         _, pan = flows.issuer_records(card)
         if pan is None:
             raise UsageError("this card image has no financial application")
-        with usage_error_from_value_error():  # the builder refuses a bad input before any APDU
-            script = FIN_SCRIPTS[args.operation](args)
+        script = FIN_SCRIPTS[args.operation](args)  # InputError: the builder refuses a bad input before any APDU
     terminal = PaymentTerminal(card_reader(SimReader(card)), on_exchange=lambda c, r: print(exchange(c, r)), date=card.today)
     if script is None:
         outcome = terminal.purchase(args.amount, pin=args.pin, sm4=args.sm4, host=host)

@@ -1,7 +1,7 @@
 """`sscard flow NAME`: a real-world terminal flow (reader/terminals/flows.py) on a card image."""
 
 from chip import Card
-from reader.cli.errors import UsageError, usage_error_from_value_error
+from reader.cli.errors import UsageError
 from reader.cli.session import card_reader
 from reader.report import exchange
 from reader.terminals import flows
@@ -18,12 +18,11 @@ def cmd_flow(args) -> int:
         return 0
     if args.name is None or args.state is None:
         raise UsageError("give a flow NAME and --state CARD.img (or --list)")
-    with usage_error_from_value_error():  # an unknown flow, a bad KEY=VALUE
-        params = flows.parse_params(args.name, args.param or [])
+    params = flows.parse_params(args.name, args.param or [])  # InputError: an unknown flow, a bad KEY=VALUE
     card = Card.open(args.state, date=args.date)
-    with usage_error_from_value_error():  # the flow checks its parameters before its first APDU
-        result = flows.run_flow(args.name, card, profile=args.keys, on_exchange=lambda c, r: print(exchange(c, r)),
-                                wrap=card_reader, **params)
+    # InputError: the flow checks its parameters before its first APDU
+    result = flows.run_flow(args.name, card, profile=args.keys, on_exchange=lambda c, r: print(exchange(c, r)),
+                            wrap=card_reader, **params)
     for description, outcome in result.steps:
         print(f"- {description}: {outcome}")
     print(result.final_line)

@@ -8,12 +8,13 @@ import sys
 
 from chip.personalization.profile import shipped_names
 from reader.cli import apdu, argtypes, card, fin, flow, serve, session, ssse, traces
-from reader.cli.argtypes import AMOUNT_UNIT, SSSE_MAX_AMOUNT
+from reader.cli.argtypes import AMOUNT_UNIT
 from reader.cli.errors import USER_ERRORS, UsageError
 from reader.cli.files import check_output, write_text
 from reader.pcsc.serve import DEFAULT_PORT
 from reader.terminals import flows
 from reader.terminals.payment import MAX_AMOUNT
+from reader.terminals.ssse import SSSE_MAX_AMOUNT
 
 
 class _Parser(argparse.ArgumentParser):

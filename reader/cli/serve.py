@@ -2,7 +2,7 @@
 
 from chip import Card
 from chip.fleet import image_names
-from reader.cli.errors import UsageError, usage_error_from_value_error
+from reader.cli.errors import UsageError
 from reader.cli.files import check_output
 from reader.pcsc.serve import serve
 from reader.traces.replay import TraceWriter
@@ -33,11 +33,11 @@ def cmd_serve(args) -> int:
         writer = TraceWriter(record, header=[f"every APDU the served card(s) answered: {', '.join(images)}"])
         on_apdu = lambda slot, apdu, response, seconds: writer.exchange(apdu, response, seconds)  # noqa: E731
     try:
-        with usage_error_from_value_error():  # a --port outside 1-65535, a --control socket it cannot listen on
-            return serve(images, list(args.port or []), host=args.host, control=args.control,
-                         protocol=0 if args.t0 else 1 if args.t1 else None,  # None: each card's own
-                         quickack=not args.no_quickack, date=args.date, use_stdin=not args.no_stdin,
-                         on_apdu=on_apdu)
+        # InputError: a --port outside 1-65535, a --control socket it cannot listen on
+        return serve(images, list(args.port or []), host=args.host, control=args.control,
+                     protocol=0 if args.t0 else 1 if args.t1 else None,  # None: each card's own
+                     quickack=not args.no_quickack, date=args.date, use_stdin=not args.no_stdin,
+                     on_apdu=on_apdu)
     finally:
         if record is not None:
             record.close()

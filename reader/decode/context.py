@@ -5,6 +5,15 @@ decodes the data with the layout the context names and applies the state change 
 current DF or EF, the transaction) once the status word says the card made it.
 """
 
+from chip.iso.ins import NAMES, P1_NAMES, code
+
+
+def command_name(cmd, by_p1: bool = False) -> str:
+    """The command's name in chip.iso.ins, by the code of its CLA and INS (the code that dispatched
+    it to its handler); `by_p1`: the name P5 §7 gives that code with this P1 (P1_NAMES)."""
+    command = code(cmd.cla, cmd.ins)
+    return P1_NAMES[(command, cmd.p1)] if by_p1 else NAMES[command]
+
 
 class Context:
     """The command's kind, first line, and what the card state will become."""

@@ -25,41 +25,31 @@ This module holds the session state and the commands that read or move it: SELEC
 (ISO/IEC 7816-4 §7.2-§7.3, LD/T 32 P5 §6.9-§6.13) and GET RESPONSE; the dispatch table
 `_COMMANDS`, keyed by the command codes of `chip.iso.ins`, hands every other command to
 the module of its application: reader.decode.ssse (P5 §6), reader.decode.purse (P5 §7),
-reader.decode.psam (P9 §9), reader.decode.emv (the financial application). What a value
+reader.decode.psam (P9 §9), reader.decode.emv (the financial application). The SSSE's and
+the purse's entries are their card applets' command tables (`SsseApplet.COMMANDS`,
+`Purse.COMMANDS`): each code goes to the decoder function named as the card's handler. What a value
 or record means is in reader.decode.tags, items and fields; the chips' file trees in
 reader.decode.files; status word meanings come from `chip.iso.sw`. Nothing here raises on
 bad input: what does not parse is shown as hex.
 """
 
 from chip.apps import financial as fin
+from chip.apps.purse import Purse
+from chip.apps.ssse import SsseApplet
 from chip.iso import ber
 from chip.iso.apdu import parse as parse_apdu
 from chip.iso.ins import (
-    APPLICATION_BLOCK,
-    APPLICATION_UNBLOCK,
-    CARD_BLOCK,
-    CHANGE_PIN,
     CIPHER_DATA,
-    CREDIT_FOR_LOAD,
     CREDIT_SAM_FOR_PURCHASE,
-    DEBIT_FOR_PURCHASE,
     DELIVERY_SESSION_KEY,
-    EXTERNAL_AUTHENTICATE,
     GENERATE_AC,
-    GET_BALANCE,
-    GET_CHALLENGE,
     GET_DATA,
     GET_DATA_ISO,
     GET_PROCESSING_OPTIONS,
     GET_RESPONSE,
-    GET_STARTING_DAY,
-    GET_TRANSACTION_PROOF,
     INIT_SAM_FOR_PURCHASE,
-    INITIALIZE,
     INITIALIZE_ENVIRONMENT,
-    INTERNAL_AUTHENTICATE,
     NAMES,
-    PIN_CHANGE_UNBLOCK,
     PUT_DATA_SCRIPT,
     READ_BINARY,
     READ_RECORD,
@@ -68,7 +58,6 @@ from chip.iso.ins import (
     SM_UPDATE_RECORD,
     UPDATE_BINARY,
     UPDATE_RECORD,
-    VERIFY,
     code,
 )
 from chip.iso.sw import (
@@ -519,6 +508,12 @@ class Decoder:
                     self.cdol2 = value
 
 
+def _named_as_on_the_card(table: dict[int, str], module) -> dict:
+    """The commands of a card applet's `table` (code -> the name of its handler, chip.kernel.applet)
+    that `module` has a function of that name for: the decoder's handler of each."""
+    return {command: handler for command, name in table.items() if (handler := getattr(module, name, None))}
+
+
 # Commands only a PSAM knows (P9 §9): seeing one tells the decoder which chip it is reading.
 _PSAM_COMMANDS = {
     INITIALIZE_ENVIRONMENT: psam.initialize_environment,
@@ -537,16 +532,8 @@ _COMMANDS = {
     UPDATE_BINARY: Decoder._update_binary,
     SM_UPDATE_BINARY: Decoder._update_binary,
     GET_RESPONSE: Decoder._get_response,
-    # the SSSE (P5 §6); the financial application's issuer scripts share the 84 codes
-    VERIFY: ssse.verify,
-    CHANGE_PIN: ssse.change_pin,
-    GET_CHALLENGE: ssse.get_challenge,
-    EXTERNAL_AUTHENTICATE: ssse.external_authenticate,
-    INTERNAL_AUTHENTICATE: ssse.internal_authenticate,
-    APPLICATION_BLOCK: ssse.application_block,
-    APPLICATION_UNBLOCK: ssse.application_unblock,
-    CARD_BLOCK: ssse.card_block,
-    PIN_CHANGE_UNBLOCK: ssse.pin_change_unblock,
+    # the SSSE's own commands (P5 §6); the financial application's issuer scripts share the 84 codes
+    **_named_as_on_the_card(SsseApplet.COMMANDS, ssse),
     # the financial application
     PUT_DATA_SCRIPT: emv.put_data,
     GET_PROCESSING_OPTIONS: emv.gpo,
@@ -554,12 +541,7 @@ _COMMANDS = {
     GET_DATA: emv.get_data,
     GET_DATA_ISO: emv.get_data,
     # the medical purse of DF04 (P5 §7)
-    INITIALIZE: purse.initialize,
-    CREDIT_FOR_LOAD: purse.credit_for_load,
-    DEBIT_FOR_PURCHASE: purse.debit_for_purchase,
-    GET_BALANCE: purse.get_balance,
-    GET_TRANSACTION_PROOF: purse.get_transaction_proof,
-    GET_STARTING_DAY: purse.starting_day,
+    **_named_as_on_the_card(Purse.COMMANDS, purse),
     # the PSAM (P9 §9)
     **_PSAM_COMMANDS,
 }

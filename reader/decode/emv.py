@@ -11,8 +11,8 @@ them over here while the financial application is selected.
 
 from chip.apps import financial as fin
 from chip.iso import ber
-from chip.iso.ins import GENERATE_AC, GET_PROCESSING_OPTIONS, NAMES, PUT_DATA_SCRIPT, code
-from reader.decode.context import Context
+from chip.iso.ins import GENERATE_AC, GET_PROCESSING_OPTIONS, NAMES, PUT_DATA_SCRIPT
+from reader.decode.context import Context, command_name
 from reader.decode.fields import mac_lines
 from reader.decode.tags import CID_NAMES, SHORT, primitive_lines, sm_indicator, tag_name
 from reader.decode.values import INDENT, dump, hex_of, tag_text
@@ -105,7 +105,7 @@ def generate_ac(decoder, cmd):
 
 def get_data(decoder, cmd):
     """GET DATA `80 CA` / `00 CA`: the tag in P1 P2 (the SSSE's extension objects too)."""
-    return Context("get_data"), [f"{NAMES[code(cmd.cla, cmd.ins)]} {_tag_named(cmd.p1 << 8 | cmd.p2)}"]
+    return Context("get_data"), [f"{command_name(cmd)} {_tag_named(cmd.p1 << 8 | cmd.p2)}"]
 
 
 def put_data(decoder, cmd):

@@ -11,7 +11,7 @@ line, or as hex when its length is not the layout's. The facts of the card come 
 """
 
 from chip.apps.purse import TYPES as PURSE_TYPES
-from chip.apps.ssse_files import DF04_EF08, DF04_EF15
+from chip.apps.ssse_files import DETAIL, DF04_EF08, DF04_EF15
 from chip.kernel.crypto import NAMES
 from reader.decode.context import Context
 from reader.decode.values import INDENT, digits, dump, hex_of
@@ -65,8 +65,19 @@ def _special_category(value: bytes) -> str | None:
 # The three amounts of a medical settlement (P5 §7.6, V2 table 9): in INITIALIZE FOR PURCHASE, an EF08
 # record, INIT SAM FOR PURCHASE.
 AMOUNTS = (("account amount", 4, fen), ("self-pay amount", 4, fen), ("pooled-fund amount", 4, fen))
-DETAIL_LAYOUT = (("sequence number", 2, uint), ("transaction type", 1, purse_type), ("terminal number", 6, None),
-                 ("time", 7, cn_time)) + AMOUNTS
+# An EF08 record: its fields, in order and with their lengths, as chip.apps.ssse_files.DETAIL declares
+# them; here each field's name for people and its readable form, by the field's name there.
+_DETAIL_FORMS = {"seq": ("sequence number", uint), "type": ("transaction type", purse_type),
+                 "terminal": ("terminal number", None), "time": ("time", cn_time),
+                 **{field: (name, fmt) for field, (name, _, fmt) in zip(("account", "self_pay", "fund"), AMOUNTS)}}
+
+
+def _detail_field(field) -> tuple:
+    name, fmt = _DETAIL_FORMS[field.name]
+    return name, field.sizeof(), fmt
+
+
+DETAIL_LAYOUT = tuple(_detail_field(field) for field in DETAIL.subcons)
 SPECIAL_LAYOUT = (("sequence number", 2, uint), ("category", 1, _special_category))
 _CYCLIC_LAYOUTS = {DF04_EF08: DETAIL_LAYOUT, DF04_EF15: SPECIAL_LAYOUT}
 

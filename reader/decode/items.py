@@ -8,7 +8,7 @@ here they decode a record back. Added are the words for a few coded items (V2 ta
 
 import datetime
 
-from chip.apps.ssse_files import ITEMS, MEDICAL_ITEMS, RID
+from chip.apps.ssse_files import IDENTIFICATION, ITEMS, MEDICAL_ITEMS, RID
 from chip.kernel.items import Bcd
 from reader.decode.values import digits, dump, hex_of
 
@@ -16,15 +16,15 @@ ALL_ITEMS = {**ITEMS, **MEDICAL_ITEMS}  # every item an SSSE record may hold, by
 
 
 def _identification(value: bytes) -> str | None:
-    """EF05 01 (V2 table 10): region (3, BCD) || RID D156000005 || serial (4) || authentication code (4)."""
-    if len(value) != 16:
+    """EF05 01, split as chip.apps.ssse_files.IDENTIFICATION declares it (V2 table 10)."""
+    if len(value) != IDENTIFICATION.sizeof():
         return None
-    region = digits(value[:3])
-    rid_end = 3 + len(RID)
-    parts = [f"region {region}" if region else f"region {hex_of(value[:3])}"]
-    rid = value[3:rid_end]
+    fields = IDENTIFICATION.parse(value)
+    region = digits(fields.region)
+    parts = [f"region {region}" if region else f"region {hex_of(fields.region)}"]
+    rid = fields.rid
     parts.append(f"RID {hex_of(RID)}" if rid == RID else f"bytes 4-8 {hex_of(rid)} (not the RID {hex_of(RID)})")
-    parts += [f"serial {hex_of(value[rid_end:rid_end + 4])}", f"authentication code {hex_of(value[rid_end + 4:])}"]
+    parts += [f"serial {hex_of(fields.serial)}", f"authentication code {hex_of(fields.auth_code)}"]
     return ", ".join(parts)
 
 

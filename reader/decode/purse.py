@@ -7,16 +7,7 @@ and leaves the answer's layout for the response. The transaction types come from
 """
 
 from chip.apps.purse import TYPES as PURSE_TYPES
-from chip.iso.ins import (
-    CREDIT_FOR_LOAD,
-    DEBIT_FOR_PURCHASE,
-    GET_BALANCE,
-    GET_STARTING_DAY,
-    GET_TRANSACTION_PROOF,
-    INITIALIZE,
-    NAMES,
-    P1_NAMES,
-)
+from reader.decode.context import command_name
 from reader.decode.fields import AMOUNTS, algorithm_id, cn_time, command, fen, uint
 from reader.decode.values import digits
 
@@ -63,39 +54,39 @@ def initialize(decoder, cmd):
     """INITIALIZE `B0 28`: P1 00 for load (P5 §7.5), 01 for purchase (§7.6)."""
     layouts = _INITIALIZE.get(cmd.p1)
     if layouts is not None:
-        title, (request, answer) = P1_NAMES[(INITIALIZE, cmd.p1)], layouts
+        title, (request, answer) = command_name(cmd, by_p1=True), layouts
     else:
-        title, request, answer = f"{NAMES[INITIALIZE]} with P1 {cmd.p1:02X} (00 load, 01 purchase)", None, None
+        title, request, answer = f"{command_name(cmd)} with P1 {cmd.p1:02X} (00 load, 01 purchase)", None, None
     if cmd.p2 != 0x01:
         title += f" (P2 {cmd.p2:02X}, P5 gives 01)"
     return command(title, cmd.data, request, answer)
 
 
 def credit_for_load(decoder, cmd):
-    return command(NAMES[CREDIT_FOR_LOAD], cmd.data, *CREDIT)
+    return command(command_name(cmd), cmd.data, *CREDIT)
 
 
 def debit_for_purchase(decoder, cmd):
-    return command(NAMES[DEBIT_FOR_PURCHASE], cmd.data, *DEBIT)
+    return command(command_name(cmd), cmd.data, *DEBIT)
 
 
 def get_balance(decoder, cmd):
     what, answer = BALANCES.get(cmd.p2, (f"with P2 {cmd.p2:02X} (01 CIA, 02 SPIP, 03 SPFP)", None))
-    return command(f"{NAMES[GET_BALANCE]} {what}", cmd.data, None, answer)
+    return command(f"{command_name(cmd)} {what}", cmd.data, None, answer)
 
 
 def get_transaction_proof(decoder, cmd):
     kind = PURSE_TYPES.get(cmd.p2)
     what = f"of the last {kind} (type {cmd.p2:02X})" if kind else f"with P2 {cmd.p2:02X} (not a transaction type)"
-    return command(f"{NAMES[GET_TRANSACTION_PROOF]} {what}", cmd.data, *TRANSACTION_PROOF)
+    return command(f"{command_name(cmd)} {what}", cmd.data, *TRANSACTION_PROOF)
 
 
 def starting_day(decoder, cmd):
     """`B0 56`: P1 01 GET STARTING DAY (P5 §7.8), 00 UPDATE STARTING DAY (§7.7)."""
     if cmd.p1 == 0x01:
-        return command(P1_NAMES[(GET_STARTING_DAY, 0x01)], cmd.data, None, STARTING_DAY)
+        return command(command_name(cmd, by_p1=True), cmd.data, None, STARTING_DAY)
     if cmd.p1 == 0x00:
         # P5 §7.7 table 73 gives the day alone; the card asks for DSK authentication as a MAC4 after it
         request = STARTING_DAY + ((("MAC4", 4, None),) if len(cmd.data) > 2 else ())
-        return command(P1_NAMES[(GET_STARTING_DAY, 0x00)], cmd.data, request, None)
+        return command(command_name(cmd, by_p1=True), cmd.data, request, None)
     return command(f"STARTING DAY with P1 {cmd.p1:02X} (00 update, 01 get)", cmd.data, None, None)

@@ -11,20 +11,8 @@ The keys a P2 names come from the key table (`chip.apps.keys`) and the DF they b
 
 from chip.apps.keys import BY_CARD_ID
 from chip.apps.ssse_files import DF_TAGS
-from chip.iso.ins import (
-    APPLICATION_BLOCK,
-    APPLICATION_UNBLOCK,
-    CARD_BLOCK,
-    CHANGE_PIN,
-    EXTERNAL_AUTHENTICATE,
-    GET_CHALLENGE,
-    INTERNAL_AUTHENTICATE,
-    NAMES,
-    PIN_CHANGE_UNBLOCK,
-    VERIFY,
-)
 from reader.decode import emv
-from reader.decode.context import Context
+from reader.decode.context import Context, command_name
 from reader.decode.fields import mac_lines
 from reader.decode.files import FINANCIAL, PSAM, SSSE, UNKNOWN
 from reader.decode.values import INDENT, dump, hex_of
@@ -49,7 +37,7 @@ def _auth_lines(data: bytes, first: str, second: str) -> list[str]:
 # PIN (P5 §6.3, §6.8, §6.14) ---------------------------------------------------------------------------------
 def verify(decoder, cmd):
     data = cmd.data
-    name = NAMES[VERIFY]
+    name = command_name(cmd)
     if cmd.p2 == 0x80:
         title = f"{name} offline plaintext PIN (financial)"
         detail = "no data: asks whether the PIN is verified" if not data else emv.pin_block_text(data)
@@ -65,7 +53,7 @@ def verify(decoder, cmd):
 
 def change_pin(decoder, cmd):
     data = cmd.data
-    name = NAMES[CHANGE_PIN]
+    name = command_name(cmd)
     if cmd.p1 == 0x01:
         old, sep, new = data.partition(b"\xFF")
         if sep:
@@ -79,7 +67,7 @@ def pin_change_unblock(decoder, cmd):
     if decoder.application == FINANCIAL or cmd.p2 == 0x02:
         return emv.pin_change_unblock(cmd)
     data = cmd.data
-    name = NAMES[PIN_CHANGE_UNBLOCK]
+    name = command_name(cmd)
     if cmd.p2 == 0x00:
         return Context("plain"), [f"{name}: PIN unblock (try counter only)"] + mac_lines(data)
     if cmd.p2 == 0x01:
@@ -95,7 +83,7 @@ def pin_change_unblock(decoder, cmd):
 # authentication (P5 §6.4, §6.5, §6.7) -----------------------------------------------------------------------
 def get_challenge(decoder, cmd):
     n = cmd.ne if cmd.le_present else 0
-    name = NAMES[GET_CHALLENGE]
+    name = command_name(cmd)
     return Context("challenge"), [f"{name} ({n} bytes)" if n else name]
 
 
@@ -121,7 +109,7 @@ def _key_text(decoder, key_id: int) -> str:
 
 def external_authenticate(decoder, cmd):
     data = cmd.data
-    name = NAMES[EXTERNAL_AUTHENTICATE]
+    name = command_name(cmd)
     if cmd.p2 == 0x00 and (decoder.application == FINANCIAL or len(data) == 10):
         return emv.issuer_authentication(name, data)
     lines = [f"{name} {_key_text(decoder, cmd.p2)}"]
@@ -129,7 +117,7 @@ def external_authenticate(decoder, cmd):
 
 
 def internal_authenticate(decoder, cmd):
-    title = f"{NAMES[INTERNAL_AUTHENTICATE]} {_key_text(decoder, cmd.p2)}"
+    title = f"{command_name(cmd)} {_key_text(decoder, cmd.p2)}"
     return Context("internal_auth"), [title] + _auth_lines(cmd.data, "R1 (process-key factor)", "R2 (original data)")
 
 
@@ -142,7 +130,7 @@ _BLOCKS = {0: "(loss lock, extension)", 1: "(permanent)"}  # APPLICATION BLOCK P
 
 
 def application_block(decoder, cmd):
-    name = NAMES[APPLICATION_BLOCK]
+    name = command_name(cmd)
     if decoder.application == FINANCIAL:
         title = f"{name} (issuer script)"
     else:
@@ -151,9 +139,9 @@ def application_block(decoder, cmd):
 
 
 def application_unblock(decoder, cmd):
-    title = NAMES[APPLICATION_UNBLOCK] + (_script_suffix(decoder) or " (lifts the loss lock, extension)")
+    title = command_name(cmd) + (_script_suffix(decoder) or " (lifts the loss lock, extension)")
     return Context("plain"), [title] + mac_lines(cmd.data)
 
 
 def card_block(decoder, cmd):
-    return Context("plain"), [NAMES[CARD_BLOCK] + _script_suffix(decoder)] + mac_lines(cmd.data)
+    return Context("plain"), [command_name(cmd) + _script_suffix(decoder)] + mac_lines(cmd.data)

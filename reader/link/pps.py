@@ -19,14 +19,15 @@ from __future__ import annotations
 
 from chip.contacts.pps import PPSS, PpsEnd, pck, split
 from chip.contacts.timing import DD, DEFAULT_WI, FD, fi_di_values, wwt_etu
+from reader.errors import InputError
 
 
 def pps_request(protocol: int, fi_di: int | None = None, pps2: int | None = None, pps3: int | None = None) -> bytes:
-    """The PPS request bytes (PCK included)."""
+    """The PPS request bytes (PCK included); InputError for a PPS1 whose Fi or Di is RFU (§8.3)."""
     if not 0 <= protocol <= 14:
         raise ValueError(f"protocol must be 0-14, got {protocol}")
     if fi_di is not None and fi_di_values(fi_di) is None:
-        raise ValueError(f"PPS1 {fi_di:02X}: Fi or Di index is RFU")
+        raise InputError(f"PPS1 {fi_di:02X}: Fi or Di index is RFU")
     pps0 = protocol
     body = b""
     for bit, value in ((0x10, fi_di), (0x20, pps2), (0x40, pps3)):

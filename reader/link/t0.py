@@ -31,7 +31,8 @@ received), for logging.
 from chip.contacts.end import Outbox
 from chip.contacts.t0 import ENVELOPE_HEADER, NULL, envelope_complete, in_sw1_range
 from chip.contacts.timing import DD, DEFAULT_WI, wwt_etu
-from chip.kernel.delivery import SW1_MORE_DATA, SW1_WRONG_LE, SW_OK_BYTES, get_response
+from chip.iso.sw import SW1_MORE_DATA, SW1_WRONG_LE
+from chip.kernel.delivery import SW_OK_BYTES, get_response
 
 PIECE = 255
 MAX_TPDUS = 1024  # GET RESPONSE and ENVELOPE rounds for the longest APDUs, with room to spare

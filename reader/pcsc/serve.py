@@ -41,6 +41,7 @@ import time
 
 from chip import Card, CardNotPowered, ImageError
 from chip.faults import CardMute, FaultPlan, parse_fault
+from reader.errors import InputError
 from reader.pcsc.vpcd import Apdu, GetAtr, PowerOff, PowerOn, Reset, VpcdProtocol
 
 DEFAULT_PORT = 35963
@@ -405,7 +406,7 @@ class Server:
         return f"ok card {index} fault {fault}"
 
     def open_control(self) -> None:
-        """Listen on the control socket (a one-line ValueError when that cannot be) and watch stdin."""
+        """Listen on the control socket (a one-line InputError when that cannot be) and watch stdin."""
         if self.control_path and self.control is None:
             self.control = listen_control(self.control_path)
             self.selector.register(self.control, selectors.EVENT_READ, "control")
@@ -573,28 +574,28 @@ class Server:
 
 
 def listen_control(path: str) -> socket.socket:
-    """The control socket, listening; a ValueError (one line) when it cannot be: a missing or
+    """The control socket, listening; an InputError (one line) when it cannot be: a missing or
     unwritable folder, a path too long, a file there that is not a socket, another serve on it."""
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
         mode = None
     except OSError as exc:
-        raise ValueError(f"--control {path}: {exc.strerror}") from None
+        raise InputError(f"--control {path}: {exc.strerror}") from None
     if mode is not None:
         if not stat.S_ISSOCK(mode):
-            raise ValueError(f"--control {path}: exists and is not a socket (not replacing it)")
+            raise InputError(f"--control {path}: exists and is not a socket (not replacing it)")
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
             try:
                 probe.connect(path)
             except OSError:
                 pass  # a socket nobody listens on: left by a serve that was killed
             else:
-                raise ValueError(f"--control {path}: another process listens there")
+                raise InputError(f"--control {path}: another process listens there")
         try:
             os.unlink(path)
         except OSError as exc:
-            raise ValueError(f"--control {path}: cannot replace the old socket ({exc.strerror})") from None
+            raise InputError(f"--control {path}: cannot replace the old socket ({exc.strerror})") from None
     control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         control.bind(path)
@@ -603,8 +604,8 @@ def listen_control(path: str) -> socket.socket:
         control.close()
         folder = os.path.dirname(os.path.abspath(path))
         if exc.errno == errno.ENOENT and not os.path.isdir(folder):
-            raise ValueError(f"--control {path}: no such folder {folder}") from None
-        raise ValueError(f"--control {path}: cannot listen there ({exc.strerror or exc})") from None
+            raise InputError(f"--control {path}: no such folder {folder}") from None
+        raise InputError(f"--control {path}: cannot listen there ({exc.strerror or exc})") from None
     control.setblocking(False)
     return control
 
@@ -623,15 +624,15 @@ def stdin_pollable(stdin) -> bool:
 
 
 def check_ports(ports: list[int], count: int) -> list[int]:
-    """One vpcd port per card (missing ones count up from the last given); a ValueError outside 1-65535."""
+    """One vpcd port per card (missing ones count up from the last given); an InputError outside 1-65535."""
     ports = list(ports) or [DEFAULT_PORT]
     for port in ports:
         if not 1 <= port <= 65535:
-            raise ValueError(f"--port {port}: not a TCP port (1-65535)")
+            raise InputError(f"--port {port}: not a TCP port (1-65535)")
     while len(ports) < count:
         ports.append(ports[-1] + 1)
     if ports[-1] > 65535:
-        raise ValueError(f"--port: {count} cards need vpcd ports up to {ports[-1]}, past 65535")
+        raise InputError(f"--port: {count} cards need vpcd ports up to {ports[-1]}, past 65535")
     return ports
 
 

@@ -1,4 +1,4 @@
-"""A load generator for fleets (issue 8): many cards, mixed real-world flows, one process.
+"""A load generator for fleets (docs/fleets.md): many cards, mixed real-world flows, one process.
 
 `load(fleet, cards, seconds=... | rounds=..., mix=...)` drives the cards of a
 `chip.fleet.Fleet` round-robin (one thread) or split over a thread pool

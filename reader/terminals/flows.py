@@ -14,7 +14,7 @@ whether it succeeded. Every step goes through APDUs (`SsseTerminal`,
 on (a refused command, an ID that does not match, missing documents) ends
 with `ok=False` and says why; a parameter that cannot be used at all (a PIN
 that is not 4-12 digits, an unknown method, a parameter the standard's flow
-no longer has) is a `ValueError` before any APDU.
+no longer has) is an `InputError` before any APDU.
 
 `run_flow(name, card, ...)` sets up the readers (the card, a PSAM from the
 card's profile), the issuer host and the issuer's records, and runs one flow
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from chip import Card
 from chip.apps import financial
 from chip.apps.ssse import ACTIVATION_TAG
-from chip.apps.ssse_files import DF04_EF08, ITEMS
+from chip.apps.ssse_files import DETAIL, DF04_EF08, ITEMS
 from chip.iso.apdu import build
 from chip.iso.ins import (
     APPLICATION_BLOCK,
@@ -53,11 +53,12 @@ from chip.iso.sw import (
 )
 from chip.personalization import idnumber
 from chip.personalization.profile import shipped_names
+from reader.errors import InputError
 from reader.sim import SimReader
 from reader.terminals.issuer import IssuerHost
 from reader.terminals.payment import KernelError, PaymentTerminal, find, script_name
 from reader.terminals.psam import Psam, PsamError
-from reader.terminals.ssse import SsseTerminal, TerminalError
+from reader.terminals.ssse import SSSE_MAX_AMOUNT, SsseTerminal, TerminalError
 
 DEFAULT_ID_NUMBER = "110101199003071233"  # the default profile's holder
 DEFAULT_INITIAL_PIN = "123456"  # the default profile's initial SSSE PIN (docs/card/lifecycle.md §1)
@@ -71,7 +72,7 @@ ID_ITEM = 0x08  # EF06 item 08: the citizen ID number (V2 table 9)
 ID_RECORD_LENGTH = 2 + ITEMS[ID_ITEM].length  # the whole record: tag, length, value
 # Parameters run_flow supplies (readers, host, the issuer's records, the simulated date): not user parameters.
 SUPPLIED = ("reader", "psam", "host", "on_exchange", "date", "identification", "pan")
-# Parameters the flows had before they followed LD/T 32, and why they are gone (one-line ValueErrors).
+# Parameters the flows had before they followed LD/T 32, and why they are gone (one-line InputErrors).
 REMOVED = {
     "hospital-activation": {
         "institution": "LD/T 32 has no hospital visit record; the hospital settles in DF04 EF06 items 92/93",
@@ -137,23 +138,23 @@ class _Flow:
         return False
 
 
-# -- parameter checks (ValueError before any APDU) -------------------------------------------
+# -- parameter checks (InputError before any APDU) -------------------------------------------
 def _pin(name: str, pin: str) -> str:
     """A PIN the holder can type: 4 to 12 digits (the PIN pad, P8 §6.2.4)."""
     if not (isinstance(pin, str) and pin.isascii() and pin.isdigit() and 4 <= len(pin) <= 12):
-        raise ValueError(f"{name} must be 4 to 12 digits, not {pin!r}")
+        raise InputError(f"{name} must be 4 to 12 digits, not {pin!r}")
     return pin
 
 
 def _choice(name: str, value: str, choices: tuple) -> str:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, not {value!r}")
+        raise InputError(f"{name} must be one of {', '.join(map(str, choices))}, not {value!r}")
     return value
 
 
 def _fen(name: str, value: int) -> int:
-    if not (isinstance(value, int) and 0 <= value <= 99_999_999):
-        raise ValueError(f"{name} must be 0 to 99999999 fen, not {value!r}")
+    if not (isinstance(value, int) and 0 <= value <= SSSE_MAX_AMOUNT):
+        raise InputError(f"{name} must be 0 to {SSSE_MAX_AMOUNT} fen, not {value!r}")
     return value
 
 
@@ -162,15 +163,15 @@ def _yuan(fen: int) -> str:
 
 
 def check_removed(name: str, params) -> None:
-    """A parameter (or value) the flow had before it followed LD/T 32: a one-line ValueError."""
+    """A parameter (or value) the flow had before it followed LD/T 32: a one-line InputError."""
     for key in params:
         why = REMOVED.get(name, {}).get(key)
         if why is not None:
-            raise ValueError(f"flow {name} has no parameter {key} any more: {why}")
+            raise InputError(f"flow {name} has no parameter {key} any more: {why}")
     if isinstance(params, dict):
         for (flow, key, value), why in REMOVED_VALUES.items():
             if flow == name and params.get(key) == value:
-                raise ValueError(f"flow {name}: {key}={value} is gone: {why}")
+                raise InputError(f"flow {name}: {key}={value} is gone: {why}")
 
 
 # -- shared steps ------------------------------------------------------------------------------
@@ -309,7 +310,7 @@ def _outlet_parameters(ssse_old_pin, ssse_new_pin, bank_pin, id_check) -> None:
     _pin("bank_pin", bank_pin)
     _choice("id_check", id_check, ("auth", "pin"))
     if ssse_new_pin == ssse_old_pin:
-        raise ValueError("ssse_new_pin must differ from ssse_old_pin (keeping the initial PIN does not activate)")
+        raise InputError("ssse_new_pin must differ from ssse_old_pin (keeping the initial PIN does not activate)")
 
 
 # -- the flows ---------------------------------------------------------------------------------
@@ -374,7 +375,7 @@ def service_window_activation(reader, psam, *, id_number: str = DEFAULT_ID_NUMBE
     _pin("new_pin", new_pin)
     _choice("id_check", id_check, ("auth", "pin"))
     if new_pin == old_pin:
-        raise ValueError("new_pin must differ from old_pin (keeping the initial PIN does not activate)")
+        raise InputError("new_pin must differ from old_pin (keeping the initial PIN does not activate)")
     with _Flow("service-window-activation") as flow:
         ssse = SsseTerminal(reader, Psam(psam), on_exchange)
         _start_ssse(flow, ssse)
@@ -456,10 +457,10 @@ def pharmacy_activation(reader, psam, *, pin: str = DEFAULT_INITIAL_PIN, amount:
         detail = ssse.send(build(*cla_ins(READ_RECORD), 0x01, DF04_EF08.sfi << 3 | 4, le=DF04_EF08.size))
         if sw_of(detail) != SW_OK:
             flow.expect("READ RECORD DF04 EF08 record 1 (newest transaction detail)", sw_of(detail))
-        seq, account = int.from_bytes(detail[0:2], "big"), int.from_bytes(detail[16:20], "big")
+        record = DETAIL.parse(detail[:-2])
         flow.step("READ RECORD DF04 EF08 record 1 (newest transaction detail)",
-                  f"seq {seq:04X}, type {detail[2]:02X}, {_yuan(account)} at {detail[9:16].hex()}")
-        after = balance - account if balance is not None else None
+                  f"seq {record.seq:04X}, type {record.type:02X}, {_yuan(record.account)} at {record.time.hex()}")
+        after = balance - record.account if balance is not None else None
         if _activation_state(flow, ssse) != 1:
             raise Refused("the SSSE is not active after the purchase (GET DATA DF7E is not 01)")
         flow.done(f"purchase of {_yuan(amount)} settled offline (terminal transaction {tx_number}, TAC {tac})"
@@ -479,7 +480,7 @@ def online_activation(reader, host, *, pan: str | None = None, bank_pin: str = D
     present); `amount` in fen."""
     _pin("bank_pin", bank_pin)
     if not pan:
-        raise ValueError("online-activation needs the account's PAN from the issuer's records")
+        raise InputError("online-activation needs the account's PAN from the issuer's records")
     with _Flow("online-activation") as flow:
         host.queue(pan, IssuerHost.activation(bank_pin))
         flow.step(f"city-services app: activation requested, scripts queued for {pan}", "queued")
@@ -617,13 +618,13 @@ def parse_params(name: str, pairs) -> dict:
         key = key.strip().replace("-", "_")
         check_removed(name, [key])
         if not sep or key not in known:
-            raise ValueError(f"flow {name} takes KEY=VALUE with KEY one of {', '.join(known) or 'nothing'}: "
+            raise InputError(f"flow {name} takes KEY=VALUE with KEY one of {', '.join(known) or 'nothing'}: "
                              f"not {pair!r}")
         if isinstance(known[key], int):
             try:
                 value = int(value)
             except ValueError:
-                raise ValueError(f"{key} must be a whole number, not {value!r}") from None
+                raise InputError(f"{key} must be a whole number, not {value!r}") from None
         params[key] = value
     check_removed(name, params)
     return params
@@ -631,7 +632,7 @@ def parse_params(name: str, pairs) -> dict:
 
 def _flow(name: str):
     if name not in FLOWS:
-        raise ValueError(f"unknown flow {name!r}; flows: {', '.join(FLOWS)}")
+        raise InputError(f"unknown flow {name!r}; flows: {', '.join(FLOWS)}")
     return FLOWS[name]
 
 
@@ -660,7 +661,7 @@ def run_flow(name: str, card: Card, profile=None, on_exchange=None, wrap=None, *
     check_removed(name, params)
     unknown = set(params) - set(parameters(name))
     if unknown:
-        raise ValueError(f"flow {name} has no parameter {', '.join(sorted(unknown))} "
+        raise InputError(f"flow {name} has no parameter {', '.join(sorted(unknown))} "
                          f"(it takes {', '.join(parameters(name)) or 'none'})")
     profile = profile or keys_profile(card)
     identification, pan = issuer_records(card)

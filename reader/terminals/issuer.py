@@ -12,7 +12,7 @@ Book 3 §10.10: the terminal stops a script at its first command the card
 refuses): the activation is one script, PIN CHANGE then PUT DATA DF7F 01, so
 a card that refused the PIN never gets the activation flag. Everything a
 script needs (the new PIN, tags, lengths) is checked when it is built, before
-any APDU is sent: a bad input is a ValueError, never a half-applied script.
+any APDU is sent: a bad input is an InputError, never a half-applied script.
 """
 
 from dataclasses import dataclass, field
@@ -23,21 +23,22 @@ from chip.iso.apdu import build
 from chip.iso.ins import PIN_CHANGE_UNBLOCK, PUT_DATA_SCRIPT, cla_ins
 from chip.kernel.cryptograms import MAC_LENGTH, cryptogram_input, script_mac_input
 from chip.personalization.profile import Profile, load_profile
+from reader.errors import InputError
 
 APPROVED = b"00"
 DECLINED = b"05"
 
 
 def check_pin(pin, what: str = "a bank PIN") -> str:
-    """A PIN the card takes in a format-2 block: 4 to 12 ASCII digits (else ValueError)."""
+    """A PIN the card takes in a format-2 block: 4 to 12 ASCII digits (else InputError)."""
     if not (isinstance(pin, str) and pin.isascii() and pin.isdigit() and 4 <= len(pin) <= 12):
-        raise ValueError(f"{what} is 4 to 12 digits, not {pin!r}")
+        raise InputError(f"{what} is 4 to 12 digits, not {pin!r}")
     return pin
 
 
 def _byte(name: str, value) -> int:
     if not (isinstance(value, int) and 0 <= value <= 0xFF):
-        raise ValueError(f"issuer script {name} must be one byte, not {value!r}")
+        raise InputError(f"issuer script {name} must be one byte, not {value!r}")
     return value
 
 
@@ -86,7 +87,7 @@ class IssuerHost:
         """
         assert len(terminal_data) == CDOL1_LENGTH
         if not (isinstance(amount, int) and amount >= 0):
-            raise ValueError(f"an amount is a whole number of fen, not {amount!r}")
+            raise InputError(f"an amount is a whole number of fen, not {amount!r}")
         valid = compare_digest(cryptogram, self.expected_cryptogram(pan, psn, algorithm, atc, terminal_data, cvr))
         funds = self.balances.get(pan, 10**12) >= amount
         arc = APPROVED if valid and cid == ARQC and funds else DECLINED
@@ -106,7 +107,7 @@ class IssuerHost:
                data: bytes = b"") -> bytes:
         """An issuer script command with its MAC4 over CLA INS P1 P2 Lc || ATC || AC || data."""
         if len(data) > MAX_SCRIPT_DATA:
-            raise ValueError(f"issuer script data is at most {MAX_SCRIPT_DATA} bytes, not {len(data)}")
+            raise InputError(f"issuer script data is at most {MAX_SCRIPT_DATA} bytes, not {len(data)}")
         sk = self.session_key("smi", pan, psn, algorithm, atc)
         mac = algorithm.mac4(sk, script_mac_input(cla, ins, p1, p2, atc, ac, data))
         return build(cla, ins, p1, p2, data + mac)
@@ -125,7 +126,7 @@ class IssuerHost:
     @staticmethod
     def activation(new_pin: str) -> list:
         """Set the holder's PIN and the activation flag DF7F = 01 (docs/decisions.md §6): one script, so the flag
-        is never sent to a card that refused the PIN. ValueError for a PIN that is not 4-12 digits."""
+        is never sent to a card that refused the PIN. InputError for a PIN that is not 4-12 digits."""
         check_pin(new_pin, "the new bank PIN")
         return [
             lambda host, pan, psn, alg, atc, ac: host.pin_change(pan, psn, alg, atc, ac, new_pin),
@@ -138,7 +139,7 @@ class IssuerHost:
             _byte(name, value)
         data = bytes(data)
         if len(data) > MAX_SCRIPT_DATA:
-            raise ValueError(f"issuer script data is at most {MAX_SCRIPT_DATA} bytes, not {len(data)}")
+            raise InputError(f"issuer script data is at most {MAX_SCRIPT_DATA} bytes, not {len(data)}")
         return [lambda host, pan, psn, alg, atc, ac: host.script(pan, psn, alg, atc, ac, cla, ins, p1, p2, data)]
 
     def queue(self, pan: str, builders: list) -> None:
@@ -146,6 +147,6 @@ class IssuerHost:
         contact (e.g. activation from the app). Each call queues a script of its own."""
         builders = list(builders)
         if not builders or not all(callable(make) for make in builders):
-            raise ValueError("an issuer script is a non-empty list of command builders")
+            raise InputError("an issuer script is a non-empty list of command builders")
         self.pending.setdefault(pan, []).append(builders)
 

@@ -8,7 +8,7 @@ tests and flows drive, not a certified kernel. Every exchange is reported to
 
 All or nothing at the operation level: `purchase` checks its inputs (the
 amount in fen, the PIN, the currency) before the first APDU and raises
-ValueError for a bad one. Issuer scripts run as EMV Book 3 §10.10 has it: the
+InputError for a bad one. Issuer scripts run as EMV Book 3 §10.10 has it: the
 commands of one script in order, and the rest of a script is not sent once
 the card answers one of its commands with an error (SW1 other than 90, 62,
 63); `Outcome.script_results` lists what the card ran, `scripts_not_sent`
@@ -54,9 +54,18 @@ from chip.iso.ins import (
     cla_ins,
     code,
 )
-from chip.iso.sw import SW_AUTHENTICATION_METHOD_BLOCKED, SW_OK, SW_WARNING_SELECTED_FILE_INVALIDATED, sw_of
+from chip.iso.sw import (
+    SW1_OK,
+    SW1_WARNING,
+    SW1_WARNING_CHANGED,
+    SW_AUTHENTICATION_METHOD_BLOCKED,
+    SW_OK,
+    SW_WARNING_SELECTED_FILE_INVALIDATED,
+    sw_of,
+)
 from chip.kernel.crypto import SM4, TDES
 from reader.base import Reader, transmit_all
+from reader.errors import InputError
 from reader.terminals.issuer import APPROVED, IssuerHost, check_pin
 
 CID_NAMES = {AAC: "AAC", TC: "TC", ARQC: "ARQC"}
@@ -70,9 +79,9 @@ NAMED_SCRIPTS = frozenset((APPLICATION_BLOCK, APPLICATION_UNBLOCK, CARD_BLOCK)) 
 
 
 def check_amount(amount) -> int:
-    """An amount in fen: a whole number 0 to 999999999999 (n12); else ValueError."""
+    """An amount in fen: a whole number 0 to 999999999999 (n12); else InputError."""
     if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= MAX_AMOUNT:
-        raise ValueError(f"an amount is a whole number of fen, 0 to {MAX_AMOUNT}, not {amount!r}")
+        raise InputError(f"an amount is a whole number of fen, 0 to {MAX_AMOUNT}, not {amount!r}")
     return amount
 
 
@@ -89,7 +98,7 @@ def script_name(command: bytes) -> str:
 
 def script_goes_on(sw: int) -> bool:
     """Whether a script's next command is sent after this answer (EMV Book 3 §10.10: SW1 90, 62, 63)."""
-    return sw >> 8 in (0x90, 0x62, 0x63)
+    return sw >> 8 in (SW1_OK, SW1_WARNING, SW1_WARNING_CHANGED)
 
 
 class KernelError(Exception):
@@ -229,14 +238,14 @@ class PaymentTerminal:
                  host: IssuerHost | None = None, request: int = ARQC) -> Outcome:
         """Run a purchase of `amount` fen; with `host`, go online when the card asks.
 
-        Every input is checked first (ValueError before any APDU)."""
+        Every input is checked first (InputError before any APDU)."""
         check_amount(amount)
         if pin is not None:
             check_pin(pin, "the offline PIN")
         if not (isinstance(currency, bytes) and len(currency) == 2):
-            raise ValueError(f"a currency is 2 bytes (n3, e.g. 01 56 for CNY), not {currency!r}")
+            raise InputError(f"a currency is 2 bytes (n3, e.g. 01 56 for CNY), not {currency!r}")
         if request not in (AAC, TC, ARQC):
-            raise ValueError(f"the first GENERATE AC asks for an AAC, a TC or an ARQC, not {request!r}")
+            raise InputError(f"the first GENERATE AC asks for an AAC, a TC or an ARQC, not {request!r}")
         _fci, select_sw = self.select_application()
         outcome = Outcome(False, select_sw=select_sw)
         algorithm = SM4 if sm4 else TDES

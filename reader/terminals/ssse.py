@@ -16,8 +16,8 @@ import datetime
 import os
 
 from chip.apps.keys import BY_NAME
-from chip.apps.purse import KEY_INDEX, TYPE_PURCHASE
-from chip.apps.ssse_files import DDF_NAME, DF04, MEDICAL_ITEMS
+from chip.apps.purse import AMOUNT_MAX, KEY_INDEX, TYPE_PURCHASE
+from chip.apps.ssse_files import DDF_NAME, DF04, IDENTIFICATION, MEDICAL_ITEMS
 from chip.contacts.atr import parse_atr
 from chip.iso.apdu import build
 from chip.iso.ins import (
@@ -42,7 +42,12 @@ from chip.kernel.crypto import factors
 from chip.kernel.cryptograms import command_mac_input
 from chip.kernel.pin import pack as pack_pin
 from reader.base import Reader, transmit_all
+from reader.errors import InputError
 from reader.terminals.psam import Psam
+
+# The largest SSSE amount a terminal takes, in fen: the 8 BCD digits of DF04 EF06 item 92, the
+# running total of the hospital settlements (V2 table 9).
+SSSE_MAX_AMOUNT = 10 ** (2 * MEDICAL_ITEMS[0x92].length) - 1
 
 
 class TerminalError(Exception):
@@ -99,7 +104,7 @@ class SsseTerminal:
         if self.identification is None:
             raise TerminalError("the card's identification code is unknown (EF05 unreadable): "
                                 "give it from the issuer's records")
-        return factors(self.identification[:3].hex(), self.historical)
+        return factors(IDENTIFICATION.parse(self.identification).region.hex(), self.historical)
 
     def challenge(self, length: int = 8) -> bytes:
         return self._ok(build(*cla_ins(GET_CHALLENGE), 0x00, 0x00, le=length), "GET CHALLENGE")
@@ -171,8 +176,8 @@ class SsseTerminal:
         """A hospital settlement in temporary-offline mode (DF04 EF06, V2 §8.5; the project's model of
         a registration): the holder's PIN and RK1DF04 to read the running total and count, UK2DF04 to
         write them back one settlement further. The first such write activates an issued SSSE."""
-        if not 0 <= amount <= 99_999_999:
-            raise ValueError(f"amount must be 0-99999999 fen, not {amount}")
+        if not 0 <= amount <= SSSE_MAX_AMOUNT:
+            raise InputError(f"amount must be 0-{SSSE_MAX_AMOUNT} fen, not {amount}")
         sw = self.select_medical()
         for step in (lambda: self.verify(pin), lambda: self.external_authenticate("df04_rk1")):
             if sw == SW_OK:
@@ -186,7 +191,7 @@ class SsseTerminal:
         settled = int(MEDICAL_ITEMS[0x92].value(total[:-2]) or 0) + amount
         visits = int(MEDICAL_ITEMS[0x93].value(count[:-2]) or 0) + 1
         sw = self.external_authenticate("df04_uk2")
-        for tag, value in ((0x92, str(settled % 100_000_000)), (0x93, f"{visits % 100:02d}")):
+        for tag, value in ((0x92, str(settled % (SSSE_MAX_AMOUNT + 1))), (0x93, f"{visits % 100:02d}")):
             if sw == SW_OK:
                 sw = sw_of(self.send(build(*cla_ins(UPDATE_RECORD), tag, 6 << 3, MEDICAL_ITEMS[tag].encode(value))))
         return sw
@@ -199,8 +204,8 @@ class SsseTerminal:
         Returns what the pharmacy keeps for settlement: the SWs, the card's counter, the
         terminal transaction number, the TAC."""
         for name, value in (("amount", amount), ("self_pay", self_pay), ("fund", fund)):
-            if not 0 <= value <= 0xFFFFFFFF:
-                raise ValueError(f"{name} must be 0-4294967295 fen, not {value}")
+            if not 0 <= value <= AMOUNT_MAX:
+                raise InputError(f"{name} must be 0-{AMOUNT_MAX} fen, not {value}")
         sw = self.select_medical()
         if sw == SW_OK:
             sw = self.verify(pin)

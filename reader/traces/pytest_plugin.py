@@ -11,6 +11,7 @@
   session a private pcscd in private mount and network namespaces, so it never
   reaches the machine's pcscd and a card someone serves there; elsewhere (or
   without PC/SC) it skips with the reason, and fails in CI (`CI=true`).
+- `require_pcsc(what)`: that same guard, for a test of its own that needs PC/SC.
 """
 
 import datetime
@@ -72,6 +73,20 @@ class TraceItem(pytest.Item):
         return self.path, 0, f"apdu trace {self.name}"
 
 
+def require_pcsc(what: str) -> None:
+    """Skip unless this run is inside the private PC/SC stack of `python -m reader.pcsc.pcscd run`
+    (never the machine's pcscd); in CI (`CI=true`) a missing stack fails instead. `what` names the
+    test in the reason."""
+    from reader.pcsc.pcscd import skip_reason
+
+    reason = skip_reason()
+    if reason:
+        message = f"{what}: {reason}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 @pytest.fixture
 def sscard_card(request):
     from chip import Card
@@ -97,15 +112,9 @@ def sscard_reader(sscard_card):
 def sscard_pcsc_reader(request, tmp_path):
     """A fresh card image served on vpcd (`Virtual PCD 00 00`), as a connected `PcscReader`."""
     from chip import Card
-    from reader.pcsc.pcscd import skip_reason
     from reader.pcsc.serve import ServedProcess
 
-    reason = skip_reason()
-    if reason:
-        message = f"sscard_pcsc_reader: {reason}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_pcsc("sscard_pcsc_reader")
     marker = request.node.get_closest_marker("sscard_profile")
     profile = marker.args[0] if marker else request.config.getoption("--sscard-profile")
     image = str(tmp_path / "sscard-card.img")
