@@ -121,8 +121,10 @@ LINK = Rule("reader.link imports none of reader.terminals, traces, decode, cli, 
             forbidden=("reader.terminals", "reader.traces", "reader.decode", "reader.cli", "reader.pcsc"))
 TERMINALS = Rule("reader.terminals imports none of reader.cli, decode, traces, pcsc", ("reader.terminals",),
                  forbidden=("reader.cli", "reader.decode", "reader.traces", "reader.pcsc"))
+CCID = Rule("reader.ccid (the CCID reader firmware) imports none of reader.terminals, traces, decode, cli, pcsc",
+            ("reader.ccid",), forbidden=("reader.terminals", "reader.traces", "reader.decode", "reader.cli", "reader.pcsc"))
 CLI = Rule("only reader.cli imports reader.cli", LAYERED, forbidden=("reader.cli",), exempt=("reader.cli",))
-RULES = (CHIP_NOT_READER, ISO, KERNEL, APPS, CONTACTS, PERSONALIZATION, LINK, TERMINALS, CLI)
+RULES = (CHIP_NOT_READER, ISO, KERNEL, APPS, CONTACTS, PERSONALIZATION, LINK, TERMINALS, CCID, CLI)
 
 
 def bound(rule: Rule) -> list[str]:
@@ -174,6 +176,11 @@ def test_terminals_import_no_cli_decoder_traces_or_pcsc(module):
     check(TERMINALS, module)
 
 
+@pytest.mark.parametrize("module", bound(CCID))
+def test_ccid_firmware_imports_no_host_tool(module):
+    check(CCID, module)
+
+
 @pytest.mark.parametrize("module", bound(CLI))
 def test_only_the_cli_imports_the_cli(module):
     check(CLI, module)
@@ -198,6 +205,7 @@ BREAKING = [
     (LINK, "reader.link.t1", "from reader.pcsc import PcscReader\n", "reader.pcsc"),
     (TERMINALS, "reader.terminals.flows", "from reader.traces.format import parse\n", "reader.traces.format"),
     (CLI, "reader.terminals.demo", "from reader.cli import main\n", "reader.cli"),
+    (CCID, "reader.ccid.firmware", "from reader.terminals.ssse import SsseTerminal\n", "reader.terminals.ssse"),
     (CLI, "reader.pcsc.serve", "from reader import cli\n", "reader.cli"),
 ]
 

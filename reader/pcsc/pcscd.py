@@ -3,6 +3,10 @@
     python -m reader.pcsc.pcscd run -- COMMAND...   a private pcscd for the duration of COMMAND, both in
                                                private mount and network namespaces (what `make test`
                                                and `make bench` use)
+    python -m reader.pcsc.pcscd run --ccid LINK[:VARIANT] [--debug] [--log FILE] -- COMMAND...
+                                               the same, and the private pcscd also drives the serial
+                                               CCID reader whose pty LINK names (`python -m reader.ccid
+                                               LINK`, started first) with Debian's libccidtwin
     python -m reader.pcsc.pcscd ensure              start a pcscd in the background if none answers (the
                                                machine's own; what `make serve` uses)
     python -m reader.pcsc.pcscd check               say what is missing for PC/SC, exit 1 if anything
@@ -22,16 +26,25 @@ COMMAND starts (`sscard serve`, pyscard, scriptor, opensc-tool) sees only that
 pcscd and that vpcd. Where that is impossible COMMAND runs without PC/SC:
 `skip_reason()` says why, and the PC/SC tests skip (fail when CI=true). The
 pcscd's PID file and log are per run, in a temporary folder.
+
+A serial CCID reader (`--ccid`, docs/ccid.md). libccid probes serial readers once, when pcscd
+starts, so the firmware must already answer on LINK. That pcscd runs with `--config FILE`, a
+reader.conf made for the run: the vpcd entry (from /etc/reader.conf.d/vpcd) and the CCID
+reader's (`reader.ccid.pty.stanza`); it counts as started once it lists both. `--debug` runs it
+with `--debug --apdu` and the driver with `LIBCCID_ifdLogLevel=0x7` (every byte on the line),
+`--log FILE` keeps its log there.
 """
 
 import ctypes
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 VPCD_READERS = ("Virtual PCD 00 00", "Virtual PCD 00 01")
 TOOLS = {"pcscd": "pcscd", "scriptor": "pcsc-tools", "opensc-tool": "opensc"}
@@ -41,6 +54,7 @@ PIDFILE_ENV = "SSCARD_PCSCD_PIDFILE"  # the private pcscd's PID (a test that res
 NETNS_ENV = "SSCARD_PCSC_NETNS"  # the private network namespace `run` made, as /proc/self/ns/net names it
 UNAVAILABLE_ENV = "SSCARD_PCSC_UNAVAILABLE"  # why `run` could not give COMMAND a private pcscd
 ISOLATION_TOOLS = {"unshare": "util-linux", "mount": "mount", "ip": "iproute2"}
+CCID_DEBUG_LEVEL = "0x7"  # LIBCCID_ifdLogLevel: critical, info and every byte on the line
 
 
 def _tool(name: str) -> str | None:
@@ -74,17 +88,20 @@ def readers() -> list[str] | None:
         return None
 
 
-def wait_for_readers(deadline_s: float = 10.0, process=None) -> list[str]:
+def wait_for_readers(deadline_s: float = 10.0, process=None, also: tuple[str, ...] = ()) -> list[str]:
+    """The readers once the vpcd ones are listed, and one whose name starts with each of `also`."""
     deadline = time.monotonic() + deadline_s
     while True:
         found = readers()
-        if found and all(name in found for name in VPCD_READERS):
+        if found and all(name in found for name in VPCD_READERS) \
+                and all(any(name.startswith(prefix) for name in found) for prefix in also):
             return found
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"pcscd exited with status {process.returncode} (see its log)")
         if time.monotonic() >= deadline:
-            raise RuntimeError(f"pcscd lists {found or 'no readers'} after {deadline_s:g} s; expected {VPCD_READERS}"
-                               " (is port 35963 taken by another program?)")
+            raise RuntimeError(f"pcscd lists {found or 'no readers'} after {deadline_s:g} s; expected "
+                               f"{VPCD_READERS + also} (is port 35963 taken by another program?"
+                               + (" does the CCID firmware answer?" if also else "") + ")")
         time.sleep(0.02)
 
 
@@ -103,14 +120,21 @@ def _die_with_parent() -> None:
         pass
 
 
-def start(log_path: str | None = None, detach: bool = False, die_with_parent: bool = False) -> subprocess.Popen:
-    """Start pcscd in the foreground as our child and wait for the vpcd readers."""
+def start(log_path: str | None = None, detach: bool = False, die_with_parent: bool = False,
+          config: str | None = None, debug: bool = False, also: tuple[str, ...] = ()) -> subprocess.Popen:
+    """Start pcscd in the foreground as our child and wait for the vpcd readers (and those `also`
+    names). `config`: the reader.conf it reads instead of /etc/reader.conf.d/; `debug`: pcscd's and
+    libccid's logs in full."""
     os.makedirs(PCSCD_DIR, exist_ok=True)
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    process = subprocess.Popen([pcscd_path(), "--foreground", "--error"], stdout=log, stderr=log,
+    argv = [pcscd_path(), "--foreground"] + (["--debug", "--apdu"] if debug else ["--error"])
+    if config is not None:
+        argv += ["--config", os.path.abspath(config)]
+    env = dict(os.environ, LIBCCID_ifdLogLevel=CCID_DEBUG_LEVEL) if debug else None
+    process = subprocess.Popen(argv, stdout=log, stderr=log, env=env,
                                start_new_session=detach, preexec_fn=_die_with_parent if die_with_parent else None)
     try:
-        wait_for_readers(process=process)
+        wait_for_readers(process=process, also=also)
     except RuntimeError:
         stop(process)
         raise
@@ -266,7 +290,42 @@ def _reap_namespace(namespace: str) -> list[int]:
     return left
 
 
-def _run_private(command: list[str]) -> int:
+@dataclass(frozen=True)
+class RunOptions:
+    """What `run` takes before `--`: a serial CCID reader to drive too, full logs, where the log goes."""
+
+    ccid: str | None = None  # LINK[:VARIANT]
+    debug: bool = False
+    log: str | None = None
+
+    def argv(self) -> list[str]:
+        return ((["--ccid", self.ccid] if self.ccid else []) + (["--debug"] if self.debug else [])
+                + (["--log", os.path.abspath(self.log)] if self.log else []))
+
+
+def ccid_link(value: str) -> tuple[str, str]:
+    """LINK[:VARIANT] as (LINK, VARIANT); the variant is GemPCTwin when not given."""
+    from reader.ccid.serial import DEFAULT_VARIANT, ECHO
+
+    link, _, variant = value.rpartition(":")
+    if link and variant.lower() in (name.lower() for name in ECHO):
+        return link, variant
+    return value, DEFAULT_VARIANT
+
+
+def _ccid_config(folder: str, ccid: str) -> str:
+    """A reader.conf for pcscd's `--config`: the vpcd entry and the serial CCID reader's."""
+    from reader.ccid.pty import stanza
+
+    path = os.path.join(folder, "reader.conf")
+    with open(VPCD_CONF, encoding="utf-8") as f:
+        vpcd = f.read()
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(vpcd.rstrip("\n") + "\n\n" + stanza(*ccid_link(ccid)))
+    return path
+
+
+def _run_private(command: list[str], options: RunOptions = RunOptions()) -> int:
     """Inside the private namespaces: the world, our pcscd, COMMAND, then pcscd stopped by PID."""
     env = dict(os.environ)
     env.pop(UNAVAILABLE_ENV, None)
@@ -282,12 +341,20 @@ def _run_private(command: list[str]) -> int:
         env[UNAVAILABLE_ENV] = reason
         return _call(command, env)
     folder = tempfile.mkdtemp(prefix="sscard-pcscd-")
-    log, pidfile = os.path.join(folder, "pcscd.log"), os.path.join(folder, "pcscd.pid")
+    log, pidfile = options.log or os.path.join(folder, "pcscd.log"), os.path.join(folder, "pcscd.pid")
+    config: str | None = None
+    also: tuple[str, ...] = ()
+    if options.ccid:
+        from reader.ccid.pty import FRIENDLY_NAME
+
+        config, also = _ccid_config(folder, options.ccid), (FRIENDLY_NAME,)
     try:
-        process = start(log, die_with_parent=True)
+        process = start(log, die_with_parent=True, config=config, debug=options.debug, also=also)
     except RuntimeError as exc:
         reason = f"the private pcscd did not start: {exc} (log {log})"
         print(reason, file=sys.stderr, flush=True)
+        if options.ccid:  # PC/SC is there: the reader on LINK did not come up, which is a failure
+            return 1
         env[UNAVAILABLE_ENV] = reason
         return _call(command, env)
     print(f"pcscd started (PID {process.pid}, private namespaces {env[NETNS_ENV]}, log {log})",
@@ -336,25 +403,52 @@ def _run_without_pcsc(command: list[str], reason: str) -> int:
     return _call(command, env)
 
 
-def run(command: list[str]) -> int:
+def run(command: list[str], options: RunOptions = RunOptions()) -> int:
     """Run `command` with a private pcscd, both in private mount and network namespaces."""
+    if options.ccid:
+        link = ccid_link(options.ccid)[0]
+        if not (os.path.exists(link) and stat.S_ISCHR(os.stat(link).st_mode)):
+            print(f"reader.pcsc.pcscd: {link} is not a serial port: start the reader first "
+                  f"(python -m reader.ccid {link} --state IMAGE)", file=sys.stderr, flush=True)
+            return 2
     prefix, why = unshare_prefix()
     if prefix is None:
         return _run_without_pcsc(command, why)
     sys.stdout.flush()
     sys.stderr.flush()
     # exec, not a child: no process in between to be killed and leave pcscd orphaned in the namespaces
-    os.execv(prefix[0], prefix + ["--", sys.executable, "-m", "reader.pcsc.pcscd", "_private", "--"] + command)
+    os.execv(prefix[0], prefix + ["--", sys.executable, "-m", "reader.pcsc.pcscd", "_private", *options.argv(), "--"]
+             + command)
+
+
+def _run_arguments(args: list[str]) -> tuple[RunOptions, list[str]] | None:
+    """`run`'s options and COMMAND (after `--`, or from the first word that is no option); None: unusable."""
+    values: dict = {}
+    while args:
+        word = args[0]
+        if word == "--":
+            return RunOptions(**values), args[1:]
+        if word == "--debug":
+            values["debug"], args = True, args[1:]
+        elif word in ("--ccid", "--log") and len(args) >= 2:
+            values[word[2:]], args = args[1], args[2:]
+        elif word.startswith("--"):
+            return None
+        else:
+            break
+    return RunOptions(**values), args
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] in (["run"], ["_private"]):
-        command = argv[2:] if argv[1:2] == ["--"] else argv[1:]
-        if not command:
-            print("usage: python -m reader.pcsc.pcscd run -- COMMAND...", file=sys.stderr)
+        parsed = _run_arguments(argv[1:])
+        if parsed is None or not parsed[1]:
+            print("usage: python -m reader.pcsc.pcscd run [--ccid LINK[:VARIANT]] [--debug] [--log FILE] -- COMMAND...",
+                  file=sys.stderr)
             return 2
-        return run(command) if argv[0] == "run" else _run_private(command)
+        options, command = parsed
+        return run(command, options) if argv[0] == "run" else _run_private(command, options)
     if argv[:1] == ["_probe"]:  # unshare_prefix: can this user make the private world?
         try:
             _make_private_world()

@@ -1,0 +1,123 @@
+"""The serial CCID reader on a pseudo-terminal: the thin I/O adapter around the framing and the firmware.
+
+A real GemPC Twin sits behind a serial port; here the port is the slave side of a pty
+(`os.openpty()`), named by a symlink LINK that pcscd's reader.conf gives libccidtwin as its
+DEVICENAME (`LINK:GemPCTwin`). The driver opens the slave and sets it raw, 115200 baud, 8N2
+(a pty takes the settings and ignores the speed). `PtyReader` reads the master side, feeds
+`SerialFraming`, gives each whole command to the `Firmware` and writes the answer at once:
+the driver ignores bSeq on the serial line, so an answer written late would be taken for the
+next command's. Nothing here waits on the card: the firmware is pure computation.
+
+libccid probes serial readers only when pcscd starts, so the pty must exist - and this loop
+run - before pcscd does; a reader that goes away stays unavailable until pcscd restarts.
+
+`stanza(link, variant)` is the reader.conf entry for pcscd (pcsc-lite's reader.conf(5):
+FRIENDLYNAME, DEVICENAME, LIBPATH).
+"""
+
+import logging
+import os
+import select
+import tty
+
+from reader.ccid.firmware import Firmware
+from reader.ccid.messages import HW_ERROR, MessageError, answer, decode
+from reader.ccid.serial import DEFAULT_VARIANT, SerialFraming, variant_echoes
+
+LIBCCIDTWIN = "/usr/lib/pcsc/drivers/serial/libccidtwin.so"  # Debian's libccid, serial flavour
+FRIENDLY_NAME = "sscard CCID"  # pcscd lists the reader as "sscard CCID 00 00"
+READ_SIZE = 4096
+
+log = logging.getLogger("sscard.ccid")
+
+
+def stanza(link: str, variant: str = DEFAULT_VARIANT, name: str = FRIENDLY_NAME) -> str:
+    """The reader.conf entry that has pcscd drive the reader at `link` with libccidtwin."""
+    variant_echoes(variant)  # an unknown variant is refused here, not by a silent driver
+    return (f'FRIENDLYNAME "{name}"\n'
+            f"DEVICENAME {os.path.abspath(link)}:{variant}\n"
+            f"LIBPATH {LIBCCIDTWIN}\n")
+
+
+class PtyReader:
+    """The firmware behind a pty whose slave `link` names; `serve()` runs until `stop()`."""
+
+    def __init__(self, link: str, firmware: Firmware, variant: str = DEFAULT_VARIANT):
+        self.link = os.path.abspath(link)
+        self.firmware = firmware
+        self.variant = variant
+        self.framing = SerialFraming(echo=variant_echoes(variant))
+        self.commands = 0
+        self._master = self._slave = -1
+        self._wake_r, self._wake_w = os.pipe()
+
+    def open(self) -> "PtyReader":
+        """Make the pty and the symlink `link` to its slave (an old symlink there is replaced)."""
+        if os.path.lexists(self.link):
+            if not os.path.islink(self.link):
+                raise FileExistsError(f"{self.link} exists and is not a symlink: not replacing it")
+            os.unlink(self.link)
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)  # nothing echoed or translated before the driver sets the line itself
+        # the slave stays open here: with no slave open, reading the master fails (EIO)
+        os.symlink(os.ttyname(self._slave), self.link)
+        return self
+
+    def serve(self) -> None:
+        """Answer every command the host writes, until `stop()`."""
+        while True:
+            ready, _, _ = select.select([self._master, self._wake_r], [], [])
+            if self._wake_r in ready:
+                return
+            try:
+                data = os.read(self._master, READ_SIZE)
+            except OSError as exc:
+                log.warning("pty read failed: %s", exc)
+                return
+            self.feed(data)
+
+    def feed(self, data: bytes) -> None:
+        """What the host wrote: each whole command is answered at once."""
+        for raw in self.framing.receive(data):
+            try:
+                command = decode(raw)
+            except MessageError:  # the frame's own length made it whole: cannot happen
+                continue
+            try:
+                reply = self.firmware.handle(command)
+            except Exception:  # a bug must not silence the reader: the driver would wait for nothing
+                log.exception("the firmware failed on %s", command)
+                reply = answer(command, self.firmware.icc_status, HW_ERROR)
+            self.commands += 1
+            log.debug("> %s", command)
+            log.debug("< %s", reply)
+            self.framing.send(raw, reply.encode())
+            self._write(self.framing.output())
+        self._write(self.framing.output())  # NAKs, and answers sent again after the host's NAK
+
+    def _write(self, data: bytes) -> None:
+        while data:
+            written = os.write(self._master, data)
+            data = data[written:]
+
+    def stop(self) -> None:
+        """Make `serve()` return (from another thread or a signal handler)."""
+        os.write(self._wake_w, b"x")
+
+    def close(self) -> None:
+        """Remove the symlink and close the pty."""
+        if os.path.islink(self.link) and os.readlink(self.link).startswith("/dev/pts/"):
+            os.unlink(self.link)
+        for fd in (self._master, self._slave, self._wake_r, self._wake_w):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._master = self._slave = self._wake_r = self._wake_w = -1
+
+    def __enter__(self) -> "PtyReader":
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,121 @@
+"""The GemPC Twin serial framing of CCID messages, sans-I/O: bytes in, CCID messages out, and back.
+
+The serial GemPC readers carry each CCID message (USB CCID rev 1.1 §6) in a frame
+
+    SYNC 03   CTRL 06 (ACK)   the CCID message   LRC (the XOR of every byte before it)
+
+both ways, and a receiver that cannot take a frame answers the three bytes `03 15 16` (CTRL
+15 NAK, then its LRC): the host sends its command again. The message's own dwLength says
+where a frame ends, so the bytes may arrive in any pieces, and several frames in one piece.
+Before every answer the GemPC Twin and GemPC PinPad send the echo of the command, one more
+frame (the host reads it and throws it away); the GemCore POS Pro and SIM Pro do not.
+This is what Debian's libccid (`libccidtwin.so`, src/ccid_serial.c) speaks; pcscd's
+reader.conf names the variant after the device's path (`DEVICENAME /dev/ttyS0:GemPCTwin`).
+
+A byte that cannot start a frame is line noise and is skipped; a frame whose LRC is wrong,
+or whose dwLength is beyond what the reader takes (271 bytes in all), is answered NAK.
+`SerialFraming` does not interpret the messages: `receive(bytes)` returns the CCID messages
+that arrived whole, `send(command, answer)` queues the echo (by variant) and the answer,
+`output()` takes the bytes to write. A NAK from the host sends the last frames again.
+"""
+
+from chip.contacts.end import Outbox
+from chip.contacts.timing import lrc
+from reader.ccid.messages import MAX_MESSAGE, message_size
+
+SYNC = 0x03
+ACK = 0x06
+NAK = 0x15
+NAK_FRAME = bytes((SYNC, NAK, SYNC ^ NAK))  # 03 15 16
+FRAME_OVERHEAD = 3  # SYNC, CTRL, LRC
+
+# the variants libccidtwin knows by the name after the device's path, and whether each echoes
+ECHO = {"GemPCTwin": True, "GemPCPinPad": True, "GemCorePOSPro": False, "GemCoreSIMPro": False}
+DEFAULT_VARIANT = "GemPCTwin"
+
+
+def frame(message: bytes) -> bytes:
+    """One CCID message as a serial frame: 03 06 message LRC."""
+    body = bytes((SYNC, ACK)) + bytes(message)
+    return body + lrc(body)
+
+
+def variant_echoes(variant: str) -> bool:
+    """Whether the reader `variant` echoes each command before its answer (ValueError: unknown)."""
+    for name, echo in ECHO.items():
+        if name.lower() == variant.lower():  # libccidtwin compares the names without case
+            return echo
+    raise ValueError(f"unknown reader {variant!r}: one of {', '.join(ECHO)}")
+
+
+class SerialFraming(Outbox):
+    """The reader's end of the serial line: frames in, CCID messages out; answers framed back."""
+
+    def __init__(self, echo: bool = True):
+        super().__init__()
+        self.echo = echo
+        self._in = bytearray()
+        self._last = b""  # the frames of the last answer, sent again on a NAK
+        self.naks_sent = 0
+        self.naks_received = 0
+        self.noise = 0  # bytes skipped that could not start a frame
+
+    def receive(self, data: bytes) -> list[bytes]:
+        """Feed what the host wrote; returns the CCID messages it completed, in order."""
+        self._in += data
+        messages = []
+        buffer = self._in
+        while buffer:
+            if buffer[0] != SYNC:
+                del buffer[0]
+                self.noise += 1
+                continue
+            if len(buffer) < 2:
+                break
+            if buffer[1] == NAK:
+                if len(buffer) < 3:
+                    break
+                if buffer[2] == SYNC ^ NAK:
+                    del buffer[:3]
+                    self.naks_received += 1
+                    self._out += self._last
+                else:
+                    del buffer[0]
+                    self.noise += 1
+                continue
+            if buffer[1] != ACK:
+                del buffer[0]
+                self.noise += 1
+                continue
+            size = message_size(buffer[2:])
+            if size is None:
+                break
+            if size > MAX_MESSAGE:  # no such frame: where it would end is unknown, start afresh
+                buffer.clear()
+                self._nak()
+                break
+            end = size + FRAME_OVERHEAD
+            if len(buffer) < end:
+                break
+            whole, message = bytes(buffer[:end]), bytes(buffer[2:end - 1])
+            del buffer[:end]
+            if lrc(whole) != b"\x00":
+                self._nak()
+                continue
+            messages.append(message)
+        return messages
+
+    def send(self, command: bytes, answer: bytes) -> None:
+        """Queue the answer to `command`, after the command's echo on the variants that echo."""
+        frames = (frame(command) if self.echo else b"") + frame(answer)
+        self._last = frames
+        self._out += frames
+
+    @property
+    def partial(self) -> bool:
+        """Part of a frame is waiting for the rest."""
+        return bool(self._in)
+
+    def _nak(self) -> None:
+        self.naks_sent += 1
+        self._out += NAK_FRAME
