@@ -136,54 +136,16 @@ def check(rule: Rule, module: str) -> None:
     assert not found, "\n".join(found)
 
 
-@pytest.mark.parametrize("module", bound(CHIP_NOT_READER))
-def test_chip_never_imports_reader(module):
-    check(CHIP_NOT_READER, module)
+RULE_NAMES = {CHIP_NOT_READER: "chip-not-reader", ISO: "iso", KERNEL: "kernel", APPS: "apps",
+              CONTACTS: "contacts", PERSONALIZATION: "personalization", LINK: "link",
+              TERMINALS: "terminals", CCID: "ccid", CLI: "cli"}
+BOUND = [pytest.param(rule, module, id=f"{RULE_NAMES[rule]}:{module}") for rule in RULES for module in bound(rule)]
 
 
-@pytest.mark.parametrize("module", bound(ISO))
-def test_iso_imports_nothing_else_of_chip(module):
-    check(ISO, module)
-
-
-@pytest.mark.parametrize("module", bound(KERNEL))
-def test_kernel_imports_only_iso(module):
-    check(KERNEL, module)
-
-
-@pytest.mark.parametrize("module", bound(APPS))
-def test_apps_import_only_iso_and_kernel(module):
-    check(APPS, module)
-
-
-@pytest.mark.parametrize("module", bound(CONTACTS))
-def test_contacts_import_only_iso_and_kernel(module):
-    check(CONTACTS, module)
-
-
-@pytest.mark.parametrize("module", bound(PERSONALIZATION))
-def test_personalization_imports_nothing_on_top_of_it(module):
-    check(PERSONALIZATION, module)
-
-
-@pytest.mark.parametrize("module", bound(LINK))
-def test_link_imports_no_host_tool(module):
-    check(LINK, module)
-
-
-@pytest.mark.parametrize("module", bound(TERMINALS))
-def test_terminals_import_no_cli_decoder_traces_or_pcsc(module):
-    check(TERMINALS, module)
-
-
-@pytest.mark.parametrize("module", bound(CCID))
-def test_ccid_firmware_imports_no_host_tool(module):
-    check(CCID, module)
-
-
-@pytest.mark.parametrize("module", bound(CLI))
-def test_only_the_cli_imports_the_cli(module):
-    check(CLI, module)
+@pytest.mark.parametrize(("rule", "module"), BOUND)
+def test_each_layer_keeps_its_import_rule(rule, module):
+    """One case per rule and module it binds (docs/architecture.md, "What may import what")."""
+    check(rule, module)
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda rule: rule.text)
