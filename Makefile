@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PCSC_STAMP := $(VENV)/.pcsc
 # Debian packages for the real PC/SC stack (docs/pcsc.md: what each is for, and the traps)
-PCSC_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev pcsc-tools opensc
+PCSC_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev pcsc-tools opensc libccid
 CARD ?= card.img
+CCID_LINK ?= /tmp/sscard-gempc
 
 .PHONY: demo test bench serve pcsc-system clean
 
@@ -52,8 +53,20 @@ bench: $(PCSC_STAMP)
 	$(BIN)/python -m reader.pcsc.pcscd run -- $(BIN)/python -m pytest bench -q --benchmark-enable --benchmark-only \
 	  --benchmark-columns=min,median,mean,ops,rounds
 
-# serve: the machine's own pcscd (started in the background if none answers), for the user's applications
+# serve: the machine's own pcscd (started in the background if none answers), for the user's applications.
+# serve CCID=1: the card in the serial CCID reader on the pty $(CCID_LINK) instead (docs/ccid.md); libccid
+# probes it only when a pcscd starts, so the pcscd that drives it is started afterwards, in another terminal.
 serve: $(PCSC_STAMP)
+ifdef CCID
+	@[ -f $(CARD) ] || $(BIN)/sscard personalize --state $(CARD)
+	@echo "The card in $(CARD) goes in the serial CCID reader 'sscard CCID 00 00' on $(CCID_LINK)."
+	@echo "In another terminal, a private pcscd that drives it, for one command:"
+	@echo "  $(BIN)/python -m reader.pcsc.pcscd run --ccid $(CCID_LINK) -- pcsc_scan"
+	@echo "  $(BIN)/python -m reader.pcsc.pcscd run --ccid $(CCID_LINK) -- scriptor -r 'sscard CCID 00 00'"
+	@echo "(or give the machine's pcscd the reader.conf entry below and restart it)."
+	@echo "Type remove / insert / status / fault ... / quit here; Ctrl-C stops serving."
+	$(BIN)/sscard serve --ccid $(CCID_LINK) --state $(CARD)
+else
 	@$(BIN)/python -m reader.pcsc.pcscd ensure
 	@[ -f $(CARD) ] || $(BIN)/sscard personalize --state $(CARD)
 	@echo "The card in $(CARD) is in the PC/SC reader 'Virtual PCD 00 00'. Reach it with:"
@@ -64,6 +77,7 @@ serve: $(PCSC_STAMP)
 	@echo "  python: from reader.pcsc import PcscReader; r = PcscReader('Virtual PCD 00 00'); r.reset()"
 	@echo "Type remove / insert / status / quit here; Ctrl-C stops serving."
 	$(BIN)/sscard serve --state $(CARD)
+endif
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks .pcscd.log .pcscd.pid

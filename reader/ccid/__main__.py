@@ -3,7 +3,8 @@
 The reader's serial port is a pty whose slave LINK names; the reader.conf entry for pcscd is
 printed first (give it to `pcscd --config FILE`, or use `python -m reader.pcsc.pcscd run --ccid
 LINK -- COMMAND`), then the firmware answers until SIGTERM or Ctrl-C. `--profile NAME` serves a
-fresh card of that profile, in memory, instead of an image.
+fresh card of that profile, in memory, instead of an image. The card stays in: `sscard serve
+--ccid LINK` serves it with a control channel (remove, insert, switch, faults).
 """
 
 import argparse
@@ -14,6 +15,7 @@ import sys
 from chip import Card
 from chip.kernel.image import ImageError
 from reader.ccid.firmware import Firmware
+from reader.ccid.pinpad import KEYPAD_READERS, Keypad
 from reader.ccid.pty import PtyReader, stanza
 from reader.ccid.serial import DEFAULT_VARIANT, ECHO
 
@@ -26,11 +28,22 @@ def parser() -> argparse.ArgumentParser:
     card.add_argument("--profile", metavar="NAME", help="serve a fresh card of this profile, in memory")
     p.add_argument("--reader", default=DEFAULT_VARIANT, choices=sorted(ECHO), help="the GemPC variant")
     p.add_argument("--debug", action="store_true", help="log every CCID message to stderr")
+    p.add_argument("--keypad", metavar="ENTRIES", default="",
+                   help="for tests: the PIN pad's entries, in order, comma-separated (digits, cancel, timeout)")
     return p
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    keypad = None
+    if args.reader in KEYPAD_READERS:
+        try:
+            keypad = Keypad(entry for entry in args.keypad.split(",") if entry)
+        except ValueError as exc:
+            p.error(str(exc))
+    elif args.keypad:
+        p.error(f"--keypad: the {args.reader} has no keypad")
     if args.debug:
         logging.basicConfig(level=logging.DEBUG, format="%(message)s")
     try:
@@ -38,7 +51,7 @@ def main(argv=None) -> int:
     except (ImageError, OSError, ValueError) as exc:
         print(f"python -m reader.ccid: {exc}", file=sys.stderr)
         return 1
-    with card, PtyReader(args.link, Firmware(card), args.reader) as reader:
+    with card, PtyReader(args.link, Firmware(card, keypad), args.reader) as reader:
         print(stanza(reader.link, args.reader), end="", flush=True)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, lambda *_: reader.stop())

@@ -6,28 +6,37 @@ framing (reader/ccid/serial.py) and the pseudo-terminal (reader/ccid/pty.py) sit
 The slot is in one of the three states bmICCStatus names (§6.2.6): no card, a card present
 and inactive, a card present and active. IccPowerOn powers the card (`Card.power_on`, the
 card's own protocol: the first its ATR offers) and answers the ATR; IccPowerOff takes the
-power away; GetSlotStatus says which state the slot is in.
+power away; GetSlotStatus says which state the slot is in. A card inserted or removed
+(`insert`, `remove`) queues RDR_to_PC_NotifySlotChange (§6.3.1: 50, then bmSlotICCState for
+slot 0, 03 present or 02 absent, the change bit set), which `slot_changes()` hands to the line:
+the GemPC Twin's serial port sends those two bytes, unframed, after the host's next command and
+before its answer (the synchronous card movement mode that Escape 01 01 01 sets; libccid's
+ccid_serial.c reads them there).
 
-The exchange level is TPDU (dwFeatures 0x00010230, what libccidtwin announces for the GemPC
-Twin): the host runs the transmission protocol and the firmware moves its units.
+The exchange level (reader/ccid/levels.py) starts at TPDU (dwFeatures 0x00010230, what
+libccidtwin announces for the GemPC Twin): the host runs the transmission protocol and the
+firmware moves its units. Escape 1F 02 switches it to short APDU, where the firmware runs the
+protocol itself with the reader ends of reader/link.
 
 - An XfrBlock starting FF is a PPS request (ISO/IEC 7816-3 §9: FF starts no T=0 header
   and no T=1 block). It goes to the card's PPS end (`CardPps`), whose answer comes back; a
   card that stays silent is ICC_MUTE.
-- On T=1 an XfrBlock is one block (7816-3 §11.3): the card's T=1 end (`CardT1`) gets it,
-  and the block it answers - I, R or S - comes back. The host chains, acknowledges and
-  sets IFSD itself (S(IFS) is one more block).
-- On T=0 an XfrBlock is a short command APDU, which the firmware's T=0 engine maps to one
-  TPDU (7816-3 §12.2) and runs against the card's T=0 end (`CardT0`) through `Pump`: case
-  1 gets P3 = 00, case 4 loses Le, the procedure bytes are followed. A `61xx` or `6Cxx` is
-  the answer: the host sends GET RESPONSE, or the command again with P3 = xx, itself
-  (`TpduT0`).
+- Any other XfrBlock goes to the card at the current level (`levels.exchange`): at TPDU
+  level one T=1 block for the card's T=1 end (`CardT1`), or on T=0 a short command APDU run
+  as one TPDU (`TpduT0`, its `61xx` or `6Cxx` the answer); at short APDU level a command APDU
+  run by `ReaderT0` or `ReaderT1` against the card's end, and the response APDU back.
 
 SetParameters (§6.1.7) sets the protocol and its parameters - Fi/Di, the T=1 checksum, IFSC,
 BWI/CWI, the T=0 waiting integer - and the card's end is made anew with them;
 GetParameters answers them, ResetParameters puts back those of the ATR at Fd/Dd. Escape 02
 answers the firmware's name (the driver's "get reader firmware", its check that a GemPC
-reader is there), Escape 01 01 01 (card movements notified synchronously) is accepted.
+reader is there), Escape 01 01 01 (card movements notified synchronously) is accepted, and
+Escape 1F 02 sets the short APDU level.
+
+PC_to_RDR_Secure (§6.1.11), on a reader with a keypad (the GemPC PinPad), takes the PIN from
+the keypad into the host's APDU template (reader/ccid/pinpad.py) and sends that APDU to the card
+as an XfrBlock's at the current level; a cancel or a timeout is bError PIN_CANCELLED or
+PIN_TIMEOUT, a PIN of the wrong length or new PINs that differ the reader's own 6403 or 6402.
 Everything else, Escape 6A (Gemalto's GET_FIRMWARE_FEATURES: the driver takes a failure as
 "no such features") included, is bError CMD_NOT_SUPPORTED. A command for a slot that does
 not exist fails with bError 5, the offset of bSlot (§6.2.6).
@@ -40,8 +49,17 @@ from chip.contacts.atr import Atr, parse_atr
 from chip.contacts.pps import PPSS, CardPps
 from chip.contacts.t0 import CardT0
 from chip.contacts.t1 import IFS_MAX, CardT1
-from chip.contacts.timing import DEFAULT_FI_DI, EDC_CRC, EDC_LRC, fi_di_values
-from chip.iso.sw import SW1_MORE_DATA, SW1_WRONG_LE
+from chip.contacts.timing import DEFAULT_FI_DI, EDC_CRC, fi_di_values
+from reader.ccid import pinpad
+from reader.ccid.levels import (
+    ESCAPE_SET_APDU_LEVEL,
+    SHORT_APDU,
+    TPDU,
+    carries,
+    exchange,
+    link_parameters,
+    reader_end,
+)
 from reader.ccid.messages import (
     CMD_NOT_SUPPORTED,
     ESCAPE,
@@ -56,6 +74,7 @@ from reader.ccid.messages import (
     ICC_POWER_ON,
     PARAMETERS_SIZE,
     RESET_PARAMETERS,
+    SECURE,
     SET_PARAMETERS,
     TCCKS_CRC,
     TCCKS_INVERSE,
@@ -65,30 +84,21 @@ from reader.ccid.messages import (
     answer,
 )
 from reader.link.t0 import ReaderT0
-from reader.link.wire import LinkError, Pump
+from reader.link.t1 import ReaderT1
+from reader.link.wire import LinkError
 
 FIRMWARE_NAME = b"sscard CCID 1.0"  # what Escape 02 answers; the driver logs it as "Firmware: ..."
 ESCAPE_GET_FIRMWARE = b"\x02"
 ESCAPE_CARD_MOVEMENT_SYNCHRONOUS = b"\x01\x01\x01"
 LENGTH_OFFSET = 1  # bError for data of the wrong length: the offset of dwLength
+LEVEL_OFFSET = 8  # ... for a wLevelParameter it does not take: its offset
 SLOT_OFFSET = 5  # ... for a slot that does not exist: the offset of bSlot
 PROTOCOL_OFFSET = 7  # ... for a protocol it cannot run: the offset of bProtocolNum
 DATA_OFFSET = 10  # the first byte of abData
 CLOCK_RUNNING, CLOCK_STOPPED_LOW = 0x00, 0x01  # bClockStatus (§6.2.2): a card without power has no clock
+NOTIFY_SLOT_CHANGE = 0x50  # RDR_to_PC_NotifySlotChange (§6.3.1)
+SLOT_CHANGED_ABSENT, SLOT_CHANGED_PRESENT = 0x02, 0x03  # its bmSlotICCState for slot 0: bit 1 changed, bit 0 present
 
-
-class TpduT0(ReaderT0):
-    """The reader's T=0 engine at TPDU level: one command TPDU, and its `61xx` or `6Cxx` is the answer
-    (CCID rev 1.1 §6.1.4: at TPDU level the host sends GET RESPONSE, or the command again with the
-    right P3). Everything else - P3 for case 1, Le dropped for case 4, the procedure bytes - is
-    `ReaderT0`'s."""
-
-    def _tpdu_done(self, sw1: int, sw2: int) -> None:
-        if self._kind == "command" and sw1 in (SW1_MORE_DATA, SW1_WRONG_LE):
-            self.exchanges.append((bytes(self._log_sent), bytes(self._log_received)))
-            self._finish(bytes(self._got) + bytes((sw1, sw2)))
-            return
-        super()._tpdu_done(sw1, sw2)
 
 
 def default_parameters(atr: Atr, protocol: int) -> bytes:
@@ -113,15 +123,20 @@ def parameters_fault(protocol: int, structure: bytes) -> int | None:
 
 
 class Firmware:
-    """One slot of a TPDU-level CCID reader holding `card` (None: no card in the slot)."""
+    """One slot of a CCID reader holding `card` (None: no card in the slot), at TPDU level until
+    Escape 1F 02 sets the short APDU level (`level`, reader/ccid/levels.py)."""
 
-    def __init__(self, card: Card | None):
+    def __init__(self, card: Card | None, keypad: pinpad.Keypad | None = None):
         self.card = card
+        self.keypad = keypad  # the PIN pad's keys (GemPC PinPad); None: no PIN pad, Secure unsupported
+        self.level = TPDU
         self.atr: Atr | None = None
         self.protocol: int | None = None
         self.parameters = b""
         self._end: CardT0 | CardT1 | None = None
-        self._reader_t0: TpduT0 | None = None
+        self._reader_t0: ReaderT0 | None = None  # the firmware's end at this level: on T=0 always,
+        self._reader_t1: ReaderT1 | None = None  # on T=1 at short APDU level only (at TPDU level blocks pass)
+        self._changes = bytearray()  # the NotifySlotChange messages not yet sent
         self._handlers: dict[int, Callable[[Message], Message]] = {
             ICC_POWER_ON: self._power_on,
             ICC_POWER_OFF: self._power_off,
@@ -131,6 +146,7 @@ class Firmware:
             RESET_PARAMETERS: self._reset_parameters,
             SET_PARAMETERS: self._set_parameters,
             ESCAPE: self._escape,
+            SECURE: self._secure,
         }
 
     # -- the slot ----------------------------------------------------------------------------------
@@ -142,14 +158,25 @@ class Firmware:
         return ICC_ACTIVE if self.card.powered and self.atr is not None else ICC_INACTIVE
 
     def insert(self, card: Card) -> None:
+        """Put `card` in the slot, present and inactive (a card already there is removed first)."""
         self.remove()
         self.card = card
+        self._changes += bytes((NOTIFY_SLOT_CHANGE, SLOT_CHANGED_PRESENT))
 
     def remove(self) -> None:
-        if self.card is not None and self.card.powered:
+        """Take the card out (its power goes with it); nothing changes on an empty slot."""
+        if self.card is None:
+            return
+        if self.card.powered:
             self.card.power_off()
         self.card = None
         self._deactivate()
+        self._changes += bytes((NOTIFY_SLOT_CHANGE, SLOT_CHANGED_ABSENT))
+
+    def slot_changes(self) -> bytes:
+        """The NotifySlotChange messages queued since the last call, in order (b"": none)."""
+        changes, self._changes = bytes(self._changes), bytearray()
+        return changes
 
     # -- commands ----------------------------------------------------------------------------------
     def handle(self, command: Message) -> Message:
@@ -188,8 +215,11 @@ class Firmware:
             return answer(command, status, LENGTH_OFFSET)  # nothing to send
         if data[0] == PPSS:
             return self._pps(command)
+        if not carries(self.level, data):
+            return answer(command, status, DATA_OFFSET)  # an extended APDU at short APDU level
+        assert self._end is not None
         try:
-            reply = self._t0(data) if self.protocol == 0 else self._t1(data)
+            reply = exchange(self._reader_t0 or self._reader_t1, self._end, data)
         except LinkError:
             return answer(command, status, HW_ERROR)
         if reply is None:
@@ -208,19 +238,6 @@ class Firmware:
             structure[0] = reply[2] if reply[1] & 0x10 else DEFAULT_FI_DI  # PPS1 echoed: its Fi/Di
             self._use(pps.protocol, bytes(structure))
         return answer(command, ICC_ACTIVE, data=reply)
-
-    def _t0(self, apdu: bytes) -> bytes | None:
-        assert isinstance(self._end, CardT0) and self._reader_t0 is not None
-        reader = Pump(self._reader_t0, self._end).run(apdu)
-        return None if reader.error else reader.response
-
-    def _t1(self, block: bytes) -> bytes | None:
-        end = self._end
-        assert isinstance(end, CardT1)
-        end.receive(block)
-        if not end.has_output and end.wait_etu:  # a block shorter than its LEN: its CWT runs out
-            end.timeout()
-        return end.output() or None
 
     def _get_parameters(self, command: Message) -> Message:
         status = self.icc_status
@@ -248,10 +265,50 @@ class Firmware:
         self._use(protocol, command.data)
         return answer(command, status, specific=protocol, data=self.parameters)
 
+    def _secure(self, command: Message) -> Message:
+        """PC_to_RDR_Secure (CCID rev 1.1 §6.1.11): the PIN from the keypad into the template, and the
+        APDU to the card as an XfrBlock's at this level; on T=1 at TPDU level, the one I-block the
+        host's bTeoPrologue starts (reader/ccid/pinpad.py)."""
+        status = self.icc_status
+        if self.keypad is None:
+            return answer(command, status, CMD_NOT_SUPPORTED)
+        if status != ICC_ACTIVE or self._end is None or self.protocol is None:
+            return answer(command, status, ICC_MUTE)
+        if command.fields[1:] != bytes(2):
+            return answer(command, status, LEVEL_OFFSET)  # 0000: abData is the whole structure
+        try:
+            operation = pinpad.parse(command.data)
+            apdu = pinpad.build(operation, self.keypad)
+        except pinpad.StructureError as exc:
+            return answer(command, status, LENGTH_OFFSET if exc.field is None else DATA_OFFSET + exc.field)
+        except pinpad.Aborted as exc:
+            return answer(command, status, exc.error, data=exc.sw)
+        reader = self._reader_t0 or self._reader_t1
+        unit = apdu if reader is not None else pinpad.tpdu_block(
+            operation, apdu, link_parameters(self.protocol, self.parameters)["edc"])
+        try:
+            reply = exchange(reader, self._end, bytes(unit))
+        except LinkError:
+            return answer(command, status, HW_ERROR)
+        finally:
+            unit[:], apdu[:] = bytes(len(unit)), bytes(len(apdu))  # the PIN kept no longer than the exchange
+            if reader is not None:
+                reader.exchanges = []
+        if reply is None:
+            return answer(command, status, ICC_MUTE)
+        return answer(command, status, data=reply)
+
     def _escape(self, command: Message) -> Message:
         if command.data == ESCAPE_GET_FIRMWARE:
             return answer(command, self.icc_status, data=FIRMWARE_NAME)
         if command.data == ESCAPE_CARD_MOVEMENT_SYNCHRONOUS:
+            return answer(command, self.icc_status)
+        if self.keypad is not None and pinpad.loads_strings(command.data):
+            return answer(command, self.icc_status)  # the PIN pad's prompts: taken (its display is not simulated)
+        if command.data == ESCAPE_SET_APDU_LEVEL:
+            self.level = SHORT_APDU
+            if self.protocol is not None:  # a card already active: the firmware's end for the new level
+                self._reader_ends(self.protocol, link_parameters(self.protocol, self.parameters))
             return answer(command, self.icc_status)
         return answer(command, self.icc_status, CMD_NOT_SUPPORTED)
 
@@ -260,19 +317,21 @@ class Firmware:
         """Run `protocol` with the §6.1.7 parameters `structure`: the card's end made anew with them."""
         assert self.card is not None
         self.protocol, self.parameters = protocol, bytes(structure)
-        values = fi_di_values(structure[0])
-        assert values is not None
-        fi, di, _ = values
+        parameters = link_parameters(protocol, structure)
         if protocol == 0:
             if self.card.protocol != 0:
                 self.card.reset(0)  # right after the ATR or PPS: nothing of the session is lost
-            self._end = CardT0(self.card, wi=structure[3], di=di)
-            self._reader_t0 = TpduT0(wi=structure[3], di=di)
+            self._end = CardT0(self.card, **parameters)
         else:
-            self._end = CardT1(self.card, ifsc=structure[5], edc=EDC_CRC if structure[1] & TCCKS_CRC else EDC_LRC,
-                               bwi=structure[3] >> 4, cwi=structure[3] & 0x0F, fi=fi, di=di)
-            self._reader_t0 = None
+            self._end = CardT1(self.card, **parameters)
+        self._reader_ends(protocol, parameters)
+
+    def _reader_ends(self, protocol: int, parameters: dict) -> None:
+        """The firmware's own end of the contacts for the protocol and the level (reader/ccid/levels.py)."""
+        end = reader_end(self.level, protocol, parameters)
+        self._reader_t0 = end if isinstance(end, ReaderT0) else None
+        self._reader_t1 = end if isinstance(end, ReaderT1) else None
 
     def _deactivate(self) -> None:
         self.atr, self.protocol, self.parameters = None, None, b""
-        self._end, self._reader_t0 = None, None
+        self._end, self._reader_t0, self._reader_t1 = None, None, None

@@ -6,7 +6,12 @@ DEVICENAME (`LINK:GemPCTwin`). The driver opens the slave and sets it raw, 11520
 (a pty takes the settings and ignores the speed). `PtyReader` reads the master side, feeds
 `SerialFraming`, gives each whole command to the `Firmware` and writes the answer at once:
 the driver ignores bSeq on the serial line, so an answer written late would be taken for the
-next command's. Nothing here waits on the card: the firmware is pure computation.
+next command's. Nothing here waits on the card: the firmware is pure computation. A card
+inserted or removed since the last command (`Firmware.insert`, `remove`) is notified, `50 03`
+or `50 02`, before the next answer (the driver's synchronous card movement mode).
+
+`serve()` is a loop of its own (`python -m reader.ccid`); `sscard serve --ccid` watches
+`fileno()` in its own loop instead and calls `readable()`.
 
 libccid probes serial readers only when pcscd starts, so the pty must exist - and this loop
 run - before pcscd does; a reader that goes away stays unavailable until pcscd restarts.
@@ -67,14 +72,22 @@ class PtyReader:
         """Answer every command the host writes, until `stop()`."""
         while True:
             ready, _, _ = select.select([self._master, self._wake_r], [], [])
-            if self._wake_r in ready:
+            if self._wake_r in ready or not self.readable():
                 return
-            try:
-                data = os.read(self._master, READ_SIZE)
-            except OSError as exc:
-                log.warning("pty read failed: %s", exc)
-                return
-            self.feed(data)
+
+    def fileno(self) -> int:
+        """The pty's master side, for a caller's own select loop."""
+        return self._master
+
+    def readable(self) -> bool:
+        """Read what the host wrote and answer it; False when the pty cannot be read."""
+        try:
+            data = os.read(self._master, READ_SIZE)
+        except OSError as exc:
+            log.warning("pty read failed: %s", exc)
+            return False
+        self.feed(data)
+        return True
 
     def feed(self, data: bytes) -> None:
         """What the host wrote: each whole command is answered at once."""
@@ -91,6 +104,10 @@ class PtyReader:
             self.commands += 1
             log.debug("> %s", command)
             log.debug("< %s", reply)
+            changes = self.firmware.slot_changes()
+            if changes:
+                log.debug("< NotifySlotChange %s", changes.hex(" ").upper())
+                self.framing.notify(changes)
             self.framing.send(raw, reply.encode())
             self._write(self.framing.output())
         self._write(self.framing.output())  # NAKs, and answers sent again after the host's NAK

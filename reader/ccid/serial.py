@@ -17,6 +17,11 @@ or whose dwLength is beyond what the reader takes (271 bytes in all), is answere
 `SerialFraming` does not interpret the messages: `receive(bytes)` returns the CCID messages
 that arrived whole, `send(command, answer)` queues the echo (by variant) and the answer,
 `output()` takes the bytes to write. A NAK from the host sends the last frames again.
+
+A card inserted or removed is told by RDR_to_PC_NotifySlotChange (CCID §6.3.1), which on
+this line is two bytes outside any frame, `50 03` (present) or `50 02` (absent): `notify()`
+queues them, and the reader sends them after the host's command and before its answer, so
+they never fall inside a frame (libccid's ccid_serial.c takes a `50` where a frame may start).
 """
 
 from chip.contacts.end import Outbox
@@ -110,6 +115,10 @@ class SerialFraming(Outbox):
         frames = (frame(command) if self.echo else b"") + frame(answer)
         self._last = frames
         self._out += frames
+
+    def notify(self, changes: bytes) -> None:
+        """Queue NotifySlotChange messages as they are, unframed (never sent again on a NAK)."""
+        self._out += changes
 
     @property
     def partial(self) -> bool:

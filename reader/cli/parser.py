@@ -7,6 +7,7 @@ import os
 import sys
 
 from chip.personalization.profile import shipped_names
+from reader.ccid.serial import DEFAULT_VARIANT, ECHO
 from reader.cli import apdu, argtypes, card, fin, flow, serve, session, ssse, traces
 from reader.cli.argtypes import AMOUNT_UNIT
 from reader.cli.errors import USER_ERRORS, UsageError
@@ -140,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-quickack", action="store_true", help="do not re-arm TCP_QUICKACK (to measure the 48 ms trap)")
     p.add_argument("--no-stdin", action="store_true", help="do not read control lines from stdin")
     p.add_argument("--record", metavar="TRACE", help="record every APDU the card(s) answered as a trace")
+    p.add_argument("--ccid", metavar="LINK",
+                   help="put the first card in a serial CCID reader instead of on vpcd: a pty whose slave the "
+                        "symlink LINK names, for pcscd and libccidtwin (the reader.conf entry is printed)")
+    p.add_argument("--ccid-reader", default=DEFAULT_VARIANT, choices=sorted(ECHO), metavar="VARIANT",
+                   help=f"the GemPC variant of the --ccid reader: {', '.join(sorted(ECHO))} (default {DEFAULT_VARIANT})")
     p.set_defaults(func=serve.cmd_serve)
 
     p = sub.add_parser("info", help="show a card image: holder fields, PIN tries, application states")

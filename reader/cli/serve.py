@@ -1,4 +1,5 @@
-"""`sscard serve`: card images on vpcd, so PC/SC applications see each in a reader of their own."""
+"""`sscard serve`: card images on vpcd, so PC/SC applications see each in a reader of their own
+(with --ccid, the first in the serial CCID reader that pcscd drives with libccidtwin instead)."""
 
 from chip import Card
 from chip.fleet import image_names
@@ -26,6 +27,8 @@ def cmd_serve(args) -> int:
     for image in images:
         Card.open(image, read_only=True)  # a bad or busy image is a one-line error before anything starts
     on_apdu = None
+    if args.record and args.ccid:  # the driver runs the protocol there: no APDUs to record, only TPDUs
+        raise UsageError("--record records the cards on vpcd; it does not combine with --ccid")
     if args.record:
         check_output(args.record, "trace")
     record = open(args.record, "w", encoding="utf-8") if args.record else None
@@ -37,7 +40,7 @@ def cmd_serve(args) -> int:
         return serve(images, list(args.port or []), host=args.host, control=args.control,
                      protocol=0 if args.t0 else 1 if args.t1 else None,  # None: each card's own
                      quickack=not args.no_quickack, date=args.date, use_stdin=not args.no_stdin,
-                     on_apdu=on_apdu)
+                     on_apdu=on_apdu, ccid=args.ccid, ccid_variant=args.ccid_reader)
     finally:
         if record is not None:
             record.close()

@@ -3,10 +3,11 @@
     python -m reader.pcsc.pcscd run -- COMMAND...   a private pcscd for the duration of COMMAND, both in
                                                private mount and network namespaces (what `make test`
                                                and `make bench` use)
-    python -m reader.pcsc.pcscd run --ccid LINK[:VARIANT] [--debug] [--log FILE] -- COMMAND...
+    python -m reader.pcsc.pcscd run --ccid LINK[:VARIANT] [--ccid-level tpdu|apdu] [--debug] [--log FILE] -- COMMAND...
                                                the same, and the private pcscd also drives the serial
                                                CCID reader whose pty LINK names (`python -m reader.ccid
-                                               LINK`, started first) with Debian's libccidtwin
+                                               LINK`, started first) with Debian's libccidtwin, at TPDU
+                                               level or (apdu) switched to short APDU level
     python -m reader.pcsc.pcscd ensure              start a pcscd in the background if none answers (the
                                                machine's own; what `make serve` uses)
     python -m reader.pcsc.pcscd check               say what is missing for PC/SC, exit 1 if anything
@@ -33,10 +34,19 @@ reader.conf made for the run: the vpcd entry (from /etc/reader.conf.d/vpcd) and 
 reader's (`reader.ccid.pty.stanza`); it counts as started once it lists both. `--debug` runs it
 with `--debug --apdu` and the driver with `LIBCCID_ifdLogLevel=0x7` (every byte on the line),
 `--log FILE` keeps its log there.
+
+`--ccid-level apdu` sets the driver option that makes libccid switch a GemPC Twin to short APDU
+level with Escape 1F 02 when it opens it (DRIVER_OPTION_GEMPC_TWIN_KEY_APDU, 0x0002;
+reader/ccid/levels.py). libccidtwin has no Info.plist of its own: it reads its options from
+`$PCSCLITE_HP_DROPDIR/ifd-ccid.bundle/Contents/Info.plist`, the USB driver's by default
+(ifdhandler.c, init_driver). So the run writes a copy of that file with `ifdDriverOptions` 0x0002
+into its temporary folder and gives pcscd that folder as PCSCLITE_HP_DROPDIR; pcscd itself does
+not read the variable (1.9.9 scans its compiled-in drop folder), so the USB readers stay as they are.
 """
 
 import ctypes
 import os
+import re
 import shutil
 import signal
 import stat
@@ -55,6 +65,9 @@ NETNS_ENV = "SSCARD_PCSC_NETNS"  # the private network namespace `run` made, as 
 UNAVAILABLE_ENV = "SSCARD_PCSC_UNAVAILABLE"  # why `run` could not give COMMAND a private pcscd
 ISOLATION_TOOLS = {"unshare": "util-linux", "mount": "mount", "ip": "iproute2"}
 CCID_DEBUG_LEVEL = "0x7"  # LIBCCID_ifdLogLevel: critical, info and every byte on the line
+CCID_BUNDLE = "ifd-ccid.bundle"  # the bundle whose Contents/Info.plist libccid takes its options from
+CCID_DROPDIR = "/usr/lib/pcsc/drivers"  # where it is without PCSCLITE_HP_DROPDIR
+DRIVER_OPTION_GEMPC_TWIN_KEY_APDU = 0x0002  # libccid's ifdDriverOptions bit: a GemPC Twin at APDU level
 
 
 def _tool(name: str) -> str | None:
@@ -121,16 +134,19 @@ def _die_with_parent() -> None:
 
 
 def start(log_path: str | None = None, detach: bool = False, die_with_parent: bool = False,
-          config: str | None = None, debug: bool = False, also: tuple[str, ...] = ()) -> subprocess.Popen:
+          config: str | None = None, debug: bool = False, also: tuple[str, ...] = (),
+          dropdir: str | None = None) -> subprocess.Popen:
     """Start pcscd in the foreground as our child and wait for the vpcd readers (and those `also`
     names). `config`: the reader.conf it reads instead of /etc/reader.conf.d/; `debug`: pcscd's and
-    libccid's logs in full."""
+    libccid's logs in full; `dropdir`: where libccid finds the Info.plist of its options."""
     os.makedirs(PCSCD_DIR, exist_ok=True)
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL
     argv = [pcscd_path(), "--foreground"] + (["--debug", "--apdu"] if debug else ["--error"])
     if config is not None:
         argv += ["--config", os.path.abspath(config)]
     env = dict(os.environ, LIBCCID_ifdLogLevel=CCID_DEBUG_LEVEL) if debug else None
+    if dropdir is not None:
+        env = dict(env or os.environ, PCSCLITE_HP_DROPDIR=dropdir)
     process = subprocess.Popen(argv, stdout=log, stderr=log, env=env,
                                start_new_session=detach, preexec_fn=_die_with_parent if die_with_parent else None)
     try:
@@ -292,15 +308,18 @@ def _reap_namespace(namespace: str) -> list[int]:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """What `run` takes before `--`: a serial CCID reader to drive too, full logs, where the log goes."""
+    """What `run` takes before `--`: a serial CCID reader to drive too and its exchange level, full
+    logs, where the log goes."""
 
     ccid: str | None = None  # LINK[:VARIANT]
     debug: bool = False
     log: str | None = None
+    ccid_level: str | None = None  # one of reader/ccid/levels.py's LEVELS; None: as the reader starts, TPDU
 
     def argv(self) -> list[str]:
         return ((["--ccid", self.ccid] if self.ccid else []) + (["--debug"] if self.debug else [])
-                + (["--log", os.path.abspath(self.log)] if self.log else []))
+                + (["--log", os.path.abspath(self.log)] if self.log else [])
+                + (["--ccid-level", self.ccid_level] if self.ccid_level else []))
 
 
 def ccid_link(value: str) -> tuple[str, str]:
@@ -325,6 +344,22 @@ def _ccid_config(folder: str, ccid: str) -> str:
     return path
 
 
+def driver_options_dropdir(folder: str, options: int) -> str:
+    """A drop folder under `folder` holding a copy of libccid's Info.plist with `ifdDriverOptions`
+    set to `options`, for PCSCLITE_HP_DROPDIR; OSError or ValueError when there is none to copy."""
+    with open(os.path.join(CCID_DROPDIR, CCID_BUNDLE, "Contents", "Info.plist"), encoding="utf-8") as f:
+        plist = f.read()
+    changed, count = re.subn(r"(<key>ifdDriverOptions</key>\s*<string>)[^<]*(</string>)",
+                             lambda match: f"{match[1]}0x{options:04X}{match[2]}", plist)
+    if count != 1:
+        raise ValueError(f"{CCID_BUNDLE}'s Info.plist has no ifdDriverOptions")
+    dropdir = os.path.join(folder, "drivers")
+    os.makedirs(os.path.join(dropdir, CCID_BUNDLE, "Contents"))
+    with open(os.path.join(dropdir, CCID_BUNDLE, "Contents", "Info.plist"), "w", encoding="utf-8") as f:
+        f.write(changed)
+    return dropdir
+
+
 def _run_private(command: list[str], options: RunOptions = RunOptions()) -> int:
     """Inside the private namespaces: the world, our pcscd, COMMAND, then pcscd stopped by PID."""
     env = dict(os.environ)
@@ -343,13 +378,21 @@ def _run_private(command: list[str], options: RunOptions = RunOptions()) -> int:
     folder = tempfile.mkdtemp(prefix="sscard-pcscd-")
     log, pidfile = options.log or os.path.join(folder, "pcscd.log"), os.path.join(folder, "pcscd.pid")
     config: str | None = None
+    dropdir: str | None = None
     also: tuple[str, ...] = ()
     if options.ccid:
+        from reader.ccid.levels import SHORT_APDU
         from reader.ccid.pty import FRIENDLY_NAME
 
         config, also = _ccid_config(folder, options.ccid), (FRIENDLY_NAME,)
+        if options.ccid_level == SHORT_APDU:
+            try:
+                dropdir = driver_options_dropdir(folder, DRIVER_OPTION_GEMPC_TWIN_KEY_APDU)
+            except (OSError, ValueError) as exc:
+                print(f"reader.pcsc.pcscd: no driver options for the APDU level: {exc}", file=sys.stderr, flush=True)
+                return 1
     try:
-        process = start(log, die_with_parent=True, config=config, debug=options.debug, also=also)
+        process = start(log, die_with_parent=True, config=config, debug=options.debug, also=also, dropdir=dropdir)
     except RuntimeError as exc:
         reason = f"the private pcscd did not start: {exc} (log {log})"
         print(reason, file=sys.stderr, flush=True)
@@ -432,6 +475,12 @@ def _run_arguments(args: list[str]) -> tuple[RunOptions, list[str]] | None:
             values["debug"], args = True, args[1:]
         elif word in ("--ccid", "--log") and len(args) >= 2:
             values[word[2:]], args = args[1], args[2:]
+        elif word == "--ccid-level" and len(args) >= 2:
+            from reader.ccid.levels import LEVELS
+
+            if args[1] not in LEVELS:
+                return None
+            values["ccid_level"], args = args[1], args[2:]
         elif word.startswith("--"):
             return None
         else:
@@ -443,9 +492,9 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] in (["run"], ["_private"]):
         parsed = _run_arguments(argv[1:])
-        if parsed is None or not parsed[1]:
-            print("usage: python -m reader.pcsc.pcscd run [--ccid LINK[:VARIANT]] [--debug] [--log FILE] -- COMMAND...",
-                  file=sys.stderr)
+        if parsed is None or not parsed[1] or (parsed[0].ccid_level and not parsed[0].ccid):
+            print("usage: python -m reader.pcsc.pcscd run [--ccid LINK[:VARIANT]] [--ccid-level tpdu|apdu] [--debug]"
+                  " [--log FILE] -- COMMAND...", file=sys.stderr)
             return 2
         options, command = parsed
         return run(command, options) if argv[0] == "run" else _run_private(command, options)

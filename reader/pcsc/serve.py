@@ -27,6 +27,14 @@ runs a selector over every card's socket and the control channels:
   cannot accept (EMFILE) is logged once and retried, the cards are still served;
 - SIGINT/SIGTERM end the loop between two commands: a command in progress
   finishes and its state is committed (commits are atomic anyway).
+
+With `--ccid LINK` the first card sits in the serial CCID reader of `reader.ccid` instead
+(docs/ccid.md): the firmware on a pty that pcscd drives with libccidtwin (USB CCID rev 1.1,
+GemPC Twin framing), watched by the same selector. Each card is a `CardSlot` - the image,
+inserted or not, `switch` - whose reader is its adapter: `Slot`, a vpcd connection, or
+`CcidSlot`, the firmware's slot; the control lines act on either alike. On the CCID reader
+`remove`/`insert` change the slot's state (GetSlotStatus, and the NotifySlotChange the
+firmware sends before its next answer).
 """
 
 import errno
@@ -41,6 +49,9 @@ import time
 
 from chip import Card, CardNotPowered, ImageError
 from chip.faults import CardMute, FaultPlan, parse_fault
+from reader.ccid.firmware import Firmware
+from reader.ccid.pty import PtyReader, stanza
+from reader.ccid.serial import DEFAULT_VARIANT
 from reader.errors import InputError
 from reader.pcsc.vpcd import Apdu, GetAtr, PowerOff, PowerOn, Reset, VpcdProtocol
 
@@ -126,29 +137,85 @@ def open_card(image: str, date=None, timeout: float | None = None) -> Card:
     return PendingOpen(image, date, timeout).result()
 
 
-class Slot:
+class CardSlot:
+    """One served card and the reader it sits in: its image, whether it is inserted, `switch`.
+    The reader is the subclass's (`Slot`: a vpcd connection; `CcidSlot`: the serial CCID reader):
+    `connect()` puts the card in it, `disconnect(why)` takes it out, and the control channel's
+    commands act on the slot whatever its reader."""
+
+    def __init__(self, index: int, image: str, date=None, log=None):
+        self.index = index
+        self.image = image
+        self.date = date
+        self.log = log or (lambda text: None)
+        self.card = open_card(image, date)
+        self.closed = False  # the card gave its image up to have it reopened (`switch` to its own image)
+        self.sock = None  # the socket the server watches for this slot's reader, while it has one
+        self.inserted = True
+        self.next_attempt = 0.0
+        self.apdus = 0
+        self.on_close = None  # called with the socket before it is closed (the server unregisters it)
+
+    @property
+    def in_reader(self) -> bool:
+        """Whether the card is in its reader now."""
+        raise NotImplementedError
+
+    def connect(self) -> bool:
+        """Put the card in its reader; True when `sock` is a new socket to watch."""
+        raise NotImplementedError
+
+    def disconnect(self, why: str) -> None:
+        """Take the card out of its reader (its power goes with it), saying `why` in the log."""
+        raise NotImplementedError
+
+    def status(self) -> str:
+        """The slot's line in `status`."""
+        raise NotImplementedError
+
+    def switch(self, image: str) -> None:
+        """Switch at once (blocking; the server uses `Switch`, which opens off its loop). Another image
+        that fails to open changes nothing; the card's own image is reopened, the card giving it up
+        first (an image has one owner): should that fail, the slot is left removed."""
+        inserted = self.inserted
+        if self.holds(image):
+            self.give_up()
+        self.swap(open_card(image, self.date), image)
+        self.inserted = inserted
+
+    def holds(self, image: str) -> bool:
+        """Whether `image` names this slot's own image (compared as paths: no file system call, which
+        could hang; another spelling of it through a symlink gets ImageInUse from the open)."""
+        return os.path.abspath(image) == os.path.abspath(self.image)
+
+    def give_up(self) -> None:
+        """Remove the card and close it (its image's lock released) so that its image can be opened
+        again; the slot stays removed until a card is swapped in."""
+        self.inserted = False
+        self.disconnect("removed to reopen its image")
+        _close_card(self.card)
+        self.closed = True
+
+    def swap(self, card: Card, image: str) -> None:
+        self.disconnect("removed to switch images")
+        old, self.card, self.image = self.card, card, image
+        self.closed = False
+        _close_card(old)
+
+
+class Slot(CardSlot):
     """One card on one vpcd port: its connection, and whether it is inserted."""
 
     def __init__(self, index: int, image: str, host: str, port: int, protocol: int | None = None,
                  quickack: bool = True, date=None, log=None, on_apdu=None):
-        self.index = index
-        self.image = image
         self.host = host
         self.port = port
         self.requested_protocol = protocol  # 0, 1, or None: the card's own (followed across `switch`)
         self.quickack = quickack and TCP_QUICKACK is not None
-        self.date = date
-        self.log = log or (lambda text: None)
         self.on_apdu = on_apdu
-        self.card = open_card(image, date)
-        self.closed = False  # the card gave its image up to have it reopened (`switch` to its own image)
-        self.sock = None
+        super().__init__(index, image, date, log)
         self.vpcd = VpcdProtocol()
-        self.inserted = True
         self.backoff = BACKOFF_MIN
-        self.next_attempt = 0.0
-        self.apdus = 0
-        self.on_close = None  # called with the socket before it is closed (the server unregisters it)
 
     @property
     def protocol(self) -> int:
@@ -159,6 +226,10 @@ class Slot:
         return config.protocols[0] if config.specific is None else config.specific
 
     # -- connection ------------------------------------------------------------------------
+    @property
+    def in_reader(self) -> bool:
+        return self.sock is not None
+
     def connect(self) -> bool:
         try:
             sock = socket.create_connection((self.host, self.port), timeout=1.0)
@@ -234,44 +305,70 @@ class Slot:
             card.power_off()
         return None
 
-    def switch(self, image: str) -> None:
-        """Switch at once (blocking; the server uses `Switch`, which opens off its loop). Another image
-        that fails to open changes nothing; the card's own image is reopened, the card giving it up
-        first (an image has one owner): should that fail, the slot is left removed."""
-        inserted = self.inserted
-        if self.holds(image):
-            self.give_up()
-        self.swap(open_card(image, self.date), image)
-        self.inserted = inserted
-
-    def holds(self, image: str) -> bool:
-        """Whether `image` names this slot's own image (compared as paths: no file system call, which
-        could hang; another spelling of it through a symlink gets ImageInUse from the open)."""
-        return os.path.abspath(image) == os.path.abspath(self.image)
-
-    def give_up(self) -> None:
-        """Remove the card and close it (its image's lock released) so that its image can be opened
-        again; the slot stays removed until a card is swapped in."""
-        self.inserted = False
-        self.disconnect("removed to reopen its image")
-        _close_card(self.card)
-        self.closed = True
-
-    def swap(self, card: Card, image: str) -> None:
-        self.disconnect("removed to switch images")
-        old, self.card, self.image = self.card, card, image
-        self.closed = False
-        _close_card(old)
-
     def status(self) -> str:
         where = "inserted, connected" if self.sock else ("inserted, waiting for vpcd" if self.inserted else "removed")
         return f"card {self.index}: {self.image} on {self.host}:{self.port}, {where}, {self.apdus} APDUs"
+
+class CcidSlot(CardSlot):
+    """One card in the serial CCID reader of `reader.ccid` (docs/ccid.md) instead of on vpcd: the
+    firmware on a pty whose slave `link` names, which pcscd drives with libccidtwin. The pty is
+    there for the whole run (libccid probes serial readers only when pcscd starts); the card goes in
+    and out of the firmware's slot, and the firmware tells the driver (NotifySlotChange) and answers
+    GetSlotStatus accordingly. The driver runs the protocol: the card powers up on its own."""
+
+    def __init__(self, index: int, image: str, link: str, variant: str = DEFAULT_VARIANT, date=None, log=None):
+        super().__init__(index, image, date, log)
+        self.firmware = Firmware(None)
+        self.variant = variant
+        self.reader = PtyReader(link, self.firmware, variant)
+        try:
+            self.reader.open()
+        except OSError as exc:
+            self.reader.close()
+            _close_card(self.card)
+            raise InputError(f"--ccid {link}: {exc.strerror or exc}") from None
+
+    @property
+    def link(self) -> str:
+        return self.reader.link
+
+    @property
+    def in_reader(self) -> bool:
+        return self.firmware.card is not None
+
+    def connect(self) -> bool:
+        self.firmware.insert(self.card)
+        self.log(f"card {self.index} ({self.image}) inserted in the CCID reader {self.link}")
+        return False  # the pty is watched all along
+
+    def disconnect(self, why: str) -> None:
+        if self.firmware.card is not None:
+            self.firmware.remove()
+            self.log(f"card {self.index} {why}")
+
+    def readable(self) -> None:
+        """Answer what the driver wrote on the pty."""
+        if not self.reader.readable() and self.on_close is not None:
+            self.on_close(self.reader)  # the pty failed: no busy loop on it
+
+    def close(self) -> None:
+        """Take the card out and remove the pty and its link."""
+        self.disconnect("stopped")
+        self.reader.close()
+
+    def status(self) -> str:
+        if not self.in_reader:
+            where = "removed"
+        else:
+            where = "inserted, powered" if self.card.powered else "inserted"
+        return (f"card {self.index}: {self.image} in the CCID reader {self.link} ({self.variant}), {where}, "
+                f"{self.reader.commands} CCID commands")
 
 
 class Switch:
     """A `switch [N] IMAGE` in progress: the image opens in a thread, the loop finishes it."""
 
-    def __init__(self, slot: Slot, image: str, timeout: float | None = None):
+    def __init__(self, slot: CardSlot, image: str, timeout: float | None = None):
         self.slot = slot
         self.image = image
         self.reopening = slot.holds(image)
@@ -317,7 +414,7 @@ class _Line:
 
 
 class Server:
-    def __init__(self, slots: list[Slot], control_path: str | None = None, stdin=None, out=None, log=None):
+    def __init__(self, slots: list[CardSlot], control_path: str | None = None, stdin=None, out=None, log=None):
         self.slots = slots
         self.control_path = control_path
         self.stdin = stdin
@@ -334,6 +431,8 @@ class Server:
         self.control_paused_until = None  # the control socket is not watched until then (accept failed)
         for slot in slots:
             slot.on_close = self._unregister
+            if isinstance(slot, CcidSlot):
+                self.selector.register(slot.reader, selectors.EVENT_READ, slot)
 
     def stop(self, *_):
         self.stopping = True
@@ -473,7 +572,7 @@ class Server:
             while not self.stopping:
                 now = time.monotonic()
                 for slot in self.slots:
-                    if slot.inserted and slot.sock is None and now >= slot.next_attempt:
+                    if slot.inserted and not slot.in_reader and now >= slot.next_attempt:
                         if slot.connect():
                             self.selector.register(slot.sock, selectors.EVENT_READ, slot)
                 if self.control_paused_until is not None and now >= self.control_paused_until:
@@ -492,6 +591,8 @@ class Server:
         if isinstance(data, Slot):
             if data.sock is key.fileobj:
                 data.readable()
+        elif isinstance(data, CcidSlot):
+            data.readable()
         elif data == "control":
             self._accept()
         elif data == "client":
@@ -559,7 +660,11 @@ class Server:
         self.switches.clear()
         self._flush(final=True)
         for slot in self.slots:
-            slot.disconnect("stopped")
+            if isinstance(slot, CcidSlot):
+                self._unregister(slot.reader)
+                slot.close()
+            else:
+                slot.disconnect("stopped")
             slot.on_close = None
         for client in list(self.clients):
             client.close()
@@ -638,29 +743,41 @@ def check_ports(ports: list[int], count: int) -> list[int]:
 
 def serve(images: list[str], ports: list[int], host: str = "127.0.0.1", control: str | None = None,
           protocol: int | None = None, quickack: bool = True, date=None, use_stdin: bool = True, log=None,
-          on_apdu=None) -> int:
+          on_apdu=None, ccid: str | None = None, ccid_variant: str = DEFAULT_VARIANT, out=None) -> int:
     """Serve every image on its port until SIGINT/SIGTERM or `quit`; `protocol` 0/1 forces T=0/T=1
-    behaviour, None (default) gives each card its own."""
-    ports = check_ports(list(ports), len(images))
+    behaviour, None (default) gives each card its own. With `ccid` (a LINK) the first image is in
+    the serial CCID reader on a pty instead (`CcidSlot`; the driver picks its protocol), whose
+    reader.conf entry and pcscd command are printed on `out`; the others stay on vpcd."""
+    on_ccid = 1 if ccid else 0
+    ports = check_ports(list(ports), len(images) - on_ccid)
     log = log or (lambda text: print(f"sscard serve: {text}", file=sys.stderr, flush=True))
     stdin = sys.stdin if use_stdin else None
     if use_stdin and not stdin_pollable(stdin):
         log(NO_STDIN + (f" (here: {control})" if control else ""))
         stdin = None
-    slots = []
+    slots: list[CardSlot] = []
     try:
-        for i, (image, port) in enumerate(zip(images, ports)):
+        if ccid:
+            slots.append(CcidSlot(0, images[0], ccid, ccid_variant, date, log))
+        for i, (image, port) in enumerate(zip(images[on_ccid:], ports), start=on_ccid):
             slots.append(Slot(i, image, host, port, protocol, quickack, date, log, on_apdu))
-        server = Server(slots, control, stdin, log=log)
+        server = Server(slots, control, stdin, out=out, log=log)
         server.open_control()
     except BaseException:
         for slot in slots:
+            if isinstance(slot, CcidSlot):
+                slot.reader.close()
             _close_card(slot.card)
         raise
     previous = {sig: signal.signal(sig, server.stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     channels = " and ".join((["stdin"] if stdin is not None else []) + ([control] if control else []))
     for slot in slots:
-        log(f"serving {slot.image} on vpcd {host}:{slot.port} "
+        if isinstance(slot, CcidSlot):
+            print(ccid_instructions(slot.link, slot.variant), end="", file=server.out, flush=True)
+            where = f"in the CCID reader {slot.link}"
+        elif isinstance(slot, Slot):
+            where = f"on vpcd {host}:{slot.port}"
+        log(f"serving {slot.image} {where} "
             + (f"(commands on {channels}: remove, insert, switch IMAGE, fault, status, quit)" if channels
                else "(no control channel; SIGTERM or SIGINT stops it)"))
     try:
@@ -669,6 +786,14 @@ def serve(images: list[str], ports: list[int], host: str = "127.0.0.1", control:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def ccid_instructions(link: str, variant: str) -> str:
+    """The reader.conf entry for the CCID reader at `link` (pcsc-lite's reader.conf(5)), and how to
+    start pcscd with it, as comment lines (so that the whole text is a valid reader.conf)."""
+    return (stanza(link, variant)
+            + f"# pcscd reads this entry with --config FILE (libccid probes the reader only when pcscd starts);\n"
+            f"# or a private pcscd for one command: python -m reader.pcsc.pcscd run --ccid {link}:{variant} -- COMMAND\n")
 
 
 class ServedProcess:
