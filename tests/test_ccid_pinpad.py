@@ -1,7 +1,7 @@
 """The GemPC PinPad's PIN pad (docs/ccid.md): PC_to_RDR_Secure's structures (USB CCID rev 1.1
 §6.1.11), the APDU the reader builds from the template, the keypad's outcomes, the firmware's
-Secure, and end to end through Debian's pcscd and libccid with `LINK:GemPCPinPad` (an expected
-failure while libccid 1.5.2 cannot open a serial GemPC PinPad that echoes: see its mark).
+Secure, and end to end through Debian's pcscd and libccid with `LINK:GemPCPinPad` (which opens
+the PinPad because the echo is the command's header only: docs/ccid.md, "The echo").
 
 The expected APDUs are written from the formats themselves: the SSSE's packed-BCD PIN (LD/T 32
 P5 §6.14 VERIFY, §6.3 CHANGE PIN `old FF new`), ASCII digits, ISO 9564-1 format 2 (control 2,
@@ -288,11 +288,6 @@ ENTRIES = ["123456", "111111", "cancel", "timeout", "12345",  # five VERIFY
            "654321"]  # VERIFY with the new PIN
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "libccid 1.5.2 cannot open a serial GemPC PinPad that echoes its commands: when it opens one it loads the "
-    "display's prompts with a 165-byte Escape (B2 A0 00 4D 4C ..., ccid.c ccid_open_hack_post) and reads the "
-    "answer into a 30-byte buffer, which the 175-byte echo frame does not fit (ccid_serial.c ReadSerial: "
-    "'Wrong value for frame size: 175'); the failed load makes the open fail"))
 @pytest.mark.parametrize(("profile", "protocol", "select"), [
     ("default", 1, "611E"),  # T=0: the firmware's T=0 engine runs the VERIFY
     ("t1", 2, FCI["sm4"] + "9000"),  # T=1 at TPDU level: one I-block from the driver's bTeoPrologue

@@ -96,8 +96,8 @@ class Line:
             if head[0] == 0x03:
                 break
             before += head + self.read(1)
-        echo = head + self.read(len(command) + 2)
-        assert echo == frame(command)
+        echoed = head + self.read(10 + 2)  # the command's header with dwLength 0, then the LRC
+        assert echoed == frame(command[:1] + bytes(4) + command[5:10])
         start = self.read(7)  # 03 06 and the header up to dwLength
         rest = self.read(int.from_bytes(start[3:7], "little") + 5 + 1)
         whole = start + rest

@@ -7,8 +7,12 @@ The serial GemPC readers carry each CCID message (USB CCID rev 1.1 §6) in a fra
 both ways, and a receiver that cannot take a frame answers the three bytes `03 15 16` (CTRL
 15 NAK, then its LRC): the host sends its command again. The message's own dwLength says
 where a frame ends, so the bytes may arrive in any pieces, and several frames in one piece.
-Before every answer the GemPC Twin and GemPC PinPad send the echo of the command, one more
-frame (the host reads it and throws it away); the GemCore POS Pro and SIM Pro do not.
+Before every answer the GemPC Twin and GemPC PinPad send an echo of the command, one more
+frame (the host reads it and throws it away); the GemCore POS Pro and SIM Pro do not. The
+echo is the command's 10-byte header with dwLength 0, without its data: libccid reads the
+echo into the buffer it has for the answer and checks only that it fits, and some answers
+are short (the PinPad's display-prompts Escape carries 165 bytes and its answer buffer holds
+30), so an echo of the whole command would not fit there (docs/ccid.md, "The echo").
 This is what Debian's libccid (`libccidtwin.so`, src/ccid_serial.c) speaks; pcscd's
 reader.conf names the variant after the device's path (`DEVICENAME /dev/ttyS0:GemPCTwin`).
 
@@ -43,6 +47,11 @@ def frame(message: bytes) -> bytes:
     """One CCID message as a serial frame: 03 06 message LRC."""
     body = bytes((SYNC, ACK)) + bytes(message)
     return body + lrc(body)
+
+
+def echo(command: bytes) -> bytes:
+    """The echo the GemPC Twin and PinPad send before an answer: the command's header, no data."""
+    return command[:1] + bytes(4) + command[5:10]
 
 
 def variant_echoes(variant: str) -> bool:
@@ -112,7 +121,7 @@ class SerialFraming(Outbox):
 
     def send(self, command: bytes, answer: bytes) -> None:
         """Queue the answer to `command`, after the command's echo on the variants that echo."""
-        frames = (frame(command) if self.echo else b"") + frame(answer)
+        frames = (frame(echo(command)) if self.echo else b"") + frame(answer)
         self._last = frames
         self._out += frames
 
