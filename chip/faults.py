@@ -63,15 +63,12 @@ from chip.iso.apdu import parse
 from chip.iso.ber import read_tag
 from chip.iso.sw import SW1_MORE_DATA, SW_WRONG_P1P2, CardError
 from chip.kernel.delivery import GET_RESPONSE_HEADER, get_response, more_data, status
+from chip.kernel.power import CardMute
 
 ACTIONS = ("sw", "mute", "chunk", "tlv", "delay", "write")
 _WITH_VALUE = {"sw": "a status word (4 hex digits)", "chunk": "a piece size (1-255)",
                "delay": "a busy time in etu"}
 _GET_RESPONSE = GET_RESPONSE_HEADER[:2]
-
-
-class CardMute(Exception):
-    """The card gives no answer to this command (an injected `mute` fault)."""
 
 
 @dataclass(frozen=True)

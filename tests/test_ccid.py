@@ -11,6 +11,7 @@ from helpers import CARD_DATE, DEFAULT_ATR, FCI, SELECT_SSSE, T1_ATR
 from chip import Card
 from chip.contacts.t1 import IFS, i_block, r_block, s_block
 from chip.contacts.t1 import decode as decode_block
+from chip.faults import FaultPlan, parse_fault
 from reader.ccid import messages as m
 from reader.ccid.firmware import FIRMWARE_NAME, Firmware
 from reader.ccid.pty import LIBCCIDTWIN, PtyReader, stanza
@@ -241,6 +242,33 @@ def test_a_pps_on_the_default_card_confirms_t0_and_t1_is_refused():
     assert xfr(fw, "FF00FF").data.hex().upper() == "FF00FF"
     refused = xfr(fw, "FF01FE")
     assert refused.failed and refused.error == m.ICC_MUTE
+
+
+def mute_once(fw: Firmware, ins: int) -> None:
+    assert fw.card is not None
+    fw.card.faults = FaultPlan()
+    fw.card.faults.add(parse_fault(f"mute ins {ins:02X} once"))
+
+
+def test_t0_a_mute_card_is_icc_mute_and_the_next_command_is_answered():
+    """The card end sends nothing; the firmware's T=0 end waits its WWT out (CCID rev 1.1 §6.2.6)."""
+    fw = powered()
+    xfr(fw, SELECT_SSSE)
+    mute_once(fw, 0xB2)
+    silent = xfr(fw, READ_RECORD_7)
+    assert silent.failed and silent.error == m.ICC_MUTE and silent.data == b""
+    assert xfr(fw, READ_RECORD_7).data.hex().upper() == RECORD_7 + "9000"
+
+
+def test_t1_a_mute_card_sends_no_block_and_the_host_s_block_again_is_answered():
+    fw = t1_firmware()
+    mute_once(fw, 0xA4)
+    select = i_block(0, bytes.fromhex(SELECT_SSSE)).encode().hex()
+    silent = xfr(fw, select)
+    assert silent.failed and silent.error == m.ICC_MUTE
+    # the block counts as never received: the same I(0) again (the driver's retry) is answered
+    reply = decode_block(xfr(fw, select).data)
+    assert reply.is_i and reply.ns == 0 and reply.inf.hex().upper() == FCI["sm4"] + "9000"
 
 
 # -- the firmware: T=1 blocks ------------------------------------------------------------------------------------

@@ -11,7 +11,12 @@ Through the real pcscd and libccidtwin (a private pcscd nested in the suite's, a
 test_ccid_pcsc.py): `python -m reader.pcsc.pcscd run --ccid LINK -- python client.py`, where
 the client reads the ATR and SELECT SSSE as on vpcd, sends `remove` (pcscd reports the reader
 empty within REMOVAL_BOUND s, printed), `insert` (the card is back and answers), and
-`fault sw 6A82 ins B2 once` (the next READ RECORD answers 6A82, the one after it the record).
+`fault sw 6A82 ins B2 once` (the next READ RECORD answers 6A82, the one after it the record),
+`fault mute ins B2 once` (the next READ RECORD fails: the card end says nothing, the firmware
+answers ICC_MUTE and pcscd SCARD_E_NOT_TRANSACTED; the one after it is answered). The keypad
+of `--ccid-reader GemPCPinPad` from the control channel (`keypad 123456`: the client's
+FEATURE_VERIFY_PIN_DIRECT answers 9000). And the firmware killed (SIGKILL) and restarted on the
+same LINK and image, with a new pcscd: the card answers with the state it had.
 Where PC/SC is unavailable those skip (fail with CI=true), like the other PC/SC tests.
 """
 
@@ -138,21 +143,31 @@ def test_slot_changes_come_before_the_next_answer_never_inside_a_frame(tmp_path)
 
 
 class Served:
-    """`sscard serve --ccid LINK --state IMAGE --control SOCKET --no-stdin`, up once its control socket is."""
+    """`sscard serve --ccid LINK --state IMAGE --control SOCKET --no-stdin`, up once its control socket is
+    (`state`: an image already made, else a fresh default card)."""
 
-    def __init__(self, tmp_path, *extra: str):
+    def __init__(self, tmp_path, *extra: str, state: str | None = None):
         self.link = str(tmp_path / "gempc")
         self.control = str(tmp_path / "ctl.sock")
         self.err = tmp_path / "serve.err"
-        self.process = subprocess.Popen(SERVE + ["--ccid", self.link, "--state", image(tmp_path),
+        self.image = state or image(tmp_path)
+        self.process = subprocess.Popen(SERVE + ["--ccid", self.link, "--state", self.image,
                                                  "--control", self.control, *extra],
-                                        stdout=subprocess.PIPE, stderr=open(self.err, "wb"), cwd=ROOT)
+                                        stdout=subprocess.PIPE, stderr=open(self.err, "ab"), cwd=ROOT)
         deadline = time.monotonic() + 20
-        while not os.path.exists(self.control):
+        while not self.listening():  # a socket file alone may be a killed serve's
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 pytest.fail(f"sscard serve --ccid did not start: {self.err.read_text()}")
             time.sleep(0.02)
+
+    def listening(self) -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(self.control)
+            except OSError:
+                return False
+        return True
 
     def stanza(self) -> list[str]:
         assert self.process.stdout is not None
@@ -182,7 +197,12 @@ def test_serve_ccid_prints_the_reader_conf_entry_and_obeys_its_control_channel(t
             assert before == b"\x50\x03" and reply.icc_status == m.ICC_INACTIVE
             assert not line.exchange(m.ICC_POWER_ON)[1].failed
             assert "in the CCID reader" in control(served.control, "status")
-            assert control(served.control, "status").endswith("inserted, powered, 2 CCID commands")
+            assert control(served.control, "status").endswith(
+                "(GemPCPinPad, keypad: 0 entries waiting), inserted, powered, 2 CCID commands")
+            assert control(served.control, "keypad 123456") == "ok card 0 keypad: 6 digits queued"
+            assert control(served.control, "keypad 0 cancel") == "ok card 0 keypad: cancel queued"
+            assert control(served.control, "keypad 12a456") == "error: a keypad entry is digits, cancel or timeout"
+            assert "keypad: 2 entries waiting" in control(served.control, "status")
             assert control(served.control, "remove") == "ok removed card 0"
             before, reply = line.exchange(m.GET_SLOT_STATUS)
             assert before == b"\x50\x02" and reply.icc_status == m.ICC_ABSENT
@@ -206,6 +226,16 @@ def test_serve_ccid_prints_the_reader_conf_entry_and_obeys_its_control_channel(t
             line.close()
         assert served.process.wait(10) == 0
         assert not os.path.lexists(served.link)  # the pty and its link are gone with the server
+    finally:
+        served.stop()
+
+
+def test_a_keypad_line_on_a_reader_without_one_says_so(tmp_path):
+    served = Served(tmp_path)  # GemPCTwin
+    try:
+        assert control(served.control, "keypad 123456") == "error: card 0's reader (GemPCTwin) has no keypad"
+        assert "(GemPCTwin), inserted" in control(served.control, "status")
+        assert control(served.control, "keypad timeout").count("\n") == 0
     finally:
         served.stop()
 
@@ -297,6 +327,14 @@ tx(card, "00A404000F7378312E73682EC9E7BBE1B1A3D5CF")
 out["fault"] = control("fault sw 6A82 ins B2 once")
 tx(card, "00B2072C0B")
 tx(card, "00B2072C0B")
+out["mute"] = control("fault mute ins B2 once")
+since = time.monotonic()
+try:
+    tx(card, "00B2072C0B")
+except Exception as exc:  # the card said nothing: SCardTransmit fails
+    out["muted"] = [type(exc).__name__, str(exc)]
+out["muted_after"] = time.monotonic() - since
+tx(card, "00B2072C0B")
 card.disconnect()
 print(json.dumps(out))
 '''
@@ -326,7 +364,8 @@ def test_pcscd_sees_the_served_card_go_out_and_in_and_its_faults(pcsc, tmp_path)
     assert run.returncode == 0, f"{run.stderr}\n--- serve:\n{served.err.read_text()}"
     out = json.loads(run.stdout.strip().splitlines()[-1])
     print(f"\nserve --ccid through pcscd: removal seen after {out['removed_after']:.3f} s, insertion after "
-          f"{out['inserted_after']:.3f} s, the whole run {time.monotonic() - started:.2f} s")
+          f"{out['inserted_after']:.3f} s, the mute READ RECORD failed after {out['muted_after']:.3f} s "
+          f"({out.get('muted')}), the whole run {time.monotonic() - started:.2f} s")
     assert READER in out["readers"]
     assert out["exchanges"][:4] == [
         ["ATR", DEFAULT_ATR],
@@ -346,4 +385,120 @@ def test_pcscd_sees_the_served_card_go_out_and_in_and_its_faults(pcsc, tmp_path)
         [SELECT_SSSE, "611E"],
         [READ_RECORD_7, "6A82"],  # the fault, once
         [READ_RECORD_7, RECORD_7],
+        [READ_RECORD_7, RECORD_7],  # after the mute one, which got no answer at all
     ]
+    assert out["mute"] == "ok card 0 fault mute ins B2 once"
+    assert "80100016" in out["muted"][1]  # the firmware's ICC_MUTE: SCardTransmit fails, SCARD_E_NOT_TRANSACTED
+
+
+PINPAD_CLIENT = r"""
+import json, socket, sys
+from smartcard.System import readers
+from smartcard.scard import SCARD_CTL_CODE
+
+control_path, name = sys.argv[1], sys.argv[2]
+
+def control(line):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(control_path)
+        s.sendall(line.encode() + b"\n")
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    return reply.decode().strip()
+
+connection = [r for r in readers() if str(r) == name][0].createConnection()
+connection.connect()
+tlv = bytes(connection.control(SCARD_CTL_CODE(3400), []))  # CM_IOCTL_GET_FEATURE_REQUEST
+features = {tlv[i]: int.from_bytes(tlv[i + 2:i + 2 + tlv[i + 1]], "big") for i in range(0, len(tlv), 2 + 4)}
+verify = features[0x06]  # FEATURE_VERIFY_PIN_DIRECT
+# PIN_VERIFY_STRUCTURE (PC/SC part 10) for the SSSE's VERIFY, six BCD digits
+VERIFY = bytes.fromhex("0000" "81" "03" "00" "0606" "02" "01" "0904" "00" "000000" "08000000" "0020000003FFFFFF")
+data, sw1, sw2 = connection.transmit(list(bytes.fromhex("00A404000F7378312E73682EC9E7BBE1B1A3D5CF")))
+out = {"select": (bytes(data) + bytes((sw1, sw2))).hex().upper(), "steps": []}
+for entry in ("123456", "000000"):
+    reply = control("keypad " + entry)
+    waiting = control("status")
+    pin = bytes(connection.control(verify, list(VERIFY))).hex().upper()
+    out["steps"].append([reply, waiting, pin, control("status")])
+connection.disconnect()
+print(json.dumps(out))
+"""
+
+
+def test_the_control_channels_keypad_feeds_pcscs_verify_pin_direct(pcsc, tmp_path):
+    client = tmp_path / "client.py"
+    client.write_text(PINPAD_CLIENT, encoding="utf-8")
+    served = Served(tmp_path, "--ccid-reader", "GemPCPinPad")
+    started = time.monotonic()
+    try:
+        run = subprocess.run([sys.executable, "-m", "reader.pcsc.pcscd", "run", "--ccid",
+                              f"{served.link}:GemPCPinPad", "--", sys.executable, str(client), served.control, READER],
+                             capture_output=True, text=True, timeout=120, cwd=ROOT)
+    finally:
+        served.stop()
+    assert run.returncode == 0, f"{run.stderr}\n--- serve:\n{served.err.read_text()}"
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    print(f"\nserve --ccid GemPCPinPad, keypad on the control channel: {time.monotonic() - started:.2f} s")
+    assert out["select"] == "611E"
+    (good, wrong) = out["steps"]
+    assert good[0] == "ok card 0 keypad: 6 digits queued" and "123456" not in good[1]
+    assert "keypad: 1 entry waiting" in good[1] and "keypad: 0 entries waiting" in good[3]
+    assert good[2] == "9000"  # the right PIN, from the keypad into the card's VERIFY
+    assert wrong[0] == "ok card 0 keypad: 6 digits queued"
+    assert wrong[2] == "63C5"  # a wrong one: one try gone
+    assert "123456" not in served.err.read_text() and "000000" not in served.err.read_text()
+
+
+VERIFY_CLIENT = r"""
+import json, sys
+from smartcard.System import readers
+
+connection = [r for r in readers() if str(r) == sys.argv[1]][0].createConnection()
+connection.connect()
+out = []
+for apdu in ("00A404000F7378312E73682EC9E7BBE1B1A3D5CF", "0020000003000000"):  # SELECT SSSE, a wrong VERIFY
+    data, sw1, sw2 = connection.transmit(list(bytes.fromhex(apdu)))
+    out.append((bytes(data) + bytes((sw1, sw2))).hex().upper())
+connection.disconnect()
+print(json.dumps(out))
+"""
+
+
+def test_the_firmware_killed_and_restarted_serves_the_card_with_its_state(pcsc, tmp_path):
+    """SIGKILL: no cleanup at all (the symlink and the control socket stay, the image's lock goes with
+    the process). The same LINK and image again, and a new pcscd (libccid probes serial readers only
+    when pcscd starts): the card answers, and the PIN try the first run spent is still spent."""
+    client = tmp_path / "client.py"
+    client.write_text(VERIFY_CLIENT, encoding="utf-8")
+
+    def run() -> list[str]:
+        done = subprocess.run([sys.executable, "-m", "reader.pcsc.pcscd", "run", "--ccid", served.link, "--",
+                               sys.executable, str(client), READER], capture_output=True, text=True, timeout=120,
+                              cwd=ROOT)
+        assert done.returncode == 0, f"{done.stderr}\n--- serve:\n{served.err.read_text()}"
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    served = Served(tmp_path)
+    try:
+        assert run() == ["611E", "63C5"]
+        served.process.kill()
+        assert served.process.wait(10) == -9
+    finally:
+        served.stop()
+    assert os.path.islink(served.link)  # left behind by the killed firmware
+    restarted = time.monotonic()
+    served = Served(tmp_path, state=served.image)
+    try:
+        up = time.monotonic() - restarted
+        assert run() == ["611E", "63C4"]  # no try lost or gained across the kill
+        print(f"\nserve --ccid killed and restarted: up again in {up:.2f} s, the card answered "
+              f"{time.monotonic() - restarted:.2f} s after the restart, nested pcscd included")
+    finally:
+        served.stop()
+    with Card.open(served.image, read_only=True) as card:
+        assert card.store["ssse.pin"].tries == 4

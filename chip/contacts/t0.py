@@ -41,6 +41,10 @@ TPDU can carry (extended lengths): the pieces are reassembled and answered
 `9000` until the command is complete - an ENVELOPE with P3 = 00, or a buffer
 whose length fields say it cannot grow (`envelope_complete`) - then the command
 runs; its response data come back through `61xx` and GET RESPONSE.
+
+A command the card OS does not answer (`Card.transmit` raising CardMute, an injected `mute`
+fault) gets no procedure byte and no SW: the end sends nothing more and forgets the TPDU, and
+the reader's work waiting time runs out (7816-3 §10.2), as with a card that does not answer.
 """
 
 import logging
@@ -61,7 +65,7 @@ from chip.iso.ins import (
 )
 from chip.iso.sw import SW_INS_NOT_SUPPORTED, SW_UNKNOWN, SW_WRONG_LENGTH, SW_WRONG_P1P2
 from chip.kernel.delivery import SW_OK_BYTES, status, wrong_le
-from chip.kernel.power import CardNotPowered, PowerLoss
+from chip.kernel.power import CardMute, CardNotPowered, PowerLoss
 
 log = logging.getLogger("sscard.chip")
 
@@ -116,6 +120,10 @@ def envelope_complete(buffer: bytes | bytearray) -> bool:
     return lc == 0 or n >= 9 + lc
 
 
+class _Unanswered(Exception):
+    """The card OS did not answer the command: the end stays silent."""
+
+
 class CardT0(Outbox):
     """The card's T=0 protocol handler (after ATR/PPS) on a powered card OS (`chip.Card`).
 
@@ -154,6 +162,8 @@ class CardT0(Outbox):
                 self._byte(byte)
             except (PowerLoss, CardNotPowered):  # the power went: the harness's business, as in-process
                 raise
+            except _Unanswered:  # a mute card: nothing at all goes back (the TPDU is already forgotten)
+                self.busy_etu = 0
             except Exception:
                 log.exception("T=0: internal error")
                 self.reset()
@@ -250,6 +260,9 @@ class CardT0(Outbox):
         self.busy_etu = busy
         try:
             response = self.card.transmit(apdu)
+        except CardMute as exc:  # the card OS gave no answer (see the module's docstring)
+            self.reset()
+            raise _Unanswered from exc
         except BaseException:
             self.reset()
             raise

@@ -19,13 +19,18 @@ invalid). Nothing here raises on what arrives over the contacts.
 `Card.transmit` (T=1 behaviour: data + SW in one response), sends the response in
 I-blocks of at most IFSD bytes, asks for waiting time extensions, answers the
 reader's S-blocks and follows the error rules of §11.6 on the card's side. It never
-sends S(RESYNCH request): that is the reader's privilege.
+sends S(RESYNCH request): that is the reader's privilege. A command the card OS does not
+answer (`Card.transmit` raising CardMute: a mute card) gets no
+block at all, and the I-block that carried it counts as never received: the reader's block
+waiting time runs out, and the I-block it sends again (the error handling of §11.6, after
+the card's R-block) runs the command again.
 """
 
 import math
 
 from chip.contacts.end import CardOS, Outbox
 from chip.contacts.timing import EDC_CRC, EDC_LRC, FD, bwt_etu, check_edc_kind, cwt_etu, edc, edc_size
+from chip.kernel.power import CardMute
 
 # S-block types
 RESYNCH, IFS, ABORT, WTX = 0, 1, 2, 3
@@ -393,15 +398,18 @@ class CardT1(Outbox):
         if block.ns != self._nr or len(block.inf) > self.ifsc or sending_chain:
             self._send(r_block(self._nr, R_OTHER))
             return
+        acknowledged, self._last_i = self._last_i, None  # the reader's I-block acknowledges the card's last one
         self._nr ^= 1
-        self._last_i = None  # the reader's I-block acknowledges the card's last one
         self._cmd += block.inf
         if block.more:
             self._send(r_block(self._nr))  # rule 5: acknowledge, ask for the next piece
             return
         apdu = bytes(self._cmd)
         self._cmd.clear()
-        self._execute(apdu)
+        if not self._execute(apdu):  # no answer: as if this block had not arrived
+            self._nr ^= 1
+            self._last_i = acknowledged
+            self._cmd += apdu[:len(apdu) - len(block.inf)]
 
     def _on_r(self, block: Block) -> None:
         last_i = self._last_i
@@ -431,8 +439,12 @@ class CardT1(Outbox):
         self._send(s_block(block.stype, block.inf, response=True))
 
     # -- the command and its response -----------------------------------------------------------------
-    def _execute(self, apdu: bytes) -> None:
-        self._resp = self.card.transmit(apdu)
+    def _execute(self, apdu: bytes) -> bool:
+        """Run `apdu` and start sending its response; False when the card OS gave none (a mute card)."""
+        try:
+            self._resp = self.card.transmit(apdu)
+        except CardMute:
+            return False
         delay = max(0, int(self.delay_etu(apdu))) if self.delay_etu is not None else 0
         if delay > self.bwt:
             self._remaining = delay
@@ -440,6 +452,7 @@ class CardT1(Outbox):
         else:
             self.busy_etu = delay
             self._send_piece()
+        return True
 
     def _request_wtx(self) -> None:
         mult = min(255, math.ceil(self._remaining / self.bwt))

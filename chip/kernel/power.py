@@ -1,4 +1,5 @@
-"""The card's power events: the supply going away mid-write, and a command to a card never powered.
+"""The card's silences: the supply going away mid-write, a command to a card never powered, and
+a card that does not answer a command.
 
 Both end a command with no response at all, which is why they are exceptions and not status
 words: a card without power answers nothing (ISO/IEC 7816-3 §6: contacts are activated before a
@@ -24,3 +25,8 @@ class PowerLoss(Exception):
         super().__init__(f"power lost at {point}")
         self.point = point
         self.landed = landed
+
+
+class CardMute(Exception):
+    """The card gives no answer to this command (an injected `mute` fault, chip.faults): its
+    protocol ends send nothing, and the reader's waiting time runs out."""

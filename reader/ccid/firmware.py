@@ -25,6 +25,9 @@ protocol itself with the reader ends of reader/link.
   level one T=1 block for the card's T=1 end (`CardT1`), or on T=0 a short command APDU run
   as one TPDU (`TpduT0`, its `61xx` or `6Cxx` the answer); at short APDU level a command APDU
   run by `ReaderT0` or `ReaderT1` against the card's end, and the response APDU back.
+- A card that does not answer (a `mute` fault: its end of the contacts sends nothing) is what
+  a reader whose card stays silent past the waiting time answers: bStatus failed, bError
+  ICC_MUTE (§6.2.6), for XfrBlock and Secure alike.
 
 SetParameters (§6.1.7) sets the protocol and its parameters - Fi/Di, the T=1 checksum, IFSC,
 BWI/CWI, the T=0 waiting integer - and the card's end is made anew with them;

@@ -145,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="put the first card in a serial CCID reader instead of on vpcd: a pty whose slave the "
                         "symlink LINK names, for pcscd and libccidtwin (the reader.conf entry is printed)")
     p.add_argument("--ccid-reader", default=DEFAULT_VARIANT, choices=sorted(ECHO), metavar="VARIANT",
-                   help=f"the GemPC variant of the --ccid reader: {', '.join(sorted(ECHO))} (default {DEFAULT_VARIANT})")
+                   help=f"the GemPC variant of the --ccid reader: {', '.join(sorted(ECHO))} (default {DEFAULT_VARIANT}; "
+                        "GemPCPinPad has a PIN pad, whose keys the control line keypad ENTRY presses)")
     p.set_defaults(func=serve.cmd_serve)
 
     p = sub.add_parser("info", help="show a card image: holder fields, PIN tries, application states")

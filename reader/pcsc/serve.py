@@ -18,7 +18,7 @@ runs a selector over every card's socket and the control channels:
 - control lines (on stdin when it can be polled - a terminal, a pipe, a
   socket - and on an optional Unix control socket; a stdin from /dev/null or
   a regular file, as under `nohup` or `&` in a script, is no control input):
-  `remove [N]`, `insert [N]`, `switch [N] IMAGE`, `status`, `quit`, and
+  `remove [N]`, `insert [N]`, `switch [N] IMAGE`, `status`, `quit`, `keypad [N] ENTRY`, and
   `fault [N] TEXT` / `fault [N] clear` / `fault [N]` to inject, clear or list
   faults on a card (the text form of `chip.faults.parse_fault`, e.g.
   `fault sw 6581 ins B2 once`; a `mute` fault sends no reply; `switch` drops
@@ -34,7 +34,9 @@ GemPC Twin framing), watched by the same selector. Each card is a `CardSlot` - t
 inserted or not, `switch` - whose reader is its adapter: `Slot`, a vpcd connection, or
 `CcidSlot`, the firmware's slot; the control lines act on either alike. On the CCID reader
 `remove`/`insert` change the slot's state (GetSlotStatus, and the NotifySlotChange the
-firmware sends before its next answer).
+firmware sends before its next answer). On a reader with a PIN pad (`--ccid-reader GemPCPinPad`)
+`keypad ENTRY` queues one entry of its keypad - digits, `cancel` or `timeout` - for the next
+PC_to_RDR_Secure (USB CCID rev 1.1 §6.1.11); the reply says what was queued, never the digits.
 """
 
 import errno
@@ -50,6 +52,7 @@ import time
 from chip import Card, CardNotPowered, ImageError
 from chip.faults import CardMute, FaultPlan, parse_fault
 from reader.ccid.firmware import Firmware
+from reader.ccid.pinpad import CANCEL, KEYPAD_READERS, TIMEOUT, Keypad
 from reader.ccid.pty import PtyReader, stanza
 from reader.ccid.serial import DEFAULT_VARIANT
 from reader.errors import InputError
@@ -318,7 +321,8 @@ class CcidSlot(CardSlot):
 
     def __init__(self, index: int, image: str, link: str, variant: str = DEFAULT_VARIANT, date=None, log=None):
         super().__init__(index, image, date, log)
-        self.firmware = Firmware(None)
+        self.keypad = Keypad() if variant in KEYPAD_READERS else None
+        self.firmware = Firmware(None, self.keypad)
         self.variant = variant
         self.reader = PtyReader(link, self.firmware, variant)
         try:
@@ -361,8 +365,25 @@ class CcidSlot(CardSlot):
             where = "removed"
         else:
             where = "inserted, powered" if self.card.powered else "inserted"
-        return (f"card {self.index}: {self.image} in the CCID reader {self.link} ({self.variant}), {where}, "
+        reader = self.variant
+        if self.keypad is not None:
+            waiting = len(self.keypad)
+            reader += f", keypad: {waiting} {'entry' if waiting == 1 else 'entries'} waiting"
+        return (f"card {self.index}: {self.image} in the CCID reader {self.link} ({reader}), {where}, "
                 f"{self.reader.commands} CCID commands")
+
+    def press(self, entry: str) -> str:
+        """Queue one keypad entry (digits, CANCEL or TIMEOUT) for the next PC_to_RDR_Secure; the reply
+        line says what was queued, never the digits (a PIN typed on the control channel stays off logs)."""
+        if self.keypad is None:
+            return f"error: card {self.index}'s reader ({self.variant}) has no keypad"
+        try:
+            self.keypad.press(entry)
+        except ValueError:
+            return f"error: a keypad entry is digits, {CANCEL} or {TIMEOUT}"
+        entry = entry.strip().lower()
+        queued = entry if entry in (CANCEL, TIMEOUT) else f"{len(entry)} digits"
+        return f"ok card {self.index} keypad: {queued} queued"
 
 
 class Switch:
@@ -449,6 +470,8 @@ class Server:
                 return "ok quit"
             if verb == "status":
                 return self.status()
+            if verb == "keypad":
+                return self._keypad(args)
             index = 0
             if args and args[0].isdigit():
                 index = int(args.pop(0))
@@ -476,7 +499,23 @@ class Server:
                 return self._fault(index, slot.card, args)
         except (ImageError, ValueError) as exc:
             return f"error: {exc}"
-        return f"error: unknown command {verb!r} (remove, insert, switch, fault, status, quit)"
+        return f"error: unknown command {verb!r} (remove, insert, switch, fault, keypad, status, quit)"
+
+    def _keypad(self, args: list[str]) -> str:
+        """`keypad [N] ENTRY`: one entry for card N's PIN pad (the index only before an entry, which
+        is digits itself)."""
+        if len(args) == 2 and args[0].isdigit():
+            index, entry = int(args[0]), args[1]
+        elif len(args) == 1:
+            index, entry = 0, args[0]
+        else:
+            return f"error: keypad [N] DIGITS|{CANCEL}|{TIMEOUT}"
+        if not 0 <= index < len(self.slots):
+            return f"error: no card {index} (cards 0-{len(self.slots) - 1})"
+        slot = self.slots[index]
+        if not isinstance(slot, CcidSlot):
+            return f"error: card {index} is on vpcd, which has no keypad"
+        return slot.press(entry)
 
     def status(self) -> str:
         lines = []
@@ -772,13 +811,15 @@ def serve(images: list[str], ports: list[int], host: str = "127.0.0.1", control:
     previous = {sig: signal.signal(sig, server.stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     channels = " and ".join((["stdin"] if stdin is not None else []) + ([control] if control else []))
     for slot in slots:
+        keypad = ""
         if isinstance(slot, CcidSlot):
             print(ccid_instructions(slot.link, slot.variant), end="", file=server.out, flush=True)
             where = f"in the CCID reader {slot.link}"
+            keypad = "keypad, " if slot.keypad is not None else ""
         elif isinstance(slot, Slot):
             where = f"on vpcd {host}:{slot.port}"
         log(f"serving {slot.image} {where} "
-            + (f"(commands on {channels}: remove, insert, switch IMAGE, fault, status, quit)" if channels
+            + (f"(commands on {channels}: remove, insert, switch IMAGE, fault, {keypad}status, quit)" if channels
                else "(no control channel; SIGTERM or SIGINT stops it)"))
     try:
         server.run()
