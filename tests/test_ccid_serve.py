@@ -36,7 +36,7 @@ from reader.ccid import messages as m
 from reader.ccid.firmware import Firmware
 from reader.ccid.pty import FRIENDLY_NAME, LIBCCIDTWIN, PtyReader
 from reader.ccid.serial import frame
-from reader.pcsc.serve import SWAP_DELAY
+from reader.pcsc.serve import SWAP_DELAY, control
 from reader.traces.pytest_plugin import require_pcsc
 
 READER = FRIENDLY_NAME + " 00 00"
@@ -52,18 +52,6 @@ def image(tmp_path) -> str:
     return path
 
 
-def control(path: str, line: str) -> str:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(5)
-        s.connect(path)
-        s.sendall(line.encode() + b"\n")
-        reply = b""
-        while not reply.endswith(b"\n"):
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
-    return reply.decode().strip()
 
 
 class Line:
@@ -261,22 +249,13 @@ CLIENT = r'''
 import json, socket, sys, time
 from smartcard import scard
 from smartcard.System import readers
+from reader.pcsc.serve import control as serve_control
 
 control_path, name = sys.argv[1], sys.argv[2]
 out = {"exchanges": []}
 
 def control(line):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(5)
-        s.connect(control_path)
-        s.sendall(line.encode() + b"\n")
-        reply = b""
-        while not reply.endswith(b"\n"):
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
-    return reply.decode().strip()
+    return serve_control(control_path, line)
 
 def wait(present, since, timeout=3.0):
     """Seconds from `since` until pcscd reports the reader with (or without) a card; None on timeout."""
@@ -395,21 +374,12 @@ PINPAD_CLIENT = r"""
 import json, socket, sys
 from smartcard.System import readers
 from smartcard.scard import SCARD_CTL_CODE
+from reader.pcsc.serve import control as serve_control
 
 control_path, name = sys.argv[1], sys.argv[2]
 
 def control(line):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(5)
-        s.connect(control_path)
-        s.sendall(line.encode() + b"\n")
-        reply = b""
-        while not reply.endswith(b"\n"):
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            reply += chunk
-    return reply.decode().strip()
+    return serve_control(control_path, line)
 
 connection = [r for r in readers() if str(r) == name][0].createConnection()
 connection.connect()

@@ -888,17 +888,7 @@ class ServedProcess:
         return PcscReader(self.reader_name(index), **{"connect_timeout": 10, **kw})
 
     def command(self, line: str) -> str:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(5)
-            s.connect(self.control)
-            s.sendall(line.encode() + b"\n")
-            reply = b""
-            while not reply.endswith(b"\n"):
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                reply += chunk
-        return reply.decode().strip()
+        return control(self.control, line)
 
     def stop(self, sig=signal.SIGTERM) -> int:
         """Stop it and wait until pcscd has seen each card leave (so the next card starts clean)."""
@@ -937,3 +927,18 @@ def wait_for_card(name: str, present: bool, timeout: float = 3.0) -> bool:
         return False
     finally:
         scard.SCardReleaseContext(context)
+
+
+def control(path: str, line: str) -> str:
+    """Send one command line to a serve's control socket `path`; its one-line reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(path)
+        s.sendall(line.encode() + b"\n")
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+    return reply.decode().strip()
