@@ -12,12 +12,12 @@ at both levels on a card made as the trace says (its @profile on @issued, its @d
 
 import json
 import os
-import select
 import subprocess
 import sys
 
 import pytest
 from helpers import CARD_DATE, DEFAULT_ATR, FCI, ROOT, SELECT_SSSE, T1_ATR, TRACES
+from test_ccid_pcsc import Firmware as FirmwareProcess
 
 from chip import Card
 from chip.contacts.t1 import IFS, decode, s_block
@@ -160,7 +160,7 @@ from reader.ccid.pty import PtyReader, stanza
 from reader.traces.format import parse
 from reader.traces.replay import issue_date, seeded
 
-image, link, trace_path = sys.argv[2], sys.argv[3], sys.argv[4]
+image, trace_path, link = sys.argv[2], sys.argv[3], sys.argv[4]
 card = Card.open(image)
 if trace_path != "-":  # the trace's day and random source, as a replay on a card of its own sets them
     trace = parse(open(trace_path, encoding="utf-8").read(), trace_path)
@@ -207,41 +207,23 @@ def pcsc():
         pytest.skip(f"no {LIBCCIDTWIN} (package libccid)")
 
 
-class Served:
+def served(tmp_path, image: str, trace: str = "-") -> FirmwareProcess:
     """The firmware on a pty, serving `image` (date and random source from `trace`, if any)."""
-
-    def __init__(self, tmp_path, image: str, trace: str = "-"):
-        self.link = str(tmp_path / "gempc")
-        script = tmp_path / "serve.py"
-        script.write_text(SERVE, encoding="utf-8")
-        self.log = tmp_path / "firmware.log"
-        self.process = subprocess.Popen([sys.executable, str(script), str(ROOT), image, self.link, trace],
-                                        stdout=subprocess.PIPE, stderr=open(self.log, "wb"), cwd=ROOT)
-        assert self.process.stdout is not None
-        if not select.select([self.process.stdout], [], [], 20)[0]:
-            self.stop()
-            pytest.fail(f"the firmware did not start: {self.log.read_text()}")
-        assert self.process.stdout.readline().decode() == f'FRIENDLYNAME "{FRIENDLY_NAME}"\n'
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+    script = tmp_path / "serve.py"
+    script.write_text(SERVE, encoding="utf-8")
+    return FirmwareProcess(tmp_path, image, argv=[str(script), str(ROOT), image, trace])
 
 
 def nested(tmp_path, image: str, level: str, command: list[str], trace: str = "-") -> subprocess.CompletedProcess:
     """`command` under a private pcscd that drives the firmware serving `image` at `level`."""
     log = tmp_path / f"pcscd-{level}.log"
-    served = Served(tmp_path, image, trace)
+    firmware = served(tmp_path, image, trace)
     try:
-        run = subprocess.run([sys.executable, "-m", "reader.pcsc.pcscd", "run", "--ccid", served.link,
+        run = subprocess.run([sys.executable, "-m", "reader.pcsc.pcscd", "run", "--ccid", firmware.link,
                               "--ccid-level", level, "--debug", "--log", str(log), "--", *command],
                              capture_output=True, text=True, timeout=120, cwd=ROOT)
     finally:
-        served.stop()
+        firmware.stop()
     driver = log.read_text() if log.exists() else ""
     assert run.returncode == 0, f"{run.stdout}\n--- run:\n{run.stderr}\n--- pcscd:\n{driver[-6000:]}"
     assert ("DriverOptions: 0x0002" in driver) == (level == SHORT_APDU)

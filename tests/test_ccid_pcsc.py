@@ -88,12 +88,14 @@ def image(tmp_path, profile: str, photo: bool = False) -> str:
 
 
 class Firmware:
-    """`python -m reader.ccid LINK --state IMAGE --debug`, up once it printed its reader.conf entry."""
+    """`python -m reader.ccid LINK --state IMAGE --debug` (or `argv` with the link last), up once it
+    printed its reader.conf entry."""
 
-    def __init__(self, tmp_path, state: str):
+    def __init__(self, tmp_path, state: str, argv: list[str] | None = None):
         self.link = str(tmp_path / "gempc")
         self.log = tmp_path / "firmware.log"
-        self.process = subprocess.Popen([sys.executable, "-m", "reader.ccid", self.link, "--state", state, "--debug"],
+        argv = argv + [self.link] if argv else ["-m", "reader.ccid", self.link, "--state", state, "--debug"]
+        self.process = subprocess.Popen([sys.executable, *argv],
                                         stdout=subprocess.PIPE, stderr=open(self.log, "wb"), cwd=ROOT)
         assert self.process.stdout is not None
         if not select.select([self.process.stdout], [], [], 20)[0]:
