@@ -24,7 +24,6 @@ with CI=true).
 
 import itertools
 import json
-import os
 import select
 import signal
 import statistics
@@ -33,7 +32,7 @@ import sys
 import time
 
 import pytest
-from helpers import ROOT, SELECT_SSSE
+from helpers import ROOT, SELECT_SSSE, require_ccid
 
 from chip import Card
 from chip.contacts.t1 import i_block
@@ -41,9 +40,8 @@ from chip.contacts.timing import EDC_LRC
 from reader.ccid import messages as m
 from reader.ccid.firmware import Firmware
 from reader.ccid.levels import ESCAPE_SET_APDU_LEVEL, SHORT_APDU, TPDU
-from reader.ccid.pty import FRIENDLY_NAME, LIBCCIDTWIN
+from reader.ccid.pty import FRIENDLY_NAME
 from reader.ccid.serial import SerialFraming, frame
-from reader.traces.pytest_plugin import require_pcsc
 
 READ = "00B2072C0B"
 RECORD_7 = "07095430303030303030319000"  # the card number T00000001, and 9000
@@ -239,12 +237,7 @@ def firmware_share(level: str, protocol: int, exchanges: int) -> tuple[float, fl
 
 @pytest.fixture
 def pcsc():
-    require_pcsc("CCID benchmark")  # only under a private pcscd, never the machine's
-    if not os.path.exists(LIBCCIDTWIN):
-        reason = f"no {LIBCCIDTWIN} (package libccid)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_ccid("CCID benchmark")  # only under a private pcscd, never the machine's
 
 
 def bench_ccid_against_vpcd(benchmark, pcsc, tmp_path):

@@ -26,12 +26,15 @@ import socket
 from pathlib import Path
 
 import oracle
+import pytest
 
 from chip import Card, load_profile
 from reader import SimReader
+from reader.ccid.pty import LIBCCIDTWIN
 from reader.cli import main
 from reader.terminals.issuer import IssuerHost
 from reader.terminals.payment import PaymentTerminal
+from reader.traces.pytest_plugin import require_pcsc
 
 # -- the repository -------------------------------------------------------------------------------
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,6 +174,17 @@ def cli(capsys, *argv):
 def python_env(**extra: str) -> dict:
     """The environment of a child Python that imports this tree (not an installed sscard)."""
     return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+
+
+def require_ccid(what: str) -> None:
+    """Skip (fail when CI=true) unless the private PC/SC stack is up and Debian's serial CCID
+    driver is installed: what the end-to-end CCID tests and benchmark need."""
+    require_pcsc(what)
+    if not os.path.exists(LIBCCIDTWIN):
+        reason = f"{what}: no {LIBCCIDTWIN} (package libccid)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
 
 
 def free_port() -> int:

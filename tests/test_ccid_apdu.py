@@ -11,12 +11,11 @@ at both levels on a card made as the trace says (its @profile on @issued, its @d
 """
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
-from helpers import CARD_DATE, DEFAULT_ATR, FCI, ROOT, SELECT_SSSE, T1_ATR, TRACES
+from helpers import CARD_DATE, DEFAULT_ATR, FCI, ROOT, SELECT_SSSE, T1_ATR, TRACES, require_ccid
 from test_ccid_pcsc import Firmware as FirmwareProcess
 
 from chip import Card
@@ -25,12 +24,11 @@ from chip.contacts.timing import EDC_LRC
 from reader.ccid import messages as m
 from reader.ccid.firmware import Firmware
 from reader.ccid.levels import ESCAPE_SET_APDU_LEVEL, SHORT_APDU, TPDU, TpduT0
-from reader.ccid.pty import FRIENDLY_NAME, LIBCCIDTWIN
+from reader.ccid.pty import FRIENDLY_NAME
 from reader.link.t0 import ReaderT0
 from reader.link.t1 import ReaderT1
 from reader.pcsc import pcscd
 from reader.traces.format import parse
-from reader.traces.pytest_plugin import require_pcsc
 
 READER = FRIENDLY_NAME + " 00 00"
 RECORD_7 = "07095430303030303030319000"  # EF05 record 7, the card number T00000001, and 9000
@@ -202,9 +200,7 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def pcsc():
-    require_pcsc("serial CCID end-to-end tests at APDU level")
-    if not os.path.exists(LIBCCIDTWIN):
-        pytest.skip(f"no {LIBCCIDTWIN} (package libccid)")
+    require_ccid("serial CCID end-to-end tests at APDU level")
 
 
 def served(tmp_path, image: str, trace: str = "-") -> FirmwareProcess:

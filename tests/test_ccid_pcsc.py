@@ -20,11 +20,10 @@ import subprocess
 import sys
 
 import pytest
-from helpers import CARD_DATE, DEFAULT_ATR, FCI, ROOT, SELECT_SSSE, T1_ATR
+from helpers import CARD_DATE, DEFAULT_ATR, FCI, ROOT, SELECT_SSSE, T1_ATR, require_ccid
 
 from chip import Card
-from reader.ccid.pty import FRIENDLY_NAME, LIBCCIDTWIN
-from reader.traces.pytest_plugin import require_pcsc
+from reader.ccid.pty import FRIENDLY_NAME
 
 READER = FRIENDLY_NAME + " 00 00"
 PHOTO = bytes(range(256)) + bytes(44)  # EF08, 300 bytes: longer than the driver's IFSD of 254
@@ -69,12 +68,7 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def pcsc():
-    require_pcsc("serial CCID end-to-end tests")
-    if not os.path.exists(LIBCCIDTWIN):
-        reason = f"no {LIBCCIDTWIN} (package libccid)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_ccid("serial CCID end-to-end tests")
 
 
 def image(tmp_path, profile: str, photo: bool = False) -> str:

@@ -29,7 +29,7 @@ import sys
 import time
 
 import pytest
-from helpers import CARD_DATE, DEFAULT_ATR, FCI, ROOT, SELECT_SSSE, T1_ATR
+from helpers import CARD_DATE, DEFAULT_ATR, FCI, ROOT, SELECT_SSSE, T1_ATR, require_ccid
 
 from chip import Card
 from reader.ccid import messages as m
@@ -37,7 +37,6 @@ from reader.ccid.firmware import Firmware
 from reader.ccid.pty import FRIENDLY_NAME, LIBCCIDTWIN, PtyReader
 from reader.ccid.serial import frame
 from reader.pcsc.serve import SWAP_DELAY, control
-from reader.traces.pytest_plugin import require_pcsc
 
 READER = FRIENDLY_NAME + " 00 00"
 READ_RECORD_7 = "00B2072C0B"
@@ -321,12 +320,7 @@ print(json.dumps(out))
 
 @pytest.fixture(scope="module")
 def pcsc():
-    require_pcsc("sscard serve --ccid end-to-end tests")
-    if not os.path.exists(LIBCCIDTWIN):
-        reason = f"no {LIBCCIDTWIN} (package libccid)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_ccid("sscard serve --ccid end-to-end tests")
 
 
 def test_pcscd_sees_the_served_card_go_out_and_in_and_its_faults(pcsc, tmp_path):
