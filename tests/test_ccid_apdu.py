@@ -23,9 +23,8 @@ from chip.contacts.t1 import IFS, decode, s_block
 from chip.contacts.timing import EDC_LRC
 from reader.ccid import messages as m
 from reader.ccid.firmware import Firmware
-from reader.ccid.levels import ESCAPE_SET_APDU_LEVEL, SHORT_APDU, TPDU, TpduT0
+from reader.ccid.levels import ESCAPE_SET_APDU_LEVEL, SHORT_APDU, TPDU
 from reader.ccid.pty import FRIENDLY_NAME
-from reader.link.t0 import ReaderT0
 from reader.link.t1 import ReaderT1
 from reader.pcsc import pcscd
 from reader.traces.format import parse
@@ -61,7 +60,7 @@ def apdu_level(profile: str = "default") -> Firmware:
 
 def test_t0_at_apdu_level_the_firmware_fetches_61xx_and_reissues_6cxx():
     fw = apdu_level()
-    assert type(fw._reader_t0) is ReaderT0  # the whole of 7816-3 §12.2, not the TPDU level's TpduT0
+    assert fw._reader_t0.transport  # the whole of 7816-3 §12.2, not the TPDU level's single TPDU
     assert xfr(fw, SELECT_SSSE) == FCI["sm4"] + "9000"  # case 3 on the line, 61 1E fetched by the firmware
     assert [sent.hex().upper() for sent, _ in fw._reader_t0.exchanges] == [SELECT_SSSE, "00C000001E"]
     assert xfr(fw, "00B2072C00") == RECORD_7  # Le 00: the card's 6C 0B, the command again with P3 0B
@@ -72,7 +71,7 @@ def test_t0_at_apdu_level_the_firmware_fetches_61xx_and_reissues_6cxx():
 def test_the_tpdu_level_keeps_61xx_and_6cxx_for_the_host():
     fw = Firmware(Card.from_profile("default", date=CARD_DATE))
     assert not fw.handle(command(m.ICC_POWER_ON)).failed
-    assert type(fw._reader_t0) is TpduT0
+    assert not fw._reader_t0.transport
     assert xfr(fw, SELECT_SSSE) == "611E" and xfr(fw, "00B2072C00") == "6C0B"
 
 

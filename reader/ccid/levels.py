@@ -4,8 +4,8 @@ XfrBlock carries, and who runs the transmission protocol towards the card.
 - TPDU level, what the GemPC Twin announces (dwFeatures 0x00010230): the host runs the protocol
   and the firmware moves its units. On T=1 an XfrBlock is one block (ISO/IEC 7816-3 §11.3) for
   the card's T=1 end, and the block it answers comes back. On T=0 it is a short command APDU the
-  firmware maps to one TPDU (7816-3 §12.2) with `TpduT0`; a `61xx` or `6Cxx` is the answer, and
-  the host sends GET RESPONSE, or the command again with the right P3, itself.
+  firmware maps to one TPDU (7816-3 §12.2) with `ReaderT0(transport=False)`; a `61xx` or `6Cxx`
+  is the answer, and the host sends GET RESPONSE, or the command again with the right P3, itself.
 - Short APDU level: an XfrBlock is one short command APDU whatever the protocol, and the
   firmware runs the protocol itself with the reader ends of `reader.link`, joined to the card's
   ends by `Pump`. On T=0 `ReaderT0` maps it to TPDUs: `61xx` and `6Cxx` are transport-level and
@@ -27,7 +27,7 @@ from chip.contacts.t0 import CardT0
 from chip.contacts.t1 import IFS_MAX, CardT1
 from chip.contacts.timing import EDC_CRC, EDC_LRC, fi_di_values
 from chip.iso.apdu import parse
-from chip.iso.sw import SW1_MORE_DATA, SW1_WRONG_LE, CardError
+from chip.iso.sw import CardError
 from reader.ccid.messages import TCCKS_CRC
 from reader.link.t0 import ReaderT0
 from reader.link.t1 import ReaderT1
@@ -36,20 +36,6 @@ from reader.link.wire import Pump
 TPDU, SHORT_APDU = "tpdu", "apdu"
 LEVELS = (TPDU, SHORT_APDU)
 ESCAPE_SET_APDU_LEVEL = b"\x1f\x02"  # Gemalto's "set APDU mode": answered with no data, the level switched
-
-
-class TpduT0(ReaderT0):
-    """The reader's T=0 engine at TPDU level: one command TPDU, and its `61xx` or `6Cxx` is the answer
-    (CCID rev 1.1 §6.1.4: at TPDU level the host sends GET RESPONSE, or the command again with the
-    right P3). Everything else - P3 for case 1, Le dropped for case 4, the procedure bytes - is
-    `ReaderT0`'s."""
-
-    def _tpdu_done(self, sw1: int, sw2: int) -> None:
-        if self._kind == "command" and sw1 in (SW1_MORE_DATA, SW1_WRONG_LE):
-            self.exchanges.append((bytes(self._log_sent), bytes(self._log_received)))
-            self._finish(bytes(self._got) + bytes((sw1, sw2)))
-            return
-        super()._tpdu_done(sw1, sw2)
 
 
 def link_parameters(protocol: int, structure: bytes) -> dict:
@@ -68,7 +54,7 @@ def reader_end(level: str, protocol: int, parameters: dict) -> ReaderT0 | Reader
     """The firmware's end of the contacts at `level` (None: TPDU level on T=1, the host's blocks go
     to the card's end as they are)."""
     if protocol == 0:
-        return TpduT0(**parameters) if level == TPDU else ReaderT0(**parameters)
+        return ReaderT0(transport=level != TPDU, **parameters)
     return None if level == TPDU else ReaderT1(ifsd=IFS_MAX, **parameters)
 
 

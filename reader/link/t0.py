@@ -26,6 +26,12 @@ all remaining data), INS XOR FF (one byte); anything else is an error.
 
 `exchanges` lists every TPDU of the current APDU as (bytes sent, bytes
 received), for logging.
+
+`transport=False` makes the end a TPDU-level reader's (CCID rev 1.1 §6.1.4, a
+reader whose host runs the transport layer): one command TPDU, and a `61xx` or
+`6Cxx` to it is the answer - the host sends GET RESPONSE, or the command again
+with P3 = xx, itself. Everything else (P3 for case 1, Le dropped for case 4,
+the procedure bytes) is the same.
 """
 
 from chip.contacts.end import Outbox
@@ -57,9 +63,10 @@ def short_tpdu(apdu: bytes):
 class ReaderT0(Outbox):
     """Reader-side T=0: maps each command APDU to TPDUs and follows the card's procedure bytes."""
 
-    def __init__(self, wi: int = DEFAULT_WI, di: int = DD, max_tpdus: int = MAX_TPDUS):
+    def __init__(self, wi: int = DEFAULT_WI, di: int = DD, max_tpdus: int = MAX_TPDUS, transport: bool = True):
         super().__init__()
         self.wi, self.di = wi, di
+        self.transport = transport  # False: 61xx / 6Cxx end the command (TPDU level)
         self.wait_etu = wwt_etu(wi, di)
         self.max_tpdus = max_tpdus
         self.done = False
@@ -167,6 +174,9 @@ class ReaderT0(Outbox):
         data = bytes(self._got)
         kind = self._kind
         sw = bytes((sw1, sw2))
+        if not self.transport and kind == "command" and sw1 in (SW1_MORE_DATA, SW1_WRONG_LE):
+            self._finish(data + sw)
+            return
         if kind == "piece":
             complete = envelope_complete(self._envelope_sent)
             if not complete and not data and sw == SW_OK_BYTES:
