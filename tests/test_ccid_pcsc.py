@@ -27,6 +27,7 @@ from reader.ccid.pty import FRIENDLY_NAME
 
 READER = FRIENDLY_NAME + " 00 00"
 PHOTO = bytes(range(256)) + bytes(44)  # EF08, 300 bytes: longer than the driver's IFSD of 254
+NEW_PHOTO = bytes(reversed(range(256))) + bytes(44)  # what the client writes there
 T0, T1 = 1, 2  # SCARD_PROTOCOL_T0, SCARD_PROTOCOL_T1
 
 CLIENT = r'''
@@ -61,6 +62,12 @@ if photo:  # RKSSSE opens EF08 (P5 6.4.3): GET CHALLENGE, EXTERNAL AUTHENTICATE,
     tx(bytes((0x00, 0x82, 0x00, KEY_ID["ssse_rk"], 0x10)) + oracle.auth_data("sm4", ks, original) + original)
     tx(bytes.fromhex("00B0880000"))  # Le 256: 258 bytes back
     tx(bytes.fromhex("00B0880000012C"))  # extended Le 300: 302 bytes back
+    # UKSSSE opens EF08 for update: a 307-byte command (case 3E), longer than the card's IFSC of 254
+    challenge = tx(bytes.fromhex("0084000008"))
+    ks = oracle.process_key("sm4", card_key("sm4", "ssse_uk"), challenge[:-2])
+    tx(bytes((0x00, 0x82, 0x00, KEY_ID["ssse_uk"], 0x10)) + oracle.auth_data("sm4", ks, original) + original)
+    tx(bytes.fromhex("00D6880000012C") + bytes(reversed(range(256))) + bytes(44))
+    tx(bytes.fromhex("00B0880000012C"))
 connection.disconnect()
 print(json.dumps(out))
 '''
@@ -107,8 +114,15 @@ class Firmware:
 
     def answers(self) -> list[str]:
         """The hex data of every DataBlock the firmware sent, from its log."""
+        return self._data(r"< RDR_to_PC_DataBlock")
+
+    def commands(self) -> list[str]:
+        """The hex data of every XfrBlock the host sent, from the firmware's log."""
+        return self._data(r"> PC_to_RDR_XfrBlock")
+
+    def _data(self, message: str) -> list[str]:
         return [match[1].replace(" ", "") for match in
-                re.finditer(r"^< RDR_to_PC_DataBlock .*?\] ?([0-9A-F ]*)$", self.log.read_text(), re.M)]
+                re.finditer(rf"^{message} .*?\] ?([0-9A-F ]*)$", self.log.read_text(), re.M)]
 
 
 def drive(tmp_path, state: str, protocol: int, photo: bool = False) -> tuple[dict, Firmware]:
@@ -153,6 +167,11 @@ def test_pcscd_and_libccid_drive_the_t1_card_with_chaining(pcsc, tmp_path):
     assert exchanges[4][1] == "9000"  # EXTERNAL AUTHENTICATE with RKSSSE
     assert exchanges[5] == ["00B0880000", (PHOTO[:256] + b"\x90\x00").hex().upper()]
     assert exchanges[6] == ["00B0880000012C", (PHOTO + b"\x90\x00").hex().upper()]
+    assert exchanges[9] == ["00D6880000012C" + NEW_PHOTO.hex().upper(), "9000"]  # case 3E
+    assert exchanges[10] == ["00B0880000012C", (NEW_PHOTO + b"\x90\x00").hex().upper()]  # what was written
+    commands = firmware.commands()
+    sent = [c for c in commands if len(c) >= 6 and int(c[2:4], 16) & 0xA0 == 0x20]  # the host's I-blocks, M = 1
+    assert sent and all(c[4:6] == "FE" for c in sent)  # the 307 bytes in pieces of the card's IFSC, 254
     answers = firmware.answers()
     assert "FF1113FD" in answers  # the driver's PPS for T=1 at TA1 13, echoed
     chained = [a for a in answers if len(a) >= 6 and int(a[2:4], 16) & 0xA0 == 0x20]  # I-blocks, M = 1
