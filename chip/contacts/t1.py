@@ -441,11 +441,13 @@ class CardT1(Outbox):
     # -- the command and its response -----------------------------------------------------------------
     def _execute(self, apdu: bytes) -> bool:
         """Run `apdu` and start sending its response; False when the card OS gave none (a mute card)."""
+        # the processing time first, as on T=0: a fault plan decides the command's faults when asked
+        # for it, and the card's transmit then acts on that decision (`FaultPlan.slow_etu`)
+        delay = max(0, int(self.delay_etu(apdu))) if self.delay_etu is not None else 0
         try:
             self._resp = self.card.transmit(apdu)
         except CardMute:
             return False
-        delay = max(0, int(self.delay_etu(apdu))) if self.delay_etu is not None else 0
         if delay > self.bwt:
             self._remaining = delay
             self._request_wtx()

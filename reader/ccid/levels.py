@@ -76,9 +76,14 @@ def exchange(reader: ReaderT0 | ReaderT1 | None, card_end: CardT0 | CardT1, data
     failed); `LinkError` when the ends never finish."""
     if reader is None:
         assert isinstance(card_end, CardT1)
-        card_end.receive(data)
-        if not card_end.has_output and card_end.wait_etu:  # a block shorter than its LEN: its CWT runs out
-            card_end.timeout()
-        return card_end.output() or None
+        return pass_block(card_end, data)
     done = Pump(reader, card_end).run(data)
     return None if done.error else done.response
+
+
+def pass_block(card_end: CardT1, block: bytes) -> bytes | None:
+    """TPDU level on T=1: the host's block to the card's end, and the block it answers (None: none)."""
+    card_end.receive(block)
+    if not card_end.has_output and card_end.wait_etu:  # a block shorter than its LEN: its CWT runs out
+        card_end.timeout()
+    return card_end.output() or None
