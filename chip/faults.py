@@ -16,6 +16,8 @@ one of its faults fires, changes what the card does with it:
     write       run the command with its first persistent write failing (the backend
                 raises OSError at the next write point, `chip.kernel.image` hooks): the card
                 answers `6581` and keeps the old state
+    atr KIND    not a command but a reset: the card's answer to reset goes wrong as KIND says
+                (below, "Resets")
 
 Matching (all optional, all must hold): `ins XX`, `cla XX` (hex), `nth N` (the
 N-th command since the fault was added, 1-based). Triggers: `always`
@@ -46,6 +48,32 @@ value first, then the matching and trigger words in any order:
 (tests/test_fault_injection.py parses every line of this block and runs the
 Python block above on a card.)
 
+Resets (`atr KIND`). An `atr` fault spoils the card's answer to reset where a reader runs the
+activation of LD/T 32 P2 §6.1.3 (`chip.contacts.activation.answer_to_reset`: `WireReader.reset`,
+reader/link/activation.py). It counts resets, not commands - `nth N` is the N-th reset since the
+fault was added, cold and warm alike - so with `once` only the cold reset's answer is spoilt, and
+with `always` the warm reset's too. A reset has no CLA or INS: `ins` and `cla` are refused. The
+kinds, against P2 §6.1.3 and §8.1, and what the reader does (P2 §8.5):
+
+    mute        no ATR: I/O stays high. The reader deactivates 40 000 clocks after RST rose
+    late        TS starts 40 001 clocks after RST rises, one more than P2 allows: as mute
+    gap         T0 starts 9601 initial etu after TS, one more than the initial waiting time:
+                the reader deactivates at once
+    long        each character 9600 etu after the one before (the most P2 allows), so an ATR of
+                three or more characters is not finished within 19 200 etu: a warm reset
+    garbled     T0 arrives with a bit flipped, its parity wrong (no repetition during the ATR,
+                P2 §9.2.3): a warm reset
+    tck         the TCK is wrong (XOR FF); an ATR that offers T=0 only gets a TCK, which P8 §5.1.3.4
+                rejects: a warm reset
+    ts          every bit of TS flipped: neither 3B nor 3F. A warm reset
+
+Reset examples (tests/test_activation.py parses each and runs it on a WireReader):
+
+    atr tck once     # the cold reset's ATR is rejected, the warm reset's accepted
+    atr garbled      # = atr garbled always: the warm reset's fails too, the card is deactivated
+    atr late once    # no warm reset after a late ATR: deactivated
+    atr mute nth 2   # the second reset gets no answer
+
 Commands the plan makes itself (GET RESPONSE to collect `61xx` data before
 `tlv`/`chunk`) and the GET RESPONSE pieces of `chunk` are not counted as
 commands. The wire (`reader.wire.WireReader`) asks for a command's busy time
@@ -57,17 +85,23 @@ the same decision); `card.last_delay_etu` holds the delay of the last command
 
 import errno
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import reduce
+from operator import xor
 
+from chip.contacts.activation import ATR_LATEST_CLOCKS, INITIAL_ETU_CLOCKS, INITIAL_WAITING_ETU, AtrSignal
+from chip.contacts.atr import parse_atr
+from chip.contacts.timing import CARD_CHARACTER_ETU
 from chip.iso.apdu import parse
 from chip.iso.ber import read_tag
 from chip.iso.sw import SW1_MORE_DATA, SW_WRONG_P1P2, CardError
 from chip.kernel.delivery import GET_RESPONSE_HEADER, get_response, more_data, status
 from chip.kernel.power import CardMute
 
-ACTIONS = ("sw", "mute", "chunk", "tlv", "delay", "write")
+ACTIONS = ("sw", "mute", "chunk", "tlv", "delay", "write", "atr")
+ATR_KINDS = ("mute", "late", "gap", "long", "garbled", "tck", "ts")  # what an `atr` fault does (docstring)
 _WITH_VALUE = {"sw": "a status word (4 hex digits)", "chunk": "a piece size (1-255)",
-               "delay": "a busy time in etu"}
+               "delay": "a busy time in etu", "atr": f"a kind of bad ATR ({', '.join(ATR_KINDS)})"}
 _GET_RESPONSE = GET_RESPONSE_HEADER[:2]
 
 
@@ -77,7 +111,7 @@ class Fault:
     lives in the plan, so one Fault can be added to several plans (a trace replayed twice)."""
 
     action: str
-    value: int | None = None
+    value: int | str | None = None  # a number; for `atr` one of ATR_KINDS
     ins: int | None = None
     cla: int | None = None
     nth: int | None = None
@@ -94,8 +128,16 @@ class Fault:
                 raise ValueError(f"fault {self.action} needs {_WITH_VALUE[self.action]}")
         elif self.value is not None:
             raise ValueError(f"fault {self.action} takes no value")
+        if self.action == "atr":
+            if self.value not in ATR_KINDS:
+                raise ValueError(f"fault atr: {self.value!r} is no kind of bad ATR (known: {', '.join(ATR_KINDS)})")
+            if self.ins is not None or self.cla is not None:
+                raise ValueError("fault atr acts on a reset, which has no CLA or INS: "
+                                 "match it with nth, once, always, every or random")
+        elif self.value is not None and not isinstance(self.value, int):
+            raise ValueError(f"fault {self.action} needs {_WITH_VALUE[self.action]}, not {self.value!r}")
         limits = {"sw": (0, 0xFFFF), "chunk": (1, 255), "delay": (0, 1 << 40)}.get(self.action)
-        if limits and not limits[0] <= self.value <= limits[1]:
+        if limits and not limits[0] <= _value(self) <= limits[1]:
             raise ValueError(f"fault {self.action}: {self.value} is out of range")
         for name in ("ins", "cla"):
             v = getattr(self, name)
@@ -153,6 +195,8 @@ def parse_fault(text: str) -> Fault:
     if action in _WITH_VALUE:
         if action == "sw":
             kw["value"] = take("a status word (4 hex digits)", _hex(4))
+        elif action == "atr":
+            kw["value"] = take(_WITH_VALUE[action], str.lower)
         else:
             kw["value"] = take(_WITH_VALUE[action], int)
     while i < len(words):
@@ -218,7 +262,8 @@ class FaultPlan:
     def __init__(self, faults=()):
         self._armed: list[_Armed] = []
         self.commands = 0  # commands seen since the plan was made or cleared
-        self.log: list[tuple[int, str]] = []  # (command number, fault) for every fault that fired
+        self.resets = 0  # resets seen (answer_to_reset) since then: what `atr` faults count
+        self.log: list[tuple[int, str]] = []  # (command number - reset number for `atr` -, fault) for every fault that fired
         self._held: tuple[bytes, bytes, int] | None = None  # (data, final SW bytes, piece size) a `chunk` fault is serving
         self._early: tuple[bytes, list[Fault]] | None = None  # (apdu, decision) made by slow_etu() before the transmit
         for fault in faults:
@@ -233,7 +278,7 @@ class FaultPlan:
         keywords (`add("sw", 0x6581, ins=0xB2, every=2)`); returns the Fault."""
         if not isinstance(fault, Fault):
             fault = Fault(fault, value, **kw) if value is not None or kw else parse_fault(fault)
-        self._armed.append(_Armed(fault, self.commands))
+        self._armed.append(_Armed(fault, self.resets if fault.action == "atr" else self.commands))
         return fault
 
     def clear(self) -> None:
@@ -249,9 +294,18 @@ class FaultPlan:
         self.commands += 1
         n = self.commands
         cla, ins = (apdu[0], apdu[1]) if len(apdu) >= 2 else (None, None)
-        fired = [armed.fault for armed in self._armed if armed.fires(n, cla, ins)]
+        fired = [armed.fault for armed in self._armed if armed.fault.action != "atr" and armed.fires(n, cla, ins)]
         self.log += [(n, str(f)) for f in fired]
         return fired
+
+    def answer_to_reset(self, signal: AtrSignal) -> AtrSignal:
+        """The card's answer to this reset (chip.contacts.activation.answer_to_reset calls it): `signal`,
+        or what the first `atr` fault that fires makes of it (the module docstring's kinds)."""
+        self.resets += 1
+        n = self.resets
+        fired = [armed.fault for armed in self._armed if armed.fault.action == "atr" and armed.fires(n, None, None)]
+        self.log += [(n, str(f)) for f in fired]
+        return bad_atr(signal, str(fired[0].value)) if fired else signal
 
     def slow_etu(self, apdu: bytes) -> int:
         """The busy time the plan gives `apdu` (for `reader.wire.Faults(slow_etu=...)`): decides
@@ -278,7 +332,7 @@ class FaultPlan:
         self._held = None
         early, self._early = self._early, None
         fired = early[1] if early is not None and early[0] == apdu else self._decide(apdu)
-        card.last_delay_etu = sum(f.value for f in fired if f.action == "delay")
+        card.last_delay_etu = sum(_value(f) for f in fired if f.action == "delay")
         if not fired:
             return card.transmit(apdu)
         actions = {f.action: f for f in fired}  # the first of each action wins
@@ -325,9 +379,36 @@ class FaultPlan:
 
 
 def _value(fault: Fault) -> int:
-    """The number of a fault whose action needs one (`sw`, `chunk`: the parser requires it)."""
-    assert fault.value is not None, fault
+    """The number of a fault whose action needs one (`sw`, `chunk`, `delay`: Fault requires it)."""
+    assert isinstance(fault.value, int), fault
     return fault.value
+
+
+def bad_atr(signal: AtrSignal, kind: str) -> AtrSignal:
+    """`signal` spoilt as the `atr` fault `kind` says (ATR_KINDS; the module docstring gives each)."""
+    atr, starts = signal.atr, signal.starts
+    if kind == "mute" or not atr:
+        return AtrSignal()
+    if kind == "late":
+        shift = ATR_LATEST_CLOCKS + 1 - starts[0]
+        return replace(signal, starts=tuple(start + shift for start in starts))
+    if kind == "gap":
+        shift = starts[0] + (INITIAL_WAITING_ETU + 1) * INITIAL_ETU_CLOCKS - starts[1]
+        return replace(signal, starts=starts[:1] + tuple(start + shift for start in starts[1:]))
+    if kind == "long":
+        step = INITIAL_WAITING_ETU * INITIAL_ETU_CLOCKS
+        return replace(signal, starts=tuple(starts[0] + i * step for i in range(len(atr))))
+    if kind == "garbled":
+        return AtrSignal(atr[:1] + bytes((atr[1] ^ 0x01,)) + atr[2:], starts, signal.bad_parity | {1})
+    if kind == "ts":  # all eight bits flipped: the parity stays right, the value is wrong
+        return replace(signal, atr=bytes((atr[0] ^ 0xFF,)) + atr[1:])
+    if kind == "tck":
+        if parse_atr(atr).tck is not None:
+            return replace(signal, atr=atr[:-1] + bytes((atr[-1] ^ 0xFF,)))
+        tck = reduce(xor, atr[1:], 0)  # what a TCK would be: T0 ... TCK XOR to 00
+        return AtrSignal(atr + bytes((tck,)), (*starts, starts[-1] + CARD_CHARACTER_ETU * INITIAL_ETU_CLOCKS),
+                         signal.bad_parity)
+    raise ValueError(f"{kind!r} is no kind of bad ATR (known: {', '.join(ATR_KINDS)})")
 
 
 def inject(card, action, value=None, **kw) -> Fault:

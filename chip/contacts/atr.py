@@ -21,7 +21,8 @@ A profile may offer T=1 and a faster TA1 (the shipped `t1` profile:
 
 `parse_atr(data)` reads any ATR into an `Atr` (the values the contacts need:
 protocols, Fi/Di, N, WI, IFSC, BWI/CWI, EDC, specific mode) or refuses a
-malformed one with `AtrError` and the reason. It is pure, so the reader side
+malformed one with `AtrError` and the reason. `announced(data)` says how long the ATR
+that `data` begins is, from its structure alone (for a reader taking it character by character). It is pure, so the reader side
 (reader/link/atr.py) re-exports it; chip/ never imports reader/. The Fi/Di tables and the
 times the parameters give (character, WWT, BWT, CWT) are chip/contacts/timing.py's.
 """
@@ -31,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import reduce
 from operator import xor
-from typing import Any
+from typing import Any, NamedTuple
 
 from construct import (
     BitStruct,
@@ -350,25 +351,53 @@ def _follow(y: int, index: int) -> str:
     return " ".join(names) + (" follows" if len(names) == 1 else " follow")
 
 
-def _diagnose(data: bytes) -> str:
-    """The reason construct could not parse `data` (walks it the same way, naming what is missing)."""
+def _walk(data: bytes) -> tuple[int, list[int], str | None]:
+    """Walk T0 and the TDi chain of `data` (TS first): (the position after the interface bytes, the
+    protocols the TD bytes name, None) - or (position, protocols, what is missing) when `data` ends
+    before the chain does."""
     if len(data) < 2:
-        return "truncated: T0 missing"
-    y, pos, index, protocols, announcer = data[1], 2, 1, [], "T0"
+        return len(data), [], "truncated: T0 missing"
+    y, pos, index, announcer = data[1], 2, 1, "T0"
+    protocols: list[int] = []
     while True:
         nxt: int | None = None
         for bit, letter in ((0x10, "TA"), (0x20, "TB"), (0x40, "TC"), (0x80, "TD")):
             if y & bit:
                 if pos >= len(data):
-                    return f"truncated interface bytes: {letter}{index} announced by {announcer} is missing"
+                    return pos, protocols, f"truncated interface bytes: {letter}{index} announced by {announcer} is missing"
                 nxt = data[pos]
                 pos += 1
         if not y & 0x80:
-            break
+            return pos, protocols, None
         assert nxt is not None  # y announced TD: the loop above read it or returned "truncated"
         y, announcer = nxt, f"TD{index}"
         protocols.append(y & 0xF)
         index += 1
+
+
+class Announced(NamedTuple):
+    """What an ATR's structure announces of its length."""
+
+    length: int  # characters, TS and TCK included
+    tck: bool  # a TCK ends it: a TD names a protocol other than T=0 (ISO/IEC 7816-3 §8.2.5)
+
+
+def announced(data: bytes) -> Announced | None:
+    """How many characters the ATR that `data` begins has, from T0's and every TDi's indicators and
+    K; None while `data` is too short to tell (T0 or an announced TD not there yet). A reader taking
+    an ATR character by character knows from this whether to wait for another."""
+    pos, protocols, missing = _walk(bytes(data))
+    if missing is not None:
+        return None
+    tck = any(t != 0 for t in protocols)
+    return Announced(pos + (data[1] & 0xF) + tck, tck)
+
+
+def _diagnose(data: bytes) -> str:
+    """The reason construct could not parse `data` (walks it the same way, naming what is missing)."""
+    pos, protocols, missing = _walk(data)
+    if missing is not None:
+        return missing
     k = data[1] & 0xF
     left = len(data) - pos
     if left < k:

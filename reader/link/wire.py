@@ -12,10 +12,12 @@ a slow card.
 the reader end is done; `Wire` is that loop with a line: time, faults, a log.
 A test harness that wants the ends alone, without time, runs a `Pump`.
 
-`WireReader` is a `Reader`: reset() runs the ATR (and a PPS when the ATR
-calls for one), then every transmit() goes through the reader firmware, the
-wire and the card's protocol handler over T=0 or T=1, so every test and trace
-can run at the byte level.
+`WireReader` is a `Reader`: reset() activates the card (reader/link/activation.py:
+the cold reset, a warm one when LD/T 32 P2 §8.5 calls for it, the ATR checked
+against P2's timing and P8 §5.1.3's acceptance; `ActivationError` when the card
+is deactivated), runs a PPS when the ATR calls for one, then every transmit()
+goes through the reader firmware, the wire and the card's protocol handler over
+T=0 or T=1, so every test and trace can run at the byte level.
 
 Character timing (ISO 7816-3 §8.3, LD/T 32 P2 §9.2.2.1): the reader's
 characters are 12 + N etu apart, N from TC1 (N = 255: the minimum, 12 etu on
@@ -35,13 +37,13 @@ from chip.contacts.timing import (
     CARD_CHARACTER_ETU,
     DD,
     DEFAULT_CLOCK,
-    DEFAULT_FI_DI,
     FD,
     MIN_CHARACTER_ETU,
     REPEATED_CHARACTER_ETU,
     etu_seconds,
 )
 from reader.base import Reader
+from reader.link.activation import COLD, Activation, activate
 from reader.link.pps import ReaderPps
 from reader.link.t0 import ReaderT0
 from reader.link.t1 import ReaderT1
@@ -52,6 +54,15 @@ MAX_ROUNDS = 100_000
 
 class LinkError(Exception):
     """The link failed (the firmware gave up after its recovery rules): there is no response."""
+
+
+class ActivationError(LinkError):
+    """The card's activation failed and the reader deactivated it (LD/T 32 P2 §8.5): `.activation`
+    holds every reset with the rule its answer broke (`.activation.rule`)."""
+
+    def __init__(self, activation: Activation):
+        super().__init__(f"activation failed: {activation.reason}")
+        self.activation = activation
 
 
 @dataclass
@@ -288,17 +299,34 @@ class WireReader(Reader):
         self.finished_etu = 0  # etu and seconds of the wires of earlier sessions (each reset makes a new one)
         self.finished_seconds = 0.0
         self.atr = None
+        self.activation: Activation | None = None  # the last reset's (reader/link/activation.py)
 
     def reset(self) -> bytes:
-        """Activate the card: ATR at the initial etu (Fi 372, Di 1), then PPS if needed, then the protocol."""
+        """Activate the card at the initial etu (Fi 372, Di 1), then PPS if needed, then the protocol.
+
+        The activation (reader/link/activation.py) makes the cold reset and, when the cold ATR fails
+        in a way P2 §8.5 lets a warm reset repair, a warm one; the log shows each ATR, and each failed
+        one with its rule. A failed activation deactivates the card: ActivationError (a LinkError).
+        The etu counted are the ATRs' own, on I/O from TS on (`Activation.etu`); the clocks before TS
+        (RST low, the card's answer time) are in `self.activation.clocks` only."""
         self._finish()
-        atr = self.card.power_on(self.protocol)
-        params = parse_atr(atr)
+        self.atr = None
+        self.activation = result = activate(self.card, self.protocol)
+        activation = Wire(None, None, self.protocol, FD, DD, self.clock, faults=Faults(), log=self.log,
+                          log_offset=self.seconds)
+        for answer in result.resets:
+            if answer.received:
+                activation._note("<", answer.received, "ATR" if answer.kind == COLD else "ATR (warm reset)")
+            activation.etu += answer.atr_etu
+            if not answer.ok:
+                activation._note("!", b"", answer.describe())
+        if result.params is None:
+            self.finished_etu += activation.etu
+            self.finished_seconds += activation.seconds
+            raise ActivationError(result)
+        atr, params = result.atr, result.params
         self.atr = params
-        activation = Wire(None, None, self.protocol, FD, DD, self.clock, to_card_etu=params.guard_etu(0),
-                          faults=Faults(), log=self.log, log_offset=self.seconds)
-        activation._note("<", atr, "ATR")
-        activation.etu += len(atr) * activation.to_reader_etu
+        activation.to_card_etu = params.guard_etu(0)
         if params.specific is not None:  # specific mode (TA2): TA1's values apply at once, no PPS
             fi, di = params.fi, params.di
         else:
@@ -322,10 +350,11 @@ class WireReader(Reader):
     def _negotiate(self, params, activation: Wire) -> tuple[int, int]:
         """PPS after the ATR: request the asked TA1 (or the card's own); keep the defaults if refused.
 
-        Nothing to negotiate - the first offered protocol, and Fd/Dd (no TA1 or TA1 11, no other
-        value asked) - means no PPS at all: the card's default runs at once (the basic P2 card)."""
+        Nothing to negotiate - the first offered protocol, and Fd/Dd (no TA1, or a TA1 of 372/1:
+        11, or 01 which P8 §5.1.3.3.1 names too; no other value asked) - means no PPS at all: the
+        card's default runs at once (the basic P2 card)."""
         fi_di = self.pps if self.pps is not None else params.ta1
-        nothing_asked = fi_di is None or (self.pps is None and fi_di == DEFAULT_FI_DI)
+        nothing_asked = fi_di is None or (self.pps is None and (params.fi, params.di) == (FD, DD))
         if self.protocol == params.default_protocol and nothing_asked:
             return FD, DD
         reader_pps = ReaderPps(self.protocol, fi_di)
