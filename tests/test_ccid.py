@@ -130,8 +130,8 @@ def test_the_echo_comes_before_the_answer_on_the_twin_and_pinpad(variant, echo):
 
 
 def test_an_unknown_variant_is_refused():
-    with pytest.raises(ValueError, match="unknown reader 'SEC1210'"):
-        variant_echoes("SEC1210")
+    with pytest.raises(ValueError, match="unknown reader 'GemPC410'"):
+        variant_echoes("GemPC410")
 
 
 def test_a_nak_from_the_host_sends_the_last_answer_again():

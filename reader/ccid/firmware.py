@@ -1,17 +1,22 @@
-"""The firmware of a TPDU-level CCID reader with one slot, sans-I/O: a CCID command in, its answer out.
+"""The firmware of a TPDU-level CCID reader with one slot or more, sans-I/O: a CCID command in, its answer out.
 
 `Firmware.handle(command) -> answer` is the whole surface (USB CCID rev 1.1 §6); the serial
 framing (reader/ccid/serial.py) and the pseudo-terminal (reader/ccid/pty.py) sit around it.
 
-The slot is in one of the three states bmICCStatus names (§6.2.6): no card, a card present
-and inactive, a card present and active. IccPowerOn powers the card (`Card.power_on`, the
-card's own protocol: the first its ATR offers) and answers the ATR; IccPowerOff takes the
-power away; GetSlotStatus says which state the slot is in. A card inserted or removed
-(`insert`, `remove`) queues RDR_to_PC_NotifySlotChange (§6.3.1: 50, then bmSlotICCState for
-slot 0, 03 present or 02 absent, the change bit set), which `slot_changes()` hands to the line:
-the GemPC Twin's serial port sends those two bytes, unframed, after the host's next command and
-before its answer (the synchronous card movement mode that Escape 01 01 01 sets; libccid's
-ccid_serial.c reads them there).
+A reader has the slots its variant says (reader/ccid/serial.py: one on the GemPC Twin and
+PinPad; two on the SEC1210, slot 0 for the user's card and slot 1 for the SAM, the two ICC
+connectors LD/T 32 P8 §5.1.1.5 asks of every terminal). A command's bSlot picks the slot; each
+(`IccSlot`) has its own card, ATR, protocol, parameters and ends of the contacts, and is in one of
+the three states bmICCStatus names (§6.2.6): no card, a card present and inactive, a card present
+and active. IccPowerOn powers the card (`Card.power_on`, the card's own protocol: the first its
+ATR offers) and answers the ATR; IccPowerOff takes the power away; GetSlotStatus says which
+state the slot is in. The exchange level, the keypad and the queue of slot changes are the
+reader's, once. A card inserted or removed (`insert`, `remove`) queues RDR_to_PC_NotifySlotChange
+(§6.3.1: 50, then bmSlotICCState, for slot n bit 2n "present" and bit 2n+1 "changed": 03 or 02
+on a one-slot reader; on the SEC1210 with a SAM in slot 1, 07 a card in slot 0, 06 taken out),
+which `slot_changes()` hands to the line: the serial port sends those bytes, unframed, after the
+host's next command and before its answer (the synchronous card movement mode that Escape 01 01
+01 sets; libccid's ccid_serial.c reads them there).
 
 The exchange level (reader/ccid/levels.py) starts at TPDU (dwFeatures 0x00010230, what
 libccidtwin announces for the GemPC Twin): the host runs the transmission protocol and the
@@ -23,7 +28,7 @@ protocol itself with the reader ends of reader/link.
   card that stays silent is ICC_MUTE.
 - Any other XfrBlock goes to the card at the current level (`levels.exchange`): at TPDU
   level one T=1 block for the card's T=1 end (`CardT1`), or on T=0 a short command APDU run
-  as one TPDU (`TpduT0`, its `61xx` or `6Cxx` the answer); at short APDU level a command APDU
+  as one TPDU (`ReaderT0(transport=False)`, its `61xx` or `6Cxx` the answer); at short APDU level a command APDU
   run by `ReaderT0` or `ReaderT1` against the card's end, and the response APDU back.
 - A card that does not answer (a `mute` fault: its end of the contacts sends nothing) is what
   a reader whose card stays silent past the waiting time answers: bStatus failed, bError
@@ -31,10 +36,15 @@ protocol itself with the reader ends of reader/link.
 
 SetParameters (§6.1.7) sets the protocol and its parameters - Fi/Di, the T=1 checksum, IFSC,
 BWI/CWI, the T=0 waiting integer - and the card's end is made anew with them;
-GetParameters answers them, ResetParameters puts back those of the ATR at Fd/Dd. Escape 02
-answers the firmware's name (the driver's "get reader firmware", its check that a GemPC
-reader is there), Escape 01 01 01 (card movements notified synchronously) is accepted, and
-Escape 1F 02 sets the short APDU level.
+GetParameters answers them, ResetParameters puts back those of the ATR at Fd/Dd. On a reader
+with automatic PPS (CCID_CLASS_AUTO_PPS_CUR, CCID rev 1.1 §5.1 dwFeatures: the SEC1210) the
+driver sends no PPS of its own: a SetParameters whose protocol or Fi/Di differs from the current
+ones has the firmware run the PPS itself (ISO/IEC 7816-3 §9: reader/link's `ReaderPps` against
+the card's `CardPps`), and the Fi/Di the card agreed to (PPS1 not echoed: Fd/Dd) are those the
+slot runs and the answer reports; a card that does not answer is deactivated (§9.3) and the
+SetParameters fails ICC_MUTE. The variant's check Escape (02, the driver's "get reader
+firmware", on the GemPCs; 06 on the SEC1210) answers the firmware's name, Escape 01 01 01 (card
+movements notified synchronously) is accepted, and Escape 1F 02 sets the short APDU level.
 
 PC_to_RDR_Secure (§6.1.11), on a reader with a keypad (the GemPC PinPad), takes the PIN from
 the keypad into the host's APDU template (reader/ccid/pinpad.py) and sends that APDU to the card
@@ -86,12 +96,13 @@ from reader.ccid.messages import (
     Message,
     answer,
 )
+from reader.ccid.serial import DEFAULT_VARIANT, variant_of
+from reader.link.pps import ReaderPps
 from reader.link.t0 import ReaderT0
 from reader.link.t1 import ReaderT1
 from reader.link.wire import LinkError
 
-FIRMWARE_NAME = b"sscard CCID 1.0"  # what Escape 02 answers; the driver logs it as "Firmware: ..."
-ESCAPE_GET_FIRMWARE = b"\x02"
+FIRMWARE_NAME = b"sscard CCID 1.0"  # what the check Escape answers; the driver logs it as "Firmware: ..."
 ESCAPE_CARD_MOVEMENT_SYNCHRONOUS = b"\x01\x01\x01"
 LENGTH_OFFSET = 1  # bError for data of the wrong length: the offset of dwLength
 LEVEL_OFFSET = 8  # ... for a wLevelParameter it does not take: its offset
@@ -100,18 +111,25 @@ PROTOCOL_OFFSET = 7  # ... for a protocol it cannot run: the offset of bProtocol
 DATA_OFFSET = 10  # the first byte of abData
 CLOCK_RUNNING, CLOCK_STOPPED_LOW = 0x00, 0x01  # bClockStatus (§6.2.2): a card without power has no clock
 NOTIFY_SLOT_CHANGE = 0x50  # RDR_to_PC_NotifySlotChange (§6.3.1)
-SLOT_CHANGED_ABSENT, SLOT_CHANGED_PRESENT = 0x02, 0x03  # its bmSlotICCState for slot 0: bit 1 changed, bit 0 present
-
+SLOT_PRESENT, SLOT_CHANGED = 0x01, 0x02  # its bmSlotICCState bits for slot 0; slot n's are 2n places up
+NOTIFIED_SLOTS = 4  # the slots one bmSlotICCState byte holds
 
 
 def default_parameters(atr: Atr, protocol: int) -> bytes:
-    """The §6.1.7 structure for `protocol` from the ATR, at Fd/Dd (before any PPS): what the slot
-    runs with after IccPowerOn and ResetParameters."""
+    """The §6.1.7 structure for `protocol` from the ATR, at Fd/Dd before any PPS (in specific mode
+    at TA1's Fi/Di, which apply at once: ISO/IEC 7816-3 §6.3.1): what the slot runs with after
+    IccPowerOn and ResetParameters."""
     inverse = TCCKS_INVERSE if atr.convention == "inverse" else 0
+    fi_di = DEFAULT_FI_DI if atr.specific is None else atr.fi_di
     if protocol == 0:
-        return bytes((DEFAULT_FI_DI, inverse, atr.n, atr.wi, 0x00))
+        return bytes((fi_di, inverse, atr.n, atr.wi, 0x00))
     checksum = TCCKS_CRC if atr.edc == EDC_CRC else 0
-    return bytes((DEFAULT_FI_DI, TCCKS_T1 | checksum | inverse, atr.n, atr.bwi << 4 | atr.cwi, 0x00, atr.ifsc, 0x00))
+    return bytes((fi_di, TCCKS_T1 | checksum | inverse, atr.n, atr.bwi << 4 | atr.cwi, 0x00, atr.ifsc, 0x00))
+
+
+def agreed_fi_di(pps_answer: bytes) -> int:
+    """The Fi/Di a card's PPS answer agrees to (ISO/IEC 7816-3 §9.3): PPS1 echoed, else Fd/Dd."""
+    return pps_answer[2] if pps_answer[1] & 0x10 else DEFAULT_FI_DI
 
 
 def parameters_fault(protocol: int, structure: bytes) -> int | None:
@@ -125,22 +143,53 @@ def parameters_fault(protocol: int, structure: bytes) -> int | None:
     return None
 
 
+class IccSlot:
+    """One slot's state: its card (None: empty), the ATR and the protocol with its §6.1.7 parameters
+    while the card is active, the card's end of the contacts and the firmware's own (at this level:
+    on T=0 always, on T=1 at short APDU level only; at TPDU level T=1 blocks pass)."""
+
+    __slots__ = ("atr", "card", "end", "parameters", "pps", "protocol", "reader_t0", "reader_t1")
+    atr: Atr | None
+    protocol: int | None
+    parameters: bytes
+    end: CardT0 | CardT1 | None
+    reader_t0: ReaderT0 | None
+    reader_t1: ReaderT1 | None
+
+    def __init__(self, card: Card | None):
+        self.card = card
+        self.pps: tuple[bytes, bytes] | None = None  # the PPS the last SetParameters ran: request, answer
+        self.deactivate()
+
+    @property
+    def icc_status(self) -> int:
+        """bmICCStatus: the slot's state."""
+        if self.card is None:
+            return ICC_ABSENT
+        return ICC_ACTIVE if self.card.powered and self.atr is not None else ICC_INACTIVE
+
+    def deactivate(self) -> None:
+        """No card session: no ATR, protocol or ends (the card powered off, or gone)."""
+        self.atr, self.protocol, self.parameters = None, None, b""
+        self.end, self.reader_t0, self.reader_t1 = None, None, None
+
+
 class Firmware:
-    """One slot of a CCID reader holding `card` (None: no card in the slot), at TPDU level until
+    """A CCID reader of the serial `variant` (reader/ccid/serial.py) with `card` in slot 0 and
+    `others` in the slots after it (None: empty; slots not given are empty), at TPDU level until
     Escape 1F 02 sets the short APDU level (`level`, reader/ccid/levels.py)."""
 
-    def __init__(self, card: Card | None, keypad: pinpad.Keypad | None = None):
-        self.card = card
+    def __init__(self, card: Card | None, keypad: pinpad.Keypad | None = None, variant: str = DEFAULT_VARIANT,
+                 others: tuple[Card | None, ...] = ()):
+        self.variant = variant_of(variant)
+        if len(others) >= self.variant.slots:
+            raise ValueError(f"the {self.variant.name} has {self.variant.slots} slot(s), not {len(others) + 1}")
+        cards = (card, *others) + (None,) * (self.variant.slots - 1 - len(others))
+        self.slots = [IccSlot(each) for each in cards]
         self.keypad = keypad  # the PIN pad's keys (GemPC PinPad); None: no PIN pad, Secure unsupported
         self.level = TPDU
-        self.atr: Atr | None = None
-        self.protocol: int | None = None
-        self.parameters = b""
-        self._end: CardT0 | CardT1 | None = None
-        self._reader_t0: ReaderT0 | None = None  # the firmware's end at this level: on T=0 always,
-        self._reader_t1: ReaderT1 | None = None  # on T=1 at short APDU level only (at TPDU level blocks pass)
         self._changes = bytearray()  # the NotifySlotChange messages not yet sent
-        self._handlers: dict[int, Callable[[Message], Message]] = {
+        self._handlers: dict[int, Callable[[IccSlot, Message], Message]] = {
             ICC_POWER_ON: self._power_on,
             ICC_POWER_OFF: self._power_off,
             GET_SLOT_STATUS: self._slot_status,
@@ -152,29 +201,58 @@ class Firmware:
             SECURE: self._secure,
         }
 
-    # -- the slot ----------------------------------------------------------------------------------
+    # -- the slots -----------------------------------------------------------------------------------
+    @property
+    def card(self) -> Card | None:
+        """Slot 0's card (a one-slot reader's only one)."""
+        return self.slots[0].card
+
     @property
     def icc_status(self) -> int:
-        """bmICCStatus: the slot's state."""
-        if self.card is None:
-            return ICC_ABSENT
-        return ICC_ACTIVE if self.card.powered and self.atr is not None else ICC_INACTIVE
+        """Slot 0's bmICCStatus."""
+        return self.slots[0].icc_status
 
-    def insert(self, card: Card) -> None:
-        """Put `card` in the slot, present and inactive (a card already there is removed first)."""
-        self.remove()
-        self.card = card
-        self._changes += bytes((NOTIFY_SLOT_CHANGE, SLOT_CHANGED_PRESENT))
+    @property
+    def _reader_t0(self) -> ReaderT0 | None:
+        return self.slots[0].reader_t0
 
-    def remove(self) -> None:
-        """Take the card out (its power goes with it); nothing changes on an empty slot."""
-        if self.card is None:
+    @property
+    def _reader_t1(self) -> ReaderT1 | None:
+        return self.slots[0].reader_t1
+
+    def status_of(self, slot: int) -> int:
+        """bmICCStatus of slot number `slot` (absent for a slot the reader does not have)."""
+        return self.slots[slot].icc_status if 0 <= slot < len(self.slots) else ICC_ABSENT
+
+    def insert(self, card: Card, slot: int = 0) -> None:
+        """Put `card` in slot `slot`, present and inactive (a card already there is removed first)."""
+        self.remove(slot)
+        self.slots[slot].card = card
+        self._notify(slot)
+
+    def remove(self, slot: int = 0) -> None:
+        """Take the card out of slot `slot` (its power goes with it); nothing changes on an empty slot."""
+        held = self.slots[slot]
+        if held.card is None:
             return
-        if self.card.powered:
-            self.card.power_off()
-        self.card = None
-        self._deactivate()
-        self._changes += bytes((NOTIFY_SLOT_CHANGE, SLOT_CHANGED_ABSENT))
+        if held.card.powered:
+            held.card.power_off()
+        held.card = None
+        held.deactivate()
+        self._notify(slot)
+
+    def _notify(self, changed: int) -> None:
+        """Queue NotifySlotChange for a change in slot `changed`: every slot's presence, that one's
+        change (§6.3.1: two bits a slot). The serial line carries one bmSlotICCState byte (libccid's
+        ReadSerial reads one after the 50), so slots 0-3: a change beyond (the GemCore POS Pro's
+        slot 4) is left to the host's GetSlotStatus polling."""
+        if changed >= NOTIFIED_SLOTS:
+            return
+        state = SLOT_CHANGED << 2 * changed
+        for number, each in enumerate(self.slots[:NOTIFIED_SLOTS]):
+            if each.card is not None:
+                state |= SLOT_PRESENT << 2 * number
+        self._changes += bytes((NOTIFY_SLOT_CHANGE, state))
 
     def slot_changes(self) -> bytes:
         """The NotifySlotChange messages queued since the last call, in order (b"": none)."""
@@ -184,98 +262,128 @@ class Firmware:
     # -- commands ----------------------------------------------------------------------------------
     def handle(self, command: Message) -> Message:
         """The answer to one CCID command."""
-        if command.slot != 0:
+        number = command.slot
+        if not 0 <= number < len(self.slots):
             return answer(command, ICC_ABSENT, SLOT_OFFSET)
+        slot = self.slots[number]
         handler = self._handlers.get(command.type)
         if handler is None:
-            return answer(command, self.icc_status, CMD_NOT_SUPPORTED)
-        return handler(command)
+            return answer(command, slot.icc_status, CMD_NOT_SUPPORTED)
+        return handler(slot, command)
 
-    def _power_on(self, command: Message) -> Message:
-        if self.card is None:
+    def _power_on(self, slot: IccSlot, command: Message) -> Message:
+        if slot.card is None:
             return answer(command, ICC_ABSENT, ICC_MUTE)
-        atr = self.card.power_on()  # the card's own protocol: what runs without PPS
-        self.atr = parse_atr(atr)
-        self._use(self.atr.default_protocol, default_parameters(self.atr, self.atr.default_protocol))
+        atr = slot.card.power_on()  # the card's own protocol: what runs without PPS
+        slot.atr = parse_atr(atr)
+        self._use(slot, slot.atr.default_protocol, default_parameters(slot.atr, slot.atr.default_protocol))
         return answer(command, ICC_ACTIVE, data=atr)
 
-    def _power_off(self, command: Message) -> Message:
-        if self.card is not None and self.card.powered:
-            self.card.power_off()
-        self._deactivate()
-        return answer(command, self.icc_status, specific=CLOCK_STOPPED_LOW)
+    def _power_off(self, slot: IccSlot, command: Message) -> Message:
+        if slot.card is not None and slot.card.powered:
+            slot.card.power_off()
+        slot.deactivate()
+        return answer(command, slot.icc_status, specific=CLOCK_STOPPED_LOW)
 
-    def _slot_status(self, command: Message) -> Message:
-        status = self.icc_status
+    def _slot_status(self, slot: IccSlot, command: Message) -> Message:
+        status = slot.icc_status
         return answer(command, status, specific=CLOCK_RUNNING if status == ICC_ACTIVE else CLOCK_STOPPED_LOW)
 
-    def _xfr_block(self, command: Message) -> Message:
-        status = self.icc_status
+    def _xfr_block(self, slot: IccSlot, command: Message) -> Message:
+        status = slot.icc_status
         if status != ICC_ACTIVE:
             return answer(command, status, ICC_MUTE)
         data = command.data
         if not data:
             return answer(command, status, LENGTH_OFFSET)  # nothing to send
         if data[0] == PPSS:
-            return self._pps(command)
+            return self._pps(slot, command)
         if not carries(self.level, data):
             return answer(command, status, DATA_OFFSET)  # an extended APDU at short APDU level
-        assert self._end is not None
+        assert slot.end is not None
         try:
-            reply = exchange(self._reader_t0 or self._reader_t1, self._end, data)
+            reply = exchange(slot.reader_t0 or slot.reader_t1, slot.end, data)
         except LinkError:
             return answer(command, status, HW_ERROR)
         if reply is None:
             return answer(command, status, ICC_MUTE)
         return answer(command, status, data=reply)
 
-    def _pps(self, command: Message) -> Message:
-        assert self.atr is not None and self.card is not None
-        pps = CardPps(self.atr)
+    def _pps(self, slot: IccSlot, command: Message) -> Message:
+        assert slot.atr is not None and slot.card is not None
+        pps = CardPps(slot.atr)
         pps.receive(command.data)
         reply = pps.output()
         if not reply:  # the card refused: it stays silent (7816-3 §9.3), the reader times out
             return answer(command, ICC_ACTIVE, ICC_MUTE)
         if pps.accepted and pps.protocol is not None:
-            structure = bytearray(default_parameters(self.atr, pps.protocol))
-            structure[0] = reply[2] if reply[1] & 0x10 else DEFAULT_FI_DI  # PPS1 echoed: its Fi/Di
-            self._use(pps.protocol, bytes(structure))
+            structure = bytearray(default_parameters(slot.atr, pps.protocol))
+            structure[0] = agreed_fi_di(reply)
+            self._use(slot, pps.protocol, bytes(structure))
         return answer(command, ICC_ACTIVE, data=reply)
 
-    def _get_parameters(self, command: Message) -> Message:
-        status = self.icc_status
-        if status != ICC_ACTIVE or self.protocol is None:
+    def _get_parameters(self, slot: IccSlot, command: Message) -> Message:
+        status = slot.icc_status
+        if status != ICC_ACTIVE or slot.protocol is None:
             return answer(command, status, ICC_MUTE)
-        return answer(command, status, specific=self.protocol, data=self.parameters)
+        return answer(command, status, specific=slot.protocol, data=slot.parameters)
 
-    def _reset_parameters(self, command: Message) -> Message:
-        status = self.icc_status
-        if status != ICC_ACTIVE or self.atr is None or self.protocol is None:
+    def _reset_parameters(self, slot: IccSlot, command: Message) -> Message:
+        status = slot.icc_status
+        if status != ICC_ACTIVE or slot.atr is None or slot.protocol is None:
             return answer(command, status, ICC_MUTE)
-        self._use(self.protocol, default_parameters(self.atr, self.protocol))
-        return answer(command, status, specific=self.protocol, data=self.parameters)
+        self._use(slot, slot.protocol, default_parameters(slot.atr, slot.protocol))
+        return answer(command, status, specific=slot.protocol, data=slot.parameters)
 
-    def _set_parameters(self, command: Message) -> Message:
-        status = self.icc_status
-        if status != ICC_ACTIVE or self.atr is None:
+    def _set_parameters(self, slot: IccSlot, command: Message) -> Message:
+        status = slot.icc_status
+        if status != ICC_ACTIVE or slot.atr is None:
             return answer(command, status, ICC_MUTE)
         protocol = command.fields[0]
-        if protocol not in PARAMETERS_SIZE or protocol not in self.atr.protocols:
+        if protocol not in PARAMETERS_SIZE or protocol not in slot.atr.protocols:
             return answer(command, status, PROTOCOL_OFFSET)
-        fault = parameters_fault(protocol, command.data)
+        structure = command.data
+        fault = parameters_fault(protocol, structure)
         if fault is not None:
             return answer(command, status, fault)
-        self._use(protocol, command.data)
-        return answer(command, status, specific=protocol, data=self.parameters)
+        slot.pps = None
+        if self.variant.auto_pps and (protocol != slot.protocol or structure[0] != slot.parameters[0]):
+            fi_di = self._auto_pps(slot, protocol, structure[0])
+            if fi_di is None:
+                return answer(command, slot.icc_status, ICC_MUTE)
+            structure = bytes((fi_di,)) + structure[1:]
+        self._use(slot, protocol, structure)
+        return answer(command, status, specific=protocol, data=slot.parameters)
 
-    def _secure(self, command: Message) -> Message:
+    def _auto_pps(self, slot: IccSlot, protocol: int, fi_di: int) -> int | None:
+        """CCID_CLASS_AUTO_PPS_CUR: the PPS that SetParameters calls for, run by the firmware (ISO/IEC
+        7816-3 §9.2: PPS1 only for other than Fd/Dd, as libccid's own PPS_Exchange sends it). The Fi/Di
+        the card agreed to; None when it stayed silent, the card then deactivated (§9.3)."""
+        assert slot.atr is not None and slot.card is not None
+        ours = ReaderPps(protocol, None if fi_di == DEFAULT_FI_DI else fi_di)
+        card = CardPps(slot.atr)
+        request = ours.output()
+        card.receive(request)
+        reply = card.output()
+        slot.pps = (request, reply)
+        if reply:
+            ours.receive(reply)
+        else:
+            ours.timeout()
+        if not ours.accepted:
+            slot.card.power_off()
+            slot.deactivate()
+            return None
+        return agreed_fi_di(reply)
+
+    def _secure(self, slot: IccSlot, command: Message) -> Message:
         """PC_to_RDR_Secure (CCID rev 1.1 §6.1.11): the PIN from the keypad into the template, and the
         APDU to the card as an XfrBlock's at this level; on T=1 at TPDU level, the one I-block the
         host's bTeoPrologue starts (reader/ccid/pinpad.py)."""
-        status = self.icc_status
+        status = slot.icc_status
         if self.keypad is None:
             return answer(command, status, CMD_NOT_SUPPORTED)
-        if status != ICC_ACTIVE or self._end is None or self.protocol is None:
+        if status != ICC_ACTIVE or slot.end is None or slot.protocol is None:
             return answer(command, status, ICC_MUTE)
         if command.fields[1:] != bytes(2):
             return answer(command, status, LEVEL_OFFSET)  # 0000: abData is the whole structure
@@ -286,11 +394,11 @@ class Firmware:
             return answer(command, status, LENGTH_OFFSET if exc.field is None else DATA_OFFSET + exc.field)
         except pinpad.Aborted as exc:
             return answer(command, status, exc.error, data=exc.sw)
-        reader = self._reader_t0 or self._reader_t1
+        reader = slot.reader_t0 or slot.reader_t1
         unit = apdu if reader is not None else pinpad.tpdu_block(
-            operation, apdu, link_parameters(self.protocol, self.parameters)["edc"])
+            operation, apdu, link_parameters(slot.protocol, slot.parameters)["edc"])
         try:
-            reply = exchange(reader, self._end, bytes(unit))
+            reply = exchange(reader, slot.end, bytes(unit))
         except LinkError:
             return answer(command, status, HW_ERROR)
         finally:
@@ -301,40 +409,37 @@ class Firmware:
             return answer(command, status, ICC_MUTE)
         return answer(command, status, data=reply)
 
-    def _escape(self, command: Message) -> Message:
-        if command.data == ESCAPE_GET_FIRMWARE:
-            return answer(command, self.icc_status, data=FIRMWARE_NAME)
+    def _escape(self, slot: IccSlot, command: Message) -> Message:
+        if command.data == self.variant.check_escape:
+            return answer(command, slot.icc_status, data=FIRMWARE_NAME)
         if command.data == ESCAPE_CARD_MOVEMENT_SYNCHRONOUS:
-            return answer(command, self.icc_status)
+            return answer(command, slot.icc_status)
         if self.keypad is not None and pinpad.loads_strings(command.data):
-            return answer(command, self.icc_status)  # the PIN pad's prompts: taken (its display is not simulated)
+            return answer(command, slot.icc_status)  # the PIN pad's prompts: taken (its display is not simulated)
         if command.data == ESCAPE_SET_APDU_LEVEL:
             self.level = SHORT_APDU
-            if self.protocol is not None:  # a card already active: the firmware's end for the new level
-                self._reader_ends(self.protocol, link_parameters(self.protocol, self.parameters))
-            return answer(command, self.icc_status)
-        return answer(command, self.icc_status, CMD_NOT_SUPPORTED)
+            for each in self.slots:  # a card already active: the firmware's end for the new level
+                if each.protocol is not None:
+                    self._reader_ends(each, each.protocol, link_parameters(each.protocol, each.parameters))
+            return answer(command, slot.icc_status)
+        return answer(command, slot.icc_status, CMD_NOT_SUPPORTED)
 
     # -- the card's end of the contacts ------------------------------------------------------------------
-    def _use(self, protocol: int, structure: bytes) -> None:
+    def _use(self, slot: IccSlot, protocol: int, structure: bytes) -> None:
         """Run `protocol` with the §6.1.7 parameters `structure`: the card's end made anew with them."""
-        assert self.card is not None
-        self.protocol, self.parameters = protocol, bytes(structure)
+        assert slot.card is not None
+        slot.protocol, slot.parameters = protocol, bytes(structure)
         parameters = link_parameters(protocol, structure)
         if protocol == 0:
-            if self.card.protocol != 0:
-                self.card.reset(0)  # right after the ATR or PPS: nothing of the session is lost
-            self._end = CardT0(self.card, **parameters)
+            if slot.card.protocol != 0:
+                slot.card.reset(0)  # right after the ATR or PPS: nothing of the session is lost
+            slot.end = CardT0(slot.card, **parameters)
         else:
-            self._end = CardT1(self.card, **parameters)
-        self._reader_ends(protocol, parameters)
+            slot.end = CardT1(slot.card, **parameters)
+        self._reader_ends(slot, protocol, parameters)
 
-    def _reader_ends(self, protocol: int, parameters: dict) -> None:
+    def _reader_ends(self, slot: IccSlot, protocol: int, parameters: dict) -> None:
         """The firmware's own end of the contacts for the protocol and the level (reader/ccid/levels.py)."""
         end = reader_end(self.level, protocol, parameters)
-        self._reader_t0 = end if isinstance(end, ReaderT0) else None
-        self._reader_t1 = end if isinstance(end, ReaderT1) else None
-
-    def _deactivate(self) -> None:
-        self.atr, self.protocol, self.parameters = None, None, b""
-        self._end, self._reader_t0, self._reader_t1 = None, None, None
+        slot.reader_t0 = end if isinstance(end, ReaderT0) else None
+        slot.reader_t1 = end if isinstance(end, ReaderT1) else None

@@ -8,7 +8,9 @@ DEVICENAME (`LINK:GemPCTwin`). The driver opens the slave and sets it raw, 11520
 the driver ignores bSeq on the serial line, so an answer written late would be taken for the
 next command's. Nothing here waits on the card: the firmware is pure computation. A card
 inserted or removed since the last command (`Firmware.insert`, `remove`) is notified, `50 03`
-or `50 02`, before the next answer (the driver's synchronous card movement mode).
+or `50 02` on a one-slot reader, before the next answer (the driver's synchronous card movement
+mode). With `--debug` every command and answer is logged, and the PPS the firmware runs itself
+for a SetParameters on a reader with automatic PPS (the SEC1210).
 
 `serve()` is a loop of its own (`python -m reader.ccid`); `sscard serve --ccid` watches
 `fileno()` in its own loop instead and calls `readable()`.
@@ -26,19 +28,25 @@ import select
 import tty
 
 from reader.ccid.firmware import Firmware
-from reader.ccid.messages import HW_ERROR, MessageError, answer, decode
-from reader.ccid.serial import DEFAULT_VARIANT, SerialFraming, variant_echoes
+from reader.ccid.messages import HW_ERROR, SET_PARAMETERS, MessageError, answer, decode
+from reader.ccid.serial import DEFAULT_VARIANT, SerialFraming, Variant, variant_of
 
 LIBCCIDTWIN = "/usr/lib/pcsc/drivers/serial/libccidtwin.so"  # Debian's libccid, serial flavour
-FRIENDLY_NAME = "sscard CCID"  # pcscd lists the reader as "sscard CCID 00 00"
+FRIENDLY_NAME = "sscard CCID"  # pcscd lists the reader as "sscard CCID 00 00" (a second slot "... 00 01")
 READ_SIZE = 4096
 
 log = logging.getLogger("sscard.ccid")
 
 
+def slot_names(variant: Variant, name: str = FRIENDLY_NAME) -> tuple[str, ...]:
+    """The names pcscd gives the reader's slots: `sscard CCID 00 00`, then `... 00 01` and on for the
+    further slots, which libccid opens on the same line (pcsc-lite's readerfactory.c names them)."""
+    return tuple(f"{name} 00 {slot:02X}" for slot in range(variant.slots))
+
+
 def stanza(link: str, variant: str = DEFAULT_VARIANT, name: str = FRIENDLY_NAME) -> str:
     """The reader.conf entry that has pcscd drive the reader at `link` with libccidtwin."""
-    variant_echoes(variant)  # an unknown variant is refused here, not by a silent driver
+    variant_of(variant)  # an unknown variant is refused here, not by a silent driver
     return (f'FRIENDLYNAME "{name}"\n'
             f"DEVICENAME {os.path.abspath(link)}:{variant}\n"
             f"LIBPATH {LIBCCIDTWIN}\n")
@@ -51,7 +59,7 @@ class PtyReader:
         self.link = os.path.abspath(link)
         self.firmware = firmware
         self.variant = variant
-        self.framing = SerialFraming(echo=variant_echoes(variant))
+        self.framing = SerialFraming(echo=variant_of(variant).echo)
         self.commands = 0
         self._master = self._slave = -1
         self._wake_r, self._wake_w = os.pipe()
@@ -100,9 +108,11 @@ class PtyReader:
                 reply = self.firmware.handle(command)
             except Exception:  # a bug must not silence the reader: the driver would wait for nothing
                 log.exception("the firmware failed on %s", command)
-                reply = answer(command, self.firmware.icc_status, HW_ERROR)
+                reply = answer(command, self.firmware.status_of(command.slot), HW_ERROR)
             self.commands += 1
             log.debug("> %s", command)
+            if command.type == SET_PARAMETERS:
+                self._log_pps(command.slot)
             log.debug("< %s", reply)
             changes = self.firmware.slot_changes()
             if changes:
@@ -111,6 +121,12 @@ class PtyReader:
             self.framing.send(raw, reply.encode())
             self._write(self.framing.output())
         self._write(self.framing.output())  # NAKs, and answers sent again after the host's NAK
+
+    def _log_pps(self, slot: int) -> None:
+        """The PPS the firmware ran itself for a SetParameters (automatic PPS, reader/ccid/firmware.py)."""
+        pps = self.firmware.slots[slot].pps if 0 <= slot < len(self.firmware.slots) else None
+        if pps is not None:
+            log.debug("  PPS %s -> %s", pps[0].hex(" ").upper(), pps[1].hex(" ").upper() or "(no answer)")
 
     def _write(self, data: bytes) -> None:
         while data:

@@ -11,6 +11,10 @@ from reader.terminals import demo
 def cmd_personalize(args) -> int:
     if os.path.lexists(args.state) and not args.force:
         raise UsageError(f"{args.state} already exists; add --force to replace it with a new card")
+    if args.psam:
+        Card.psam(args.profile, state=args.state, date=args.date, overwrite=args.force).close()
+        print(f"personalised {args.state}: a PSAM (LD/T 32 P9) holding the master keys of profile {args.profile!r}")
+        return 0
     card = Card.from_profile(args.profile, state=args.state, date=args.date, overwrite=args.force)
     info = card.applets["ssse"].describe()["records"]
     card.close()

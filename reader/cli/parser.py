@@ -7,7 +7,7 @@ import os
 import sys
 
 from chip.personalization.profile import shipped_names
-from reader.ccid.serial import DEFAULT_VARIANT, ECHO
+from reader.ccid.serial import DEFAULT_VARIANT, VARIANTS
 from reader.cli import apdu, argtypes, card, fin, flow, serve, session, ssse, traces
 from reader.cli.argtypes import AMOUNT_UNIT
 from reader.cli.errors import USER_ERRORS, UsageError
@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"shipped profile ({', '.join(shipped_names())}) or a TOML path (default: default)")
     p.add_argument("--state", required=True, metavar="CARD.img", help="card image to create")
     p.add_argument("--force", action="store_true", help="replace an existing image")
+    p.add_argument("--psam", action="store_true",
+                   help="a terminal's PSAM (LD/T 32 P9) holding the profile's master keys, not a user card")
     p.set_defaults(func=card.cmd_personalize)
 
     p = sub.add_parser("apdu", help="send APDUs to a card image or a PC/SC reader and explain the answers")
@@ -86,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replay on a copy of this image in memory, each trace from its state; the file is left as "
                         "it is (default: a fresh card per trace, from its directives)")
     p.add_argument("--reader", metavar="NAME", help="replay on a PC/SC reader, virtual or real")
+    p.add_argument("--keypad-control", metavar="SOCKET",
+                   help="with --reader: send the traces' keypad lines to this control socket of `sscard serve "
+                        "--ccid-reader GemPCPinPad` (its PIN pad's keys)")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report")
     p.add_argument("--wire", choices=("t0", "t1"), help="replay at the byte level over T=0 or T=1")
     p.set_defaults(func=traces.cmd_replay)
@@ -144,9 +149,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ccid", metavar="LINK",
                    help="put the first card in a serial CCID reader instead of on vpcd: a pty whose slave the "
                         "symlink LINK names, for pcscd and libccidtwin (the reader.conf entry is printed)")
-    p.add_argument("--ccid-reader", default=DEFAULT_VARIANT, choices=sorted(ECHO), metavar="VARIANT",
-                   help=f"the GemPC variant of the --ccid reader: {', '.join(sorted(ECHO))} (default {DEFAULT_VARIANT}; "
-                        "GemPCPinPad has a PIN pad, whose keys the control line keypad ENTRY presses)")
+    p.add_argument("--ccid-reader", default=DEFAULT_VARIANT, choices=sorted(VARIANTS), metavar="VARIANT",
+                   help=f"the serial reader variant of the --ccid reader: {', '.join(sorted(VARIANTS))} (default "
+                        f"{DEFAULT_VARIANT}; GemPCPinPad has a PIN pad, whose keys the control line keypad ENTRY "
+                        "presses; SEC1210 has a card slot and a SAM slot)")
+    p.add_argument("--psam", metavar="PSAM.img",
+                   help="with --ccid-reader SEC1210: the PSAM image for its SAM slot, served as card 1 (sscard "
+                        "personalize --psam makes one; without it the SAM slot is empty)")
     p.set_defaults(func=serve.cmd_serve)
 
     p = sub.add_parser("info", help="show a card image: holder fields, PIN tries, application states")

@@ -1,8 +1,10 @@
 """`sscard serve`: card images on vpcd, so PC/SC applications see each in a reader of their own
-(with --ccid, the first in the serial CCID reader that pcscd drives with libccidtwin instead)."""
+(with --ccid, the first in the serial CCID reader that pcscd drives with libccidtwin instead; with
+--psam, a PSAM in that reader's SAM slot)."""
 
 from chip import Card
 from chip.fleet import image_names
+from reader.ccid.serial import variant_of
 from reader.cli.errors import UsageError
 from reader.cli.files import check_output
 from reader.pcsc.serve import serve
@@ -22,9 +24,22 @@ def serve_images(args) -> list[str]:
     return images
 
 
+def check_psam(args) -> None:
+    """--psam goes into the SAM slot of a --ccid reader that has one (the SEC1210's slot 1)."""
+    if not args.psam:
+        return
+    if not args.ccid:
+        raise UsageError("--psam puts a PSAM in the SAM slot of the --ccid reader: give --ccid LINK "
+                         "--ccid-reader SEC1210")
+    if variant_of(args.ccid_reader).slots < 2:
+        raise UsageError(f"--psam: the {args.ccid_reader} has one slot; the SEC1210 has a SAM slot "
+                         "(--ccid-reader SEC1210)")
+
+
 def cmd_serve(args) -> int:
     images = serve_images(args)
-    for image in images:
+    check_psam(args)
+    for image in images + ([args.psam] if args.psam else []):
         Card.open(image, read_only=True)  # a bad or busy image is a one-line error before anything starts
     on_apdu = None
     if args.record and args.ccid:  # the driver runs the protocol there: no APDUs to record, only TPDUs
@@ -40,7 +55,7 @@ def cmd_serve(args) -> int:
         return serve(images, list(args.port or []), host=args.host, control=args.control,
                      protocol=0 if args.t0 else 1 if args.t1 else None,  # None: each card's own
                      quickack=not args.no_quickack, date=args.date, use_stdin=not args.no_stdin,
-                     on_apdu=on_apdu, ccid=args.ccid, ccid_variant=args.ccid_reader)
+                     on_apdu=on_apdu, ccid=args.ccid, ccid_variant=args.ccid_reader, psam=args.psam)
     finally:
         if record is not None:
             record.close()

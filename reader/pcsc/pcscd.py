@@ -31,7 +31,9 @@ pcscd's PID file and log are per run, in a temporary folder.
 A serial CCID reader (`--ccid`, docs/ccid.md). libccid probes serial readers once, when pcscd
 starts, so the firmware must already answer on LINK. That pcscd runs with `--config FILE`, a
 reader.conf made for the run: the vpcd entry (from /etc/reader.conf.d/vpcd) and the CCID
-reader's (`reader.ccid.pty.stanza`); it counts as started once it lists both. `--debug` runs it
+reader's (`reader.ccid.pty.stanza`); it counts as started once it lists the vpcd readers and
+every slot of the CCID reader (`sscard CCID 00 00`, and `sscard CCID 00 01` for the SEC1210's
+SAM slot: libccid opens each further slot on the same line). `--debug` runs it
 with `--debug --apdu` and the driver with `LIBCCID_ifdLogLevel=0x7` (every byte on the line),
 `--log FILE` keeps its log there.
 
@@ -324,10 +326,10 @@ class RunOptions:
 
 def ccid_link(value: str) -> tuple[str, str]:
     """LINK[:VARIANT] as (LINK, VARIANT); the variant is GemPCTwin when not given."""
-    from reader.ccid.serial import DEFAULT_VARIANT, ECHO
+    from reader.ccid.serial import DEFAULT_VARIANT, VARIANTS
 
     link, _, variant = value.rpartition(":")
-    if link and variant.lower() in (name.lower() for name in ECHO):
+    if link and variant.lower() in (name.lower() for name in VARIANTS):
         return link, variant
     return value, DEFAULT_VARIANT
 
@@ -382,9 +384,10 @@ def _run_private(command: list[str], options: RunOptions = RunOptions()) -> int:
     also: tuple[str, ...] = ()
     if options.ccid:
         from reader.ccid.levels import SHORT_APDU
-        from reader.ccid.pty import FRIENDLY_NAME
+        from reader.ccid.pty import slot_names
+        from reader.ccid.serial import variant_of
 
-        config, also = _ccid_config(folder, options.ccid), (FRIENDLY_NAME,)
+        config, also = _ccid_config(folder, options.ccid), slot_names(variant_of(ccid_link(options.ccid)[1]))
         if options.ccid_level == SHORT_APDU:
             try:
                 dropdir = driver_options_dropdir(folder, DRIVER_OPTION_GEMPC_TWIN_KEY_APDU)

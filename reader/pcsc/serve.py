@@ -34,7 +34,10 @@ GemPC Twin framing), watched by the same selector. Each card is a `CardSlot` - t
 inserted or not, `switch` - whose reader is its adapter: `Slot`, a vpcd connection, or
 `CcidSlot`, the firmware's slot; the control lines act on either alike. On the CCID reader
 `remove`/`insert` change the slot's state (GetSlotStatus, and the NotifySlotChange the
-firmware sends before its next answer). On a reader with a PIN pad (`--ccid-reader GemPCPinPad`)
+firmware sends before its next answer). On the two-slot SEC1210 a PSAM image (`--psam`) sits in
+the SAM slot, slot 1, as card 1 of the control lines: `[N]` counts the served cards, the user's card
+in slot 0 first, then the PSAM, then the vpcd cards (`CcidReader`: one firmware and pty for both
+slots). On a reader with a PIN pad (`--ccid-reader GemPCPinPad`)
 `keypad ENTRY` queues one entry of its keypad - digits, `cancel` or `timeout` - for the next
 PC_to_RDR_Secure (USB CCID rev 1.1 §6.1.11); the reply says what was queued, never the digits.
 """
@@ -312,42 +315,74 @@ class Slot(CardSlot):
         where = "inserted, connected" if self.sock else ("inserted, waiting for vpcd" if self.inserted else "removed")
         return f"card {self.index}: {self.image} on {self.host}:{self.port}, {where}, {self.apdus} APDUs"
 
-class CcidSlot(CardSlot):
-    """One card in the serial CCID reader of `reader.ccid` (docs/ccid.md) instead of on vpcd: the
-    firmware on a pty whose slave `link` names, which pcscd drives with libccidtwin. The pty is
-    there for the whole run (libccid probes serial readers only when pcscd starts); the card goes in
-    and out of the firmware's slot, and the firmware tells the driver (NotifySlotChange) and answers
-    GetSlotStatus accordingly. The driver runs the protocol: the card powers up on its own."""
+class CcidReader:
+    """The serial CCID reader of `reader.ccid` (docs/ccid.md) that serve's CCID cards sit in: the
+    firmware of `variant` on a pty whose slave `link` names, which pcscd drives with libccidtwin;
+    one for all its slots (the SEC1210's card slot and SAM slot), with the keypad of a reader that
+    has one. The pty is there for the whole run (libccid probes serial readers only when pcscd
+    starts)."""
 
-    def __init__(self, index: int, image: str, link: str, variant: str = DEFAULT_VARIANT, date=None, log=None):
-        super().__init__(index, image, date, log)
-        self.keypad = Keypad() if variant in KEYPAD_READERS else None
-        self.firmware = Firmware(None, self.keypad)
+    def __init__(self, link: str, variant: str = DEFAULT_VARIANT):
         self.variant = variant
-        self.reader = PtyReader(link, self.firmware, variant)
+        self.keypad = Keypad() if variant in KEYPAD_READERS else None
+        self.firmware = Firmware(None, self.keypad, variant)
+        self.pty = PtyReader(link, self.firmware, variant)
         try:
-            self.reader.open()
+            self.pty.open()
         except OSError as exc:
-            self.reader.close()
-            _close_card(self.card)
+            self.pty.close()
             raise InputError(f"--ccid {link}: {exc.strerror or exc}") from None
+
+
+class CcidSlot(CardSlot):
+    """One card in slot `number` of a serial CCID reader (`CcidReader`) instead of on vpcd. The
+    card goes in and out of the firmware's slot, and the firmware tells the driver
+    (NotifySlotChange) and answers GetSlotStatus accordingly. The driver runs the protocol: the
+    card powers up on its own."""
+
+    def __init__(self, index: int, image: str, ccid: CcidReader, number: int = 0, date=None, log=None):
+        super().__init__(index, image, date, log)
+        self.ccid = ccid
+        self.number = number
+
+    @property
+    def reader(self) -> PtyReader:
+        return self.ccid.pty
+
+    @property
+    def firmware(self) -> Firmware:
+        return self.ccid.firmware
+
+    @property
+    def keypad(self) -> Keypad | None:
+        return self.ccid.keypad
+
+    @property
+    def variant(self) -> str:
+        return self.ccid.variant
 
     @property
     def link(self) -> str:
         return self.reader.link
 
     @property
+    def where(self) -> str:
+        """The reader, and the slot where it has more than one."""
+        slot = f" slot {self.number}" if len(self.firmware.slots) > 1 else ""
+        return f"the CCID reader {self.link}{slot}"
+
+    @property
     def in_reader(self) -> bool:
-        return self.firmware.card is not None
+        return self.firmware.slots[self.number].card is not None
 
     def connect(self) -> bool:
-        self.firmware.insert(self.card)
-        self.log(f"card {self.index} ({self.image}) inserted in the CCID reader {self.link}")
+        self.firmware.insert(self.card, self.number)
+        self.log(f"card {self.index} ({self.image}) inserted in {self.where}")
         return False  # the pty is watched all along
 
     def disconnect(self, why: str) -> None:
-        if self.firmware.card is not None:
-            self.firmware.remove()
+        if self.in_reader:
+            self.firmware.remove(self.number)
             self.log(f"card {self.index} {why}")
 
     def readable(self) -> None:
@@ -356,7 +391,7 @@ class CcidSlot(CardSlot):
             self.on_close(self.reader)  # the pty failed: no busy loop on it
 
     def close(self) -> None:
-        """Take the card out and remove the pty and its link."""
+        """Take the card out and remove the pty and its link (a second slot's close finds them gone)."""
         self.disconnect("stopped")
         self.reader.close()
 
@@ -366,6 +401,8 @@ class CcidSlot(CardSlot):
         else:
             where = "inserted, powered" if self.card.powered else "inserted"
         reader = self.variant
+        if len(self.firmware.slots) > 1:
+            reader += f", slot {self.number}"
         if self.keypad is not None:
             waiting = len(self.keypad)
             reader += f", keypad: {waiting} {'entry' if waiting == 1 else 'entries'} waiting"
@@ -452,7 +489,7 @@ class Server:
         self.control_paused_until = None  # the control socket is not watched until then (accept failed)
         for slot in slots:
             slot.on_close = self._unregister
-            if isinstance(slot, CcidSlot):
+            if isinstance(slot, CcidSlot) and slot.reader not in self._watched():  # one pty for all its slots
                 self.selector.register(slot.reader, selectors.EVENT_READ, slot)
 
     def stop(self, *_):
@@ -782,11 +819,14 @@ def check_ports(ports: list[int], count: int) -> list[int]:
 
 def serve(images: list[str], ports: list[int], host: str = "127.0.0.1", control: str | None = None,
           protocol: int | None = None, quickack: bool = True, date=None, use_stdin: bool = True, log=None,
-          on_apdu=None, ccid: str | None = None, ccid_variant: str = DEFAULT_VARIANT, out=None) -> int:
+          on_apdu=None, ccid: str | None = None, ccid_variant: str = DEFAULT_VARIANT, out=None,
+          psam: str | None = None) -> int:
     """Serve every image on its port until SIGINT/SIGTERM or `quit`; `protocol` 0/1 forces T=0/T=1
     behaviour, None (default) gives each card its own. With `ccid` (a LINK) the first image is in
     the serial CCID reader on a pty instead (`CcidSlot`; the driver picks its protocol), whose
-    reader.conf entry and pcscd command are printed on `out`; the others stay on vpcd."""
+    reader.conf entry and pcscd command are printed on `out`; the others stay on vpcd. `psam` (an
+    image) goes into that reader's slot 1, the SEC1210's SAM slot, as card 1; the vpcd cards then
+    count from 2."""
     on_ccid = 1 if ccid else 0
     ports = check_ports(list(ports), len(images) - on_ccid)
     log = log or (lambda text: print(f"sscard serve: {text}", file=sys.stderr, flush=True))
@@ -795,17 +835,21 @@ def serve(images: list[str], ports: list[int], host: str = "127.0.0.1", control:
         log(NO_STDIN + (f" (here: {control})" if control else ""))
         stdin = None
     slots: list[CardSlot] = []
+    reader = None
     try:
         if ccid:
-            slots.append(CcidSlot(0, images[0], ccid, ccid_variant, date, log))
-        for i, (image, port) in enumerate(zip(images[on_ccid:], ports), start=on_ccid):
+            reader = CcidReader(ccid, ccid_variant)
+            slots.append(CcidSlot(0, images[0], reader, 0, date, log))
+            if psam:
+                slots.append(CcidSlot(1, psam, reader, 1, date, log))
+        for i, (image, port) in enumerate(zip(images[on_ccid:], ports), start=len(slots)):
             slots.append(Slot(i, image, host, port, protocol, quickack, date, log, on_apdu))
         server = Server(slots, control, stdin, out=out, log=log)
         server.open_control()
     except BaseException:
+        if reader is not None:
+            reader.pty.close()
         for slot in slots:
-            if isinstance(slot, CcidSlot):
-                slot.reader.close()
             _close_card(slot.card)
         raise
     previous = {sig: signal.signal(sig, server.stop) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -813,8 +857,9 @@ def serve(images: list[str], ports: list[int], host: str = "127.0.0.1", control:
     for slot in slots:
         keypad = ""
         if isinstance(slot, CcidSlot):
-            print(ccid_instructions(slot.link, slot.variant), end="", file=server.out, flush=True)
-            where = f"in the CCID reader {slot.link}"
+            if slot.number == 0:  # the reader's entry, once
+                print(ccid_instructions(slot.link, slot.variant), end="", file=server.out, flush=True)
+            where = f"in {slot.where}"
             keypad = "keypad, " if slot.keypad is not None else ""
         elif isinstance(slot, Slot):
             where = f"on vpcd {host}:{slot.port}"
