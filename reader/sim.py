@@ -5,6 +5,7 @@ from chip.contacts.atr import parse_atr
 from chip.iso.sw import SW1_MORE_DATA
 from chip.kernel.delivery import get_response
 from reader.base import Reader
+from reader.ccid.pinpad import Keypad
 
 PROTOCOLS = {"T=0": 0, "T=1": 1, 0: 0, 1: 1}
 
@@ -23,9 +24,14 @@ class SimReader(Reader):
     on T=1. A `6Cxx` - the card's own answer to a case 2 Le that does not fit, on T=1 too - is
     returned as it is (`reader.base.transmit_all` re-issues the command, as terminals do).
     `get_response=False` shows every raw exchange (one card answer per `transmit`).
+
+    `keypad`: a PIN pad's keys (reader/ccid/pinpad.py). With them `pin_entry` runs the GemPC
+    PinPad's PIN entry in-process: the PC/SC part 10 structure as libccid hands it to the reader,
+    the PIN from the keys into the template by the firmware's own code, and the APDU to this card
+    (`reader.base.Reader.pin_entry`). None: no PIN pad.
     """
 
-    def __init__(self, card: Card, protocol=None, get_response: bool = True):
+    def __init__(self, card: Card, protocol=None, get_response: bool = True, keypad: Keypad | None = None):
         if protocol is None:
             protocol = parse_atr(card.atr).default_protocol
         if protocol not in PROTOCOLS:
@@ -33,6 +39,7 @@ class SimReader(Reader):
         self.card = card
         self.protocol = PROTOCOLS[protocol]
         self.get_response = get_response
+        self.keypad = keypad
 
     def reset(self) -> bytes:
         return self.card.power_on(self.protocol)

@@ -123,8 +123,13 @@ TERMINALS = Rule("reader.terminals imports none of reader.cli, decode, traces, p
                  forbidden=("reader.cli", "reader.decode", "reader.traces", "reader.pcsc"))
 CCID = Rule("reader.ccid (the CCID reader firmware) imports none of reader.terminals, traces, decode, cli, pcsc",
             ("reader.ccid",), forbidden=("reader.terminals", "reader.traces", "reader.decode", "reader.cli", "reader.pcsc"))
+PIN_PAD = ("reader.ccid.pinpad", "reader.ccid.messages")  # sans-I/O, imported by the bottom layer (docs/architecture.md)
+BOTTOM = Rule("reader.base and reader.sim import, of reader, only each other and the PIN pad", ("reader.base", "reader.sim"),
+              within="reader", allowed=("reader.base", "reader.sim", *PIN_PAD))
+PINPAD = Rule("the PIN pad (reader.ccid.pinpad, reader.ccid.messages) imports nothing else of reader", PIN_PAD,
+              within="reader", allowed=PIN_PAD)
 CLI = Rule("only reader.cli imports reader.cli", LAYERED, forbidden=("reader.cli",), exempt=("reader.cli",))
-RULES = (CHIP_NOT_READER, ISO, KERNEL, APPS, CONTACTS, PERSONALIZATION, LINK, TERMINALS, CCID, CLI)
+RULES = (CHIP_NOT_READER, ISO, KERNEL, APPS, CONTACTS, PERSONALIZATION, LINK, TERMINALS, CCID, BOTTOM, PINPAD, CLI)
 
 
 def bound(rule: Rule) -> list[str]:
@@ -138,7 +143,7 @@ def check(rule: Rule, module: str) -> None:
 
 RULE_NAMES = {CHIP_NOT_READER: "chip-not-reader", ISO: "iso", KERNEL: "kernel", APPS: "apps",
               CONTACTS: "contacts", PERSONALIZATION: "personalization", LINK: "link",
-              TERMINALS: "terminals", CCID: "ccid", CLI: "cli"}
+              TERMINALS: "terminals", CCID: "ccid", BOTTOM: "bottom", PINPAD: "pinpad", CLI: "cli"}
 BOUND = [pytest.param(rule, module, id=f"{RULE_NAMES[rule]}:{module}") for rule in RULES for module in bound(rule)]
 
 
@@ -169,6 +174,8 @@ BREAKING = [
     (CLI, "reader.terminals.demo", "from reader.cli import main\n", "reader.cli"),
     (CCID, "reader.ccid.firmware", "from reader.terminals.ssse import SsseTerminal\n", "reader.terminals.ssse"),
     (CLI, "reader.pcsc.serve", "from reader import cli\n", "reader.cli"),
+    (BOTTOM, "reader.sim", "from reader.ccid.firmware import Firmware\n", "reader.ccid.firmware"),
+    (PINPAD, "reader.ccid.pinpad", "from reader.base import Reader\n", "reader.base"),
 ]
 
 
@@ -184,6 +191,7 @@ def test_the_checker_catches_a_violation(rule, module, source, target):
     (APPS, "chip.apps.ssse", "from chip.iso import sw\nfrom chip.kernel import fs\nfrom .purse import Purse\n"),
     (CLI, "reader.cli.parser", "from reader.cli import main\n"),
     (LINK, "reader.link.t0", "from reader.base import Reader\nfrom chip.iso.sw import SW_OK\n"),
+    (BOTTOM, "reader.base", "from reader.ccid import pinpad\nfrom reader.ccid.messages import PIN_TIMEOUT\n"),
 ])
 def test_the_checker_lets_allowed_imports_pass(rule, module, source):
     assert rule.violations(module, source) == []

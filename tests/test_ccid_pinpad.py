@@ -13,6 +13,7 @@ import json
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from functools import reduce
 
 import pytest
@@ -174,6 +175,149 @@ def test_the_keypad_takes_digits_cancel_or_timeout_only():
         with pytest.raises(ValueError):
             Keypad([entry])
     assert len(Keypad(["0000", "Cancel", " timeout "])) == 3
+
+
+# -- the PIN's length on the pad itself (LD/T 32 P8 §6.2.4: 4-12 digits; the Sichuan readers 4-16) ----------
+
+ASCII_15 = "002000010F" + "FF" * 15  # ASCII digits, one byte each, in the longest block bmPINBlockString gives
+
+
+@pytest.mark.parametrize(("digits", "keypad_bounds", "outcome"), [
+    ("1" * 12, pinpad.P8_DIGITS, "built"),
+    ("1" * 13, pinpad.P8_DIGITS, "6403"),  # the host allows 16, the pad lets the holder enter 12 at most
+    ("1" * 13, (4, 16), "built"),  # a Sichuan reader's pad
+    ("123", pinpad.P8_DIGITS, "6403"),  # the host allows 1, the pad wants 4 at least
+    ("123", (3, 12), "built"),
+])
+def test_the_pads_own_bounds_meet_the_hosts(digits, keypad_bounds, outcome):
+    structure = verify_structure(ASCII_15, format_string=0x82, block=0x0F, min_max=(1, 16))
+    keypad = Keypad([digits], digits=keypad_bounds)
+    if outcome == "built":
+        assert build(parse(structure), keypad).hex().upper() == "002000010F" + digits.encode().hex().upper() \
+            + "FF" * (15 - len(digits))
+    else:
+        with pytest.raises(Aborted) as caught:
+            build(parse(structure), keypad)
+        assert (caught.value.error, caught.value.sw) == (None, b"\x64\x03")  # PC/SC part 10: too short or too long
+    assert len(keypad) == 0
+
+
+@pytest.mark.parametrize(("structure", "offset"), [  # bError: the field's offset in the message, abData at 10
+    (verify_structure(min_max=(1, 3)), 15),  # at most 3 digits: wPINMaxExtraDigit
+    (verify_structure("0020000107" + "FF" * 7, format_string=0x82, block=0x07, min_max=(13, 16)), 15),  # at least 13
+    (modify_structure(min_max=(2, 3)), 17),  # a modification's wPINMaxExtraDigit
+    (verify_structure("0020000001FF", block=0x01, min_max=(4, 8)), 13),  # one byte of BCD holds 2: bmPINBlockString
+])
+def test_a_structure_the_pads_bounds_cannot_meet_is_failed_before_any_key(structure, offset):
+    fw = active("default", "123456")
+    assert secure(fw, structure).fields == bytes((0x40, offset, 0x00))
+    assert len(fw.keypad or ()) == 1  # the holder was never asked
+    with pytest.raises(StructureError):
+        build(parse(structure), Keypad())
+
+
+def test_a_sichuan_pad_takes_the_structure_a_p8_pad_refuses():
+    structure = verify_structure(ASCII_15, format_string=0x82, block=0x0F, min_max=(13, 16))
+    with pytest.raises(StructureError, match="13-16 digits, and this PIN pad takes 4-12"):
+        build(parse(structure), Keypad(["1" * 13]))
+    assert build(parse(structure), Keypad(["1" * 13], digits=(4, 16))).hex().upper() == \
+        "002000010F" + "31" * 13 + "FFFF"
+
+
+@pytest.mark.parametrize("digits", [(0, 12), (5, 4), (-1, 3)])
+def test_the_pads_bounds_are_fewest_and_most(digits):
+    with pytest.raises(ValueError, match="bounds"):
+        Keypad(digits=digits)
+
+
+# -- the pad's buffers are wiped after each entry (P8 §6.2.4) -----------------------------------------------
+
+class Captured:
+    """`pinpad.build`, keeping a reference to every APDU it hands out."""
+
+    def __init__(self, monkeypatch):
+        self.apdus: list[bytearray] = []
+        real = pinpad.build
+
+        def capture(op, keypad):
+            self.apdus.append(real(op, keypad))
+            return self.apdus[-1]
+
+        monkeypatch.setattr(pinpad, "build", capture)
+
+
+@pytest.mark.parametrize(("entries", "answer"), [
+    (["123456"], "9000"), (["111111"], "63C5"), (["cancel"], ""), (["timeout"], ""), (["12345"], "6403"),
+])
+def test_no_digit_survives_a_secure(monkeypatch, entries, answer):
+    captured = Captured(monkeypatch)
+    keypad = WatchedKeypad(entries)
+    fw = Firmware(Card.from_profile("default", date=CARD_DATE), keypad)
+    fw.handle(m.Message(m.ICC_POWER_ON))
+    fw.handle(m.Message(m.XFR_BLOCK, data=bytes.fromhex(SELECT_SSSE)))
+    assert fw._reader_t0 is not None
+    fw._reader_t0.exchanges = []  # the SELECT's, nothing secret
+    assert secure(fw, verify_structure()).data.hex().upper() == answer
+    assert keypad.taken and all(not any(entry) for entry in keypad.taken)  # every key typed
+    assert all(not any(apdu) for apdu in captured.apdus)  # the APDU with the PIN in it
+    assert fw._reader_t0.exchanges == []  # the T=0 engine's log of it
+
+
+def test_a_timeout_after_the_current_pin_wipes_it():
+    keypad = WatchedKeypad(["123456", "timeout"])
+    assert aborted_on(keypad, modify_structure()).error == 0xF0
+    assert keypad.taken[0] == bytearray(6) and len(keypad) == 0  # the current PIN typed before the pause
+
+
+def aborted_on(keypad: Keypad, structure: bytes) -> Aborted:
+    with pytest.raises(Aborted) as caught:
+        build(parse(structure), keypad)
+    return caught.value
+
+
+# -- the host's side: PC/SC part 10 structures and what libccid makes of them -------------------------------
+
+# PC_to_RDR_Secure's abData as libccid 1.5.2 sent it to the GemPC PinPad (docs/ccid.md, measured), for the SSSE's
+# PIN_VERIFY_STRUCTURE / PIN_MODIFY_STRUCTURE of six digits
+MEASURED_VERIFY = "0000810300060602010904000000000020000003FFFFFF"
+MEASURED_MODIFY = "01008103000004060603020309040001020000" "00805E010007FFFFFFFFFFFFFF"
+
+
+@pytest.mark.parametrize(("operation", "template", "measured"), [
+    (pinpad.VERIFY, VERIFY_SSSE, MEASURED_VERIFY), (pinpad.MODIFY, CHANGE_PIN_SSSE, MEASURED_MODIFY)])
+def test_the_hosts_structure_reaches_the_pad_as_libccid_sends_it(operation, template, measured):
+    op = replace(pinpad.ssse_operation(operation, bytes.fromhex(template)), min_digits=6)  # six digits exactly
+    assert pinpad.ccid_data(pinpad.feature_of(op), pinpad.pcsc_structure(op)).hex().upper() == measured
+    assert parse(bytes.fromhex(measured)) == op
+
+
+def test_the_ssse_structure_takes_the_pins_a_block_of_bcd_holds():
+    op = pinpad.ssse_operation(pinpad.VERIFY, bytes.fromhex(VERIFY_SSSE))  # 3 bytes: 5 or 6 digits (F ends an odd one)
+    assert (op.format_string, op.block_string, op.min_digits, op.max_digits) == (0x81, 0x03, 5, 6)
+    change = pinpad.ssse_operation(pinpad.MODIFY, bytes.fromhex(CHANGE_PIN_SSSE))
+    assert (change.offset_old, change.offset_new, change.confirm, change.messages) == (0, 4, 0x03, 3)
+    assert build(change, Keypad(["123456", "654321", "654321"])).hex().upper() == "805E010007" "123456FF654321"
+
+
+def test_libccid_forces_the_gempc_pinpads_message_and_validation_fields():
+    structure = bytearray(pinpad.pcsc_structure(parse(verify_structure())))
+    structure[7], structure[8] = 0x01, 0x00  # the application asks for a timeout validation and no message
+    data = pinpad.ccid_data(pinpad.FEATURE_VERIFY_PIN_DIRECT, bytes(structure))
+    assert (data[7], data[8]) == (0x02, 0x01)  # the validation key, one message: what this reader takes
+
+
+@pytest.mark.parametrize(("feature", "structure", "reason"), [
+    (0x08, bytes(30), "feature 08"),
+    (pinpad.FEATURE_VERIFY_PIN_DIRECT, bytes(22), "fewer than the structure"),
+    (pinpad.FEATURE_VERIFY_PIN_DIRECT, bytes.fromhex("0000810300060602010904000000000900000020000003FFFFFF"),
+     "ulDataLength"),
+    (pinpad.FEATURE_MODIFY_PIN_DIRECT, bytes(11) + b"\x04" + bytes(8) + bytes.fromhex("04000000" "80200000"),
+     "bNumberMessage"),
+])
+def test_what_libccid_refuses_itself_is_a_structure_error(feature, structure, reason):
+    with pytest.raises(StructureError, match=reason) as caught:
+        pinpad.ccid_data(feature, structure)
+    assert caught.value.field is None
 
 
 # -- the firmware's Secure (§6.1.11) -----------------------------------------------------------------------

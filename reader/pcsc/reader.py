@@ -7,17 +7,29 @@ and re-issues a command with the Le a `6Cxx` names (`get_response=False` to
 see the raw exchanges). Connecting retries "card unpowered" / "no card" /
 "service not available" until a deadline (a card just reinserted, a pcscd
 just restarted); a transmit that hangs is abandoned after a bound.
+
+A reader with a PIN pad offers the PC/SC part 10 features FEATURE_VERIFY_PIN_DIRECT and
+FEATURE_MODIFY_PIN_DIRECT (listed by CM_IOCTL_GET_FEATURE_REQUEST); `pin_entry` hands its
+structure to SCardControl with the feature's control code, as libccid's GemPC PinPad takes it.
+The holder types on the reader's own keys; for the GemPC PinPad of `sscard serve --ccid-reader
+GemPCPinPad` those keys are serve's control lines, which `ServeKeypad` sends.
 """
 
 import concurrent.futures
 import time
 
-from reader.base import Reader, transmit_all
+from reader.base import PinPadError, Reader, transmit_all
+from reader.ccid.pinpad import FEATURE_NAMES
+from reader.pcsc.serve import control
 
 try:
     from smartcard import scard
 except ImportError:  # pyscard is an optional dependency: `pip install sscard[pcsc]`
     scard = None
+
+
+FEATURE_REQUEST = 3400  # CM_IOCTL_GET_FEATURE_REQUEST is SCARD_CTL_CODE(3400) (PC/SC part 10)
+PIN_ENTRY_TIMEOUT = 100.0  # s: a PIN entry waits for the holder; libccid waits max(90, bTimeOut + 10) s itself
 
 
 class PcscError(Exception):
@@ -134,25 +146,60 @@ class PcscReader(Reader):
             self._worker = None
 
     # -- exchanges ------------------------------------------------------------------------------
-    def _raw(self, apdu: bytes) -> bytes:
-        if self.card is None:
-            self.reset()
+    def _call(self, timeout: float, call, *args):
+        """`call(*args)` (a pyscard call on the card) in the worker thread, abandoned after `timeout` s."""
         if self._worker is None:
             self._worker = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pcsc")
-        future = self._worker.submit(scard.SCardTransmit, self.card, self.protocol, list(apdu))
+        future = self._worker.submit(call, *args)
         try:
-            hresult, response = future.result(timeout=self.transmit_timeout)
+            return future.result(timeout=timeout)
         except concurrent.futures.TimeoutError:
             self._worker.shutdown(wait=False)  # the stuck call keeps its thread; start afresh next time
             self._worker = None
             self.card = None
-            raise PcscError(f"reader {self.name!r}: no answer within {self.transmit_timeout:g} s") from None
+            raise PcscError(f"reader {self.name!r}: no answer within {timeout:g} s") from None
+
+    def _raw(self, apdu: bytes) -> bytes:
+        if self.card is None:
+            self.reset()
+        hresult, response = self._call(self.transmit_timeout, scard.SCardTransmit, self.card, self.protocol, list(apdu))
         if hresult != scard.SCARD_S_SUCCESS:
             self.card = None
             raise PcscError(f"reader {self.name!r}: transmit failed: {_text(hresult)}")
         if len(response) < 2:  # the card went away mid-command: no status word came back
             self.card = None
             raise PcscError(f"reader {self.name!r}: the card answered no status word (removed?)")
+        return bytes(response)
+
+    # -- the PIN pad (PC/SC part 10) --------------------------------------------------------------
+    def features(self) -> dict[int, int]:
+        """The PC/SC part 10 features the reader offers, tag -> control code (CM_IOCTL_GET_FEATURE_REQUEST:
+        tag, length 4, the code big-endian); {} when the reader's driver answers none."""
+        if self.card is None:
+            self.reset()
+        hresult, tlv = self._call(self.transmit_timeout, scard.SCardControl, self.card,
+                                  scard.SCARD_CTL_CODE(FEATURE_REQUEST), [])
+        if hresult != scard.SCARD_S_SUCCESS:
+            return {}
+        tlv, found, i = bytes(tlv), {}, 0
+        while i + 2 <= len(tlv):
+            found[tlv[i]] = int.from_bytes(tlv[i + 2:i + 2 + tlv[i + 1]], "big")
+            i += 2 + tlv[i + 1]
+        return found
+
+    def pin_entry(self, feature: int, structure: bytes) -> bytes:
+        """The reader's own PIN pad: SCardControl with the feature's control code and `structure`;
+        PinPadError when the reader does not offer the feature or the call fails (libccid answers a
+        structure its reader refuses SCARD_E_NOT_TRANSACTED)."""
+        codes = self.features()
+        if feature not in codes:
+            raise PinPadError(f"reader {self.name!r} has no PIN pad: it does not offer {FEATURE_NAMES[feature]} "
+                              "(PC/SC part 10)")
+        hresult, response = self._call(PIN_ENTRY_TIMEOUT, scard.SCardControl, self.card, codes[feature],
+                                       list(structure))
+        if hresult != scard.SCARD_S_SUCCESS:
+            raise PinPadError(f"reader {self.name!r}: {FEATURE_NAMES[feature]} failed: {_text(hresult)} (the PIN "
+                              "pad refused the structure, or the card did not answer)")
         return bytes(response)
 
     def transmit(self, apdu: bytes) -> bytes:
@@ -165,6 +212,24 @@ class PcscReader(Reader):
 
     def __exit__(self, *exc):
         self.close()
+
+
+class ServeKeypad:
+    """The keys of the GemPC PinPad that `sscard serve --ccid LINK --ccid-reader GemPCPinPad` serves
+    its first card in, reached through serve's control socket `path`: each entry is one
+    `keypad ENTRY` line (docs/ccid.md), queued for the reader's next PIN entry."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def press(self, entry: str) -> None:
+        """Send one entry; PinPadError when serve cannot be reached or refuses it (a reader without keys)."""
+        try:
+            reply = control(self.path, f"keypad {entry}")
+        except OSError as exc:
+            raise PinPadError(f"cannot reach serve's control socket {self.path}: {exc.strerror or exc}") from None
+        if not reply.startswith("ok"):
+            raise PinPadError(f"serve's control socket {self.path} answers: {reply or '(nothing)'}")
 
 
 class _Raw:

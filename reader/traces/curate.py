@@ -1,4 +1,5 @@
-"""The curated traces of `apdu_traces/`: one per real-world flow, recorded from `reader.terminals.flows`.
+"""The curated traces of `apdu_traces/`: one per real-world flow, recorded from `reader.terminals.flows`,
+and a PIN-pad session (VERIFY and CHANGE PIN typed on the simulated GemPC PinPad's keys).
 
     python -m reader.traces.curate [DIR]     (re)record every curated trace into DIR (default apdu_traces)
 
@@ -26,7 +27,8 @@ from chip import Card
 from chip.apps.ssse_files import DDF_NAME
 from chip.iso.apdu import build
 from chip.iso.ber import read_length, read_tag
-from chip.iso.ins import SELECT, VERIFY, cla_ins
+from chip.iso.ins import CHANGE_PIN, GET_DATA, SELECT, VERIFY, cla_ins
+from reader.ccid import pinpad
 from reader.sim import SimReader
 from reader.terminals import flows
 from reader.terminals.ssse import SsseTerminal
@@ -35,13 +37,26 @@ from reader.traces.replay import RecordingReader, TraceWriter, seeded
 ISSUED = datetime.date(2026, 11, 21)
 SEED = 20261121
 AGENT_ID = "110105198506150022"  # a fictional agent, valid GB 11643
+RAW_RUNS = ("apdu", "keypad", "pinpad")  # the runs that are one command or one key, not a flow
+SELECT_SSSE = build(*cla_ins(SELECT), 0x04, 0x00, DDF_NAME, le=256)
+# the PIN pad's templates for the SSSE's six-digit PIN (P5 §6.14 VERIFY, §6.3 CHANGE PIN: current FF new)
+PAD_VERIFY = (pinpad.VERIFY, build(*cla_ins(VERIFY), 0x00, 0x00, b"\xff" * 3))
+PAD_CHANGE = (pinpad.MODIFY, build(*cla_ins(CHANGE_PIN), 0x01, 0x00, b"\xff" * 7))
+GET_STATE = build(*cla_ins(GET_DATA), 0xDF, 0x7E, le=256)  # the SSSE's activation state (docs/card/lifecycle.md §1)
+OK, WRONG_PIN = b"\x90\x00", b"\x63\xc5"  # a wrong PIN: one of the default profile's 6 tries gone
+
+
+def _pad(template: tuple, answer: bytes, *entries: str) -> list:
+    """The runs of one PIN entry on the reader's pad: the entries typed, then the entry itself."""
+    return [("keypad", entry) for entry in entries] + [("pinpad", (*template, answer))]
 
 
 @dataclass
 class Curated:
     name: str
     situation: list[str]
-    runs: list  # (flow name, parameters), or ("apdu", command) for a raw command before the flows
+    runs: list  # (flow name, parameters), or ("apdu", command) for a raw command before the flows, or on the
+    # reader's PIN pad ("keypad", entry) and ("pinpad", (bPINOperation, template, the answer it must give))
     age: int = 0  # the card's date: this many days after its issue date (`@date issued+N`)
     issued: datetime.date = ISSUED
 
@@ -115,9 +130,23 @@ CURATED = [
         "tries (63C5 ... 63C0, then 6983). After an ID check the window resets the PIN (P7 §13.3):",
         "external authentication with PUK, GET CHALLENGE, PIN reset 84 24 00 01 with the new PIN",
         "enciphered and MACed under the STK process key by its PSAM; VERIFY with the new PIN works."],
-        [("apdu", build(*cla_ins(SELECT), 0x04, 0x00, DDF_NAME, le=256))]
+        [("apdu", SELECT_SSSE)]
         + [("apdu", build(*cla_ins(VERIFY), 0x00, 0x00, bytes(3)))] * 7  # PIN 000000
         + [("pin-reset", {})]),
+    Curated("pinpad-verify-and-change", [
+        "Counter with a PIN pad reader: the holder types the PIN on the reader's own keys.",
+        "The terminal asks the reader (PC/SC part 10 FEATURE_VERIFY_PIN_DIRECT, a GemPC PinPad) to",
+        "verify into the template 00 20 00 00 03 FF FF FF: the pad packs the digits typed in BCD",
+        "(P5 §6.14) and sends the VERIFY itself; the PIN never reaches the host (P8 §6.2.4). The",
+        "initial PIN 123456 passes, 111111 costs a try (63C5), the cancel key answers 6401 and the",
+        "card sees nothing. FEATURE_MODIFY_PIN_DIRECT into 80 5E 01 00 07 + seven FF: the current PIN",
+        "and the new one twice give CHANGE PIN 123456 FF 654321 (P5 §6.3), which activates the issued",
+        "card (GET DATA DF7E 00, then 01); VERIFY by the pad with 654321 passes."],
+        [("apdu", SELECT_SSSE)]
+        + _pad(PAD_VERIFY, OK, "123456") + _pad(PAD_VERIFY, WRONG_PIN, "111111")
+        + _pad(PAD_VERIFY, pinpad.ERROR_SW[pinpad.PIN_CANCELLED], pinpad.CANCEL)
+        + [("apdu", GET_STATE)] + _pad(PAD_CHANGE, OK, "123456", "654321", "654321") + [("apdu", GET_STATE)]
+        + _pad(PAD_VERIFY, OK, "654321")),
 ]
 
 
@@ -196,11 +225,21 @@ def mask_issue_dates(text: str) -> str:
 def _run(entry: Curated, card: Card, wrap) -> None:
     reader = None
     for flow, params in entry.runs:
-        if flow == "apdu":
+        if flow in RAW_RUNS:
             if reader is None:
-                reader = wrap(SimReader(card))
+                reader = wrap(SimReader(card, keypad=pinpad.Keypad()))
                 reader.reset()
-            reader.transmit(params)
+            if flow == "apdu":
+                reader.transmit(params)
+            elif flow == "keypad":
+                reader.keypad.press(params)
+            else:
+                operation, template, answer = params
+                op = pinpad.ssse_operation(operation, template)
+                got = reader.pin_entry(pinpad.feature_of(op), pinpad.pcsc_structure(op))
+                if got != answer:
+                    raise RuntimeError(f"curated trace {entry.name}: the PIN entry into {template.hex()} answered "
+                                       f"{got.hex()}, not {answer.hex()}")
             continue
         reader = None
         result = flows.run_flow(flow, card, wrap=wrap, **params)

@@ -16,6 +16,12 @@
     reset                       power up the card (cold reset); `reset 3B 9C ...` also checks the ATR
     power-off                   remove power
     ! fault chunk 4 ins A4      arm a fault from this point of the replay on (`! fault clear`: none)
+    keypad 123456               an entry typed on the reader's PIN pad for its next PIN entry (digits, the
+                                validation key after them), `keypad cancel`, `keypad timeout`
+    pinpad verify 00 20 00 ...  the host asks the reader's PIN pad for a PIN entry into this APDU template
+                                (PC/SC part 10 FEATURE_VERIFY_PIN_DIRECT; `pinpad modify`: ..._MODIFY_...),
+                                with the SSSE PIN's structure unless fields follow (`digits 4-12`, ...);
+                                a `<` line after it expects the card's answer or the pad's 6400-6403
     > 00 A4 04 00 0F 73 78 ...  a command; `{name}` inserts bytes captured earlier
     < 6F XX ... 90 00           the expected response: hex bytes, `XX` any byte, `*` any run of bytes,
                                 `|` between alternatives (`90 00 | 61 XX`), `{name:8}` captures 8 bytes
@@ -36,9 +42,11 @@ import binascii
 import datetime
 import re
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from chip.faults import parse_fault
+from reader.ccid import pinpad
 
 HEX_BYTE = re.compile(r"^[0-9A-Fa-f]{2}$")
 TOKEN = re.compile(r"\{[^}]*\}|\*|\||[0-9A-Fa-f]{2}|XX|xx|\S")
@@ -48,6 +56,14 @@ LATEST_DATE = datetime.date(2049, 12, 31)
 RELATIVE_DATE = re.compile(r"^issued\s*(?:\+\s*(\d{1,5}))?$")
 SNAPSHOT_LIMIT = 1 << 20  # bytes of a decompressed @snapshot image (a card image is a few KiB)
 SNAPSHOT_WIDTH = 76  # base64 characters per @snapshot line
+PIN_OPERATIONS = {"verify": pinpad.VERIFY, "modify": pinpad.MODIFY}
+# a `pinpad` line's fields after the template: word -> the structure's fields it sets (one hex byte each, or
+# for digits and offsets two numbers), and whether only a modification has them
+PIN_FIELDS = {"format": (("format_string",), False), "block": (("block_string",), False),
+              "length": (("length_format",), False), "digits": (("min_digits", "max_digits"), False),
+              "offsets": (("offset_old", "offset_new"), True), "confirm": (("confirm",), True)}
+PAIR = re.compile(r"^(\d{1,3})-(\d{1,3})$")
+TEMPLATE_WORD = re.compile(r"^(?:[0-9A-Fa-f]+|\{[^}]*\})$")  # a `pinpad` line's template: hex (or a capture, refused)
 
 
 def date_problem(day: datetime.date) -> str | None:
@@ -60,6 +76,9 @@ def date_problem(day: datetime.date) -> str | None:
 
 class TraceError(ValueError):
     """A trace that cannot be parsed: `file:line: what is wrong`."""
+
+
+COMMANDS = ("apdu", "pinpad")  # the step kinds that send the card a command (and may have a `<` line)
 
 
 # -- patterns ---------------------------------------------------------------------------------------
@@ -224,13 +243,26 @@ def expectation(text: str, where: str = "expectation") -> Expectation:
 
 @dataclass
 class Step:
-    kind: str  # "reset", "power-off", "apdu", "fault"
+    kind: str  # "reset", "power-off", "apdu", "fault", "keypad", "pinpad"
     line: int
     command: tuple = ()  # tokens (BYTE/SAME) for "apdu"
     expect: Expectation | None = None  # the response (or the ATR for "reset")
     comment: str = ""
     expect_line: int = 0  # the line of the '<' expectation (the step's own line for a reset)
     fault: object = None  # a "fault" step's chip.faults.Fault (None: `! fault clear`)
+    entry: str = ""  # a "keypad" step's entry: digits, cancel or timeout
+    pin: pinpad.Operation | None = None  # a "pinpad" step's structure, its APDU template included
+
+    @property
+    def feature(self) -> int:
+        """A "pinpad" step's PC/SC part 10 feature (FEATURE_VERIFY_PIN_DIRECT or ..._MODIFY_...)."""
+        assert self.pin is not None
+        return pinpad.feature_of(self.pin)
+
+    def structure(self) -> bytes:
+        """A "pinpad" step's PIN_VERIFY_STRUCTURE or PIN_MODIFY_STRUCTURE, as the host hands it to SCardControl."""
+        assert self.pin is not None
+        return pinpad.pcsc_structure(self.pin)
 
     def command_bytes(self, captures: dict) -> bytes:
         out = bytearray()
@@ -265,7 +297,8 @@ class Trace:
 
     @property
     def apdus(self) -> int:
-        return sum(1 for step in self.steps if step.kind == "apdu")
+        """The commands the host sends: `>` lines and PIN entries (`pinpad`, whose APDU the reader builds)."""
+        return sum(1 for step in self.steps if step.kind in COMMANDS)
 
     @property
     def date_text(self) -> str | None:
@@ -297,7 +330,7 @@ class Trace:
         for step in self.steps:
             if step.kind in ("reset", "power-off"):
                 return None
-            if step.kind == "apdu":
+            if step.kind in COMMANDS:
                 return step.line
         return None
 
@@ -328,7 +361,7 @@ def parse(text: str, path: str = "<trace>") -> Trace:
             continue
         if line.startswith("<"):
             if pending is None:
-                raise TraceError(f"{where}: '<' without a '>' command before it")
+                raise TraceError(f"{where}: '<' without a '>' command before it (nor a pinpad line)")
             if pending.expect is not None:
                 raise TraceError(f"{where}: a second '<' for the command on line {pending.line}")
             pending.expect = expectation(line[1:], where)
@@ -348,8 +381,15 @@ def parse(text: str, path: str = "<trace>") -> Trace:
                 raise TraceError(f"{where}: power-off takes nothing after it")
             trace.steps.append(Step("power-off", number, comment=comment.strip()))
             pending = None
+        elif word.lower() == "keypad":
+            trace.steps.append(Step("keypad", number, comment=comment.strip(), entry=_keypad_entry(rest, where)))
+            pending = None
+        elif word.lower() == "pinpad":
+            pending = Step("pinpad", number, comment=comment.strip(), pin=_pin_operation(rest, where))
+            trace.steps.append(pending)
         else:
-            raise TraceError(f"{where}: {line[:30]!r} is not a trace line (>, <, reset, power-off, !, @directive, #)")
+            raise TraceError(f"{where}: {line[:30]!r} is not a trace line (>, <, reset, power-off, !, keypad, pinpad, "
+                             "@directive, #)")
     if snapshot:
         trace.snapshot = _snapshot(snapshot, f"{path}:{trace.given['snapshot']}")
     return trace
@@ -383,6 +423,97 @@ def _fault_step(text: str, number: int, where: str, comment: str) -> Step:
         return Step("fault", number, comment=comment, fault=parse_fault(rest))
     except ValueError as exc:
         raise TraceError(f"{where}: ! fault: {exc}") from None
+
+
+def _keypad_entry(text: str, where: str) -> str:
+    words = text.split()
+    if len(words) != 1:
+        raise TraceError(f"{where}: keypad takes one entry: digits, {pinpad.CANCEL} or {pinpad.TIMEOUT}")
+    try:
+        return pinpad.check_entry(words[0])
+    except ValueError as exc:
+        raise TraceError(f"{where}: {exc}") from None
+
+
+def _pin_operation(text: str, where: str) -> pinpad.Operation:
+    """A `pinpad verify|modify TEMPLATE [FIELD VALUE]...` line's structure: the SSSE PIN's for the
+    template (`reader.ccid.pinpad.ssse_operation`), with the fields given set, checked as the pad
+    reads it (the pad's own PIN lengths are the replay's reader's: checked there)."""
+    words = text.split()
+    if not words or words[0].lower() not in PIN_OPERATIONS:
+        raise TraceError(f"{where}: pinpad is followed by verify or modify, then the APDU template in hex")
+    operation = PIN_OPERATIONS[words[0].lower()]
+    at = next((i for i, word in enumerate(words) if i and not TEMPLATE_WORD.match(word)), len(words))
+    tokens = _tokens(" ".join(words[1:at]), where, False)
+    if any(kind != BYTE for kind, _ in tokens):
+        raise TraceError(f"{where}: a PIN-pad template is hex bytes only (no {{capture}})")
+    template = bytes(value for _, value in tokens)
+    fields: dict[str, Any] = {}  # Operation's int fields, by name
+    rest = words[at:]
+    while rest:
+        name = rest[0].lower()
+        if name not in PIN_FIELDS:
+            raise TraceError(f"{where}: pinpad: {rest[0]!r} is neither hex of the template nor a field "
+                             f"({', '.join(PIN_FIELDS)})")
+        attributes, modify_only = PIN_FIELDS[name]
+        if modify_only and operation != pinpad.MODIFY:
+            raise TraceError(f"{where}: pinpad verify: {name} belongs to a modification")
+        if attributes[0] in fields:
+            raise TraceError(f"{where}: pinpad: {name} given twice")
+        count = 2 if name == "offsets" else 1  # the words of its value
+        values = _pin_values(name, rest[1:1 + count], where)
+        fields.update(zip(attributes, values, strict=True))
+        rest = rest[1 + count:]
+    if len(template) <= pinpad.HEADER or template[pinpad.HEADER] != len(template) - pinpad.HEADER - 1 \
+            or not template[pinpad.HEADER]:
+        raise TraceError(f"{where}: pinpad {words[0].lower()}: the template is a command APDU with the data field "
+                         f"the PIN goes into (CLA INS P1 P2 Lc, then Lc bytes), got {len(template)} bytes")
+    op = replace(pinpad.ssse_operation(operation, template), **fields)
+    try:
+        pinpad.parse(pinpad.ccid_data(pinpad.feature_of(op), pinpad.pcsc_structure(op)))
+    except pinpad.StructureError as exc:
+        raise TraceError(f"{where}: pinpad: {exc}") from None
+    return op
+
+
+def _pin_values(name: str, words: list[str], where: str) -> tuple[int, ...]:
+    """The value(s) of one `pinpad` field: `digits N-M`, `offsets OLD NEW` (bytes into the data field,
+    decimal), else one hex byte (the structure's own bits)."""
+    if name == "digits":
+        match = PAIR.match(words[0]) if words else None
+        if match is None or int(match[1]) > int(match[2]) or int(match[2]) > 0xFF:
+            raise TraceError(f"{where}: pinpad: digits needs FEWEST-MOST (wPINMaxExtraDigit, e.g. 4-12)")
+        return int(match[1]), int(match[2])
+    if name == "offsets":
+        if len(words) != 2 or not all(word.isdigit() and int(word) <= 0xFF for word in words):
+            raise TraceError(f"{where}: pinpad: offsets needs OLD NEW, bytes into the data field (e.g. 0 4)")
+        return int(words[0]), int(words[1])
+    if not words or not HEX_BYTE.match(words[0]):
+        raise TraceError(f"{where}: pinpad: {name} needs one hex byte (the structure's field, e.g. 81)")
+    return (int(words[0], 16),)
+
+
+def pin_text(op: pinpad.Operation) -> str:
+    """A `pinpad` line's text after the word pinpad: the operation, the template, and the fields in
+    which `op` differs from the SSSE PIN's structure for that template (what `parse` reads back).
+    The fields the pad does not use (bTimeOut, the messages, bTeoPrologue) are not written."""
+    default = pinpad.ssse_operation(op.operation, op.apdu)
+    words = ["verify" if op.operation == pinpad.VERIFY else "modify", _spaced(op.apdu)]
+    for name, (attributes, modify_only) in PIN_FIELDS.items():
+        values = tuple(getattr(op, attribute) for attribute in attributes)
+        if (modify_only and op.operation != pinpad.MODIFY) or values == tuple(getattr(default, a) for a in attributes):
+            continue
+        if name == "digits":
+            words.append(f"digits {values[0]}-{values[1]}")
+        elif name == "offsets":
+            words.append(f"offsets {values[0]} {values[1]}")
+        else:
+            words.append(f"{name} {values[0]:02X}")
+    return " ".join(words)
+
+
+def _spaced(data: bytes) -> str:
+    return " ".join(f"{b:02X}" for b in data)
 
 
 def _directive(trace: Trace, text: str, where: str, snapshot: list) -> None:
@@ -448,8 +579,10 @@ def to_text(trace: Trace) -> str:
             out.append("power-off")
         elif step.kind == "fault":
             out.append(f"! fault {step.fault if step.fault is not None else 'clear'}")
+        elif step.kind == "keypad":
+            out.append(f"keypad {step.entry}")
         else:
-            out.append(f"> {step.command_text()}")
+            out.append(f"pinpad {pin_text(step.pin)}" if step.pin is not None else f"> {step.command_text()}")
             if step.expect is not None:
                 out.append(f"< {step.expect.text}")
     return "\n".join(out) + "\n"
@@ -503,6 +636,8 @@ def to_scriptor(trace: Trace) -> str:
     """A scriptor script: the commands (captures cannot be expressed, so a command using one fails)."""
     out = [f"# {line}" if line else "#" for line in trace.header]
     for step in trace.steps:
+        if step.kind in ("keypad", "pinpad"):
+            raise TraceError(f"{trace.path}:{step.line}: scriptor has no PIN pad ({step.kind} line)")
         if step.kind == "reset":
             out.append("reset")
         elif step.kind == "apdu":

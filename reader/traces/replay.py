@@ -7,6 +7,11 @@ caller supplies, the directives that describe the starting card (`@profile`,
 `@issued`, `@snapshot`) are compared with it and the ones that set it up
 (`@date`, `@random`) are applied where they can be: `replay_notes` says, before
 the first APDU, each one that cannot be honoured.
+
+PIN-pad lines (`keypad`, `pinpad`): on a simulated card (SimReader, WireReader) the reader's
+simulated PIN pad takes them, a fresh one for the replay if the reader has none (like the faults);
+on a PC/SC reader `pinpad` goes to the reader's own pad (SCardControl) and `keypad` to the
+`keypad` channel the caller gives (serve's control socket), without which that step fails.
 """
 
 import datetime
@@ -14,6 +19,7 @@ import random as random_module
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 from xml.etree import ElementTree
 
 from chip import Card, ImageError
@@ -22,10 +28,11 @@ from chip.faults import CardMute, FaultPlan
 from chip.kernel import image as image_mod
 from chip.kernel.store import Store
 from chip.personalization.profile import shipped_names
-from reader.base import Reader
+from reader.base import PinPadError, Reader
+from reader.ccid import pinpad
 from reader.report import spaced
 from reader.sim import SimReader
-from reader.traces.format import Trace, TraceError, snapshot_lines
+from reader.traces.format import Step, Trace, TraceError, pin_text, snapshot_lines
 
 
 def seeded(seed: int):
@@ -174,27 +181,63 @@ class Result:
         return f"FAIL {where}: {self.failure.message}"
 
 
-def replay(trace: Trace, reader: Reader, progress=None) -> Result:
+class KeypadChannel(Protocol):
+    """Where a trace's `keypad` lines go: the keys of the reader's PIN pad (reader.ccid.pinpad.Keypad),
+    or a channel to them (reader.pcsc.reader.ServeKeypad). `press` raises ValueError or PinPadError."""
+
+    def press(self, entry: str) -> None: ...
+
+
+def replay(trace: Trace, reader: Reader, progress=None, keypad: KeypadChannel | None = None) -> Result:
     """Run `trace` on `reader`; stop at the first response that does not match.
 
     A trace with faults (`@fault`, `! fault`) needs a simulated card (`reader.card`: SimReader,
-    WireReader): they are armed on it as a fresh `chip.faults.FaultPlan` for this replay only.
+    WireReader): they are armed on it as a fresh `chip.faults.FaultPlan` for this replay only. A
+    trace with PIN-pad lines on a simulated card without a keypad gets a fresh `Keypad` (the pad
+    of LD/T 32 P8 §6.2.4, 4-12 digits) for this replay only; `keypad` is where the `keypad` lines
+    go on a reader whose pad is not simulated.
     """
+    card = getattr(reader, "card", None)
+    simulated = isinstance(card, Card)
+    padless = simulated and reader.keypad is None and any(step.kind in ("keypad", "pinpad") for step in trace.steps)
+    if padless:
+        reader.keypad = pinpad.Keypad()
+    try:
+        return _with_faults(trace, reader, progress, keypad)
+    finally:
+        if padless:
+            reader.keypad = None
+
+
+def _with_faults(trace: Trace, reader: Reader, progress, keypad: KeypadChannel | None) -> Result:
     fault_lines = [step.line for step in trace.steps if step.kind == "fault"]
     if not trace.faults and not fault_lines:
-        return _replay(trace, reader, progress, None)
+        return _replay(trace, reader, progress, None, keypad)
     card = getattr(reader, "card", None)
     if not isinstance(card, Card):
         return Result(trace, Failure(fault_lines[0] if fault_lines else 0, "fault injection needs a simulated "
                                      "card (SimReader or WireReader), not a real reader"), 0, 0.0)
     previous, card.faults = card.faults, FaultPlan(trace.faults)
     try:
-        return _replay(trace, reader, progress, card)
+        return _replay(trace, reader, progress, card, keypad)
     finally:
         card.faults = previous
 
 
-def _replay(trace: Trace, reader: Reader, progress, card) -> Result:
+def _press(step: Step, reader: Reader, keypad: KeypadChannel | None) -> Failure | None:
+    """A `keypad` line: its entry to the reader's simulated keys, else to the `keypad` channel."""
+    channel = reader.keypad if reader.keypad is not None else keypad
+    if channel is None:
+        return Failure(step.line, f"keypad {step.entry}: no way to this reader's keypad (a PC/SC reader served by "
+                                  "`sscard serve --ccid-reader GemPCPinPad`: give --keypad-control SOCKET)")
+    try:
+        channel.press(step.entry)
+    except (ValueError, PinPadError) as exc:
+        return Failure(step.line, f"keypad {step.entry}: {exc}")
+    return None
+
+
+def _replay(trace: Trace, reader: Reader, progress, card, keypad: KeypadChannel | None) -> Result:
     captures: dict = {}
     apdus = 0
     start = time.perf_counter()
@@ -228,17 +271,28 @@ def _replay(trace: Trace, reader: Reader, progress, card) -> Result:
             reader.power_off()
             powered_off = step.line
             continue
+        if step.kind == "keypad":
+            pressed = _press(step, reader, keypad)
+            if pressed is not None:
+                return done(pressed)
+            continue
         try:
-            command = step.command_bytes(captures)
+            if step.pin is not None:  # a PIN entry: the reader's pad builds the APDU from the template
+                sent = f"the PIN entry into {_short(step.pin.apdu)}"
+                response = reader.pin_entry(step.feature, step.structure())
+            else:
+                command = step.command_bytes(captures)
+                sent = _short(command)
+                response = reader.transmit(command)
         except TraceError as exc:
             return done(Failure(step.line, str(exc)))
-        try:
-            response = reader.transmit(command)
+        except PinPadError as exc:
+            return done(Failure(step.line, f"pinpad: {exc}"))
         except CardMute:
-            return done(Failure(step.line, f"no answer (the card is mute) to {_short(command)}"))
+            return done(Failure(step.line, f"no answer (the card is mute) to {sent}"))
         except CardNotPowered:
             since = f" (power-off on line {powered_off} and no reset since)" if powered_off else ""
-            return done(Failure(step.line, f"the card is not powered{since}: {_short(command)} needs a reset first"))
+            return done(Failure(step.line, f"the card is not powered{since}: {sent} needs a reset first"))
         apdus += 1
         if progress is not None and apdus % 1000 == 0:
             progress(trace, apdus, total)
@@ -249,7 +303,7 @@ def _replay(trace: Trace, reader: Reader, progress, card) -> Result:
             index, want = step.expect.first_difference(response, captures)
             got = f"{response[index]:02X}" if index < len(response) else "the end of the response"
             return done(Failure(step.expect_line, f"response byte {index} is {got}, expected {want}: "
-                                           f"got {window(response, index)} to {_short(command)}"))
+                                           f"got {window(response, index)} to {sent}"))
         captures.update(found)
     return done()
 
@@ -304,6 +358,19 @@ class TraceWriter:
     def power_off(self) -> None:
         self._write("power-off")
 
+    def pin_entry(self, feature: int, structure: bytes, response: bytes, seconds: float,
+                  typed: list[str] | None) -> None:
+        """A PIN entry on the reader's pad: the entries it took (`typed`; None: typed on a pad the host
+        cannot see, so a replay needs them given again), the `pinpad` line, and the answer."""
+        stamp = datetime.datetime.now().isoformat(timespec="microseconds")
+        self.exchanges += 1
+        if typed is None:
+            self._write("# keypad: typed on the reader's own PIN pad, which never shows the host the entries")
+        for entry in typed or ():
+            self._write(f"keypad {entry}")
+        self._write(f"pinpad {pin_text(pinpad.parse(pinpad.ccid_data(feature, structure)))}  # {stamp}")
+        self._write(f"< {spaced(response)}  # {seconds * 1000:.3f} ms")
+
 
 class RecordingReader(Reader):
     """Wraps any `Reader` and writes every exchange as a trace, with timestamps and durations."""
@@ -327,6 +394,26 @@ class RecordingReader(Reader):
     def power_off(self) -> None:
         self.reader.power_off()
         self.writer.power_off()
+
+    @property
+    def keypad(self) -> pinpad.Keypad | None:
+        """The wrapped reader's simulated keys (pressing them is recorded at the PIN entry that takes them)."""
+        return self.reader.keypad
+
+    @keypad.setter
+    def keypad(self, keys: pinpad.Keypad | None) -> None:
+        self.reader.keypad = keys
+
+    def pin_entry(self, feature: int, structure: bytes) -> bytes:
+        """The wrapped reader's PIN entry, written as the `keypad` lines of the entries its pad took and a
+        `pinpad` line (a refused structure raises PinPadError and writes nothing)."""
+        keys = self.reader.keypad
+        waiting = keys.pending() if keys is not None else None
+        start = time.perf_counter()
+        response = self.reader.pin_entry(feature, structure)
+        typed = None if keys is None or waiting is None else waiting[:len(waiting) - len(keys)]
+        self.writer.pin_entry(feature, structure, response, time.perf_counter() - start, typed)
+        return response
 
 
 def junit_xml(results: list[Result], name: str = "sscard replay") -> str:
