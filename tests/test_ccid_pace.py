@@ -48,19 +48,18 @@ def test_the_fci_fetched_by_get_response_counts_both_tpdus():
     assert pace.seconds == pytest.approx((5 + 1 + 15 + 2 + 5 + 1 + 30 + 2) * 12 * ETU)
 
 
-def test_a_slow_t0_card_asks_for_time_once_per_work_waiting_time():
+def test_a_slow_t0_card_keeps_the_host_waiting_while_it_works():
     _, end = t0_card("delay 30000 ins B2 once")
     paced_exchange(ReaderT0(), end, bytes.fromhex(SELECT_SSSE), 0, LINE)
     _, pace = paced_exchange(ReaderT0(), end, bytes.fromhex("00B2072C0B"), 0, LINE)
-    wwt = 960 * 10  # WI 10, Di 1
-    nulls = 30000 // wwt  # 3: at most one WWT of silence between characters
-    assert len(pace.requests) == nulls
-    assert all(5 * 12 * ETU < at < (5 * 12 + 30000) * ETU for at in pace.requests)  # while the card works
+    nulls = 30000 // (960 * 10)  # 3: the card lets at most one WWT (WI 10, Di 1) pass in silence
     # the 3 NULLs, the ACK, 11 data bytes, SW1 SW2 back, and the 30,000 etu of processing
     assert pace.seconds == pytest.approx((5 * 12 + 30000 + (nulls + 1 + 11 + 2) * 12) * ETU)
+    works = 5 * 12 * ETU  # the card starts working once the header is in
+    assert pace.requests == pytest.approx([works + 0.5 * k for k in range(1, 6)])  # 2.79 s of work: 5
 
 
-def test_a_slow_t1_card_at_apdu_level_asks_for_time_once_per_wtx():
+def test_a_slow_t1_card_at_apdu_level_keeps_the_host_waiting_while_it_works():
     card = Card.from_profile("t1", date=CARD_DATE)
     card.power_on(1)
     card.faults = FaultPlan(["delay 100000 ins B2 once"])
@@ -69,8 +68,8 @@ def test_a_slow_t1_card_at_apdu_level_asks_for_time_once_per_wtx():
     paced_exchange(reader, end, bytes.fromhex(SELECT_SSSE), 1, LINE)
     reply, pace = paced_exchange(reader, end, bytes.fromhex("00B2072C0B"), 1, LINE)
     assert reply is not None and reply[-2:] == b"\x90\x00"
-    assert len(pace.requests) == 1  # one S(WTX request): BWT at BWI 4 is 15,371 etu, the multiplier covers it
-    assert pace.seconds > 100000 * ETU
+    assert pace.seconds > 100000 * ETU  # the S(WTX) exchange, then 100,000 etu of work: 9.3 s
+    assert len(pace.requests) == 18 and pace.requests[-1] - pace.requests[0] == pytest.approx(17 * 0.5)
 
 
 def test_at_tpdu_level_on_t1_the_block_and_its_answer():

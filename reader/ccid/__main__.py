@@ -31,6 +31,8 @@ def parser() -> argparse.ArgumentParser:
     card.add_argument("--profile", metavar="NAME", help="serve a fresh card of this profile, in memory")
     p.add_argument("--reader", default=DEFAULT_VARIANT, choices=sorted(VARIANTS), help="the reader variant")
     p.add_argument("--psam", metavar="IMAGE", help="on the SEC1210: the PSAM image for the SAM slot (slot 1)")
+    p.add_argument("--realtime", action="store_true",
+                   help="answer at a real card's pace (time on the contacts, time requests while the card works)")
     p.add_argument("--debug", action="store_true", help="log every CCID message to stderr")
     p.add_argument("--keypad", metavar="ENTRIES", default="",
                    help="for tests: the PIN pad's entries, in order, comma-separated (digits, cancel, timeout)")
@@ -64,7 +66,7 @@ def main(argv=None) -> int:
 
 def serve(args, firmware: Firmware) -> int:
     """The firmware on its pty until a signal stops it."""
-    with PtyReader(args.link, firmware, args.reader) as reader:
+    with PtyReader(args.link, firmware, args.reader, realtime=args.realtime) as reader:
         print(stanza(reader.link, args.reader), end="", flush=True)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, lambda *_: reader.stop())

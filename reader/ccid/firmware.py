@@ -58,12 +58,13 @@ not exist fails with bError 5, the offset of bSlot (§6.2.6).
 from collections.abc import Callable
 
 from chip import Card
-from chip.contacts.atr import Atr, parse_atr
+from chip.contacts.atr import Atr
 from chip.contacts.pps import PPSS, CardPps
 from chip.contacts.t0 import CardT0
 from chip.contacts.t1 import IFS_MAX, CardT1
-from chip.contacts.timing import DEFAULT_FI_DI, EDC_CRC, fi_di_values
+from chip.contacts.timing import CARD_CHARACTER_ETU, DD, DEFAULT_FI_DI, EDC_CRC, FD, fi_di_values
 from reader.ccid import pinpad
+from reader.ccid.activation_errors import berror
 from reader.ccid.levels import (
     ESCAPE_SET_APDU_LEVEL,
     SHORT_APDU,
@@ -71,6 +72,7 @@ from reader.ccid.levels import (
     carries,
     exchange,
     link_parameters,
+    processing_etu,
     reader_end,
 )
 from reader.ccid.messages import (
@@ -96,7 +98,9 @@ from reader.ccid.messages import (
     Message,
     answer,
 )
+from reader.ccid.pace import INSTANT, Line, Pace, paced_exchange
 from reader.ccid.serial import DEFAULT_VARIANT, variant_of
+from reader.link.activation import activate
 from reader.link.pps import ReaderPps
 from reader.link.t0 import ReaderT0
 from reader.link.t1 import ReaderT1
@@ -180,8 +184,10 @@ class Firmware:
     Escape 1F 02 sets the short APDU level (`level`, reader/ccid/levels.py)."""
 
     def __init__(self, card: Card | None, keypad: pinpad.Keypad | None = None, variant: str = DEFAULT_VARIANT,
-                 others: tuple[Card | None, ...] = ()):
+                 others: tuple[Card | None, ...] = (), paced: bool = False):
         self.variant = variant_of(variant)
+        self.paced = paced  # --realtime: `pace` says when each answer is due (reader/ccid/pace.py)
+        self.pace: Pace = INSTANT
         if len(others) >= self.variant.slots:
             raise ValueError(f"the {self.variant.name} has {self.variant.slots} slot(s), not {len(others) + 1}")
         cards = (card, *others) + (None,) * (self.variant.slots - 1 - len(others))
@@ -261,7 +267,8 @@ class Firmware:
 
     # -- commands ----------------------------------------------------------------------------------
     def handle(self, command: Message) -> Message:
-        """The answer to one CCID command."""
+        """The answer to one CCID command (and, when paced, its schedule in `pace`)."""
+        self.pace = INSTANT
         number = command.slot
         if not 0 <= number < len(self.slots):
             return answer(command, ICC_ABSENT, SLOT_OFFSET)
@@ -274,10 +281,17 @@ class Firmware:
     def _power_on(self, slot: IccSlot, command: Message) -> Message:
         if slot.card is None:
             return answer(command, ICC_ABSENT, ICC_MUTE)
-        atr = slot.card.power_on()  # the card's own protocol: what runs without PPS
-        slot.atr = parse_atr(atr)
+        # LD/T 32 P2 §6.1.3, §8.5 and P8 §5.1.3 (reader/link/activation.py): cold reset, a warm one when
+        # the answer is bad, the card deactivated when the warm one is bad too; the card's own protocol
+        activation = activate(slot.card)
+        if self.paced:
+            self.pace = Pace(activation.seconds(self.variant.clock))
+        if activation.params is None:
+            slot.deactivate()
+            return answer(command, slot.icc_status, berror(activation))
+        slot.atr = activation.params
         self._use(slot, slot.atr.default_protocol, default_parameters(slot.atr, slot.atr.default_protocol))
-        return answer(command, ICC_ACTIVE, data=atr)
+        return answer(command, ICC_ACTIVE, data=activation.atr)
 
     def _power_off(self, slot: IccSlot, command: Message) -> Message:
         if slot.card is not None and slot.card.powered:
@@ -300,9 +314,8 @@ class Firmware:
             return self._pps(slot, command)
         if not carries(self.level, data):
             return answer(command, status, DATA_OFFSET)  # an extended APDU at short APDU level
-        assert slot.end is not None
         try:
-            reply = exchange(slot.reader_t0 or slot.reader_t1, slot.end, data)
+            reply = self._exchange(slot, data)
         except LinkError:
             return answer(command, status, HW_ERROR)
         if reply is None:
@@ -314,6 +327,7 @@ class Firmware:
         pps = CardPps(slot.atr)
         pps.receive(command.data)
         reply = pps.output()
+        self._pace_pps(slot, command.data, reply)
         if not reply:  # the card refused: it stays silent (7816-3 §9.3), the reader times out
             return answer(command, ICC_ACTIVE, ICC_MUTE)
         if pps.accepted and pps.protocol is not None:
@@ -366,6 +380,7 @@ class Firmware:
         card.receive(request)
         reply = card.output()
         slot.pps = (request, reply)
+        self._pace_pps(slot, request, reply)
         if reply:
             ours.receive(reply)
         else:
@@ -398,7 +413,7 @@ class Firmware:
         unit = apdu if reader is not None else pinpad.tpdu_block(
             operation, apdu, link_parameters(slot.protocol, slot.parameters)["edc"])
         try:
-            reply = exchange(reader, slot.end, bytes(unit))
+            reply = self._exchange(slot, bytes(unit))
         except LinkError:
             return answer(command, status, HW_ERROR)
         finally:
@@ -425,6 +440,33 @@ class Firmware:
         return answer(command, slot.icc_status, CMD_NOT_SUPPORTED)
 
     # -- the card's end of the contacts ------------------------------------------------------------------
+    def _exchange(self, slot: IccSlot, data: bytes) -> bytes | None:
+        """One XfrBlock's unit to the card and what comes back (levels.exchange), at the card's pace
+        when paced. LinkError when the ends never finish."""
+        assert slot.end is not None and slot.protocol is not None
+        reader = slot.reader_t0 or slot.reader_t1
+        if not self.paced:
+            return exchange(reader, slot.end, data)
+        reply, self.pace = paced_exchange(reader, slot.end, data, slot.protocol, self._line(slot))
+        return reply
+
+    def _line(self, slot: IccSlot) -> Line:
+        """The contacts' timing in force in `slot`: its Fi/Di, the reader's clock, TC1's character time."""
+        assert slot.atr is not None and slot.protocol is not None
+        values = fi_di_values(slot.parameters[0])
+        assert values is not None
+        fi, di, _ = values
+        return Line(fi, di, self.variant.clock, slot.atr.guard_etu(slot.protocol))
+
+    def _pace_pps(self, slot: IccSlot, request: bytes, reply: bytes) -> None:
+        """A PPS takes its characters' time at the initial etu (ISO/IEC 7816-3 §9.1), or the initial
+        waiting time when the card stays silent."""
+        if self.paced:
+            assert slot.atr is not None
+            line = Line(FD, DD, self.variant.clock, slot.atr.guard_etu(0))
+            wait = len(reply) * CARD_CHARACTER_ETU if reply else slot.atr.wwt_etu(DD)
+            self.pace = line.pace(len(request) * line.to_card_etu + wait)
+
     def _use(self, slot: IccSlot, protocol: int, structure: bytes) -> None:
         """Run `protocol` with the §6.1.7 parameters `structure`: the card's end made anew with them."""
         assert slot.card is not None
@@ -433,9 +475,9 @@ class Firmware:
         if protocol == 0:
             if slot.card.protocol != 0:
                 slot.card.reset(0)  # right after the ATR or PPS: nothing of the session is lost
-            slot.end = CardT0(slot.card, **parameters)
+            slot.end = CardT0(slot.card, delay_etu=processing_etu(slot.card), **parameters)
         else:
-            slot.end = CardT1(slot.card, **parameters)
+            slot.end = CardT1(slot.card, delay_etu=processing_etu(slot.card), **parameters)
         self._reader_ends(slot, protocol, parameters)
 
     def _reader_ends(self, slot: IccSlot, protocol: int, parameters: dict) -> None:

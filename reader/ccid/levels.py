@@ -23,6 +23,9 @@ APDU level (ccid.c, ccid_open_hack_post). The level holds until the firmware sto
 card off and on does not change it.
 """
 
+from collections.abc import Callable
+
+from chip import Card
 from chip.contacts.t0 import CardT0
 from chip.contacts.t1 import IFS_MAX, CardT1
 from chip.contacts.timing import EDC_CRC, EDC_LRC, fi_di_values
@@ -87,3 +90,16 @@ def pass_block(card_end: CardT1, block: bytes) -> bytes | None:
     if not card_end.has_output and card_end.wait_etu:  # a block shorter than its LEN: its CWT runs out
         card_end.timeout()
     return card_end.output() or None
+
+
+def processing_etu(card: Card) -> Callable[[bytes], int]:
+    """The card's processing time of a command, in etu, for its end of the contacts (`delay_etu`):
+    what the card's fault plan gives it (a `delay` fault), read when the command comes - a plan armed
+    later on serve's control line counts too. A slow card asks for time as a real one does: NULLs on
+    T=0, S(WTX request) on T=1 (ISO/IEC 7816-3 §10.2, §11.4.3)."""
+
+    def etu(apdu: bytes) -> int:
+        plan = card.faults
+        return 0 if plan is None else plan.slow_etu(apdu)
+
+    return etu

@@ -6,7 +6,10 @@ DEVICENAME (`LINK:GemPCTwin`). The driver opens the slave and sets it raw, 11520
 (a pty takes the settings and ignores the speed). `PtyReader` reads the master side, feeds
 `SerialFraming`, gives each whole command to the `Firmware` and writes the answer at once:
 the driver ignores bSeq on the serial line, so an answer written late would be taken for the
-next command's. Nothing here waits on the card: the firmware is pure computation. A card
+next command's. Nothing here waits on the card: the firmware is pure computation. With
+`realtime` (`--realtime`) the answer goes out when a real card's would - the firmware's `pace`
+(reader/ccid/pace.py) - with a time-request byte at each of its requests, which restarts the
+driver's read timeout; `next_due()` tells the select loop when to `tick()`. A card
 inserted or removed since the last command (`Firmware.insert`, `remove`) is notified, `50 03`
 or `50 02` on a one-slot reader, before the next answer (the driver's synchronous card movement
 mode). With `--debug` every command and answer is logged, and the PPS the firmware runs itself
@@ -22,13 +25,16 @@ run - before pcscd does; a reader that goes away stays unavailable until pcscd r
 FRIENDLYNAME, DEVICENAME, LIBPATH).
 """
 
+import collections
 import logging
 import os
 import select
+import time
 import tty
 
 from reader.ccid.firmware import Firmware
 from reader.ccid.messages import HW_ERROR, SET_PARAMETERS, MessageError, answer, decode
+from reader.ccid.pace import INSTANT, TIME_REQUEST, Pace
 from reader.ccid.serial import DEFAULT_VARIANT, SerialFraming, Variant, variant_of
 
 LIBCCIDTWIN = "/usr/lib/pcsc/drivers/serial/libccidtwin.so"  # Debian's libccid, serial flavour
@@ -55,9 +61,13 @@ def stanza(link: str, variant: str = DEFAULT_VARIANT, name: str = FRIENDLY_NAME)
 class PtyReader:
     """The firmware behind a pty whose slave `link` names; `serve()` runs until `stop()`."""
 
-    def __init__(self, link: str, firmware: Firmware, variant: str = DEFAULT_VARIANT):
+    def __init__(self, link: str, firmware: Firmware, variant: str = DEFAULT_VARIANT, realtime: bool = False):
         self.link = os.path.abspath(link)
         self.firmware = firmware
+        firmware.paced = realtime
+        self.realtime = realtime
+        self._due: collections.deque[tuple[float, bytes]] = collections.deque()  # (monotonic time, bytes), in order
+        self._busy_until = 0.0  # when the answer being paced goes out: the reader serves one command at a time
         self.variant = variant
         self.framing = SerialFraming(echo=variant_of(variant).echo)
         self.commands = 0
@@ -79,8 +89,9 @@ class PtyReader:
     def serve(self) -> None:
         """Answer every command the host writes, until `stop()`."""
         while True:
-            ready, _, _ = select.select([self._master, self._wake_r], [], [])
-            if self._wake_r in ready or not self.readable():
+            ready, _, _ = select.select([self._master, self._wake_r], [], [], self.next_due())
+            self.tick()
+            if self._wake_r in ready or (self._master in ready and not self.readable()):
                 return
 
     def fileno(self) -> int:
@@ -119,8 +130,37 @@ class PtyReader:
                 log.debug("< NotifySlotChange %s", changes.hex(" ").upper())
                 self.framing.notify(changes)
             self.framing.send(raw, reply.encode())
-            self._write(self.framing.output())
-        self._write(self.framing.output())  # NAKs, and answers sent again after the host's NAK
+            self._send(self.framing.output(), self.firmware.pace)
+        self._send(self.framing.output())  # NAKs, and answers sent again after the host's NAK
+
+    # -- the pace of a real card (--realtime, reader/ccid/pace.py) --------------------------------------
+    def _send(self, data: bytes, pace: Pace = INSTANT) -> None:
+        """Write `data` now, or - realtime - when its pace says, after what is already waiting, with a
+        time-request byte at each of the pace's requests."""
+        if not data:
+            return
+        if not self.realtime or (not self._due and not pace.seconds):
+            self._write(data)
+            return
+        start = max(time.monotonic(), self._busy_until)
+        self._due.extend((start + at, TIME_REQUEST) for at in pace.requests)
+        self._busy_until = start + pace.seconds
+        self._due.append((self._busy_until, data))
+
+    def next_due(self) -> float | None:
+        """Seconds until the next paced write is due (None: nothing waits), for a caller's select."""
+        if not self._due:
+            return None
+        return max(0.0, self._due[0][0] - time.monotonic())
+
+    def tick(self) -> None:
+        """Write every paced write that is due."""
+        now = time.monotonic()
+        while self._due and self._due[0][0] <= now:
+            data = self._due.popleft()[1]
+            if data == TIME_REQUEST:
+                log.debug("< time request %s", data.hex().upper())
+            self._write(data)
 
     def _log_pps(self, slot: int) -> None:
         """The PPS the firmware ran itself for a SetParameters (automatic PPS, reader/ccid/firmware.py)."""

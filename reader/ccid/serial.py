@@ -60,6 +60,7 @@ class Variant:
     slots: int = 1  # bMaxSlotIndex + 1
     auto_pps: bool = False  # CCID_CLASS_AUTO_PPS_CUR: SetParameters, and the reader runs the PPS
     check_escape: bytes = b"\x02"  # the Escape the driver's open sends (and must see succeed)
+    clock: int = 4_000_000  # Hz: the clock it gives the card (dwDefaultClock, in kHz in libccid's table)
 
 
 VARIANTS = {variant.name: variant for variant in (
@@ -67,7 +68,7 @@ VARIANTS = {variant.name: variant for variant in (
     Variant("GemPCPinPad", echo=True),
     Variant("GemCorePOSPro", echo=False, slots=5),
     Variant("GemCoreSIMPro", echo=False, slots=2),
-    Variant("SEC1210", echo=False, slots=2, auto_pps=True, check_escape=b"\x06"),  # a card slot and a SAM slot
+    Variant("SEC1210", echo=False, slots=2, auto_pps=True, check_escape=b"\x06", clock=4_800_000),  # a card slot and a SAM slot
 )}
 DEFAULT_VARIANT = "GemPCTwin"
 
