@@ -33,7 +33,6 @@ READER = FRIENDLY_NAME + " 00 00"
 RECORD_7 = "07095430303030303030319000"  # EF05 record 7, the card number T00000001, and 9000
 WRONG_VERIFY = "0020000003000000"
 T0, T1 = 1, 2  # SCARD_PROTOCOL_T0, SCARD_PROTOCOL_T1
-TRACE = "pin-reset"  # 27 APDUs: PUK authentication, PSAM MACs, PIN reset, VERIFY
 
 
 def command(kind: int, data: bytes = b"", fields: bytes = bytes(3)) -> m.Message:
@@ -256,9 +255,31 @@ def test_the_t1_card_gives_the_same_bytes_at_both_levels(pcsc, tmp_path):
     assert tpdu["line"] == apdu["line"]
 
 
+CURATED = sorted(path.stem for path in TRACES.glob("*.apdu") if not path.stem.startswith("pinpad"))  # keypad: test_pinpad_traces
+
+
+def on_the_t1_card(text: str) -> str:
+    """A curated trace as it runs on the `t1` profile's card: the same card (holder, keys, records), whose
+    ATR offers T=1 as well (TA1 13, TCK); the trace's responses are written as on T=1 already."""
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("@profile "):
+            line = "@profile t1"
+        elif line.startswith("reset 3B"):
+            line = "reset " + bytes.fromhex(T1_ATR).hex(" ").upper()
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("name", CURATED)
+@pytest.mark.parametrize("profile", ["default", "t1"], ids=["t0-card", "t1-card"])  # pcscd runs T=1 when offered
 @pytest.mark.parametrize("level", [TPDU, SHORT_APDU])
-def test_a_curated_trace_replays_over_the_ccid_reader(pcsc, tmp_path, level):
-    path = TRACES / f"{TRACE}.apdu"
+def test_the_curated_traces_replay_over_the_ccid_reader(pcsc, tmp_path, level, profile, name):
+    path = TRACES / f"{name}.apdu"
+    if profile == "t1":
+        copy = tmp_path / path.name
+        copy.write_text(on_the_t1_card(path.read_text(encoding="utf-8")), encoding="utf-8")
+        path = copy
     trace = parse(path.read_text(encoding="utf-8"), str(path))
     image = str(tmp_path / "card.img")  # a fresh personalisation, as the trace's @profile and @issued say
     Card.from_profile(trace.profile, state=image, date=trace.expected_issue).close()
