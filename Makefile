@@ -6,10 +6,13 @@ STAMP := $(VENV)/.installed
 PCSC_STAMP := $(VENV)/.pcsc
 # Debian packages for the real PC/SC stack (docs/pcsc.md: what each is for, and the traps)
 PCSC_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev pcsc-tools opensc libccid
+# Debian packages for the bench view's tests in a real headless browser (tests/test_web.py; selenium drives it),
+# and a font with the card's Chinese text for the screenshot the tests take (docs/bench-view.png)
+BROWSER_PACKAGES := chromium chromium-driver fonts-wqy-microhei
 CARD ?= card.img
 CCID_LINK ?= /tmp/sscard-gempc
 
-.PHONY: demo test bench serve pcsc-system clean
+.PHONY: demo test bench serve pcsc-system browser-system clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,15 +20,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# System packages for PC/SC: installed when root and missing; otherwise say what to install.
-pcsc-system:
-	@missing=""; for p in $(PCSC_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# System packages for PC/SC (and the browser of the tests): installed when root and missing; otherwise say what to install.
+pcsc-system: PACKAGES = $(PCSC_PACKAGES)
+pcsc-system: WHAT = PC/SC packages
+browser-system: PACKAGES = $(BROWSER_PACKAGES)
+browser-system: WHAT = browser packages
+pcsc-system browser-system:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing PC/SC packages:$$missing"; \
+	    echo "installing $(WHAT):$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else \
-	    echo "PC/SC packages missing:$$missing (install them: sudo apt-get install$$missing)"; \
+	    echo "$(WHAT) missing:$$missing (install them: sudo apt-get install$$missing)"; \
 	    if [ "$$CI" = true ]; then exit 1; fi; \
 	  fi; \
 	fi
@@ -44,7 +51,7 @@ demo: $(STAMP)
 # The 10,000-card fleet runs only in bench (make test runs bench_fleet.py on 100 cards).
 # Lint first: ruff's rule set and `mypy chip` (pyproject.toml); reader/'s types are held to their
 # baseline by tests/test_typing.py.
-test: $(PCSC_STAMP)
+test: $(PCSC_STAMP) | browser-system
 	$(BIN)/ruff check --quiet
 	$(BIN)/mypy chip
 	$(BIN)/python -m reader.pcsc.pcscd run -- $(BIN)/python -m pytest -q

@@ -176,15 +176,35 @@ def python_env(**extra: str) -> dict:
     return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
 
 
+def unavailable(reason: str) -> None:
+    """A test's tool is missing: skip, or fail when CI=true (there everything must be installed)."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 def require_ccid(what: str) -> None:
     """Skip (fail when CI=true) unless the private PC/SC stack is up and Debian's serial CCID
     driver is installed: what the end-to-end CCID tests and benchmark need."""
     require_pcsc(what)
     if not os.path.exists(LIBCCIDTWIN):
-        reason = f"{what}: no {LIBCCIDTWIN} (package libccid)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(f"{what}: no {LIBCCIDTWIN} (package libccid)")
+
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"  # Debian's chromium, chromium-driver
+
+
+def require_browser(what: str) -> None:
+    """Skip (fail when CI=true) unless the private PC/SC stack is up and a headless browser can be
+    driven: Debian's chromium and chromium-driver, and selenium (the test extras)."""
+    require_pcsc(what)
+    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+        if not os.path.exists(path):
+            unavailable(f"{what}: no {path} (package {package})")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        unavailable(f"{what}: no selenium (pip install -e '.[test]')")
 
 
 def free_port() -> int:

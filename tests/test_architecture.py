@@ -129,7 +129,9 @@ BOTTOM = Rule("reader.base and reader.sim import, of reader, only each other and
 PINPAD = Rule("the PIN pad (reader.ccid.pinpad, reader.ccid.messages) imports nothing else of reader", PIN_PAD,
               within="reader", allowed=PIN_PAD)
 CLI = Rule("only reader.cli imports reader.cli", LAYERED, forbidden=("reader.cli",), exempt=("reader.cli",))
-RULES = (CHIP_NOT_READER, ISO, KERNEL, APPS, CONTACTS, PERSONALIZATION, LINK, TERMINALS, CCID, BOTTOM, PINPAD, CLI)
+WEB = Rule("only reader.cli imports reader.web (the bench view sits on serve, never under it)", LAYERED,
+           forbidden=("reader.web",), exempt=("reader.cli", "reader.web"))
+RULES = (CHIP_NOT_READER, ISO, KERNEL, APPS, CONTACTS, PERSONALIZATION, LINK, TERMINALS, CCID, BOTTOM, PINPAD, CLI, WEB)
 
 
 def bound(rule: Rule) -> list[str]:
@@ -143,7 +145,7 @@ def check(rule: Rule, module: str) -> None:
 
 RULE_NAMES = {CHIP_NOT_READER: "chip-not-reader", ISO: "iso", KERNEL: "kernel", APPS: "apps",
               CONTACTS: "contacts", PERSONALIZATION: "personalization", LINK: "link",
-              TERMINALS: "terminals", CCID: "ccid", BOTTOM: "bottom", PINPAD: "pinpad", CLI: "cli"}
+              TERMINALS: "terminals", CCID: "ccid", BOTTOM: "bottom", PINPAD: "pinpad", CLI: "cli", WEB: "web"}
 BOUND = [pytest.param(rule, module, id=f"{RULE_NAMES[rule]}:{module}") for rule in RULES for module in bound(rule)]
 
 
@@ -173,6 +175,8 @@ BREAKING = [
     (TERMINALS, "reader.terminals.flows", "from reader.traces.format import parse\n", "reader.traces.format"),
     (CLI, "reader.terminals.demo", "from reader.cli import main\n", "reader.cli"),
     (CCID, "reader.ccid.firmware", "from reader.terminals.ssse import SsseTerminal\n", "reader.terminals.ssse"),
+    (WEB, "reader.pcsc.serve", "from reader.web.bench import Bench\n", "reader.web.bench"),
+    (CLI, "reader.web.bench", "from reader.cli.errors import UsageError\n", "reader.cli.errors"),
     (CLI, "reader.pcsc.serve", "from reader import cli\n", "reader.cli"),
     (BOTTOM, "reader.sim", "from reader.ccid.firmware import Firmware\n", "reader.ccid.firmware"),
     (PINPAD, "reader.ccid.pinpad", "from reader.base import Reader\n", "reader.base"),

@@ -234,6 +234,12 @@ def test_serve_ccid_does_not_record(tmp_path):
     assert not os.path.lexists(tmp_path / "gempc")
 
 
+def test_realtime_wants_the_ccid_reader(tmp_path):
+    run = subprocess.run(SERVE + ["--state", image(tmp_path), "--realtime"], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 2 and "--realtime" in run.stderr and "--ccid LINK" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+
+
 def test_serve_ccid_refuses_a_link_that_is_not_a_symlink(tmp_path):
     (tmp_path / "gempc").write_text("mine")
     run = subprocess.run(SERVE + ["--ccid", str(tmp_path / "gempc"), "--state", image(tmp_path)],
@@ -466,3 +472,42 @@ def test_the_firmware_killed_and_restarted_serves_the_card_with_its_state(pcsc, 
         served.stop()
     with Card.open(served.image, read_only=True) as card:
         assert card.store["ssse.pin"].tries == 4
+
+
+REALTIME_CLIENT = r"""
+import json, sys, time
+from smartcard.System import readers
+from reader.pcsc.serve import control
+
+control_path, name = sys.argv[1], sys.argv[2]
+connection = [r for r in readers() if str(r) == name][0].createConnection()
+connection.connect()
+out = {"fault": control(control_path, "fault delay 20000 ins B2 once"), "line": []}
+for apdu in ("00A404000F7378312E73682EC9E7BBE1B1A3D5CF", "00B2072C0B", "00B2072C0B"):
+    started = time.monotonic()
+    data, sw1, sw2 = connection.transmit(list(bytes.fromhex(apdu)))
+    out["line"].append([(bytes(data) + bytes((sw1, sw2))).hex().upper(), time.monotonic() - started])
+connection.disconnect()
+print(json.dumps(out))
+"""
+
+
+def test_serve_realtime_answers_at_the_cards_pace(pcsc, tmp_path):
+    """serve's own loop keeps the pace: the default card's READ RECORD with 20,000 etu of processing
+    (1.86 s at 372/1 and 4 MHz) answers after that time, the next one at once."""
+    client = tmp_path / "client.py"
+    client.write_text(REALTIME_CLIENT, encoding="utf-8")
+    served = Served(tmp_path, "--realtime")
+    try:
+        run = subprocess.run([sys.executable, "-m", "reader.pcsc.pcscd", "run", "--ccid", served.link, "--",
+                              sys.executable, str(client), served.control, READER],
+                             capture_output=True, text=True, timeout=120, cwd=ROOT)
+    finally:
+        served.stop()
+    assert run.returncode == 0, f"{run.stderr}\n--- serve:\n{served.err.read_text()}"
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["fault"] == "ok card 0 fault delay 20000 ins B2 once"
+    (select, _), (slow, took), (fast, quick) = out["line"]
+    assert select == "611E" and slow == fast == RECORD_7
+    assert 20000 * 372 / 4_000_000 <= took < 20000 * 372 / 4_000_000 + 1.0
+    assert quick < 0.3

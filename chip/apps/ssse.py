@@ -29,7 +29,20 @@ from hmac import compare_digest
 
 from chip.apps.keys import BY_CARD_ID, EXTERNAL_AUTH_TRIES, KEY_VERSION, KEYS, card_key
 from chip.apps.purse import Purse
-from chip.apps.ssse_files import DDF, DDF_NAME, DF04, DF_TAGS, EF05_ITEMS, IDENTIFICATION, ITEMS, RID, personalize_files
+from chip.apps.ssse_files import (
+    DDF,
+    DDF_NAME,
+    DF04,
+    DF04_EF05,
+    DF04_EF06,
+    DF_TAGS,
+    EF05_ITEMS,
+    IDENTIFICATION,
+    ITEMS,
+    MEDICAL_ITEMS,
+    RID,
+    personalize_files,
+)
 from chip.iso.ber import ber_tlv
 from chip.iso.ins import (
     APPLICATION_BLOCK,
@@ -259,15 +272,20 @@ class SsseApplet(Applet):
         return self._proprietary if node is DDF else b""
 
     # -- inspection (host tools, not an APDU path) ------------------------------
-    def describe(self) -> dict:
-        """Decoded records, PIN, keys and state, for `sscard info`."""
+    def _items(self, keys, items) -> dict:
+        """The data items of the linear files `keys` (store keys), decoded by `items` (tag -> Item)."""
         fields = {}
-        for key in ("ssse.ef05", "ssse.ef06"):
+        for key in keys:
             for record in self.store[key].records:
-                item = ITEMS.get(record[0])
+                item = items.get(record[0])
                 if item is not None:
                     value = item.value(record)
                     fields[item.name] = value.hex().upper() if isinstance(value, bytes) else value
+        return fields
+
+    def describe(self) -> dict:
+        """Decoded records (EF05/EF06, DF04's medical ones), PIN, keys and state, for `sscard info`."""
+        fields = self._items(("ssse.ef05", "ssse.ef06"), ITEMS)
         reason = lifecycle.reason_of(self.store, lifecycle.SSSE_LOCK)
         lock = self.state.lock + (f" ({reason})" if reason else "")
         deadline = self.issue_date() + datetime.timedelta(days=self.state.deadline_days)
@@ -292,6 +310,7 @@ class SsseApplet(Applet):
             "PIN tries left": f"{self.pin.tries} of {self.pin.limit}" + (" (blocked)" if self.pin.blocked else ""),
             "key tries left": keys,
             "medical purse": self.purse.describe(),
+            "medical records": self._items((DF04_EF05.key, DF04_EF06.key), MEDICAL_ITEMS),  # V2 table 9, §8.5
             "records": fields,
         }
 

@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-quickack", action="store_true", help="do not re-arm TCP_QUICKACK (to measure the 48 ms trap)")
     p.add_argument("--no-stdin", action="store_true", help="do not read control lines from stdin")
     p.add_argument("--record", metavar="TRACE", help="record every APDU the card(s) answered as a trace")
+    p.add_argument("--web", metavar="[HOST:]PORT",
+                   help="also serve the bench view, a live page per card: state, decoded APDUs, controls "
+                        "(HOST default 127.0.0.1; the URL printed carries the token its controls need)")
     p.add_argument("--ccid", metavar="LINK",
                    help="put the first card in a serial CCID reader instead of on vpcd: a pty whose slave the "
                         "symlink LINK names, for pcscd and libccidtwin (the reader.conf entry is printed)")
@@ -156,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--psam", metavar="PSAM.img",
                    help="with --ccid-reader SEC1210: the PSAM image for its SAM slot, served as card 1 (sscard "
                         "personalize --psam makes one; without it the SAM slot is empty)")
+    p.add_argument("--realtime", action="store_true",
+                   help="the --ccid reader answers at a real card's pace: each exchange's time on the contacts at "
+                        "the Fi/Di, clock and guard time in force, time-request bytes while the card works")
     p.set_defaults(func=serve.cmd_serve)
 
     p = sub.add_parser("info", help="show a card image: holder fields, PIN tries, application states")

@@ -41,7 +41,14 @@ def cmd_serve(args) -> int:
     check_psam(args)
     for image in images + ([args.psam] if args.psam else []):
         Card.open(image, read_only=True)  # a bad or busy image is a one-line error before anything starts
+    web = None
+    if args.web:
+        from reader.web.bench import Bench, parse_address  # the web stack loads only for --web
+
+        web = Bench(*parse_address(args.web))  # InputError: not [HOST:]PORT
     on_apdu = None
+    if args.realtime and not args.ccid:
+        raise UsageError("--realtime paces the --ccid reader's answers: give --ccid LINK (vpcd has no wire)")
     if args.record and args.ccid:  # the driver runs the protocol there: no APDUs to record, only TPDUs
         raise UsageError("--record records the cards on vpcd; it does not combine with --ccid")
     if args.record:
@@ -51,11 +58,12 @@ def cmd_serve(args) -> int:
         writer = TraceWriter(record, header=[f"every APDU the served card(s) answered: {', '.join(images)}"])
         on_apdu = lambda slot, apdu, response, seconds: writer.exchange(apdu, response, seconds)  # noqa: E731
     try:
-        # InputError: a --port outside 1-65535, a --control socket it cannot listen on
+        # InputError: a --port outside 1-65535, a --control socket or a --web address it cannot listen on
         return serve(images, list(args.port or []), host=args.host, control=args.control,
                      protocol=0 if args.t0 else 1 if args.t1 else None,  # None: each card's own
                      quickack=not args.no_quickack, date=args.date, use_stdin=not args.no_stdin,
-                     on_apdu=on_apdu, ccid=args.ccid, ccid_variant=args.ccid_reader, psam=args.psam)
+                     on_apdu=on_apdu, ccid=args.ccid, ccid_variant=args.ccid_reader, psam=args.psam, web=web,
+                     realtime=args.realtime)
     finally:
         if record is not None:
             record.close()

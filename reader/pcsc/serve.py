@@ -23,8 +23,16 @@ runs a selector over every card's socket and the control channels:
   faults on a card (the text form of `chip.faults.parse_fault`, e.g.
   `fault sw 6581 ins B2 once`; a `mute` fault sends no reply; `switch` drops
   the faults with the old card; `switch` to the card's own image reopens it,
-  the card closing first, as an image has one owner); a control socket that
+  the card closing first, as an image has one owner); `reset [N]`, a warm reset
+  of a powered card (ISO/IEC 7816-3 §6.2.3: the power-up rules run, the
+  activation deadline among them; the reader's client is not told), and
+  `date [N] YYYY-MM-DD|today` / `date [N]` to set or show a card's simulated
+  date (kept across `switch`); a control socket that
   cannot accept (EMFILE) is logged once and retried, the cards are still served;
+- another thread (the bench view, reader.web) hands control lines to the loop with
+  `Server.call(line, reply)`: they wake the selector through a socket pair and run like any other
+  line; `on_command(line, reply)` sees every line the loop has run, `on_tick()` runs at each turn
+  of the loop, and a slot's `on_power(slot, "on" | "reset" | "off")` sees vpcd's power changes;
 - SIGINT/SIGTERM end the loop between two commands: a command in progress
   finishes and its state is committed (commits are atomic anyway).
 
@@ -42,6 +50,8 @@ slots). On a reader with a PIN pad (`--ccid-reader GemPCPinPad`)
 PC_to_RDR_Secure (USB CCID rev 1.1 §6.1.11); the reply says what was queued, never the digits.
 """
 
+import collections
+import datetime
 import errno
 import os
 import selectors
@@ -60,6 +70,7 @@ from reader.ccid.pty import PtyReader, stanza
 from reader.ccid.serial import DEFAULT_VARIANT
 from reader.errors import InputError
 from reader.pcsc.vpcd import Apdu, GetAtr, PowerOff, PowerOn, Reset, VpcdProtocol
+from reader.traces.format import date_problem
 
 DEFAULT_PORT = 35963
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
@@ -219,6 +230,7 @@ class Slot(CardSlot):
         self.requested_protocol = protocol  # 0, 1, or None: the card's own (followed across `switch`)
         self.quickack = quickack and TCP_QUICKACK is not None
         self.on_apdu = on_apdu
+        self.on_power = None  # called with (slot, "on" | "reset" | "off") after a power change vpcd asked for
         super().__init__(index, image, date, log)
         self.vpcd = VpcdProtocol()
         self.backoff = BACKOFF_MIN
@@ -292,6 +304,7 @@ class Slot(CardSlot):
         if isinstance(event, Apdu):
             if not card.powered:  # vpcd powers on first; be lenient if it did not
                 card.power_on(self.protocol)
+                self._powered("on")
             start = time.perf_counter()
             try:
                 response = card.transmit(event.data)
@@ -305,11 +318,18 @@ class Slot(CardSlot):
             return card.atr
         if isinstance(event, PowerOn):
             card.power_on(self.protocol)
+            self._powered("on")
         elif isinstance(event, Reset):
             card.reset(self.protocol)
+            self._powered("reset")
         elif isinstance(event, PowerOff):
             card.power_off()
+            self._powered("off")
         return None
+
+    def _powered(self, what: str) -> None:
+        if self.on_power is not None:
+            self.on_power(self, what)
 
     def status(self) -> str:
         where = "inserted, connected" if self.sock else ("inserted, waiting for vpcd" if self.inserted else "removed")
@@ -322,11 +342,11 @@ class CcidReader:
     has one. The pty is there for the whole run (libccid probes serial readers only when pcscd
     starts)."""
 
-    def __init__(self, link: str, variant: str = DEFAULT_VARIANT):
+    def __init__(self, link: str, variant: str = DEFAULT_VARIANT, realtime: bool = False):
         self.variant = variant
         self.keypad = Keypad() if variant in KEYPAD_READERS else None
         self.firmware = Firmware(None, self.keypad, variant)
-        self.pty = PtyReader(link, self.firmware, variant)
+        self.pty = PtyReader(link, self.firmware, variant, realtime=realtime)
         try:
             self.pty.open()
         except OSError as exc:
@@ -471,6 +491,17 @@ class _Line:
         self.text = text
 
 
+class _Caller:
+    """Where the reply to a line from `Server.call` goes: its `reply` callable (a destination of
+    `_send`, like a client socket)."""
+
+    def __init__(self, reply):
+        self.reply = reply
+
+    def sendall(self, data: bytes) -> None:
+        self.reply(data.decode().rstrip("\n"))
+
+
 class Server:
     def __init__(self, slots: list[CardSlot], control_path: str | None = None, stdin=None, out=None, log=None):
         self.slots = slots
@@ -487,6 +518,13 @@ class Server:
         self.hanging_up = set()  # clients that closed their side while a reply was still due
         self.accept_failing = False
         self.control_paused_until = None  # the control socket is not watched until then (accept failed)
+        self.on_command = None  # called with (line, reply) for every line run (reply: str or Switch)
+        self.on_tick = None  # called at each turn of the loop
+        self.calls: collections.deque = collections.deque()  # (line, reply) from other threads (call)
+        self._wake_read, self._wake_write = socket.socketpair()  # call() wakes the selector through it
+        self._wake_read.setblocking(False)
+        self._wake_write.setblocking(False)
+        self.selector.register(self._wake_read, selectors.EVENT_READ, "call")
         for slot in slots:
             slot.on_close = self._unregister
             if isinstance(slot, CcidSlot) and slot.reader not in self._watched():  # one pty for all its slots
@@ -494,6 +532,16 @@ class Server:
 
     def stop(self, *_):
         self.stopping = True
+
+    def call(self, line: str, reply) -> None:
+        """Run control line `line` in the loop, from any thread; `reply(text)` gets its reply, in
+        the loop's thread. Never blocks: the line waits in a deque, and one byte on a socket pair wakes
+        the selector (a full one already holds a wake-up; a closed one: serve has stopped)."""
+        self.calls.append((line, reply))
+        try:
+            self._wake_write.send(b"\0")
+        except OSError:
+            pass
 
     # -- control channel -------------------------------------------------------------------
     def command(self, line: str) -> str:
@@ -534,9 +582,50 @@ class Server:
                 return switch
             if verb == "fault":
                 return self._fault(index, slot.card, args)
+            if verb == "reset":
+                return self._reset(index, slot)
+            if verb == "date":
+                return self._date(index, slot, args)
         except (ImageError, ValueError) as exc:
             return f"error: {exc}"
-        return f"error: unknown command {verb!r} (remove, insert, switch, fault, keypad, status, quit)"
+        return f"error: unknown command {verb!r} (remove, insert, reset, switch, fault, date, keypad, status, quit)"
+
+    @staticmethod
+    def _reset(index: int, slot: CardSlot) -> str:
+        """`reset [N]`: a warm reset of the powered card (ISO/IEC 7816-3 §6.2.3): its volatile state
+        goes and its applications' power-up rules run, as at any power-up (the SSSE's activation
+        deadline, docs/card/lifecycle.md §2). The reader's client is not told: its next command
+        meets the card at the MF."""
+        if not slot.in_reader:
+            return f"error: card {index} is not in its reader (insert {index})"
+        card = slot.card
+        if not card.powered:
+            return f"error: card {index} is not powered (its reader powers it up when a client connects)"
+        card.reset()
+        warning = card.power_up_warning
+        return f"ok card {index} reset, ATR {card.atr.hex(' ').upper()}" + (f"; {warning}" if warning else "")
+
+    @staticmethod
+    def _date(index: int, slot: CardSlot, args: list[str]) -> str:
+        """`date [N] YYYY-MM-DD|today`: card N's simulated date (`today`: the host's), kept for an
+        image switched in; rules tied to a power-up apply it at the next one. `date [N]`: the date."""
+        if not args:
+            return f"card {index}: date {slot.card.today} " + ("(simulated)" if slot.date else "(the host's today)")
+        if len(args) != 1:
+            return "error: date [N] YYYY-MM-DD|today"
+        if args[0].lower() == "today":
+            day = None
+        else:
+            try:
+                day = datetime.date.fromisoformat(args[0])
+            except ValueError:
+                return f"error: not a date YYYY-MM-DD: {args[0]!r} (date [N] YYYY-MM-DD|today)"
+            problem = date_problem(day)
+            if problem:
+                return f"error: {problem}"
+        slot.date = day
+        slot.card.set_date(day)
+        return f"ok card {index} date {slot.card.today}" + (" (the host's today)" if day is None else "")
 
     def _keypad(self, args: list[str]) -> str:
         """`keypad [N] ENTRY`: one entry for card N's PIN pad (the index only before an entry, which
@@ -609,7 +698,10 @@ class Server:
             if isinstance(item, _Line):
                 if final:
                     continue
-                item = entry[1] = self.command(item.text)
+                line = item.text
+                item = entry[1] = self.command(line)
+                if self.on_command is not None and item:
+                    self.on_command(line, item)
                 if not item:
                     continue
             if isinstance(item, Switch) and item.text is None:
@@ -655,12 +747,25 @@ class Server:
                     self.control_paused_until = None
                     self.selector.register(self.control, selectors.EVENT_READ, "control")
                 timeout = 0.02 if self.switches else 0.1
+                paced = [reader for reader in self.paced_readers() if reader.next_due() is not None]
+                for reader in paced:  # --realtime: an answer due sooner than the next round
+                    timeout = min(timeout, reader.next_due() or 0.0)
                 for key, _ in self.selector.select(timeout=timeout):
                     self._dispatch(key)
+                for reader in self.paced_readers():
+                    reader.tick()
                 if self.switches:
                     self._poll_switches()
+                if self.on_tick is not None:
+                    self.on_tick()
         finally:
             self.close()
+
+    def paced_readers(self) -> list[PtyReader]:
+        """The CCID readers whose answers keep a real card's pace (`--realtime`), each once."""
+        readers = {id(slot.reader): slot.reader for slot in self.slots
+                   if isinstance(slot, CcidSlot) and slot.reader.realtime}
+        return list(readers.values())
 
     def _dispatch(self, key) -> None:
         data = key.data
@@ -673,12 +778,25 @@ class Server:
             self._accept()
         elif data == "client":
             self._client_readable(key.fileobj)
+        elif data == "call":
+            self._calls()
         elif data == "stdin":
             line = self.stdin.readline()
             if not line:  # stdin closed: stop listening to it, keep serving
                 self.selector.unregister(self.stdin)
                 return
             self._submit(line)
+
+    def _calls(self) -> None:
+        """Run the lines other threads handed over (`call`), each answered to its own reply."""
+        try:
+            while self._wake_read.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+        while self.calls:
+            line, reply = self.calls.popleft()
+            self._submit(line, to=_Caller(reply))
 
     def _accept(self) -> None:
         try:
@@ -752,6 +870,8 @@ class Server:
                 pass
             self.control = None
         self.selector.close()
+        self._wake_read.close()
+        self._wake_write.close()
 
 
 def listen_control(path: str) -> socket.socket:
@@ -820,13 +940,16 @@ def check_ports(ports: list[int], count: int) -> list[int]:
 def serve(images: list[str], ports: list[int], host: str = "127.0.0.1", control: str | None = None,
           protocol: int | None = None, quickack: bool = True, date=None, use_stdin: bool = True, log=None,
           on_apdu=None, ccid: str | None = None, ccid_variant: str = DEFAULT_VARIANT, out=None,
-          psam: str | None = None) -> int:
+          psam: str | None = None, web=None, realtime: bool = False) -> int:
     """Serve every image on its port until SIGINT/SIGTERM or `quit`; `protocol` 0/1 forces T=0/T=1
     behaviour, None (default) gives each card its own. With `ccid` (a LINK) the first image is in
     the serial CCID reader on a pty instead (`CcidSlot`; the driver picks its protocol), whose
     reader.conf entry and pcscd command are printed on `out`; the others stay on vpcd. `psam` (an
     image) goes into that reader's slot 1, the SEC1210's SAM slot, as card 1; the vpcd cards then
-    count from 2."""
+    count from 2; `realtime`: that reader answers at a real card's pace (reader/ccid/pace.py). `web`
+    (the bench view, a reader.web.bench.Bench) is attached to the server before its loop runs - its
+    address taken then, so that one it cannot have stops serve before any card is served - its URL
+    printed on `out`, and closed when the loop ends."""
     on_ccid = 1 if ccid else 0
     ports = check_ports(list(ports), len(images) - on_ccid)
     log = log or (lambda text: print(f"sscard serve: {text}", file=sys.stderr, flush=True))
@@ -838,15 +961,19 @@ def serve(images: list[str], ports: list[int], host: str = "127.0.0.1", control:
     reader = None
     try:
         if ccid:
-            reader = CcidReader(ccid, ccid_variant)
+            reader = CcidReader(ccid, ccid_variant, realtime=realtime)
             slots.append(CcidSlot(0, images[0], reader, 0, date, log))
             if psam:
                 slots.append(CcidSlot(1, psam, reader, 1, date, log))
         for i, (image, port) in enumerate(zip(images[on_ccid:], ports), start=len(slots)):
             slots.append(Slot(i, image, host, port, protocol, quickack, date, log, on_apdu))
         server = Server(slots, control, stdin, out=out, log=log)
+        if web is not None:
+            web.attach(server)
         server.open_control()
     except BaseException:
+        if web is not None:
+            web.close()
         if reader is not None:
             reader.pty.close()
         for slot in slots:
@@ -864,11 +991,16 @@ def serve(images: list[str], ports: list[int], host: str = "127.0.0.1", control:
         elif isinstance(slot, Slot):
             where = f"on vpcd {host}:{slot.port}"
         log(f"serving {slot.image} {where} "
-            + (f"(commands on {channels}: remove, insert, switch IMAGE, fault, {keypad}status, quit)" if channels
-               else "(no control channel; SIGTERM or SIGINT stops it)"))
+            + (f"(commands on {channels}: remove, insert, reset, switch IMAGE, fault, date, {keypad}status, quit)"
+               if channels else "(no control channel; SIGTERM or SIGINT stops it)"))
+    if web is not None:
+        log(f"the bench view on {web.url.split('?')[0]} (its controls need the token of the URL below)")
+        print(f"bench view: {web.url}", file=server.out, flush=True)
     try:
         server.run()
     finally:
+        if web is not None:
+            web.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0

@@ -349,8 +349,10 @@ class TraceWriter:
     def reset(self, atr: bytes) -> None:
         self._write(f"reset {spaced(atr)}")
 
-    def exchange(self, apdu: bytes, response: bytes, seconds: float) -> None:
-        stamp = datetime.datetime.now().isoformat(timespec="microseconds")
+    def exchange(self, apdu: bytes, response: bytes, seconds: float, when: datetime.datetime | None = None) -> None:
+        """One exchange: the command stamped with `when` it was answered (None: now, as it is recorded)
+        and the response with the card's time."""
+        stamp = (when or datetime.datetime.now()).isoformat(timespec="microseconds")
         self.exchanges += 1
         self._write(f"> {spaced(apdu)}  # {stamp}")
         self._write(f"< {spaced(response)}  # {seconds * 1000:.3f} ms")
