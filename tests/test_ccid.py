@@ -273,9 +273,10 @@ def test_t1_a_mute_card_sends_no_block_and_the_host_s_block_again_is_answered():
 
 # -- the firmware: T=1 blocks ------------------------------------------------------------------------------------
 
-def t1_firmware() -> Firmware:
+def t1_firmware(on_apdu=None) -> Firmware:
     """The t1 card as libccid sets it up: PPS for T=1 at TA1 13, SetParameters, S(IFS 254)."""
     fw = firmware("t1")
+    fw.on_apdu = on_apdu
     assert fw.handle(command(m.ICC_POWER_ON)).data.hex().upper() == T1_ATR
     assert xfr(fw, "FF1113FD").data.hex().upper() == "FF1113FD"
     parameters = fw.handle(command(m.SET_PARAMETERS, bytes.fromhex("1310004500FE00"), fields=b"\x01\x00\x00"))
@@ -376,3 +377,29 @@ def test_a_firmware_bug_is_answered_hw_error_not_silence(tmp_path, monkeypatch):
     with PtyReader(str(tmp_path / "link"), fw) as reader:
         reader.feed(frame(GET_SLOT_STATUS))
         assert os.read(reader._slave, 100) == frame(GET_SLOT_STATUS) + frame(bytes.fromhex("81000000000002" "41FB00"))
+
+
+# -- what a bench view sees of the card ---------------------------------------------------------------------
+
+def test_a_watched_firmware_tells_each_apdu_the_card_answers_whatever_the_driver_moved():
+    seen: list = []
+    fw = firmware()
+    fw.on_apdu = fw_seen(seen)
+    assert not fw.handle(command(m.ICC_POWER_ON)).failed
+    assert xfr(fw, SELECT_SSSE).data == bytes.fromhex("611E")  # T=0 at TPDU level: one TPDU each
+    assert xfr(fw, "00C000001E").data.hex().upper() == FCI["sm4"] + "9000"
+    assert seen == [(0, SELECT_SSSE, "611E"), (0, "00C000001E", FCI["sm4"] + "9000")]
+    seen.clear()
+    fw = t1_firmware(fw_seen(seen))
+    block = decode_block(xfr(fw, i_block(0, bytes.fromhex(SELECT_SSSE)).encode().hex()).data)
+    assert block.inf.hex().upper() == FCI["sm4"] + "9000"  # T=1 at TPDU level: one I-block each way
+    assert seen == [(0, SELECT_SSSE, FCI["sm4"] + "9000")]  # the APDU inside the blocks
+
+
+def fw_seen(seen: list):
+    return lambda slot, apdu, response, seconds: seen.append((slot, apdu.hex().upper(), response.hex().upper()))
+
+
+def test_an_unwatched_firmware_gives_the_card_its_ends_directly():
+    fw = powered()
+    assert fw.on_apdu is None and fw.slots[0].end.card is fw.card  # no proxy on a bench without a view

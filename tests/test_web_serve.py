@@ -157,3 +157,35 @@ def test_call_after_the_loop_stopped_does_not_raise(served):
     server.close()
     server.call("remove", lambda text: pytest.fail("no loop: no reply"))
     time.sleep(0.05)
+
+
+def test_a_card_in_the_ccid_reader_feeds_the_view_its_power_and_apdus(tmp_path):
+    """The bench view's stream of a `--ccid` card: the firmware's IccPowerOn/Off and each APDU the card's
+    ends of the contacts put together from the driver's TPDUs (reader/ccid/firmware.py WatchedCard)."""
+    from reader.ccid import messages as m
+    from reader.pcsc.serve import CcidReader, CcidSlot
+    from reader.web.bench import Bench
+    from reader.web.feed import APDU, POWER_OFF, RESET
+
+    image = str(tmp_path / "card.img")
+    Card.from_profile(state=image, date=CARD_DATE).close()
+    ccid = CcidReader(str(tmp_path / "gempc"))
+    slot = CcidSlot(0, image, ccid)
+    server = Server([slot])
+    try:
+        bench = Bench("127.0.0.1", 0)
+        bench.hook(server)
+        slot.connect()
+        firmware = ccid.firmware
+        for kind, data in ((m.ICC_POWER_ON, b""), (m.XFR_BLOCK, bytes.fromhex(SELECT_SSSE)),
+                           (m.XFR_BLOCK, bytes.fromhex("00C000001E")), (m.ICC_POWER_OFF, b"")):
+            assert not firmware.handle(m.Message(kind, 0, 1, bytes(3), data)).failed
+        events = [(kind, fields) for _, kind, _, fields in bench.feeds[0].history]
+        assert [kind for kind, _ in events] == [RESET, APDU, APDU, POWER_OFF]
+        assert events[0][1][0] == slot.card.atr
+        assert events[1][1][:2] == (bytes.fromhex(SELECT_SSSE), bytes.fromhex("611E"))
+        assert events[2][1][1][-2:] == b"\x90\x00"
+        slot.on_apdu = None  # nobody watches: the firmware gives the card its ends directly again
+        assert firmware.on_apdu is None
+    finally:
+        server.close()

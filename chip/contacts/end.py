@@ -32,8 +32,11 @@ class CardOS(Protocol):
     """The card OS under the card's protocol ends: power, one APDU at a time, and the two questions
     T=0 asks of it (whether it takes a command at all; keeping data for GET RESPONSE)."""
 
-    powered: bool
-    protocol: int | None
+    @property
+    def powered(self) -> bool: ...  # read only: the ends ask, the card OS keeps it
+
+    @property
+    def protocol(self) -> int | None: ...
 
     def power_on(self, protocol: int | None = None) -> bytes: ...
 

@@ -55,6 +55,7 @@ Everything else, Escape 6A (Gemalto's GET_FIRMWARE_FEATURES: the driver takes a 
 not exist fails with bError 5, the offset of bSlot (§6.2.6).
 """
 
+import time
 from collections.abc import Callable
 
 from chip import Card
@@ -178,6 +179,41 @@ class IccSlot:
         self.end, self.reader_t0, self.reader_t1 = None, None, None
 
 
+class WatchedCard:
+    """The card as its ends of the contacts see it (chip.contacts.end.CardOS), telling `seen(slot,
+    apdu, response, seconds)` of every command APDU the card answers: what a bench view shows of a
+    card whose protocol the host's driver runs (at TPDU level the firmware moves blocks and
+    TPDUs; the card's ends put the APDUs together)."""
+
+    __slots__ = ("_card", "_seen", "_slot")
+
+    def __init__(self, card: Card, slot: int, seen: Callable[[int, bytes, bytes, float], None]):
+        self._card, self._slot, self._seen = card, slot, seen
+
+    @property
+    def powered(self) -> bool:
+        return self._card.powered
+
+    @property
+    def protocol(self) -> int | None:
+        return self._card.protocol
+
+    def power_on(self, protocol: int | None = None) -> bytes:
+        return self._card.power_on(protocol)
+
+    def transmit(self, apdu: bytes) -> bytes:
+        started = time.perf_counter()
+        response = self._card.transmit(apdu)
+        self._seen(self._slot, bytes(apdu), response, time.perf_counter() - started)
+        return response
+
+    def knows(self, cla: int, ins: int) -> int:
+        return self._card.knows(cla, ins)
+
+    def hold_response(self, data: bytes, sw: bytes) -> bytes:
+        return self._card.hold_response(data, sw)
+
+
 class Firmware:
     """A CCID reader of the serial `variant` (reader/ccid/serial.py) with `card` in slot 0 and
     `others` in the slots after it (None: empty; slots not given are empty), at TPDU level until
@@ -187,6 +223,8 @@ class Firmware:
                  others: tuple[Card | None, ...] = (), paced: bool = False):
         self.variant = variant_of(variant)
         self.paced = paced  # --realtime: `pace` says when each answer is due (reader/ccid/pace.py)
+        self.on_apdu: Callable[[int, bytes, bytes, float], None] | None = None  # sees each APDU (WatchedCard)
+        self.on_power: Callable[[int, str], None] | None = None  # told (slot, "on" | "off") at IccPowerOn/Off
         self.pace: Pace = INSTANT
         if len(others) >= self.variant.slots:
             raise ValueError(f"the {self.variant.name} has {self.variant.slots} slot(s), not {len(others) + 1}")
@@ -291,11 +329,15 @@ class Firmware:
             return answer(command, slot.icc_status, berror(activation))
         slot.atr = activation.params
         self._use(slot, slot.atr.default_protocol, default_parameters(slot.atr, slot.atr.default_protocol))
+        if self.on_power is not None:
+            self.on_power(self.slots.index(slot), "on")
         return answer(command, ICC_ACTIVE, data=activation.atr)
 
     def _power_off(self, slot: IccSlot, command: Message) -> Message:
         if slot.card is not None and slot.card.powered:
             slot.card.power_off()
+            if self.on_power is not None:
+                self.on_power(self.slots.index(slot), "off")
         slot.deactivate()
         return answer(command, slot.icc_status, specific=CLOCK_STOPPED_LOW)
 
@@ -472,12 +514,11 @@ class Firmware:
         assert slot.card is not None
         slot.protocol, slot.parameters = protocol, bytes(structure)
         parameters = link_parameters(protocol, structure)
-        if protocol == 0:
-            if slot.card.protocol != 0:
-                slot.card.reset(0)  # right after the ATR or PPS: nothing of the session is lost
-            slot.end = CardT0(slot.card, delay_etu=processing_etu(slot.card), **parameters)
-        else:
-            slot.end = CardT1(slot.card, delay_etu=processing_etu(slot.card), **parameters)
+        if protocol == 0 and slot.card.protocol != 0:
+            slot.card.reset(0)  # right after the ATR or PPS: nothing of the session is lost
+        card = slot.card if self.on_apdu is None else WatchedCard(slot.card, self.slots.index(slot), self.on_apdu)
+        end = CardT0 if protocol == 0 else CardT1
+        slot.end = end(card, delay_etu=processing_etu(slot.card), **parameters)
         self._reader_ends(slot, protocol, parameters)
 
     def _reader_ends(self, slot: IccSlot, protocol: int, parameters: dict) -> None:

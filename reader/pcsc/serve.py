@@ -61,6 +61,7 @@ import stat
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from chip import Card, CardNotPowered, ImageError
 from chip.faults import CardMute, FaultPlan, parse_fault
@@ -347,11 +348,35 @@ class CcidReader:
         self.keypad = Keypad() if variant in KEYPAD_READERS else None
         self.firmware = Firmware(None, self.keypad, variant)
         self.pty = PtyReader(link, self.firmware, variant, realtime=realtime)
+        self.watchers: dict[int, tuple[CardSlot, Callable]] = {}  # firmware slot -> (its CcidSlot, on_apdu)
+        self.cards: dict[int, CcidSlot] = {}  # firmware slot -> the CcidSlot of the card that goes there
+        self.firmware.on_power = self._powered
         try:
             self.pty.open()
         except OSError as exc:
             self.pty.close()
             raise InputError(f"--ccid {link}: {exc.strerror or exc}") from None
+
+
+    def watch(self, slot: "CcidSlot", hook) -> None:
+        """Tell `hook(slot, apdu, response, seconds)` of every APDU the card in `slot` answers (None: stop);
+        the firmware watches its cards only while someone does (the bench view), so a bench without one
+        pays nothing."""
+        if hook is None:
+            self.watchers.pop(slot.number, None)
+        else:
+            self.watchers[slot.number] = (slot, hook)
+        self.firmware.on_apdu = self._seen if self.watchers else None
+
+    def _powered(self, number: int, what: str) -> None:
+        slot = self.cards.get(number)
+        if slot is not None and slot.on_power is not None:
+            slot.on_power(slot, what)
+
+    def _seen(self, number: int, apdu: bytes, response: bytes, seconds: float) -> None:
+        watched = self.watchers.get(number)
+        if watched is not None:
+            watched[1](watched[0], apdu, response, seconds)
 
 
 class CcidSlot(CardSlot):
@@ -364,6 +389,18 @@ class CcidSlot(CardSlot):
         super().__init__(index, image, date, log)
         self.ccid = ccid
         self.number = number
+        self.on_power = None  # called with (slot, "on" | "off") when the driver powers the card up or down
+        ccid.cards[number] = self
+
+    @property
+    def on_apdu(self):
+        """Called with (slot, apdu, response, seconds) for each APDU the card answers, as on vpcd."""
+        watched = self.ccid.watchers.get(self.number)
+        return None if watched is None else watched[1]
+
+    @on_apdu.setter
+    def on_apdu(self, hook) -> None:
+        self.ccid.watch(self, hook)
 
     @property
     def reader(self) -> PtyReader:
