@@ -36,6 +36,7 @@ from reader.web.feed import (
     RESET,
     Feed,
     control_trace,
+    masked,
     withheld,
 )
 
@@ -279,3 +280,14 @@ def test_web_addresses(text, address):
 def test_bad_web_addresses_are_one_line(text, message):
     with pytest.raises(InputError, match=re.escape(message)):
         parse_address(text)
+
+
+@pytest.mark.parametrize(("command", "kept"), [
+    ("0020000003123456", "0020000003000000"),  # SSSE VERIFY, packed BCD (P5 §6.14)
+    ("002000000312345F", "002000000300000F"),  # five digits and the F filler
+    ("805E00000712345FFF65432F", "805E00000700000FFF00000F"),  # CHANGE PIN: old FF new (P5 §6.3)
+    ("0020008008241234FFFFFFFFFF", "0020008008240000FFFFFFFFFF"),  # EMV PIN block format 2: C=2, N=4 kept
+    ("00B2072C0B", "00B2072C0B"),  # not a PIN command: as it is
+])
+def test_the_view_keeps_a_pin_commands_digits_as_zeros(command, kept):
+    assert masked(bytes.fromhex(command)).hex().upper() == kept

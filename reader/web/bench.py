@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from reader.errors import InputError
 from reader.web.app import create_app
-from reader.web.feed import APDU, CONTROL, DRAIN_DELAY, POWER_OFF, RESET, SWITCH, Feed
+from reader.web.feed import APDU, CONTROL, DRAIN_DELAY, POWER_OFF, RESET, SWITCH, Feed, masked
 from reader.web.state import card_state, fingerprint
 
 if TYPE_CHECKING:
@@ -224,7 +224,7 @@ class Bench:
         if slot.card is not side.card:
             self._switched(slot, side)
         side.dirty = True
-        self.feeds[slot.index].put(APDU, time.time(), apdu, response, seconds)
+        self.feeds[slot.index].put(APDU, time.time(), masked(apdu), response, seconds)
 
     def power(self, slot, what: str) -> None:
         """`what`: "on" (cold reset), "reset" (warm) or "off"."""

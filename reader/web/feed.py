@@ -47,6 +47,20 @@ def withheld(apdu: bytes) -> str | None:
     return None
 
 
+def masked(apdu: bytes) -> bytes:
+    """A PIN command as the view keeps it: every decimal nibble of its PIN made 0, the others (the F
+    fillers, CHANGE PIN's FF separator) kept, and an EMV plaintext PIN block's first byte (VERIFY
+    P2 80: control field 2 and the PIN's length, EMV Book 3 §6.5.12) kept whole. The decoder still
+    counts the digits and tells the formats apart; the digits themselves never reach the view's
+    memory - a PIN pad clears its buffers after each entry (LD/T 32 P8 §6.2.4), and a PIN typed on
+    it must not live on in the stream."""
+    if withheld(apdu) is None:
+        return apdu
+    start = 6 if apdu[1] == 0x20 and apdu[3] == 0x80 else 5
+    data = bytes((0 if b >> 4 <= 9 else b & 0xF0) | (0 if b & 0x0F <= 9 else b & 0x0F) for b in apdu[start:])
+    return bytes(apdu[:start]) + data
+
+
 def shown_command(apdu: bytes) -> str:
     """The command in hex as the page shows it: a PIN command's header and Lc only."""
     why = withheld(apdu)
