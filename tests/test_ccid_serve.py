@@ -160,6 +160,22 @@ class Served:
         assert self.process.stdout is not None
         return [self.process.stdout.readline().decode() for _ in range(5)]
 
+    def run_client(self, tmp_path, script: str, *args: str, variant: str | None = None) -> dict:
+        """`script` (a Python client) with the control socket, then `args`, under a private pcscd that
+        drives this serve's CCID reader (`variant`: as given to serve); serve stopped after it. The JSON
+        the client printed last."""
+        client = tmp_path / "client.py"
+        client.write_text(script, encoding="utf-8")
+        link = self.link if variant is None else f"{self.link}:{variant}"
+        try:
+            run = subprocess.run([sys.executable, "-m", "reader.pcsc.pcscd", "run", "--ccid", link, "--",
+                                  sys.executable, str(client), self.control, *args],
+                                 capture_output=True, text=True, timeout=120, cwd=ROOT)
+        finally:
+            self.stop()
+        assert run.returncode == 0, f"{run.stderr}\n--- serve:\n{self.err.read_text()}"
+        return json.loads(run.stdout.strip().splitlines()[-1])
+
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.terminate()
@@ -330,18 +346,8 @@ def pcsc():
 
 
 def test_pcscd_sees_the_served_card_go_out_and_in_and_its_faults(pcsc, tmp_path):
-    client = tmp_path / "client.py"
-    client.write_text(CLIENT, encoding="utf-8")
-    served = Served(tmp_path)
     started = time.monotonic()
-    try:
-        run = subprocess.run([sys.executable, "-m", "reader.pcsc.pcscd", "run", "--ccid", served.link, "--",
-                              sys.executable, str(client), served.control, READER],
-                             capture_output=True, text=True, timeout=120, cwd=ROOT)
-    finally:
-        served.stop()
-    assert run.returncode == 0, f"{run.stderr}\n--- serve:\n{served.err.read_text()}"
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    out = Served(tmp_path).run_client(tmp_path, CLIENT, READER)
     print(f"\nserve --ccid through pcscd: removal seen after {out['removed_after']:.3f} s, insertion after "
           f"{out['inserted_after']:.3f} s, the mute READ RECORD failed after {out['muted_after']:.3f} s "
           f"({out.get('muted')}), the whole run {time.monotonic() - started:.2f} s")
@@ -401,18 +407,9 @@ print(json.dumps(out))
 
 
 def test_the_control_channels_keypad_feeds_pcscs_verify_pin_direct(pcsc, tmp_path):
-    client = tmp_path / "client.py"
-    client.write_text(PINPAD_CLIENT, encoding="utf-8")
-    served = Served(tmp_path, "--ccid-reader", "GemPCPinPad")
     started = time.monotonic()
-    try:
-        run = subprocess.run([sys.executable, "-m", "reader.pcsc.pcscd", "run", "--ccid",
-                              f"{served.link}:GemPCPinPad", "--", sys.executable, str(client), served.control, READER],
-                             capture_output=True, text=True, timeout=120, cwd=ROOT)
-    finally:
-        served.stop()
-    assert run.returncode == 0, f"{run.stderr}\n--- serve:\n{served.err.read_text()}"
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    served = Served(tmp_path, "--ccid-reader", "GemPCPinPad")
+    out = served.run_client(tmp_path, PINPAD_CLIENT, READER, variant="GemPCPinPad")
     print(f"\nserve --ccid GemPCPinPad, keypad on the control channel: {time.monotonic() - started:.2f} s")
     assert out["select"] == "611E"
     (good, wrong) = out["steps"]
@@ -495,17 +492,7 @@ print(json.dumps(out))
 def test_serve_realtime_answers_at_the_cards_pace(pcsc, tmp_path):
     """serve's own loop keeps the pace: the default card's READ RECORD with 20,000 etu of processing
     (1.86 s at 372/1 and 4 MHz) answers after that time, the next one at once."""
-    client = tmp_path / "client.py"
-    client.write_text(REALTIME_CLIENT, encoding="utf-8")
-    served = Served(tmp_path, "--realtime")
-    try:
-        run = subprocess.run([sys.executable, "-m", "reader.pcsc.pcscd", "run", "--ccid", served.link, "--",
-                              sys.executable, str(client), served.control, READER],
-                             capture_output=True, text=True, timeout=120, cwd=ROOT)
-    finally:
-        served.stop()
-    assert run.returncode == 0, f"{run.stderr}\n--- serve:\n{served.err.read_text()}"
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    out = Served(tmp_path, "--realtime").run_client(tmp_path, REALTIME_CLIENT, READER)
     assert out["fault"] == "ok card 0 fault delay 20000 ins B2 once"
     (select, _), (slow, took), (fast, quick) = out["line"]
     assert select == "611E" and slow == fast == RECORD_7

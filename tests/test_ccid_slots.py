@@ -410,21 +410,12 @@ print(json.dumps(out))
 
 def test_serve_a_card_and_a_psam_in_the_sec1210(pcsc, tmp_path):
     card, psam = images(tmp_path, "default")
-    client = tmp_path / "client.py"
-    client.write_text(SERVE_CLIENT, encoding="utf-8")
     served = Served(tmp_path, "--ccid-reader", SEC1210, "--psam", psam, state=card)
     plan = {"card": SELECT_SSSE, "card_read": READ_RECORD_7, "sam": SELECT_SM4, "sam_read": READ_TERMINAL}
     started = time.monotonic()
-    try:
-        lines = served.stanza()
-        assert lines[1] == f"DEVICENAME {served.link}:{SEC1210}\n"
-        run = subprocess.run([sys.executable, "-m", "reader.pcsc.pcscd", "run", "--ccid", f"{served.link}:{SEC1210}",
-                              "--", sys.executable, str(client), served.control, CARD_READER, SAM_READER,
-                              json.dumps(plan)], capture_output=True, text=True, timeout=120, cwd=ROOT)
-    finally:
-        served.stop()
-    assert run.returncode == 0, f"{run.stderr}\n--- serve:\n{served.err.read_text()}"
-    out = json.loads(run.stdout.strip().splitlines()[-1])
+    lines = served.stanza()
+    assert lines[1] == f"DEVICENAME {served.link}:{SEC1210}\n"
+    out = served.run_client(tmp_path, SERVE_CLIENT, CARD_READER, SAM_READER, json.dumps(plan), variant=SEC1210)
     print(f"\nserve SEC1210: card out seen after {out['steps'][0][1]} s, in after {out['steps'][1][1]} s; "
           f"SAM out after {out['steps'][2][1]} s, in after {out['steps'][3][1]} s; "
           f"the whole run {time.monotonic() - started:.2f} s")
