@@ -5,13 +5,17 @@ A sweep runs the command once through a hook that never cuts (`recording_hook`),
 write points it passes and, if asked, the state after each commit that landed. Then, for every
 write point n, on a fresh card brought to the same state, it cuts the power there (`cut_at`,
 with `chip.kernel.image.cut_power_at(n)`): `PowerLoss` comes out of the transmit and the card is
-left unpowered. A file-backed commit passes five write points (`FILE_POINTS`), and only the last,
-fsync-folder, comes after the new image has landed, so how many commits landed before the n-th
-point follows from n (`landed`); an in-memory card has one point per commit ("commit", never
-landed). What is durable is read with `Card.open(path, read_only=True)` (the cut card still owns
-its image: one owner per image, docs/decisions.md §4), and a card powered up from exactly that is
-a `twin`, opened on a byte copy of the image. Whether the result is the old state, the new one or
-the durable try-counter decrement of anti-tearing in between is each sweep's own check.
+left unpowered. A file-backed commit on the steady path appends one record to the image and
+passes three write points (`FILE_POINTS`: append, append-half, fsync); only the last, fsync, comes
+after the whole record is in the file (landed). A commit that rewrites the image (the first one
+of a new image, a format-1 image's migration, a compaction) passes five (`REWRITE_POINTS`: open-tmp,
+write-half, fsync-tmp, rename, fsync-folder; landed at fsync-folder). So how many commits landed
+before the n-th point follows from n (`landed`); an in-memory card has one point per commit
+("commit", never landed). What is durable is read with `Card.open(path, read_only=True)` (the cut
+card still owns its image: one owner per image, docs/decisions.md §4), and a card powered up from
+exactly that is a `twin`, opened on a byte copy of the image. Whether the result is the old state,
+the new one or the durable try-counter decrement of anti-tearing in between is each sweep's own
+check.
 """
 
 import os
@@ -24,7 +28,9 @@ import pytest
 from chip import Card, CardNotPowered, PowerLoss
 from chip.kernel.image import cut_power_at
 
-FILE_POINTS = ["open-tmp", "write-half", "fsync-tmp", "rename", "fsync-folder"]
+FILE_POINTS = ["append", "append-half", "fsync"]  # a steady commit: one record appended, one fsync
+REWRITE_POINTS = ["open-tmp", "write-half", "fsync-tmp", "rename", "fsync-folder"]  # the whole image rewritten
+LANDED_AT = ("fsync", "fsync-folder")  # the points after which the commit's new state is in the image
 MEMORY_POINTS = ["commit"]
 LEAVES_TEMP = ("write-half", "fsync-tmp", "rename")  # a cut here leaves the commit's temporary file
 TEMP = re.compile(r"\.card\.img\.\d+\.[0-9a-f]+\.tmp")  # a commit's temporary file (the writer's pid, a nonce)
@@ -68,14 +74,14 @@ def count_write_points(card, send, command: bytes, capture=None):
 
 def cut_at(n: int, card, send, command: bytes, seen: list[str], probe: bytes) -> PowerLoss:
     """Cut the power at the n-th write point of `command`: `PowerLoss` out of `send`, at the point the
-    uncut run passed n-th, landed only at fsync-folder; the card is left unpowered and refuses
-    `probe` (CardNotPowered)."""
+    uncut run passed n-th, landed only at the last point of a commit (`LANDED_AT`); the card is left
+    unpowered and refuses `probe` (CardNotPowered)."""
     card.store.backend.write_point = cut_power_at(n)
     with pytest.raises(PowerLoss) as excinfo:
         send(command)
     cut = excinfo.value
     assert cut.point == seen[n - 1]
-    assert cut.landed == (cut.point == "fsync-folder")
+    assert cut.landed == (cut.point in LANDED_AT)
     assert not card.powered
     with pytest.raises(CardNotPowered):
         send(probe)

@@ -11,8 +11,8 @@ card agrees with the image; and once the cut card is closed, the image's next
 owner goes on working from exactly what is durable.
 
 Mechanism (tests/power_cut.py): `card.store.backend.write_point =
-chip.kernel.image.cut_power_at(n)`; a file-backed commit passes five write points
-and only the last (fsync-folder) comes after the new image landed.
+chip.kernel.image.cut_power_at(n)`; a file-backed commit passes three write points
+(it appends one record to the image) and only the last (fsync) comes after the record is whole.
 """
 
 import os
@@ -210,7 +210,7 @@ def test_power_cut_at_every_write_point(scenario, tmp_path):
                 r.reset()
                 assert r.transmit(SELECT_AID) == b"\x6A\x81"
 
-    # every cut before the last point of a commit keeps that commit's old state; at fsync-folder it landed
+    # every cut before the last point of a commit keeps that commit's old state; at its last point it landed
     assert landed_counts == [i // len(FILE_POINTS) + (i % len(FILE_POINTS) == len(FILE_POINTS) - 1)
                              for i in range(commits * len(FILE_POINTS))]
     assert landed_counts.count(commits) == 1

@@ -1,4 +1,7 @@
-"""The card image: personalise into a file, reopen, persistence, damage detection, atomic commits."""
+"""The card image: personalise into a file, reopen, persistence, damage detection, atomic commits.
+
+The commit log of format 2 (appends, torn tails, compaction, format 1's migration, fsync counts) has its
+own file, tests/test_durable.py; what is here holds for any commit: a fresh image is a base alone."""
 
 import os
 import random
@@ -10,7 +13,8 @@ from ssse_helpers import SELECT_DF04, SELECT_SSSE, Terminal, change_pin, read_re
 
 import chip
 from chip import Card, ImageError, PowerLoss
-from chip.kernel.image import FORMAT_VERSION, IMAGE, MAGIC, ImageInUse, cut_power_at
+from chip.kernel import image as image_mod
+from chip.kernel.image import BASE, FORMAT_VERSION, IMAGE, LOG_LIMIT, MAGIC, ImageInUse, cut_power_at
 from chip.kernel.pin import pack
 from chip.personalization.profile import shipped_names
 from reader import SimReader
@@ -67,11 +71,13 @@ def pin_protected_read(reader) -> bytes:
 
 def parsed(path):
     with open(path, "rb") as f:
-        return IMAGE.parse(f.read())
+        return BASE.parse(f.read())
 
 
 def generation(path) -> int:
-    return parsed(path).body.value.generation
+    """The generation of the state the image holds (its base's, or its last commit record's)."""
+    with open(path, "rb") as f:
+        return image_mod.decode(f.read())[1]
 
 
 def image_error(path) -> str:
@@ -92,10 +98,12 @@ def test_from_profile_writes_an_image(card, path):
     with open(path, "rb") as f:
         data = f.read()
     assert data[:8] == b"SSCARDIM" == MAGIC
-    image = IMAGE.parse(data)
+    whole = IMAGE.parse(data)
+    assert whole.log == []  # a new image is a base alone: its first commit wrote it whole
+    image = whole.base
     body = image.body.value
     assert body.magic == b"SSCARDIM"
-    assert body.version == FORMAT_VERSION == 1
+    assert body.version == FORMAT_VERSION == 2
     assert body.generation == 1
     assert image.crc32 == zlib.crc32(image.body.data)
     assert image.body.data == data[:-4]  # the CRC-32 covers the header (magic, version, generation) too
@@ -199,10 +207,10 @@ def test_generation_grows_with_each_commit(card, path):
 
 def test_generation_grows_after_a_cut_that_landed(card, path):
     reader = session(card)
-    card.store.backend.write_point = cut_power_at(5)  # fsync-folder of the decrement: the new image has landed
+    card.store.backend.write_point = cut_power_at(3)  # fsync of the decrement: its whole record is in the image
     with pytest.raises(PowerLoss) as excinfo:
         reader.transmit(VERIFY_WRONG)
-    assert (excinfo.value.point, excinfo.value.landed) == ("fsync-folder", True)
+    assert (excinfo.value.point, excinfo.value.landed) == ("fsync", True)
     assert generation(path) == 2
     card.store.backend.write_point = None
     reader = session(card)
@@ -267,16 +275,21 @@ def test_open_image_with_flipped_generation_byte(closed, path, offset):
     assert image_error(path).startswith(f"{path}: damaged card image (")
 
 
-def test_open_image_with_a_trailing_byte(closed, path):
+@pytest.mark.parametrize("extra", [b"\x00", b"\xFF", bytes(40)], ids=["zero", "ff", "zero-head"])
+def test_bytes_after_the_base_are_a_torn_tail(closed, path, extra):
+    """What follows the base and is no whole commit record is what a cut inside an append leaves (a head
+    cut short, or never written: zeros): the base's state opens, and the owner's next append cuts it off."""
     with open(path, "rb") as f:
         good = f.read()
-    for extra in (b"\x00", b"\xFF"):
-        with open(path, "wb") as f:
-            f.write(good + extra)
-        assert image_error(path).startswith(f"{path}: damaged card image ("), extra
     with open(path, "wb") as f:
-        f.write(good)
-    assert snapshot(Card.open(path).store) == snapshot(closed.store)
+        f.write(good + extra)
+    assert snapshot(Card.open(path, read_only=True).store) == snapshot(closed.store)
+    with Card.open(path) as card:
+        assert snapshot(card.store) == snapshot(closed.store)
+        assert session(card).transmit(VERIFY_WRONG) == b"\x63\xC5"
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data.startswith(good) and len(IMAGE.parse(data).log) == 1  # the tail gone, one record after the base
 
 
 def test_open_image_of_a_newer_format_version(closed, path):
@@ -307,18 +320,19 @@ def test_open_image_with_unknown_object_kind(closed, path):
     items = [{"name": o.name, "kind": o.kind, "body": o.body} for o in image.body.value.objects]
     items.append({"name": "future.thing", "kind": "hologram", "body": b"\x01\x02"})
     with open(path, "wb") as f:
-        f.write(IMAGE.build({"body": {"value": {"generation": 9, "objects": items}}}))
+        f.write(BASE.build({"body": {"value": {"generation": 9, "objects": items}}}))
     assert image_error(path) == f"{path}: object 'future.thing' has unknown kind 'hologram' (newer sscard?)"
 
 
 def test_image_built_with_the_layout_opens(card, path):
-    """IMAGE is the whole layout: rebuilding what it parsed gives the same bytes."""
+    """BASE is the whole layout of a new image: rebuilding what it parsed gives the same bytes (the
+    writer builds them by hand, for speed: construct's declaration is the format)."""
     with open(path, "rb") as f:
         data = f.read()
-    image = IMAGE.parse(data)
+    image = BASE.parse(data)
     body = image.body.value
     items = [{"name": o.name, "kind": o.kind, "body": o.body} for o in body.objects]
-    assert IMAGE.build({"body": {"value": {"generation": body.generation, "objects": items}}}) == data
+    assert BASE.build({"body": {"value": {"generation": body.generation, "objects": items}}}) == data
 
 
 # -- the temporary file ------------------------------------------------------------------------------
@@ -329,7 +343,10 @@ def temps(path) -> list[str]:
     return sorted(name for name in os.listdir(folder) if name.startswith(f".{base}.") and name.endswith(".tmp"))
 
 
-def test_temporary_files_are_per_writer_and_none_stays(card, path, monkeypatch):
+@pytest.mark.parametrize("log_limit", [LOG_LIMIT, 0], ids=["appends", "compactions"])
+def test_temporary_files_are_per_writer_and_none_stays(card, path, monkeypatch, log_limit):
+    """An append makes no file; a rewrite (here every commit compacts) makes a temporary file of its own."""
+    card.store.backend.log_limit = log_limit
     made = []
     real_open = os.open
 
@@ -343,7 +360,10 @@ def test_temporary_files_are_per_writer_and_none_stays(card, path, monkeypatch):
     assert reader.transmit(VERIFY_WRONG) == b"\x63\xC5"
     assert reader.transmit(VERIFY_WRONG) == b"\x63\xC4"
     monkeypatch.undo()
-    assert len(made) == 2 and made[0][0] != made[1][0]  # a new name each commit
+    if log_limit:
+        assert made == []
+    else:
+        assert len(made) == 2 and made[0][0] != made[1][0]  # a new name each commit
     for name, flags in made:
         assert name.startswith(f".card.img.{os.getpid()}.") and name.endswith(".tmp")
         assert flags & os.O_EXCL and flags & os.O_NOFOLLOW and not flags & os.O_TRUNC
@@ -360,6 +380,7 @@ def test_leftover_temporary_file(card, path, leftover):
         with open(legacy, "wb") as f:
             f.write(b"SSCARDIM half an image")
     else:
+        card.store.backend.log_limit = 0  # the commit compacts: a temporary file, renamed in at its 4th point
         card.store.backend.write_point = cut_power_at(4)
         with pytest.raises(PowerLoss) as excinfo:
             session(card).transmit(VERIFY_WRONG)
@@ -399,39 +420,48 @@ def test_personalise_over_an_existing_image(card, path):
 
 # -- storage failure: 6581 and nothing changes ---------------------------------------------------------
 
-def _failing_replace(calls_that_work: int):
-    real = os.replace
+def _full_disk(commits_that_work: int):
+    """An os.write that fails with ENOSPC from the first write of commit `commits_that_work` + 1 on (each
+    commit writes its record, or its whole new image, in two halves); `.calls` counts the writes tried."""
+    real = os.write
     calls = []
 
-    def replace(src, dst, *args, **kwargs):
-        calls.append(dst)
-        if len(calls) > calls_that_work:
+    def write(fd, data):
+        calls.append(len(data))
+        if len(calls) > 2 * commits_that_work:
             raise OSError(28, "No space left on device")
-        return real(src, dst, *args, **kwargs)
+        return real(fd, data)
 
-    replace.calls = calls
-    return replace
+    write.calls = calls
+    return write
 
 
+BOTH_PATHS = pytest.mark.parametrize("log_limit", [LOG_LIMIT, 0], ids=["append", "compaction"])
+
+
+@BOTH_PATHS
 @pytest.mark.parametrize("apdu, wrong_before", [
     (VERIFY_WRONG, 0), (VERIFY_RIGHT, 0), (VERIFY_RIGHT, 1), (CHANGE_PIN, 0), (CHANGE_PIN, 1)],
     ids=["verify-wrong", "verify-right", "verify-right-after-wrong", "change-pin", "change-pin-after-wrong"])
-def test_storage_failure_answers_6581_and_keeps_the_old_state(card, path, monkeypatch, apdu, wrong_before):
+def test_storage_failure_answers_6581_and_keeps_the_old_state(card, path, monkeypatch, apdu, wrong_before,
+                                                               log_limit):
+    card.store.backend.log_limit = log_limit
     reader = session(card)
     for _ in range(wrong_before):
         reader.transmit(VERIFY_WRONG)
     before_memory = snapshot(card.store)
     with open(path, "rb") as f:
         before_file = f.read()
-    replace = _failing_replace(0)
-    monkeypatch.setattr(os, "replace", replace)
+    write = _full_disk(0)
+    monkeypatch.setattr(os, "write", write)
     assert reader.transmit(apdu) == SW_MEMORY_FAILURE
-    assert replace.calls == [path]
+    assert len(write.calls) == 1  # the decrement's first write failed: nothing else was tried
     assert snapshot(card.store) == before_memory
     assert card.store.journal == []
     monkeypatch.undo()
     with open(path, "rb") as f:
         assert f.read() == before_file
+    assert os.listdir(os.path.dirname(path)) == ["card.img"]
     assert snapshot(Card.open(path, read_only=True).store) == before_memory
     # the PIN was not verified: protected records stay closed in this session
     assert pin_protected_read(reader) == b"\x69\x82"
@@ -441,25 +471,29 @@ def test_storage_failure_answers_6581_and_keeps_the_old_state(card, path, monkey
     assert Card.open(path, read_only=True).store["ssse.pin"].tries == tries - 1
 
 
+@BOTH_PATHS
 @pytest.mark.parametrize("apdu", [VERIFY_RIGHT, CHANGE_PIN], ids=["verify-right", "change-pin"])
-def test_storage_failure_on_the_restore_keeps_the_durable_decrement(card, path, monkeypatch, apdu):
+def test_storage_failure_on_the_restore_keeps_the_durable_decrement(card, path, monkeypatch, apdu, log_limit):
     """The decrement commits, the restore fails: memory and file agree on tries - 1 and 6581 is answered."""
+    card.store.backend.log_limit = log_limit
     reader = session(card)
     assert reader.transmit(VERIFY_WRONG) == b"\x63\xC5"
-    replace = _failing_replace(1)
-    monkeypatch.setattr(os, "replace", replace)
+    write = _full_disk(1)
+    monkeypatch.setattr(os, "write", write)
     assert reader.transmit(apdu) == SW_MEMORY_FAILURE
-    assert replace.calls == [path, path]
+    assert len(write.calls) == 3  # the decrement's two halves, then the restore's first write
     monkeypatch.undo()
     for c in (card, Card.open(path, read_only=True)):
         pin = c.store["ssse.pin"]
         assert (pin.value, pin.tries) == (pack("123456"), 4)
 
 
+@BOTH_PATHS
 @pytest.mark.parametrize("apdu", [VERIFY_RIGHT, CHANGE_PIN], ids=["verify-right", "change-pin"])
-def test_storage_failure_on_the_restore_leaves_pin_unverified(card, path, monkeypatch, apdu):
+def test_storage_failure_on_the_restore_leaves_pin_unverified(card, path, monkeypatch, apdu, log_limit):
+    card.store.backend.log_limit = log_limit
     reader = session(card)
-    monkeypatch.setattr(os, "replace", _failing_replace(1))
+    monkeypatch.setattr(os, "write", _full_disk(1))
     assert reader.transmit(apdu) == SW_MEMORY_FAILURE
     monkeypatch.undo()
     assert pin_protected_read(reader) == b"\x69\x82"

@@ -2,8 +2,9 @@
 and `Card.from_profile(state=existing)` refusing to replace a card unless asked (item 6).
 
 A card made with `state=PATH` or `Card.open(PATH)` holds an exclusive flock on the image file for its
-whole life; a second opener, in this process or another, is told who holds it. Commits move the lock
-from the old file to the new one, so it holds across commits.
+whole life; a second opener, in this process or another, is told who holds it. A commit appends to the
+file the card locked (the lock stays), and a compaction, which renames a new file over the image, moves the
+lock from the old file to the new one, so it holds across commits.
 """
 
 import gc
@@ -136,16 +137,18 @@ def test_a_personalised_card_owns_its_new_image(tmp_path):
     Card.open(path).close(), Card.open(psam_path).close()
 
 
-def test_the_lock_follows_the_image_across_commits(path):
+@pytest.mark.parametrize("log_limit", [image_mod.LOG_LIMIT, 0], ids=["appends", "compactions"])
+def test_the_lock_follows_the_image_across_commits(path, log_limit):
     card = Card.open(path)
+    card.store.backend.log_limit = log_limit  # 0: every commit compacts (a new file renamed over the image)
     reader = session(card)
     for _ in range(3):
         inode = os.stat(path).st_ino  # (the old file is open while the new one is made: never the same inode)
         generation = card.store.backend.generation
         reader.transmit(VERIFY_WRONG)
-        assert os.stat(path).st_ino != inode  # every commit is a new file renamed over the image
-        assert card.store.backend.generation > generation
-    in_use(path)
+        assert (os.stat(path).st_ino == inode) == bool(log_limit)  # an append keeps the file, a compaction not
+        assert card.store.backend.generation == generation + 1
+        in_use(path)
     child = python("import sys; from chip import Card; Card.open(sys.argv[1])", path)
     _, err = child.communicate(timeout=60)
     assert child.returncode == 1 and f"is in use by pid {os.getpid()}" in err
@@ -158,6 +161,7 @@ def test_an_opener_that_locked_a_replaced_file_locks_the_new_one(path, monkeypat
     locked is then no longer the image, so it opens and locks again (else it would own a dead file)."""
     stale = os.open(path, os.O_RDONLY)
     owner = Card.open(path)
+    owner.store.backend.log_limit = 0  # its commit compacts
     session(owner).transmit(VERIFY_WRONG)  # a new file: `stale` is the replaced one
     owner.close()
     calls = []
@@ -340,6 +344,7 @@ def test_a_symlink_planted_at_the_exact_temporary_name_fails_the_commit_not_the_
     card = Card.open(path)
     reader = session(card)
     assert reader.transmit(VERIFY_WRONG) == b"\x63\xC5"  # the first write (the owner has tidied its folder)
+    card.store.backend.log_limit = 0  # the next commits compact: a temporary file each
     with open(path, "rb") as f:
         before = f.read()
     monkeypatch.setattr(image_mod.secrets, "token_hex", lambda n: "feedc0ffee00")

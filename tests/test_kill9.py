@@ -15,7 +15,7 @@ fine); a kill that lands before any VERIFY just makes a round that spent
 nothing. Each child sends at most `BUDGET` VERIFYs and then waits to be
 killed, so a slow parent (a loaded 2-core machine) cannot let one child spend
 every try: the run always has several rounds. The child sleeps 3 ms at each
-of the five write points of every commit (the write-point hook the power-cut
+of the write points of every commit (the write-point hook the power-cut
 tests use), so most kills land inside a commit, at every stage of it. The
 child's output is read with os.read on the pipe only (no buffered readline
 that could swallow a line the final read then misses).

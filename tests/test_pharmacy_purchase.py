@@ -93,8 +93,8 @@ def _purse(card) -> tuple:
 
 
 def test_power_cut_at_every_write_of_debit_for_purchase(tmp_path):
-    """Cut the power at each persistent write point of DEBIT FOR PURCHASE (five per commit on a
-    file: open-tmp, write-half, fsync-tmp, rename, fsync-folder). What is durable (read while the cut
+    """Cut the power at each persistent write point of DEBIT FOR PURCHASE (three per commit on a
+    file: append, append-half, fsync). What is durable (read while the cut
     card still owns the image, then reopened by its next owner) is the old purse (balance, counter,
     EF08) or the new one, never a mix; the counter a landed debit used is never offered again, and
     the counter of one that did not land is offered again (nothing spent)."""
@@ -143,8 +143,8 @@ def test_power_cut_at_every_write_of_debit_for_purchase(tmp_path):
         assert outcome["sw"] == 0x9000
         assert outcome["counter"] == (H("0001") if landed else H("0000"))
         n += 1
-    assert points == ["open-tmp", "write-half", "fsync-tmp", "rename", "fsync-folder"]
-    assert outcomes == {"old": 4, "new": 1}
+    assert points == ["append", "append-half", "fsync"]
+    assert outcomes == {"old": 2, "new": 1}
 
 
 @pytest.mark.parametrize("profile_name, protocol", [("default", "T=0"), ("t1", "T=1")])

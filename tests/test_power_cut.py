@@ -10,14 +10,14 @@ The cut card still owns its image (one owner per image), so what is durable is r
 taking it (`Card.open(path, read_only=True)`); that it goes on working as a card of its own is
 checked on a byte copy of the image taken right after the cut (`twin`): both the cut card and the
 card powered up from exactly what is durable verify and restore the counter. Then the cut card
-is closed and the image reopened by a new owner, which goes on working too and
-tidies the temporary file the cut left.
+is closed and the image reopened by a new owner, which goes on working too (it
+cuts off the torn tail a cut inside an append left, before its first append).
 
 Mechanism (tests/power_cut.py): `card.store.backend.write_point = chip.kernel.image.cut_power_at(n)`
 makes the n-th write point raise `PowerLoss` out of `card.transmit` and leaves
-the card unpowered. A file-backed card has five write points per commit
-(open-tmp, write-half, fsync-tmp, rename, fsync-folder; only the last one comes
-after the new image has landed), an in-memory card one ("commit", never landed).
+the card unpowered. A file-backed card has three write points per commit (it appends
+one record to its image: append, append-half, fsync; only the last one comes after
+the whole record is in the file), an in-memory card one ("commit", never landed).
 Run with `pytest -s` to see the counts.
 """
 
@@ -169,10 +169,10 @@ def sweep(backend: str, command: str, wrong_before: int, tmp_path) -> collection
 
 # backend, command -> (cuts, old, decremented, new)
 EXPECTED = {
-    ("file", "verify-right"): (10, 4, 5, 1),
-    ("file", "verify-wrong"): (5, 4, 1, 0),
-    ("file", "change-right"): (10, 4, 5, 1),
-    ("file", "change-wrong"): (5, 4, 1, 0),
+    ("file", "verify-right"): (6, 2, 3, 1),
+    ("file", "verify-wrong"): (3, 2, 1, 0),
+    ("file", "change-right"): (6, 2, 3, 1),
+    ("file", "change-wrong"): (3, 2, 1, 0),
     ("memory", "verify-right"): (2, 1, 1, 0),
     ("memory", "verify-wrong"): (1, 1, 0, 0),
     ("memory", "change-right"): (2, 1, 1, 0),
@@ -200,6 +200,6 @@ def test_power_cut_sweep_totals(tmp_path):
     for backend, counts in totals.items():
         print(f"{backend}: {counts['cuts']} cuts -> old {counts['old']}, decremented {counts['decremented']}, "
               f"new {counts['new']}; mixed states 0, extra tries 0")
-    assert dict(totals["file"]) == {"cuts": 60, "old": 32, "decremented": 24, "new": 4}
+    assert dict(totals["file"]) == {"cuts": 36, "old": 16, "decremented": 16, "new": 4}
     assert dict(totals["memory"]) == {"cuts": 12, "old": 8, "decremented": 4}
 

@@ -13,6 +13,11 @@ Financial: VERIFY right/wrong, first GENERATE AC, EXTERNAL AUTHENTICATE (ARPC), 
 PIN CHANGE, PIN UNBLOCK, PUT DATA DF7F/9F14, APPLICATION BLOCK/UNBLOCK, CARD BLOCK. On an
 image-backed default card (T=0, SM4):
 
+Each command is swept twice: on the steady path, where each commit appends one record to the image
+(three write points: append, append-half, fsync), and with every commit compacting the image
+(`log_limit` 0: the whole image rewritten, five write points: open-tmp, write-half, fsync-tmp, rename,
+fsync-folder), the path of a compaction, of a format-1 image's migration and of a new image:
+
 1. run it once through a hook that never cuts: count its write points (`hook.seen`) and keep
    the image (`chip.kernel.image.encode(objects, 0)`) after each commit that landed;
 2. for every write point n, on a fresh card brought to the same state: cut the power there
@@ -52,6 +57,7 @@ import ssse_helpers as sh
 from helpers import CARD_DATE, OK, activate_financial
 from power_cut import (
     FILE_POINTS,
+    REWRITE_POINTS,
     count_write_points,
     cut_at,
     deterministic_random,
@@ -363,20 +369,32 @@ def check_purse_counters(card, command: bytes) -> None:
 RESULTS = {}
 
 
-def sweep(name, tmp_path) -> collections.Counter:
-    if name in RESULTS:
-        return RESULTS[name]
+MODES = {"append": FILE_POINTS, "compaction": REWRITE_POINTS}  # the write points of one commit on each path
+
+
+def prepared(b, prepare, mode: str) -> bytes:
+    """The card in the command's state, its commits from now on on the `mode` path; the command."""
+    command = prepare(b)
+    if mode == "compaction":
+        b.card.store.backend.log_limit = 0  # every commit folds the log into a new base: a whole rewrite
+    return command
+
+
+def sweep(name, tmp_path, mode="append") -> collections.Counter:
+    if (name, mode) in RESULTS:
+        return RESULTS[name, mode]
     prepare, sw, commits = CASES[name]
+    points = MODES[mode]
 
     # 1. the uncut command: its write points, and the image after each commit that landed
-    b = Bench(tmp_path / f"{name}-count")
-    command = prepare(b)
+    b = Bench(tmp_path / f"{name}-{mode}-count")
+    command = prepared(b, prepare, mode)
     states = [encoded(b.card.store.objects)]
     response, hook = count_write_points(b.card, b.send, command, lambda: encoded(b.card.store.objects))
     states += hook.states
     assert response[-2:] == sw
     seen = list(hook.seen)
-    assert seen == FILE_POINTS * commits, seen
+    assert seen == points * commits, seen
     assert len(states) == commits + 1
     assert encoded(Card.open(b.path, read_only=True).store.objects) == states[-1]
     if commits:
@@ -391,13 +409,13 @@ def sweep(name, tmp_path) -> collections.Counter:
     # 2. cut at each write point and reopen
     outcomes = collections.Counter()
     for n in range(1, len(seen) + 1):
-        b = Bench(tmp_path / f"{name}-cut{n}")
-        command = prepare(b)
+        b = Bench(tmp_path / f"{name}-{mode}-cut{n}")
+        command = prepared(b, prepare, mode)
         assert encoded(b.card.store.objects) == states[0]
         cut = cut_at(n, b.card, b.send, command, seen, sh.SELECT_SSSE)
         durable = Card.open(b.path, date=CARD_DATE, read_only=True)  # what is durable: the cut card still owns it
         got = encoded(durable.store.objects)
-        commits_landed = landed(n, cut)
+        commits_landed = landed(n, cut, points)
         if got == states[0]:
             outcome = "old"
         elif got == states[-1]:
@@ -430,30 +448,34 @@ def sweep(name, tmp_path) -> collections.Counter:
             outcomes["purse checks"] += 1
     outcomes["cuts"] = len(seen)
     outcomes["commits"] = commits
-    print(f"\n{name:40}: {len(seen):2} cuts -> old {outcomes['old']}, intermediate {outcomes['intermediate']}, "
-          f"new {outcomes['new']}, mixed {outcomes['mixed']}")
-    RESULTS[name] = outcomes
+    print(f"\n{name:40} {mode:10}: {len(seen):2} cuts -> old {outcomes['old']}, intermediate "
+          f"{outcomes['intermediate']}, new {outcomes['new']}, mixed {outcomes['mixed']}")
+    RESULTS[name, mode] = outcomes
     return outcomes
 
 
+@pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("name", list(CASES))
-def test_power_cut_at_every_write_point(name, tmp_path):
-    outcomes = sweep(name, tmp_path)
+def test_power_cut_at_every_write_point(name, mode, tmp_path):
+    outcomes = sweep(name, tmp_path, mode)
     commits = outcomes["commits"]
-    # every cut before a commit's fsync-folder keeps its old state; exactly one cut sees the final state
-    assert outcomes["cuts"] == 5 * commits
-    expected = (4, 5 * (commits - 1), 1, 0) if commits else (0, 0, 0, 0)
+    # every cut before a commit's last point (fsync, fsync-folder) keeps its old state; exactly one cut sees
+    # the final state
+    size = len(MODES[mode])
+    assert outcomes["cuts"] == size * commits
+    expected = (size - 1, size * (commits - 1), 1, 0) if commits else (0, 0, 0, 0)
     assert (outcomes["old"], outcomes["intermediate"], outcomes["new"], outcomes["mixed"]) == expected
 
 
-def test_power_cut_sweep_totals(tmp_path):
+@pytest.mark.parametrize("mode", list(MODES))
+def test_power_cut_sweep_totals(tmp_path, mode):
     """The whole table with its totals (each case is swept once per session, whichever test runs it first)."""
     totals = collections.Counter()
     for name in CASES:
-        outcomes = sweep(name, tmp_path)
+        outcomes = sweep(name, tmp_path, mode)
         totals += outcomes
         totals["commands"] += 1
-    print(f"\npower-cut sweep: {totals['commands']} commands, {totals['cuts']} cuts -> old {totals['old']}, "
+    print(f"\npower-cut sweep, {mode}: {totals['commands']} commands, {totals['cuts']} cuts -> old {totals['old']}, "
           f"new {totals['new']}, intermediate {totals['intermediate']}, mixed {totals['mixed']}; "
           f"{totals['purse checks']} purse-counter checks")
     assert totals["commands"] == len(CASES) == 46
@@ -461,9 +483,10 @@ def test_power_cut_sweep_totals(tmp_path):
     writing = sum(1 for _, _, commits in CASES.values() if commits)
     anti_tearing_successes = sum(1 for _, sw, commits in CASES.values() if commits == 2)
     assert (writing, anti_tearing_successes) == (42, 7)
-    assert totals["cuts"] == 5 * writing + 5 * anti_tearing_successes
+    size = len(MODES[mode])
+    assert totals["cuts"] == size * writing + size * anti_tearing_successes
     assert (totals["old"], totals["intermediate"], totals["new"]) == (
-        4 * writing, 5 * anti_tearing_successes, writing)
+        (size - 1) * writing, size * anti_tearing_successes, writing)
 
 
 # -- kill -9 on `sscard serve` under PC/SC load ------------------------------------------------------------

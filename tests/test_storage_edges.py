@@ -3,8 +3,9 @@ that cannot be written, and the activation-deadline write at power-up on storage
 
 Each mistake is one line naming the path and what to do (exit status 2 in the CLI), at once: a FIFO is
 never opened (a hang), /dev/zero never read (gigabytes), a personalisation into a missing, read-only or
-full folder leaves nothing behind. Read-only and full storage are simulated by making os.open/os.write
-fail with EROFS/ENOSPC (portable; as root a chmod'ed folder is still writable), and, when this runs as
+full folder leaves nothing behind. Read-only and full storage are simulated by making os.open for writing
+(O_CREAT, O_WRONLY, O_RDWR) and os.write fail with EROFS/ENOSPC (portable; as root a chmod'ed folder is
+still writable), and, when this runs as
 root with `unshare`, once more on a real read-only bind mount and a full tmpfs.
 """
 
@@ -32,6 +33,7 @@ from reader import SimReader
 PAST_DEADLINE = datetime.date(2040, 1, 1)  # 300 days after issue are long gone: the SSSE locks at power-up
 VERIFY_WRONG = verify("999999")
 ENV = python_env()
+WRITING = os.O_CREAT | os.O_WRONLY | os.O_RDWR  # the opens read-only storage refuses
 
 
 @pytest.fixture
@@ -60,11 +62,12 @@ def alarm():
 
 
 def failing(monkeypatch, call: str, code: int, where: str | None = None):
-    """Make os.open (with O_CREAT) or os.write fail with `code` (EROFS, ENOSPC, ...), in `where` only."""
+    """Make os.open for writing (O_CREAT, O_WRONLY, O_RDWR) or os.write fail with `code` (EROFS, ENOSPC, ...),
+    in `where` only."""
     real = getattr(os, call)
 
     def open_(path, flags, *args, **kwargs):
-        if flags & os.O_CREAT and (where is None or os.fspath(path).startswith(where)):
+        if flags & WRITING and (where is None or os.fspath(path).startswith(where)):
             raise OSError(code, os.strerror(code), path)
         return real(path, flags, *args, **kwargs)
 
@@ -249,6 +252,7 @@ def test_a_failed_folder_fsync_answers_6581_and_keeps_memory_equal_to_the_file(i
     """The rename landed but the folder's fsync failed: not known durable (6581), yet the file holds the
     new state, so the card keeps it in memory too (never one state in memory and another on disk)."""
     card = Card.open(image)
+    card.store.backend.log_limit = 0  # every commit rewrites the image (a compaction): rename, folder fsync
     reader = SimReader(card)
     reader.reset()
     reader.transmit(bytes.fromhex(SELECT_SSSE))
@@ -317,7 +321,7 @@ PATCHED_CLI = """
     import errno, os, sys
     real = os.open
     def refuse(path, flags, *args, **kwargs):
-        if flags & os.O_CREAT:
+        if flags & (os.O_CREAT | os.O_WRONLY | os.O_RDWR):
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
         return real(path, flags, *args, **kwargs)
     os.open = refuse  # this process's storage is read-only

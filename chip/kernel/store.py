@@ -129,7 +129,7 @@ class Store:
         if not self.journal:
             return
         try:
-            self.backend.commit(self.objects)
+            self.backend.commit(self.objects, self.journal)  # the journal says what changed
         except PowerLoss as cut:
             if cut.landed:
                 self.journal.clear()
