@@ -9,10 +9,14 @@ PCSC_PACKAGES := pcscd vsmartcard-vpcd libpcsclite-dev pcsc-tools opensc libccid
 # Debian packages for the bench view's tests in a real headless browser (tests/test_web.py; selenium drives it),
 # and a font with the card's Chinese text for the screenshot the tests take (docs/bench-view.png)
 BROWSER_PACKAGES := chromium chromium-driver fonts-wqy-microhei
+# vsmartcard's vpicc card OS, the peer bench/bench_peer.py measures sscard against: Debian's package, and in
+# the venv the pycryptodome whose `Crypto` it imports (Debian's own pycryptodome names its copy `Cryptodome`)
+PEER_PACKAGES := python3-virtualsmartcard
+PEER_STAMP := $(VENV)/.peer
 CARD ?= card.img
 CCID_LINK ?= /tmp/sscard-gempc
 
-.PHONY: demo test bench serve pcsc-system browser-system clean
+.PHONY: demo test bench serve pcsc-system browser-system peer-system clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +29,9 @@ pcsc-system: PACKAGES = $(PCSC_PACKAGES)
 pcsc-system: WHAT = PC/SC packages
 browser-system: PACKAGES = $(BROWSER_PACKAGES)
 browser-system: WHAT = browser packages
-pcsc-system browser-system:
+peer-system: PACKAGES = $(PEER_PACKAGES)
+peer-system: WHAT = peer packages
+pcsc-system browser-system peer-system:
 	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -43,6 +49,10 @@ $(PCSC_STAMP): $(STAMP) | pcsc-system
 	$(BIN)/pip install --quiet atheris || echo "atheris does not install here: the coverage-guided fuzz test skips"
 	touch $(PCSC_STAMP)
 
+$(PEER_STAMP): $(STAMP) | peer-system
+	$(BIN)/pip install --quiet pycryptodome || [ "$$CI" != true ] || exit 1
+	touch $(PEER_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/sscard demo
 
@@ -51,12 +61,12 @@ demo: $(STAMP)
 # The 10,000-card fleet runs only in bench (make test runs bench_fleet.py on 100 cards).
 # Lint first: ruff's rule set and `mypy chip` (pyproject.toml); reader/'s types are held to their
 # baseline by tests/test_typing.py.
-test: $(PCSC_STAMP) | browser-system
+test: $(PCSC_STAMP) $(PEER_STAMP) | browser-system
 	$(BIN)/ruff check --quiet
 	$(BIN)/mypy chip
 	$(BIN)/python -m reader.pcsc.pcscd run -- $(BIN)/python -m pytest -q
 
-bench: $(PCSC_STAMP)
+bench: $(PCSC_STAMP) $(PEER_STAMP)
 	$(BIN)/python -m reader.pcsc.pcscd run -- $(BIN)/python -m pytest bench -q --benchmark-enable --benchmark-only \
 	  --benchmark-columns=min,median,mean,ops,rounds
 

@@ -22,7 +22,7 @@ from chip.apps.psam import PSAM, PsamKind
 from chip.apps.ssse import SsseApplet
 from chip.contacts.atr import LEGACY as ATR_LEGACY
 from chip.contacts.atr import AtrConfig, build
-from chip.iso.apdu import parse
+from chip.iso.apdu import Command, decode
 from chip.iso.ins import GET_RESPONSE, SELECT
 from chip.iso.sw import (
     SW_APPLICATION_PERMANENTLY_BLOCKED,
@@ -42,6 +42,7 @@ from chip.kernel import lifecycle
 from chip.kernel.applet import Applet
 from chip.kernel.delivery import SW_OK_BYTES, Delivery, status
 from chip.kernel.fs import master_file, select_by_fid, select_by_name, select_by_path, select_child, select_parent
+from chip.kernel.lifecycle import BLOCKED
 from chip.kernel.power import CardNotPowered, PowerLoss
 from chip.kernel.store import StorageFailure, Store, Vars
 
@@ -110,6 +111,9 @@ class Card:
         me = weakref.proxy(self)
         self.mf_applet = Applet(me, store)
         self.applets = {cls.NAME: cls(me, store) for cls in self.kind.applets}
+        # the applets with a power-up rule (the SSSE's activation deadline): every reset runs them
+        self._power_up_rules = [applet for applet in self.applets.values() if type(applet).power_up is not Applet.power_up]
+        self._entered = dict.fromkeys(self.applets.values())  # see _clear_volatile: all, before the first power-up
         self._closed = False
         self.power_up_warning: str | None = None  # why the last power-up could not write its rule's change, or None
         self._owner = {}
@@ -121,6 +125,7 @@ class Card:
         self.faults = None  # a chip.faults.FaultPlan, for tests that want a card to misbehave
         self.last_delay_etu = 0  # the simulated busy time a `delay` fault gave the last command
         self.delivery = Delivery()  # what GET RESPONSE fetches
+        self._command = Command()  # the APDU buffer: each command is decoded into it (chip.iso.apdu.decode)
         self._clear_volatile()
 
     # -- making and opening cards ------------------------------------------
@@ -265,7 +270,7 @@ class Card:
         self._clear_volatile()
         self.powered = True
         self.power_up_warning = None
-        for applet in self.applets.values():
+        for applet in self._power_up_rules:
             try:
                 applet.power_up()
             except PowerLoss:  # the power went again while a power-up rule was being written
@@ -290,11 +295,17 @@ class Card:
         self.powered = False
 
     def _clear_volatile(self) -> None:
+        """What a reset or the power going clears: the applets' sessions, the selection, what waits
+        for GET RESPONSE. An applet's volatile state (a verified PIN, a challenge) changes only while
+        it is the selected one, so only the applets entered since the last clear have any to drop."""
         if self.store.journal:
             self.store.abort()
-        for applet in self.applets.values():
+        entered = self._entered
+        for applet in entered:
             applet.end_session()
+        entered.clear()
         self.applet = self._owner.get(self.mf, self.mf_applet)  # the PSAM's MF is its DES environment
+        entered[self.applet] = None
         self.current_df = self.mf
         self.current_ef = None
         self.record_pointer = 0  # the current record of the current EF (P3 §5.3.1)
@@ -307,13 +318,13 @@ class Card:
             return self.faults.transmit(self, apdu)
         if not self.powered:
             raise CardNotPowered("the card is not powered: call reset() (or power_on()) first")
-        store = self.store
         delivery = self.delivery
-        if self.config.state == lifecycle.BLOCKED:  # CARD BLOCK is final: nothing answers any more
+        if self.config.state == BLOCKED:  # CARD BLOCK is final: nothing answers any more
             delivery.pending = None
             return status(SW_CARD_BLOCKED)
+        store = self.store
         try:
-            cmd = parse(apdu)
+            cmd = decode(self._command, apdu)
             command = cmd.cla << 8 | cmd.ins
             if command == GET_RESPONSE:
                 return delivery.get_response(cmd, self.applet)
@@ -321,10 +332,11 @@ class Card:
             if command == SELECT:
                 data, sw = self._select(cmd)
             else:
-                handler = self.applet.commands.get(command)
+                applet = self.applet
+                handler = applet.commands.get(command)
                 if handler is None:
                     raise CardError(self._unsupported(cmd.cla))
-                data, sw = handler(self.applet, cmd)
+                data, sw = handler(applet, cmd)
             if store.journal:
                 store.commit()
         except CardError as error:
@@ -367,7 +379,7 @@ class Card:
         the procedure byte). The same order decides a malformed APDU in `transmit`: class, then
         INS, then the length rules (6700), so the wire and in-process agree.
         """
-        if self.config.state == lifecycle.BLOCKED:
+        if self.config.state == BLOCKED:
             return SW_CARD_BLOCKED
         command = cla << 8 | ins
         if command == SELECT or command == GET_RESPONSE or command in self.applet.commands:
@@ -412,7 +424,7 @@ class Card:
             raise CardError(SW_WRONG_P1P2)
         if node is None:
             raise CardError(SW_FILE_NOT_FOUND)
-        sw = self._enter(node, by_name=p1 == 0x04)
+        sw = self._enter(node, p1 == 0x04)
         response = p2 & 0x0C
         if response == 0x0C or sw == SW_APPLICATION_PERMANENTLY_BLOCKED:
             return b"", sw
@@ -437,6 +449,7 @@ class Card:
             applet.deselect()
             self.applet = self.mf_applet
             self.current_df, self.current_ef = self.mf, None
+            self._entered[owner] = None
             sw = owner.select(node)  # may raise: then nothing is selected but the MF
             self.applet = owner
         else:

@@ -81,6 +81,7 @@ from chip.kernel.crypto import BY_FLAG, NAMES, factors
 from chip.kernel.cryptograms import command_mac_input
 from chip.kernel.fs import PIN
 from chip.kernel.pin import Key, Pin, pack, well_formed
+from chip.kernel.records import Records
 from chip.kernel.secure import Challenge, split_mac
 from chip.kernel.store import Vars
 
@@ -133,6 +134,8 @@ class SsseApplet(Applet):
         super().__init__(card, store)
         self.pin: Pin = store["ssse.pin"]
         self.state: Vars = store["ssse.state"]
+        self.ef05: Records = store["ssse.ef05"]
+        self._deadline: tuple = ((), 0, None)  # (EF05's records, deadline days, the deadline they give)
         self.keys = {spec.name: store[spec.store_key] for spec in KEYS}
         self.algorithm = BY_FLAG[self.state.algorithm]
         self.generation = GENERATION_GRANTS.get(self.state.generation, "gen3")
@@ -140,6 +143,7 @@ class SsseApplet(Applet):
         self.authenticated: set[str] = set()  # keys externally authenticated in the current DF
         self.purse = Purse(self)
         self._proprietary = ber_tlv(0x88, b"\x1E") + ber_tlv(0x9F0C, bytes((0x86, 0x01, self.state.algorithm)))
+        self._fci = super().fci(DDF)  # built once: its content (the algorithm flag) is set at personalisation
 
     @staticmethod
     def personalize(store, profile, today) -> None:
@@ -191,12 +195,22 @@ class SsseApplet(Applet):
         raise CardError(SW_APPLICATION_PERMANENTLY_BLOCKED)
 
     def issue_date(self):
-        return EF05_ITEMS[4].value(self.store["ssse.ef05"].records[4])
+        return EF05_ITEMS[4].value(self.ef05.records[4])
+
+    def deadline(self) -> datetime.date:
+        """The activation deadline's last day (issue date + the deadline days), decoded again only when
+        EF05's records or the days are other objects than last time: every write (an UPDATE RECORD of
+        EF05, a rollback) puts a new tuple in place, so the date never outlives the record it came from."""
+        records, days = self.ef05.records, self.state.deadline_days
+        decoded_from, decoded_days, last_day = self._deadline
+        if records is not decoded_from or days != decoded_days:
+            last_day = lifecycle.deadline(self.issue_date(), days)
+            self._deadline = (records, days, last_day)
+        return last_day
 
     def power_up(self) -> None:
         """The activation-deadline rule, applied at power-up as terminals see it once pushed to the card."""
-        if lifecycle.apply_deadline(self.store, self.card.today, self.issue_date(), self.state.deadline_days,
-                                    self.card.financial_activated()):
+        if lifecycle.apply_deadline(self.store, self.card.today, self.deadline(), self.card.financial_activated):
             self.store.commit()
 
     def select(self, node) -> int:
@@ -270,6 +284,10 @@ class SsseApplet(Applet):
     def fci_proprietary(self, node) -> bytes:
         """`A5` of the SSSE: DIR SFI `88 01 1E` and the algorithm `9F0C 03 86 01 xx` (P5 table 36, as real cards)."""
         return self._proprietary if node is DDF else b""
+
+    def fci(self, node) -> bytes:
+        """The DDF's FCI as built at start-up (every SELECT of the SSSE answers it); another DF's, built now."""
+        return self._fci if node is DDF else super().fci(node)
 
     # -- inspection (host tools, not an APDU path) ------------------------------
     def _items(self, keys, items) -> dict:

@@ -24,47 +24,63 @@ class Command:
     tells a case 2/4 command from a case 1/3 one. Without an Le field `ne` is
     the short maximum (256; 65536 for extended): real cards answer FCI to a
     case 3 SELECT too. `case` is 1-4.
+
+    `decode` fills one in place: the card OS keeps one Command and decodes every APDU into it, as
+    a card's OS reuses its one APDU buffer (Java Card's APDU object), so the hot path allocates no
+    object per command; a handler may keep values out of it, never the Command itself. `parse`
+    decodes into a new one.
     """
 
     __slots__ = ("case", "cla", "data", "extended", "ins", "le_present", "ne", "p1", "p2", "raw")
-
-    def __init__(self, cla, ins, p1, p2, data, ne, le_present, case, extended, raw):
-        self.cla = cla
-        self.ins = ins
-        self.p1 = p1
-        self.p2 = p2
-        self.data = data
-        self.ne = ne
-        self.le_present = le_present
-        self.case = case
-        self.extended = extended
-        self.raw = raw
+    cla: int
+    ins: int
+    p1: int
+    p2: int
+    data: bytes
+    ne: int
+    le_present: bool
+    case: int
+    extended: bool
+    raw: bytes
 
     def __repr__(self) -> str:
         return f"Command({self.raw.hex().upper()})"
 
 
 def parse(raw: bytes) -> Command:
-    """Decode `raw` or raise CardError(6700) for any inconsistent length."""
+    """Decode `raw` into a new Command, or raise CardError(6700) for any inconsistent length."""
+    return decode(Command(), raw)
+
+
+def decode(cmd: Command, raw: bytes) -> Command:
+    """Decode `raw` into `cmd` (every field anew) and return it, or raise CardError(6700) for any
+    inconsistent length."""
     n = len(raw)
     if n < 4:
         raise CardError(SW_WRONG_LENGTH)
-    cla, ins, p1, p2 = raw[0], raw[1], raw[2], raw[3]
-    if n == 4:  # case 1: like a missing Le in case 3, up to 256 bytes may come back
-        return Command(cla, ins, p1, p2, b"", SHORT_MAX, False, 1, False, raw)
-    b4 = raw[4]
+    cmd.cla, cmd.ins, cmd.p1, cmd.p2 = raw[0], raw[1], raw[2], raw[3]
+    cmd.raw = raw
+    # each case sets: data, ne, le_present, case, extended
     if n == 5:  # case 2 short: Le = 00 means 256
-        return Command(cla, ins, p1, p2, b"", b4 or SHORT_MAX, True, 2, False, raw)
+        cmd.data, cmd.ne, cmd.le_present, cmd.case, cmd.extended = b"", raw[4] or SHORT_MAX, True, 2, False
+        return cmd
+    if n == 4:  # case 1: like a missing Le in case 3, up to 256 bytes may come back
+        cmd.data, cmd.ne, cmd.le_present, cmd.case, cmd.extended = b"", SHORT_MAX, False, 1, False
+        return cmd
+    b4 = raw[4]
     if b4:  # short Lc
         end = 5 + b4
         if n == end:
-            return Command(cla, ins, p1, p2, raw[5:end], SHORT_MAX, False, 3, False, raw)
+            cmd.data, cmd.ne, cmd.le_present, cmd.case, cmd.extended = raw[5:end], SHORT_MAX, False, 3, False
+            return cmd
         if n == end + 1:
-            return Command(cla, ins, p1, p2, raw[5:end], raw[end] or SHORT_MAX, True, 4, False, raw)
+            cmd.data, cmd.ne, cmd.le_present, cmd.case, cmd.extended = raw[5:end], raw[end] or SHORT_MAX, True, 4, False
+            return cmd
         raise CardError(SW_WRONG_LENGTH)
     # b4 == 0 and more than 5 bytes: extended length
     if n == 7:  # case 2 extended: Le = 0000 means 65536
-        return Command(cla, ins, p1, p2, b"", (raw[5] << 8 | raw[6]) or EXTENDED_MAX, True, 2, True, raw)
+        cmd.data, cmd.ne, cmd.le_present, cmd.case, cmd.extended = b"", (raw[5] << 8 | raw[6]) or EXTENDED_MAX, True, 2, True
+        return cmd
     if n < 8:
         raise CardError(SW_WRONG_LENGTH)
     lc = raw[5] << 8 | raw[6]
@@ -72,10 +88,12 @@ def parse(raw: bytes) -> Command:
         raise CardError(SW_WRONG_LENGTH)
     end = 7 + lc
     if n == end:
-        return Command(cla, ins, p1, p2, raw[7:end], EXTENDED_MAX, False, 3, True, raw)
+        cmd.data, cmd.ne, cmd.le_present, cmd.case, cmd.extended = raw[7:end], EXTENDED_MAX, False, 3, True
+        return cmd
     if n == end + 2:
         ne = (raw[end] << 8 | raw[end + 1]) or EXTENDED_MAX
-        return Command(cla, ins, p1, p2, raw[7:end], ne, True, 4, True, raw)
+        cmd.data, cmd.ne, cmd.le_present, cmd.case, cmd.extended = raw[7:end], ne, True, 4, True
+        return cmd
     raise CardError(SW_WRONG_LENGTH)
 
 

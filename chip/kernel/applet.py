@@ -10,7 +10,7 @@ Mechanisms every application shares (READ RECORD over declared record files,
 the FCI, access checks) live here once.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from chip.iso.apdu import SHORT_MAX, Command
 from chip.iso.ber import ber_tlv
@@ -150,7 +150,8 @@ class Applet:
         rule = ef.read
         if rule and not self.satisfies(rule):
             raise CardError(SW_SECURITY_STATUS_NOT_SATISFIED)
-        records = self.store.objects[ef.key].records
+        content = self.store.objects[ef.key]
+        records = content.records
         p1 = cmd.p1
         card = self.card
         if mode == 4:
@@ -164,7 +165,7 @@ class Applet:
             chosen = records[p1 - 1:] if mode == 5 else records[p1 - 1:][::-1]
             data = b"".join(chosen)
         else:
-            number = self._find(records, p1, mode)
+            number = self._find(content, p1, mode)
             data = records[number - 1]
         # Le 00 (ne = 256) may ask the length: testing ne first keeps the call off the hot path
         if self.LE_00_ASKS_LENGTH and cmd.ne == SHORT_MAX and le_00_asks_length(cmd, len(data)):
@@ -173,20 +174,25 @@ class Applet:
             card.record_pointer = number
         return data, SW_OK
 
-    def _find(self, records, tag: int, mode: int) -> int:
-        """Record number of the first/last/next/previous record with identifier `tag`, or 6A83."""
-        pointer = self.card.record_pointer
-        every = range(1, len(records) + 1)
-        numbers: Iterable[int] = every
-        if mode == 1:
-            numbers = reversed(every)
-        elif mode == 2:
-            numbers = range(pointer + 1, len(records) + 1)
-        elif mode == 3:
-            numbers = range(pointer - 1, 0, -1) if pointer else reversed(every)
-        for number in numbers:
-            if records[number - 1][:1] == bytes((tag,)):
-                return number
+    def _find(self, content, tag: int, mode: int) -> int:
+        """Record number of the first/last/next/previous record of `content` (chip.kernel.records)
+        with identifier `tag`, or 6A83; next and previous count from the record pointer (0: none,
+        so previous is the last)."""
+        numbers = content.numbers_of(tag)
+        if numbers:
+            if mode == 0:
+                return numbers[0]
+            if mode == 1:
+                return numbers[-1]
+            pointer = self.card.record_pointer
+            if mode == 2:
+                for number in numbers:
+                    if number > pointer:
+                        return number
+            else:
+                for number in reversed(numbers):
+                    if number < pointer or not pointer:
+                        return number
         raise CardError(SW_RECORD_NOT_FOUND)
 
     def _record_ef(self, sfi: int):
@@ -256,7 +262,7 @@ class Applet:
                 if data[0] != cmd.p1:
                     raise CardError(SW_WRONG_DATA)
                 try:
-                    number = self._find(records, cmd.p1, mode)
+                    number = self._find(content, cmd.p1, mode)
                 except CardError:
                     number = len(records) + 1
             if number > len(records):

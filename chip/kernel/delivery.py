@@ -37,9 +37,12 @@ def status(sw: int) -> bytes:
     return SW_OK_BYTES if sw == SW_OK else bytes((sw >> 8, sw & 0xFF))
 
 
+_MORE_DATA = tuple(bytes((SW1_MORE_DATA, n)) for n in range(256))  # every 61xx, made once (T=0 answers one per SELECT)
+
+
 def more_data(n: int) -> bytes:
     """`61xx`: `n` bytes wait for GET RESPONSE."""
-    return bytes((SW1_MORE_DATA, n if n < 256 else 0))
+    return _MORE_DATA[n if n < 256 else 0]
 
 
 def wrong_le(n: int) -> bytes:
@@ -115,7 +118,7 @@ class Delivery:
         data, sw = pending
         n = len(data)
         ne = cmd.ne
-        if applet.LE_00_ASKS_LENGTH and le_00_asks_length(cmd, n):
+        if ne == SHORT_MAX and applet.LE_00_ASKS_LENGTH and le_00_asks_length(cmd, n):  # ne first: no call
             return wrong_le(n)  # Le 00 with data waiting: the length (P5 §6.6.4)
         if ne > n:
             if le_names_length(cmd):
@@ -125,4 +128,4 @@ class Delivery:
             self.pending = (data[ne:], sw)
             return data[:ne] + more_data(n - ne)
         self.pending = None
-        return data + status(sw)
+        return data + (SW_OK_BYTES if sw == SW_OK else status(sw))

@@ -120,18 +120,21 @@ def fire(store, machine, event, reason: str = NO_REASON) -> str:
     return new
 
 
-def deadline_passed(issue: datetime.date, days: int, today: datetime.date) -> bool:
-    return today > issue + datetime.timedelta(days=days)
+def deadline(issue: datetime.date, days: int) -> datetime.date:
+    """The last day of the activation deadline: `days` after the issue date."""
+    return issue + datetime.timedelta(days=days)
 
 
-def apply_deadline(store, today: datetime.date, issue: datetime.date, days: int, financial_activated: bool) -> bool:
+def apply_deadline(store, today: datetime.date, last_day: datetime.date, financial_activated) -> bool:
     """The SSSE activation-deadline rule (docs/card/lifecycle.md §2), applied at power-up.
 
-    Past issue + `days` with the financial application not activated, an
-    unlocked SSSE becomes loss-locked with reason DEADLINE. Returns whether
-    it fired (the caller commits).
+    Past `last_day` (`deadline`) with the financial application not activated
+    (`financial_activated()`), an unlocked SSSE becomes loss-locked with reason
+    DEADLINE. Returns whether it fired (the caller commits). It runs at every
+    reset: the cheap tests come first, and the financial application is asked
+    only once the day has passed.
     """
-    if financial_activated or state(store, SSSE_LOCK) != NONE or not deadline_passed(issue, days, today):
+    if state(store, SSSE_LOCK) != NONE or today <= last_day or financial_activated():
         return False
     fire(store, SSSE_LOCK, LOCK, reason=DEADLINE)
     return True

@@ -12,15 +12,24 @@ def tlv(tag: int, value: bytes) -> bytes:
     return bytes((tag, len(value))) + value
 
 
+_UNINDEXED: tuple = (None, {})  # shared by every Records not searched yet: a card holds dozens of files
+
+
 @register
 class Records(Persistent):
-    """The records of one linear EF, numbered from 1."""
+    """The records of one linear EF, numbered from 1.
+
+    `records` is a tuple that is never changed in place: a write (`Store.write`) or its rollback
+    puts another tuple there. What is derived from it (the identifier index of `numbers_of`) is
+    kept with the tuple it was derived from and made again when that is no longer the one there.
+    """
 
     KIND = "records"
-    __slots__ = ("records",)
+    __slots__ = ("_index", "records")
 
     def __init__(self, records=()):
         self.records = tuple(records)
+        self._index: tuple = _UNINDEXED  # (the records it indexes, identifier -> record numbers)
 
     def dump(self):
         return list(self.records)
@@ -29,18 +38,18 @@ class Records(Persistent):
     def load(cls, value):
         return cls(value)
 
-    def by_number(self, number: int) -> bytes | None:
+    def numbers_of(self, tag: int) -> tuple[int, ...]:
+        """The numbers of the records whose identifier (first byte) is `tag`, in order (P3 §5.3.1)."""
         records = self.records
-        if 0 < number <= len(records):
-            return records[number - 1]
-        return None
-
-    def number_of(self, tag: int) -> int:
-        """Record number of the first record with identifier `tag`, or 0."""
-        for number, record in enumerate(self.records, 1):
-            if record[0] == tag:
-                return number
-        return 0
+        indexed, index = self._index
+        if indexed is not records:
+            found: dict[int, list[int]] = {}
+            for number, record in enumerate(records, 1):
+                if record:
+                    found.setdefault(record[0], []).append(number)
+            index = {identifier: tuple(numbers) for identifier, numbers in found.items()}
+            self._index = (records, index)
+        return index.get(tag, ())
 
 
 @register
