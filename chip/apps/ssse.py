@@ -306,7 +306,7 @@ class SsseApplet(Applet):
         fields = self._items(("ssse.ef05", "ssse.ef06"), ITEMS)
         reason = lifecycle.reason_of(self.store, lifecycle.SSSE_LOCK)
         lock = self.state.lock + (f" ({reason})" if reason else "")
-        deadline = self.issue_date() + datetime.timedelta(days=self.state.deadline_days)
+        deadline = self.deadline()
         if self.card.financial_activated():
             deadline_text = f"{deadline} (met: financial application activated)"
         elif self.card.today > deadline:
