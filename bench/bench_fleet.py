@@ -7,29 +7,36 @@
   RECORD x7) on every card in turn, so each APDU goes to a card whose state
   is cold in the CPU caches (unlike bench_ssse.py, which hammers one card);
 - the load generator's default mix (8 SSSE reads : 1 online purchase : 1
-  hospital registration) over the 10,000 cards, once each.
+  hospital registration) over the 10,000 cards, once each;
+- image-backed fleets of 100, 1,000 and 10,000 cards (a folder of images, each card opened at
+  its first visit and kept loaded, every commit durable): the default mix round-robin, twice (the
+  first round opens every card, the second finds them loaded), APDU/s and memory per card, to see
+  how both grow with the fleet (bench/README.md, "Image-backed fleets: growth").
 
 Print the figures with `pytest -s bench/bench_fleet.py --benchmark-enable`;
 recorded in bench/README.md (section "Fleets"). Under `make test`
 (`--benchmark-disable`, pyproject's default) each runs once on a small fleet of
-100 cards (about a second): the same code and assertions, memory goal included;
-the 10,000 cards (about 25 s alone, a minute next to other work) only with
+100 cards (a few seconds): the same code and assertions, memory goal included;
+the 10,000 cards (in memory about 25 s alone; the image-backed sizes a few minutes) only with
 benchmarks enabled (`make bench`).
 """
 
 import gc
 import os
 import time
+import tracemalloc
 
 import pytest
 from helpers import CARD_DATE
 
-from chip.fleet import Fleet, memory_per_card
+from chip.fleet import Fleet, memory_per_card, open_cards_limit, raise_open_files_limit
 from reader.terminals.fleet_load import SSSE_MIX, load
 
 N = 10_000  # with benchmarks enabled (make bench)
 N_TEST = 100  # with benchmarks disabled (make test)
 GOAL = 20 * 1024
+SIZES = (100, 1_000, 10_000)  # image-backed fleets, benchmarks enabled; disabled: N_TEST alone
+SAMPLE = 100  # the cards whose heap is traced at each size
 
 
 def rss() -> int:
@@ -41,11 +48,19 @@ def rss() -> int:
         return 0
 
 
+def open_fds() -> int:
+    """File descriptors this process has open (Linux)."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+def benchmarks_disabled(config) -> bool:
+    session = getattr(config, "_benchmarksession", None)
+    return session.disabled if session is not None else True
+
+
 def fleet_size(config) -> int:
     """10,000 cards when benchmarks run (make bench), 100 when they are disabled (make test)."""
-    session = getattr(config, "_benchmarksession", None)
-    disabled = session.disabled if session is not None else True
-    return N_TEST if disabled else N
+    return N_TEST if benchmarks_disabled(config) else N
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +123,60 @@ def bench_fleet_load_default_mix(benchmark, fleet):
     assert result.errors == 0, result.samples
     benchmark.extra_info["apdus"] = result.apdus
     print(f"\nload generator, default mix, every card once: {result.summary()}")
+
+
+def image_fleet(folder, n: int) -> dict:
+    """A fleet of `n` images in `folder`, driven round-robin with the default mix twice: what each
+    round gives, and what a loaded card costs (process growth, traced heap over `SAMPLE` cards,
+    descriptors)."""
+    fleet = Fleet(folder, date=CARD_DATE, sync=False)  # sync: the personalisation only; the cards' commits fsync
+    started = time.perf_counter()
+    fleet.personalize(n)
+    personalised = time.perf_counter() - started
+    gc.collect()
+    rss_before, fds_before = rss(), open_fds()
+    first = load(fleet, rounds=1)  # every card opened at its first visit
+    steady = load(fleet, rounds=1)  # the cards found loaded (past max_loaded: evicted, reopened)
+    gc.collect()
+    loaded = len(fleet.loaded())
+    grown, fds = rss() - rss_before, open_fds() - fds_before
+    sample = fleet.names()[:SAMPLE]
+    for name in sample:
+        fleet.evict(name)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        sampled = load(fleet, cards=sample, rounds=1)  # reopened and used: the state of a loaded card
+        gc.collect()
+        heap = (tracemalloc.get_traced_memory()[0] - before) / len(sample)
+    finally:
+        tracemalloc.stop()
+    fleet.evict_all()
+    for result in (first, steady, sampled):
+        assert result.errors == 0, result.samples
+    return {"cards": n, "max_loaded": fleet.max_loaded, "loaded": loaded, "personalised_s": personalised,
+            "first": first, "steady": steady, "rss_per_card": grown / loaded, "heap_per_card": heap,
+            "fds_per_card": fds / loaded}
+
+
+def bench_fleet_images_growth(benchmark, tmp_path, request):
+    """100, 1,000, 10,000 image-backed cards (make bench; make test: 100): APDU/s and memory per card."""
+    raise_open_files_limit()  # each loaded card holds its image open: as many as the process may
+    sizes = (N_TEST,) if benchmarks_disabled(request.config) else SIZES
+    rows = benchmark.pedantic(lambda: [image_fleet(tmp_path / f"fleet-{n}", n) for n in sizes],
+                              rounds=1, iterations=1)
+    lines = [f"\nimage-backed fleets, the default mix round-robin (loaded at most {open_cards_limit()} at once: "
+             "the limit of open files):",
+             f"{'cards':>7} {'personalise s':>13} {'round 1 APDU/s':>15} {'round 2 APDU/s':>15} {'loaded':>7} "
+             f"{'RSS KiB/card':>12} {'heap KiB/card':>13} {'fds/card':>8}"]
+    for row in rows:
+        first, steady = row["first"], row["steady"]
+        benchmark.extra_info[str(row["cards"])] = {
+            "first_apdu_per_s": round(first.apdus_per_second), "steady_apdu_per_s": round(steady.apdus_per_second),
+            "loaded": row["loaded"], "rss_per_card": round(row["rss_per_card"]), "heap_per_card": round(row["heap_per_card"]),
+            "fds_per_card": round(row["fds_per_card"], 2)}
+        lines.append(f"{row['cards']:>7,} {row['personalised_s']:>13.1f} {first.apdus_per_second:>15,.0f} "
+                     f"{steady.apdus_per_second:>15,.0f} {row['loaded']:>7,} {row['rss_per_card'] / 1024:>12.1f} "
+                     f"{row['heap_per_card'] / 1024:>13.1f} {row['fds_per_card']:>8.2f}")
+    print("\n".join(lines))

@@ -14,14 +14,22 @@ and the PAN (with its Luhn check digit, so its own financial keys) from the
 index, with `dataclasses.replace` on the base profile: everything else (holder,
 keys of the issuer, settings) is the base profile's, shared, not copied.
 
-Memory: a personalised in-memory card costs about 9 KiB (`bench/bench_fleet.py`
-measures it with tracemalloc); the dispatch tables of the applets are per
-class, not per card.
+Memory: a personalised in-memory card costs about 19 KiB, a loaded image-backed one about 30 KiB
+(`bench/bench_fleet.py` measures both with tracemalloc); the dispatch tables of the applets are
+per class, not per card.
+
+Open files: an image-backed card holds its image open for as long as it is loaded (the image's
+lock, and from its first commit the descriptor it appends with: `FDS_PER_CARD`), so a folder fleet
+never keeps more cards loaded than the process's limit of open files allows (`open_cards_limit`),
+whatever `max_loaded` says: past it, the least recently used card is evicted rather than a commit
+failing for want of a descriptor. `raise_open_files_limit()` lifts that limit to the most the
+process may have, for the programs that load large fleets (bench/bench_fleet.py).
 """
 
 import dataclasses
 import datetime
 import os
+import resource
 from collections import OrderedDict
 
 from chip.card import Card
@@ -32,6 +40,31 @@ from chip.personalization.profile import Profile, load_profile
 SUFFIX = ".img"
 CARD_NUMBER_DIGITS = 8
 PAN_PREFIX_DIGITS = 6  # the issuer identification number of the base PAN is kept
+FDS_PER_CARD = 2  # descriptors a loaded image-backed card may hold: its image's lock, the one it appends with
+FD_RESERVE = 128  # descriptors left to the rest of the process (sockets, pcscd, logs, the PSAM's image...)
+
+
+def open_cards_limit() -> int | None:
+    """How many image-backed cards this process can hold loaded at once: its limit of open files
+    (RLIMIT_NOFILE, the soft one), less `FD_RESERVE`, over `FDS_PER_CARD` (at least 1); None when
+    the process has no such limit."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    return max(1, (soft - FD_RESERVE) // FDS_PER_CARD)
+
+
+def raise_open_files_limit() -> int:
+    """Lift this process's soft limit of open files to its hard limit (what an unprivileged process
+    may do), so that more image-backed cards stay loaded; the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):  # a hard limit the kernel refuses as soft (above nr_open): keep ours
+            pass
+    return soft
 
 
 def variant(base: Profile, index: int) -> Profile:
@@ -62,7 +95,8 @@ class Fleet:
 
     `date`: the simulated date every card gets (None: the host's today).
     `max_loaded`: keep at most that many cards open (least recently used are
-    evicted; folder fleets only). `sync=False` skips the fsyncs when
+    evicted; folder fleets only), and never more than `open_cards_limit()` (None: as many as
+    that allows). `sync=False` skips the fsyncs when
     personalising (a scratch farm; the images are still written atomically).
     """
 
@@ -70,6 +104,10 @@ class Fleet:
                  sync: bool = True):
         self.folder = None if folder is None else os.fspath(folder)
         self.date = date
+        if self.folder is not None:
+            limit = open_cards_limit()
+            if limit is not None:
+                max_loaded = limit if max_loaded is None else min(max_loaded, limit)
         self.max_loaded = max_loaded
         self.sync = sync
         self._cards: OrderedDict[str, Card] = OrderedDict()  # the loaded cards, least recently used first
@@ -95,9 +133,14 @@ class Fleet:
             return card
         if name not in self._names:
             raise KeyError(f"no card {name!r} in this fleet")
-        card = Card.open(self.path(name), date=self.date)
+        return self._admit(name, Card.open(self.path(name), date=self.date))
+
+    def _admit(self, name: str, card: Card) -> Card:
+        """Keep `card` loaded as `name`; a folder fleet evicts the least recently used beyond `max_loaded`
+        (an in-memory fleet has nothing to reopen them from)."""
+        cards = self._cards
         cards[name] = card
-        if self.max_loaded is not None:
+        if self.max_loaded is not None and self.folder is not None:
             while len(cards) > self.max_loaded:
                 self.evict(next(iter(cards)))
         return card
@@ -148,8 +191,7 @@ class Fleet:
             self._write(name, card)
             card = Card.open(self.path(name), date=self.date)
         self._names[name] = None
-        self._cards[name] = card
-        return card
+        return self._admit(name, card)
 
     # -- personalisation ----------------------------------------------------------------------------
     def personalize(self, n: int, profile="default", prefix: str = "card-", start: int = 1,

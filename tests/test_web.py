@@ -148,7 +148,9 @@ class Bench:
         self.driver.find_element("id", element_id).click()
 
     def reply(self, start: str) -> str:
-        return self.wait(lambda d: (text := d.find_element("id", "reply").text).startswith(start) and text, start)
+        """The reply line once it is there (the page shows "LINE …" while the line is on its way)."""
+        return self.wait(lambda d: (text := d.find_element("id", "reply").text).startswith(start)
+                         and not text.endswith(" …") and text, start)
 
     def pcsc(self):
         from reader.pcsc.reader import PcscReader

@@ -5,7 +5,10 @@ listens and the card connects (one TCP port per virtual reader). One thread
 runs a selector over every card's socket and the control channels:
 
 - the 48 ms trap (docs/pcsc.md): `TCP_NODELAY`, `TCP_QUICKACK` re-armed
-  before every `recv()`, and each reply sent in one write;
+  after every reply (`Slot._reply` says why that is enough), and each reply sent in one write;
+- an exchange is at most one selector wake-up: the rest of a frame vpcd has begun is read at once,
+  with a bound (`Slot.readable`), an APDU goes to the card without an event object, and a card
+  served alone waits for its next command in its own read (`Server.run`);
 - ATR requests are answered from the card's ATR without touching its state;
   power on/off and reset map to the card's power model, on the card's own
   protocol (the first its ATR offers: T=0 on the default card, whose 61xx
@@ -32,7 +35,8 @@ runs a selector over every card's socket and the control channels:
 - another thread (the bench view, reader.web) hands control lines to the loop with
   `Server.call(line, reply)`: they wake the selector through a socket pair and run like any other
   line; `on_command(line, reply)` sees every line the loop has run, `on_tick()` runs at each turn
-  of the loop, and a slot's `on_power(slot, "on" | "reset" | "off")` sees vpcd's power changes;
+  of the loop (at least every `READ_WAIT` while a card served alone is busy), and a slot's
+  `on_power(slot, "on" | "reset" | "off")` sees vpcd's power changes;
 - SIGINT/SIGTERM end the loop between two commands: a command in progress
   finishes and its state is committed (commits are atomic anyway).
 
@@ -58,6 +62,7 @@ import selectors
 import signal
 import socket
 import stat
+import struct
 import sys
 import threading
 import time
@@ -70,16 +75,24 @@ from reader.ccid.pinpad import CANCEL, KEYPAD_READERS, TIMEOUT, Keypad
 from reader.ccid.pty import PtyReader, stanza
 from reader.ccid.serial import DEFAULT_VARIANT
 from reader.errors import InputError
-from reader.pcsc.vpcd import Apdu, GetAtr, PowerOff, PowerOn, Reset, VpcdProtocol
+from reader.pcsc.vpcd import MAX_FRAME, Apdu, GetAtr, PowerOff, PowerOn, Reset, VpcdProtocol
 from reader.traces.format import date_problem
 
 DEFAULT_PORT = 35963
 BACKOFF_MIN, BACKOFF_MAX = 0.05, 2.0
 SWAP_DELAY = 0.6  # a switched card stays out long enough for pcscd (polling every 0.4 s) to see a new card
-TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+TCP_QUICKACK: int = getattr(socket, "TCP_QUICKACK", 0)  # 0: the platform has none (Linux has it)
 OPEN_TIMEOUT = 3.0  # an image that takes longer to open is a FIFO, a device or a hung file system
 ACCEPT_PAUSE = 0.5  # after a failed accept() (EMFILE): stop watching the control socket this long
+RESCAN = 0.1  # the loop looks at the cards out of their reader at least this often, even when busy
 NO_STDIN = "stdin is not a terminal or pipe: control with --control SOCKET"
+READ_SIZE = 2 + MAX_FRAME  # one read holds a whole vpcd frame
+# How long a card's read may wait (SO_RCVTIMEO; Slot.readable): for the rest of a vpcd frame whose
+# start it has (vpcd writes it at once, so this bounds only a stalled peer), and, for a card served
+# alone, for the next command after an answer (Server.run). The other sockets - the control channel,
+# `Server.call`, stdin - wait at most this long behind it.
+READ_WAIT = 0.001
+READ_WAIT_TIMEVAL = struct.pack("ll", 0, int(READ_WAIT * 1e6))  # a struct timeval
 
 
 def _close_card(card) -> None:
@@ -229,7 +242,7 @@ class Slot(CardSlot):
         self.host = host
         self.port = port
         self.requested_protocol = protocol  # 0, 1, or None: the card's own (followed across `switch`)
-        self.quickack = quickack and TCP_QUICKACK is not None
+        self.quickack = quickack and TCP_QUICKACK != 0
         self.on_apdu = on_apdu
         self.on_power = None  # called with (slot, "on" | "reset" | "off") after a power change vpcd asked for
         super().__init__(index, image, date, log)
@@ -257,6 +270,9 @@ class Slot(CardSlot):
             self.backoff = min(self.backoff * 2, BACKOFF_MAX)
             return False
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, READ_WAIT_TIMEVAL)
+        if self.quickack:
+            sock.setsockopt(socket.IPPROTO_TCP, TCP_QUICKACK, 1)
         sock.settimeout(None)
         self.sock = sock
         self.vpcd = VpcdProtocol()
@@ -277,44 +293,93 @@ class Slot(CardSlot):
         self.next_attempt = time.monotonic() + self.backoff
 
     # -- traffic ----------------------------------------------------------------------------
-    def readable(self) -> None:
-        """Read what vpcd sent, answer every complete message, one write per reply."""
+    def readable(self) -> bool:
+        """Read what vpcd sent and answer every complete message, one write per reply; False when
+        nothing came within `READ_WAIT` (the read waited for a command that did not come).
+
+        The exchange's fast path (bench/README.md, "serve against an echo card"): vpcd writes a
+        frame's length and its payload separately, so a read often holds the length only. The
+        payload follows at once (vpcd's second write, released by our ACK of the first), so it is
+        read here, on the same socket, within `READ_WAIT` (SO_RCVTIMEO, set at `connect`), instead
+        of in another turn of the server's loop; should it not come in that time, the loop's
+        selector waits for it as for any read. An APDU then goes from the read to the card and back
+        without an event object (`VpcdProtocol.take_apdu`)."""
+        sock, vpcd = self.sock, self.vpcd
+        read = False
+        for _ in range(2):  # the read we were woken (or wait) for, and the rest of the frame it began
+            try:
+                data = sock.recv(READ_SIZE)
+            except BlockingIOError:  # SO_RCVTIMEO: nothing (more) within READ_WAIT
+                return read
+            except OSError as exc:
+                self.disconnect(f"lost its connection ({exc.strerror})")
+                return True
+            if not data:
+                self.disconnect("disconnected: vpcd closed the connection (pcscd stopped?); reconnecting")
+                return True
+            read = True
+            apdu = vpcd.take_apdu(data)
+            if apdu is not None:
+                self._reply(self.transmit(apdu))
+                return True
+            for event in vpcd.events():
+                if not self._reply(self.handle(event)):
+                    return True
+            if not vpcd.pending:
+                return True
+        return read  # a frame still cut short (a long one, in many segments): the selector waits for the rest
+
+    def _reply(self, reply: bytes | None) -> bool:
+        """Send `reply` (None: no reply is due) in one write, and re-arm quick ACK; False when the
+        connection is lost.
+
+        Quick ACK (docs/pcsc.md, the 48 ms trap): vpcd holds a frame's payload until its length is
+        acknowledged (Nagle), and the kernel delays that ACK by up to 40 ms once it sees the
+        connection as interactive, which it does each time we send right after a read. Setting
+        TCP_QUICKACK after the send takes it out of that mode, so that the read of the next length
+        acknowledges it at once; nothing we do until then puts it back (only a send does)."""
+        if reply is None:
+            return True
         sock = self.sock
-        if self.quickack:
-            sock.setsockopt(socket.IPPROTO_TCP, TCP_QUICKACK, 1)
         try:
-            data = sock.recv(65538)
+            sock.sendall(VpcdProtocol.send(reply))
+            if self.quickack:
+                sock.setsockopt(socket.IPPROTO_TCP, TCP_QUICKACK, 1)
         except OSError as exc:
             self.disconnect(f"lost its connection ({exc.strerror})")
-            return
-        if not data:
-            self.disconnect("disconnected: vpcd closed the connection (pcscd stopped?); reconnecting")
-            return
-        self.vpcd.receive_data(data)
-        for event in self.vpcd.events():
-            reply = self.handle(event)
-            if reply is not None:
-                try:
-                    sock.sendall(VpcdProtocol.send(reply))
-                except OSError as exc:
-                    self.disconnect(f"lost its connection ({exc.strerror})")
-                    return
+            return False
+        return True
 
-    def handle(self, event) -> bytes | None:
+    def transmit(self, apdu: bytes) -> bytes | None:
+        """The card's response to `apdu`; None for no answer at all (a mute fault, a card not powered).
+        The clock is read only for an `on_apdu` hook (the bench view, --record): without one the
+        exchange costs the card's own time and nothing more."""
         card = self.card
-        if isinstance(event, Apdu):
-            if not card.powered:  # vpcd powers on first; be lenient if it did not
-                card.power_on(self.protocol)
-                self._powered("on")
-            start = time.perf_counter()
+        if not card.powered:  # vpcd powers on first; be lenient if it did not
+            card.power_on(self.protocol)
+            self._powered("on")
+        hook = self.on_apdu
+        if hook is None:
             try:
-                response = card.transmit(event.data)
+                response = card.transmit(apdu)
             except (CardNotPowered, CardMute):  # a mute fault: no answer at all
                 return None
             self.apdus += 1
-            if self.on_apdu is not None:
-                self.on_apdu(self, event.data, response, time.perf_counter() - start)
             return response
+        start = time.perf_counter()
+        try:
+            response = card.transmit(apdu)
+        except (CardNotPowered, CardMute):
+            return None
+        self.apdus += 1
+        hook(self, apdu, response, time.perf_counter() - start)
+        return response
+
+    def handle(self, event) -> bytes | None:
+        """The reply to one vpcd event (None: none is due)."""
+        card = self.card
+        if isinstance(event, Apdu):
+            return self.transmit(event.data)
         if isinstance(event, GetAtr):
             return card.atr
         if isinstance(event, PowerOn):
@@ -557,13 +622,18 @@ class Server:
         self.control_paused_until = None  # the control socket is not watched until then (accept failed)
         self.on_command = None  # called with (line, reply) for every line run (reply: str or Switch)
         self.on_tick = None  # called at each turn of the loop
+        self.connect_due = 0.0  # when the loop next looks at the cards out of their reader (_connect_cards)
+        self.vpcd_only = all(isinstance(slot, Slot) for slot in slots)  # no CCID reader: its pty is watched too
+        self.lone: Slot | None = None  # the card served alone on vpcd, if it is (_connect_cards)
+        self.waiting: Slot | None = None  # the lone card, while its next command is awaited in its own read (run)
+        self.poll_due = 0.0  # while `waiting`: when the loop next asks the selector (run)
         self.calls: collections.deque = collections.deque()  # (line, reply) from other threads (call)
         self._wake_read, self._wake_write = socket.socketpair()  # call() wakes the selector through it
         self._wake_read.setblocking(False)
         self._wake_write.setblocking(False)
         self.selector.register(self._wake_read, selectors.EVENT_READ, "call")
         for slot in slots:
-            slot.on_close = self._unregister
+            slot.on_close = self._closed
             if isinstance(slot, CcidSlot) and slot.reader not in self._watched():  # one pty for all its slots
                 self.selector.register(slot.reader, selectors.EVENT_READ, slot)
 
@@ -585,6 +655,7 @@ class Server:
         words = line.split()
         if not words:
             return ""
+        self.connect_due = 0.0  # insert, remove, switch...: the loop looks at the cards out of their reader
         verb, args = words[0].lower(), words[1:]
         try:
             if verb == "quit":
@@ -768,28 +839,55 @@ class Server:
         for index in finished:
             del self.switches[index]
         if finished:
+            self.connect_due = 0.0  # a switched card goes back in after SWAP_DELAY
             self._flush()
 
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> None:
+        """Serve until `stop` or `quit`. A turn of the loop is one selector wake-up; what it does
+        besides the wake-up's own work is bounded and does not grow with the cards: the cards out of
+        their reader are looked at only when due (`_connect_cards`), the paced readers are known from
+        the start, and the hooks cost nothing when no bench view is attached.
+
+        A card served alone on vpcd (`lone`) that has just answered waits for its next command in its
+        own read, for at most `READ_WAIT`, once the selector (asked without waiting) has nothing else:
+        woken by the command itself, the read acknowledges its length at once, which is what releases
+        its payload from vpcd (see `Slot._reply`), where a wake-up of the selector would first return
+        to the loop and then read. While it stays busy, its commands follow one another in its read
+        and the rest of a turn - the selector asked without waiting, the switches, `on_tick` - comes
+        once every `READ_WAIT` (`poll_due`), not after every exchange: the other sockets wait at most
+        that long behind it. A card that has not been sent anything within `READ_WAIT` goes back to
+        the selector's wait."""
         try:
             self.open_control()
+            paced = self.paced_readers()
+            select, dispatch = self.selector.select, self._dispatch
             while not self.stopping:
                 now = time.monotonic()
-                for slot in self.slots:
-                    if slot.inserted and not slot.in_reader and now >= slot.next_attempt:
-                        if slot.connect():
-                            self.selector.register(slot.sock, selectors.EVENT_READ, slot)
+                if now >= self.connect_due:
+                    self._connect_cards(now)
                 if self.control_paused_until is not None and now >= self.control_paused_until:
                     self.control_paused_until = None
                     self.selector.register(self.control, selectors.EVENT_READ, "control")
+                waiting = self.waiting
+                if waiting is not None and now < self.poll_due:  # a lone card busy: straight to its read
+                    if waiting.sock is not None and waiting.readable():
+                        continue
+                    self.waiting = waiting = None
+                self.poll_due = now + READ_WAIT
                 timeout = 0.02 if self.switches else 0.1
-                paced = [reader for reader in self.paced_readers() if reader.next_due() is not None]
                 for reader in paced:  # --realtime: an answer due sooner than the next round
-                    timeout = min(timeout, reader.next_due() or 0.0)
-                for key, _ in self.selector.select(timeout=timeout):
-                    self._dispatch(key)
-                for reader in self.paced_readers():
+                    due = reader.next_due()
+                    if due is not None:
+                        timeout = min(timeout, due)
+                events = select(timeout=0.0 if waiting is not None else timeout)
+                for key, _ in events:
+                    dispatch(key)
+                if not events:
+                    if waiting is None or waiting.sock is None or not waiting.readable():
+                        self.waiting = None
+                        self.connect_due = 0.0  # an idle turn: look at the cards out of their reader
+                for reader in paced:
                     reader.tick()
                 if self.switches:
                     self._poll_switches()
@@ -797,6 +895,26 @@ class Server:
                     self.on_tick()
         finally:
             self.close()
+
+    def _connect_cards(self, now: float) -> None:
+        """Put every inserted card that is out of its reader back in, when its backoff allows; then
+        say when to look again: at the earliest backoff still running, and within `RESCAN` anyway.
+        Whatever may take a card out or put one back (a control line, a finished switch, a lost
+        connection) asks for a look at once (`connect_due = 0`). Also finds the card served alone."""
+        due = now + RESCAN
+        for slot in self.slots:
+            if slot.inserted and not slot.in_reader:
+                if now >= slot.next_attempt:
+                    if slot.connect():
+                        self.selector.register(slot.sock, selectors.EVENT_READ, slot)
+                        continue
+                due = min(due, slot.next_attempt)
+        self.connect_due = due
+        connected = [slot for slot in self.slots if slot.in_reader]
+        lone = connected[0] if len(connected) == 1 and self.vpcd_only else None
+        self.lone = lone if isinstance(lone, Slot) else None
+        if self.waiting is not self.lone:  # another card came in: no card waits in its own read any more
+            self.waiting = None
 
     def paced_readers(self) -> list[PtyReader]:
         """The CCID readers whose answers keep a real card's pace (`--realtime`), each once."""
@@ -807,8 +925,8 @@ class Server:
     def _dispatch(self, key) -> None:
         data = key.data
         if isinstance(data, Slot):
-            if data.sock is key.fileobj:
-                data.readable()
+            if data.sock is key.fileobj and data.readable() and data is self.lone:
+                self.waiting = data  # it answered: its next command is awaited in its own read (run)
         elif isinstance(data, CcidSlot):
             data.readable()
         elif data == "control":
@@ -878,6 +996,12 @@ class Server:
         self.clients.pop(client, None)
         self.outbox = [entry for entry in self.outbox if entry[0] is not client]
         client.close()
+
+    def _closed(self, sock) -> None:
+        """A card's reader connection is going (`CardSlot.on_close`): stop watching it, and look at the
+        cards out of their reader at the next turn (it reconnects after its backoff)."""
+        self._unregister(sock)
+        self.connect_due = 0.0
 
     def _unregister(self, sock) -> None:
         try:

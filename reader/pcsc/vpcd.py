@@ -9,6 +9,12 @@ reply.
 `VpcdProtocol` is fed bytes as they arrive (`receive_data`) and yields events
 (`next_event`); frames split across reads or glued together are handled here,
 once, in one buffer. The socket lives in `reader.pcsc.serve`.
+
+`take_apdu` is the fast path of a served card's loop, where nearly every message is a command
+APDU: vpcd's driver writes each frame as two writes, the length and then the payload, so a read
+holds either one whole frame or the payload whose length the previous read left in the buffer.
+In both cases the payload comes back as it is, with no event object and no copy through the
+buffer; anything else goes through the buffer, as `receive_data`.
 """
 
 from dataclasses import dataclass
@@ -60,6 +66,21 @@ class VpcdProtocol:
 
     def receive_data(self, data: bytes) -> None:
         self._buffer += data
+
+    def take_apdu(self, data: bytes) -> bytes | None:
+        """`receive_data(data)`, except when `data` completes exactly one APDU frame and nothing else
+        is buffered: then that APDU (the buffer left empty). Otherwise None: `data` is buffered, its
+        events wait in `events()` (control messages, several frames in one read, a frame cut short)."""
+        buffer = self._buffer
+        size = len(data)
+        if not buffer:
+            if size > 3 and data[0] << 8 | data[1] == size - 2:  # one whole frame, a payload of 2 bytes or more
+                return data[2:]
+        elif len(buffer) == 2 and size > 1 and buffer[0] << 8 | buffer[1] == size:  # the payload of a buffered length
+            buffer.clear()
+            return data
+        buffer += data
+        return None
 
     def next_event(self):
         """The next complete message as an event, or None until more bytes arrive."""

@@ -19,8 +19,8 @@ card, every APDU through a `SimReader`:
   UK2DF04, UPDATE RECORD of both (P7 §7; V2 table 9).
 
 Returns a `LoadResult`: APDUs sent to the cards (PSAM APDUs not counted),
-seconds, errors (flows that did not end as expected) and the first error
-messages. The mix is a dict `{flow: weight}` or a sequence of flow names; a
+seconds, errors (flows that did not end as expected, and visits to a card whose image cannot be
+opened) and the first error messages. The mix is a dict `{flow: weight}` or a sequence of flow names; a
 card visits them in a fixed order, so a run is reproducible.
 """
 
@@ -31,7 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from chip import Card
+from chip import Card, ImageError
 from chip.apps.ssse import DDF_NAME
 from chip.apps.ssse_files import EF05_ITEMS
 from chip.contacts.atr import parse_atr
@@ -169,16 +169,15 @@ class _Worker:
                 if stop.is_set() or (deadline is not None and time.perf_counter() >= deadline):
                     stop.set()
                     break
-                card = fleet[name]
                 turn = visits[name]
                 visits[name] = turn + 1
                 flow = schedule[(turn + _offset(name)) % period]
                 result.flows[flow] = result.flows.get(flow, 0) + 1
                 result.visits += 1
                 try:
-                    flows[flow](card)
-                except (FlowFailed, TerminalError, PsamError, KernelError, ValueError) as error:
-                    result.errors += 1
+                    flows[flow](fleet[name])  # an image-backed card is opened at its first visit
+                except (FlowFailed, TerminalError, PsamError, KernelError, ValueError, ImageError) as error:
+                    result.errors += 1  # an image that cannot be opened fails that visit, not the run
                     if len(result.samples) < 10:
                         result.samples.append(f"{name} {flow}: {error}")
             if stop.is_set():
