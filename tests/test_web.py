@@ -125,6 +125,14 @@ class Bench:
             pytest.fail(f"the page shows no {what} after {timeout:g} s")
 
     def text(self, css: str) -> str:
+        """The element's text now; found again if the page re-rendered it between finding and reading."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        for _ in range(2):
+            try:
+                return self.driver.find_element("css selector", css).text
+            except StaleElementReferenceException:
+                continue
         return self.driver.find_element("css selector", css).text
 
     def cell(self, app: str, key: str) -> str:
