@@ -153,7 +153,7 @@ class IccSlot:
     while the card is active, the card's end of the contacts and the firmware's own (at this level:
     on T=0 always, on T=1 at short APDU level only; at TPDU level T=1 blocks pass)."""
 
-    __slots__ = ("atr", "card", "end", "parameters", "pps", "protocol", "reader_t0", "reader_t1")
+    __slots__ = ("atr", "card", "end", "number", "parameters", "pps", "protocol", "reader_t0", "reader_t1")
     atr: Atr | None
     protocol: int | None
     parameters: bytes
@@ -161,7 +161,8 @@ class IccSlot:
     reader_t0: ReaderT0 | None
     reader_t1: ReaderT1 | None
 
-    def __init__(self, card: Card | None):
+    def __init__(self, number: int, card: Card | None):
+        self.number = number  # bSlot
         self.card = card
         self.pps: tuple[bytes, bytes] | None = None  # the PPS the last SetParameters ran: request, answer
         self.deactivate()
@@ -229,7 +230,7 @@ class Firmware:
         if len(others) >= self.variant.slots:
             raise ValueError(f"the {self.variant.name} has {self.variant.slots} slot(s), not {len(others) + 1}")
         cards = (card, *others) + (None,) * (self.variant.slots - 1 - len(others))
-        self.slots = [IccSlot(each) for each in cards]
+        self.slots = [IccSlot(number, each) for number, each in enumerate(cards)]
         self.keypad = keypad  # the PIN pad's keys (GemPC PinPad); None: no PIN pad, Secure unsupported
         self.level = TPDU
         self._changes = bytearray()  # the NotifySlotChange messages not yet sent
@@ -330,14 +331,14 @@ class Firmware:
         slot.atr = activation.params
         self._use(slot, slot.atr.default_protocol, default_parameters(slot.atr, slot.atr.default_protocol))
         if self.on_power is not None:
-            self.on_power(self.slots.index(slot), "on")
+            self.on_power(slot.number, "on")
         return answer(command, ICC_ACTIVE, data=activation.atr)
 
     def _power_off(self, slot: IccSlot, command: Message) -> Message:
         if slot.card is not None and slot.card.powered:
             slot.card.power_off()
             if self.on_power is not None:
-                self.on_power(self.slots.index(slot), "off")
+                self.on_power(slot.number, "off")
         slot.deactivate()
         return answer(command, slot.icc_status, specific=CLOCK_STOPPED_LOW)
 
@@ -516,7 +517,7 @@ class Firmware:
         parameters = link_parameters(protocol, structure)
         if protocol == 0 and slot.card.protocol != 0:
             slot.card.reset(0)  # right after the ATR or PPS: nothing of the session is lost
-        card = slot.card if self.on_apdu is None else WatchedCard(slot.card, self.slots.index(slot), self.on_apdu)
+        card = slot.card if self.on_apdu is None else WatchedCard(slot.card, slot.number, self.on_apdu)
         end = CardT0 if protocol == 0 else CardT1
         slot.end = end(card, delay_etu=processing_etu(slot.card), **parameters)
         self._reader_ends(slot, protocol, parameters)

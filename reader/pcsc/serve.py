@@ -413,7 +413,7 @@ class CcidReader:
         self.keypad = Keypad() if variant in KEYPAD_READERS else None
         self.firmware = Firmware(None, self.keypad, variant)
         self.pty = PtyReader(link, self.firmware, variant, realtime=realtime)
-        self.watchers: dict[int, tuple[CardSlot, Callable]] = {}  # firmware slot -> (its CcidSlot, on_apdu)
+        self.watchers: dict[int, Callable] = {}  # firmware slot -> the on_apdu of its card's CcidSlot
         self.cards: dict[int, CcidSlot] = {}  # firmware slot -> the CcidSlot of the card that goes there
         self.firmware.on_power = self._powered
         try:
@@ -430,7 +430,7 @@ class CcidReader:
         if hook is None:
             self.watchers.pop(slot.number, None)
         else:
-            self.watchers[slot.number] = (slot, hook)
+            self.watchers[slot.number] = hook
         self.firmware.on_apdu = self._seen if self.watchers else None
 
     def _powered(self, number: int, what: str) -> None:
@@ -439,9 +439,9 @@ class CcidReader:
             slot.on_power(slot, what)
 
     def _seen(self, number: int, apdu: bytes, response: bytes, seconds: float) -> None:
-        watched = self.watchers.get(number)
-        if watched is not None:
-            watched[1](watched[0], apdu, response, seconds)
+        hook = self.watchers.get(number)
+        if hook is not None:
+            hook(self.cards[number], apdu, response, seconds)
 
 
 class CcidSlot(CardSlot):
@@ -460,8 +460,7 @@ class CcidSlot(CardSlot):
     @property
     def on_apdu(self):
         """Called with (slot, apdu, response, seconds) for each APDU the card answers, as on vpcd."""
-        watched = self.ccid.watchers.get(self.number)
-        return None if watched is None else watched[1]
+        return self.ccid.watchers.get(self.number)
 
     @on_apdu.setter
     def on_apdu(self, hook) -> None:
