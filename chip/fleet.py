@@ -18,8 +18,8 @@ Memory: a personalised in-memory card costs about 19 KiB, a loaded image-backed 
 (`bench/bench_fleet.py` measures both with tracemalloc); the dispatch tables of the applets are
 per class, not per card.
 
-Open files: an image-backed card holds its image open for as long as it is loaded (the image's
-lock, and from its first commit the descriptor it appends with: `FDS_PER_CARD`), so a folder fleet
+Open files: an image-backed card holds its image open for as long as it is loaded (one descriptor,
+`FDS_PER_CARD`: the image's lock, which its commits also append through), so a folder fleet
 never keeps more cards loaded than the process's limit of open files allows (`open_cards_limit`),
 whatever `max_loaded` says: past it, the least recently used card is evicted rather than a commit
 failing for want of a descriptor. `raise_open_files_limit()` lifts that limit to the most the
@@ -40,7 +40,7 @@ from chip.personalization.profile import Profile, load_profile
 SUFFIX = ".img"
 CARD_NUMBER_DIGITS = 8
 PAN_PREFIX_DIGITS = 6  # the issuer identification number of the base PAN is kept
-FDS_PER_CARD = 2  # descriptors a loaded image-backed card may hold: its image's lock, the one it appends with
+FDS_PER_CARD = 1  # descriptors a loaded image-backed card holds: its image's lock, which it also appends through
 FD_RESERVE = 128  # descriptors left to the rest of the process (sockets, pcscd, logs, the PSAM's image...)
 
 

@@ -13,6 +13,7 @@ from ssse_helpers import SELECT_DF04, SELECT_SSSE, Terminal, change_pin, read_re
 
 import chip
 from chip import Card, ImageError, PowerLoss
+from chip.fleet import Fleet
 from chip.kernel import image as image_mod
 from chip.kernel.image import BASE, FORMAT_VERSION, IMAGE, LOG_LIMIT, MAGIC, ImageInUse, cut_power_at
 from chip.kernel.pin import pack
@@ -397,6 +398,40 @@ def test_leftover_temporary_file(card, path, leftover):
     if leftover == "legacy-garbage":
         with open(legacy, "rb") as f:
             assert f.read() == b"SSCARDIM half an image"
+
+
+def test_one_reading_of_a_folder_serves_the_first_commits_of_all_its_owners(tmp_path, monkeypatch):
+    """The owners of a fleet's images tidy up before their first commits; the folder is read once for
+    all of them while it does not change (n readings of n names each made the first round O(n²)),
+    again after it changed, and every image still loses the temporary files a crash left of it."""
+    farm = tmp_path / "farm"
+    names = Fleet(farm, sync=False).personalize(12)
+    paths = [str(farm / f"{name}.img") for name in names]
+    leftover = {3: f".{names[3]}.img.4242.0badc0ffee00.tmp", 7: f".{names[7]}.img.17.00ff.tmp"}
+    others = ["notes.tmp", f"{names[5]}.img.tmp", f".{names[5]}.img.tmp"]  # not temporary files of a commit
+    for name in [*leftover.values(), *others]:
+        (farm / name).write_bytes(b"left")
+    readings = []
+    real_listdir = os.listdir
+
+    def listdir(folder):
+        readings.append(os.fspath(folder))
+        return real_listdir(folder)
+
+    monkeypatch.setattr(image_mod.os, "listdir", listdir)
+    for index, image in enumerate(paths):
+        with Card.open(image) as card:
+            assert session(card).transmit(VERIFY_WRONG) == b"\x63\xC5"  # its first commit: an append
+        if index in leftover:
+            assert not (farm / leftover[index]).exists()
+    assert readings == [str(farm)] * 3  # the first owner's; then after each removal changed the folder
+    monkeypatch.undo()
+    assert sorted(real_listdir(farm)) == sorted(others + [f"{name}.img" for name in names])
+    late = farm / f".{names[9]}.img.99.beef.tmp"  # a crash after the readings: the folder changed
+    late.write_bytes(b"left")
+    with Card.open(paths[9]) as card:
+        session(card).transmit(VERIFY_WRONG)
+    assert not late.exists()
 
 
 def test_personalise_over_an_existing_image(card, path):

@@ -167,9 +167,9 @@ def test_an_opener_that_locked_a_replaced_file_locks_the_new_one(path, monkeypat
     calls = []
     real = image_mod._open_image
 
-    def first_the_stale_file(p):
+    def first_the_stale_file(p, **kw):
         calls.append(p)
-        return os.dup(stale) if len(calls) == 1 else real(p)
+        return os.dup(stale) if len(calls) == 1 else real(p, **kw)
 
     monkeypatch.setattr(image_mod, "_open_image", first_the_stale_file)
     card = Card.open(path)

@@ -28,7 +28,8 @@ created with O_CREAT|O_EXCL|O_NOFOLLOW: a planted file or symlink of that name m
 fail, it is never followed nor shared with another writer), fsyncs it, renames it over the image
 and fsyncs the folder: two fsyncs, amortised over the `log_limit` bytes of records before it. A
 crash before the rename leaves the old image, after it the new one; never a mix. A temporary file
-a crash left behind is removed by the image's next owner before its first commit.
+a crash left behind is removed by the image's next owner before its first commit (a reading of
+the folder serves the owners of all its images until the folder changes).
 
 Every step of both paths is a named *write point* where tests (and the fault-injection API) can
 cut the power: `append`, `append-half`, `fsync` (landed: the whole record is in the file) for an
@@ -508,7 +509,8 @@ class FileBackend:
         self.log_limit = LOG_LIMIT
         self._names: dict[int, str] = {}  # id(object) -> its name in the store (`_changed`)
         self._fd = lock_fd  # the locked descriptor of the image's current file
-        self._appender: int | None = None  # a descriptor of that same file open for writing (opened at need)
+        self._appender: int | None = None  # that same file open for writing: `_fd` itself when it was opened
+        # read-write (`_lock_image`), else a descriptor opened at need
         self._new = new  # the image does not exist yet: the first commit must not replace anything
         self._mode = None
         self._tidy = owner  # an owner removes the temporary files a crash left, before its first write
@@ -571,13 +573,16 @@ class FileBackend:
         """A descriptor to append to the file this card locked, or None if it cannot have one (the path
         no longer leads to that file - another program put a file in its place -, or the file cannot be
         written): the commit then rewrites, and says why if that fails too."""
-        locked = os.fstat(self._fd)  # type: ignore[arg-type]
+        lock_fd: int = self._fd  # type: ignore[assignment]  # an owner with a base to append to has its lock
+        locked = os.fstat(lock_fd)
         try:
             now = os.stat(self.target)
         except OSError:
             return None
         if (now.st_dev, now.st_ino) != (locked.st_dev, locked.st_ino):
             return None
+        if self._appender is None and fcntl.fcntl(lock_fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDWR:
+            self._appender = lock_fd  # the locked descriptor was opened for writing: append through it
         if self._appender is None:
             try:
                 fd = os.open(self.target, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -766,8 +771,10 @@ def _not_regular(path: str, mode: int) -> ImageError:
     return ImageError(f"{path}: is {what}, not a card image file (give the path of a card image)")
 
 
-def _open_image(path: str) -> int:
-    """A read-only descriptor of the regular file at `path` (stat first: a FIFO or a device is never opened)."""
+def _open_image(path: str, writable: bool = False) -> int:
+    """A descriptor of the regular file at `path` (stat first: a FIFO or a device is never opened):
+    read-only, or with `writable` read-write where the file may be written (else read-only all the
+    same: such an image's commits rewrite it, `FileBackend._appending`)."""
     target = os.path.realpath(path)
     try:
         st = os.stat(target)
@@ -781,7 +788,7 @@ def _open_image(path: str) -> int:
         raise ImageError(f"{path}: {st.st_size} bytes is too large for a card image (at most {MAX_IMAGE_BYTES})")
     try:
         # O_NONBLOCK: should a FIFO be swapped in after the stat, the open does not wait for a writer
-        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = _open_flags(target, os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, writable)
     except FileNotFoundError:
         raise ImageError(f"{path}: no such card image (make one with 'sscard personalize --state {path}')") from None
     except OSError as exc:
@@ -793,11 +800,24 @@ def _open_image(path: str) -> int:
     return fd
 
 
+def _open_flags(target: str, flags: int, writable: bool) -> int:
+    """`os.open` read-write when `writable` and the file allows it, else read-only."""
+    if writable:
+        try:
+            return os.open(target, os.O_RDWR | flags)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+    return os.open(target, os.O_RDONLY | flags)
+
+
 def _lock_image(path: str) -> int:
-    """Open and lock the image's current file; retried when a commit replaced it between open and lock."""
+    """Open and lock the image's current file, read-write where it may be written: the owner appends
+    through the descriptor that holds the lock (one descriptor per loaded card, chip.fleet); retried
+    when a commit replaced the file between open and lock."""
     target = os.path.realpath(path)
     for _ in range(20):
-        fd = _open_image(path)
+        fd = _open_image(path, writable=True)
         try:
             locked = _try_lock(fd, path)
             if not locked:
@@ -847,19 +867,40 @@ def _read_bounded(fd: int, path: str) -> bytes:
         chunks.append(chunk)
 
 
+_TEMP_NAME = re.compile(r"\.(.+)\.\d+\.[0-9a-f]+\.tmp")  # `temp_name`'s: the image's name, then a pid and a nonce
+_listings: dict[str, tuple[int, dict[str, list[str]]]] = {}  # folder -> (its mtime, image -> its temporary files)
+
+
 def _remove_stale_temps(target: str) -> None:
     """Remove the temporary files of this image a crash left (only its owner, who holds the lock, calls this:
-    no other writer of this image can be using one)."""
+    no other writer of this image can be using one).
+
+    The folder is read again only when it changed since this process last read it (its mtime: every
+    file made, renamed or removed in it changes it), and what a reading found is kept by image: the
+    owners of a fleet of n images make their first commits in turn (appends: the folder unchanged),
+    and each would otherwise read all n names (n² in a round). The mtime is taken before the reading:
+    a change during it reads the folder again next time. One that a crash of another writer makes
+    within the same tick of the file system's clock as the change before it (a jiffy on Linux's own
+    file systems, 2 s on FAT) leaves the mtime as it was, and its file for a later tidy-up: litter,
+    never used again, as every writer makes a name of its own (`temp_name`)."""
     folder, base = os.path.split(target)
-    prefix = f".{base}."
-    pattern = re.compile(rf"\.{re.escape(base)}\.\d+\.[0-9a-f]+\.tmp")
     try:
-        names = os.listdir(folder)
+        changed = os.stat(folder).st_mtime_ns
     except OSError:
         return
-    for name in names:
-        if name.startswith(prefix) and pattern.fullmatch(name):
-            _unlink_quietly(os.path.join(folder, name))  # unlink never follows a symlink
+    listing = _listings.get(folder)
+    if listing is None or listing[0] != changed:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return
+        temps: dict[str, list[str]] = {}
+        for name in names:
+            if name.endswith(".tmp") and (found := _TEMP_NAME.fullmatch(name)):
+                temps.setdefault(found.group(1), []).append(name)
+        listing = _listings[folder] = (changed, temps)
+    for name in listing[1].pop(base, ()):
+        _unlink_quietly(os.path.join(folder, name))  # unlink never follows a symlink
 
 
 def _unlink_quietly(path: str) -> None:
