@@ -294,8 +294,8 @@ def test_power_up_on_read_only_storage_runs_without_the_deadline_lock_then_appli
     usable read-only (reads answer, a write answers 6581), and the next power-up that can write locks."""
     with open(image, "rb") as f:
         before = f.read()
+    failing(monkeypatch, "open", errno.EROFS)  # the storage read-only from the start: the image opens read-only
     card = Card.open(image, date=PAST_DEADLINE)
-    failing(monkeypatch, "open", errno.EROFS)
     with caplog.at_level(logging.WARNING, logger="sscard.chip"):
         atr = card.power_on()
     assert atr == card.atr
