@@ -516,6 +516,8 @@ class FileBackend:
         self._tidy = owner  # an owner removes the temporary files a crash left, before its first write
         if lock_fd is not None:
             self._mode = stat.S_IMODE(os.fstat(lock_fd).st_mode)
+            if fcntl.fcntl(lock_fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDWR:
+                self._appender = lock_fd  # opened read-write (`_lock_image`): the commits append through the lock
         # where the next record goes (None: no base of this format to append to: the next commit rewrites),
         # the base's length, the file's CRC-32 up to `_end`, and whether bytes may follow `_end` (a torn tail)
         self._end: int | None = None
@@ -573,16 +575,13 @@ class FileBackend:
         """A descriptor to append to the file this card locked, or None if it cannot have one (the path
         no longer leads to that file - another program put a file in its place -, or the file cannot be
         written): the commit then rewrites, and says why if that fails too."""
-        lock_fd: int = self._fd  # type: ignore[assignment]  # an owner with a base to append to has its lock
-        locked = os.fstat(lock_fd)
+        locked = os.fstat(self._fd)  # type: ignore[arg-type]
         try:
             now = os.stat(self.target)
         except OSError:
             return None
         if (now.st_dev, now.st_ino) != (locked.st_dev, locked.st_ino):
             return None
-        if self._appender is None and fcntl.fcntl(lock_fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDWR:
-            self._appender = lock_fd  # the locked descriptor was opened for writing: append through it
         if self._appender is None:
             try:
                 fd = os.open(self.target, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
